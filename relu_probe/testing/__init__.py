@@ -1,0 +1,8 @@
+"""Test helpers: hand-weighted toy models whose gates and pathways are known exactly, and
+hook-leak checks. Public so that users can test their own integrations the same way."""
+
+from __future__ import annotations
+
+from ._hooks import assert_no_hooks, count_hooks
+
+__all__ = ["assert_no_hooks", "count_hooks"]

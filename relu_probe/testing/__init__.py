@@ -4,5 +4,40 @@ hook-leak checks. Public so that users can test their own integrations the same 
 from __future__ import annotations
 
 from ._hooks import assert_no_hooks, count_hooks
+from ._toy_models import (
+    A_WEIGHTS,
+    B_WEIGHTS,
+    FUNCTIONAL_STYLES,
+    FailingNet,
+    FunctionalReLUNet,
+    InplaceReLUNet,
+    LeakyReLUNet,
+    ModuleListNet,
+    NestedMixedNet,
+    NoReLUNet,
+    ReusedReLUNet,
+    SequentialReLUNet,
+    ToyConvNet,
+    ToySequenceNet,
+    toy_inputs,
+)
 
-__all__ = ["assert_no_hooks", "count_hooks"]
+__all__ = [
+    "assert_no_hooks",
+    "count_hooks",
+    "A_WEIGHTS",
+    "B_WEIGHTS",
+    "FUNCTIONAL_STYLES",
+    "FailingNet",
+    "FunctionalReLUNet",
+    "InplaceReLUNet",
+    "LeakyReLUNet",
+    "ModuleListNet",
+    "NestedMixedNet",
+    "NoReLUNet",
+    "ReusedReLUNet",
+    "SequentialReLUNet",
+    "ToyConvNet",
+    "ToySequenceNet",
+    "toy_inputs",
+]

@@ -1,0 +1,509 @@
+"""The one place where relu_probe touches a model: hook registration and removal.
+
+:class:`GateTap` attaches to a module tree and, for every forward pass of its root, turns
+each ReLU call into a block of gates (``input > threshold``) and, optionally, post-ReLU
+values. It works in two phases:
+
+1. **Discovery** (the first pass): hooks on every module track the module stack (to name
+   functional ReLUs by their owner), which module produced each site's input (to tell
+   channel-first conv tensors from channel-last sequence tensors) and which ``Linear`` /
+   ``ConvNd`` consumes each site's output (for readout importance). A
+   :class:`torch.overrides.TorchFunctionMode` sees ``F.relu`` / ``torch.relu`` /
+   ``Tensor.relu(_)`` calls.
+2. **Steady state**: only the hooks the selected sites need remain; the function mode is
+   pushed only when a functional site was selected.
+
+Gates are computed from the ReLU's *input* in a forward pre-hook (module sites) or before the
+call (functional sites), so in-place ReLUs cannot overwrite them. Every handle is kept and
+:meth:`GateTap.detach` removes all of them; the root's forward hook is registered with
+``always_call=True`` so a forward that raises still closes its pass.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils.hooks import RemovableHandle
+
+from .errors import ReluProbeError, SiteNeverFiredError, ValueInputError
+from .sites import Site, SiteSelector, select_sites, site_name
+
+__all__ = ["GateTap", "SiteLayout", "FUNCTIONAL_RELUS"]
+
+#: Functional ReLUs intercepted by the function mode, mapped to their site function name.
+FUNCTIONAL_RELUS: dict[Any, str] = {
+    F.relu: "relu",
+    torch.relu: "relu",
+    torch.relu_: "relu",
+    torch.Tensor.relu: "relu",
+    torch.Tensor.relu_: "relu",
+    F.leaky_relu: "leaky_relu",
+}
+for _name, _fn in (("relu_", "relu"), ("leaky_relu_", "leaky_relu")):
+    if hasattr(F, _name):
+        FUNCTIONAL_RELUS[getattr(F, _name)] = _fn
+for _name in ("leaky_relu", "leaky_relu_"):
+    if hasattr(torch._C._nn, _name):
+        FUNCTIONAL_RELUS[getattr(torch._C._nn, _name)] = "leaky_relu"
+
+_CHANNEL_LAST_PRODUCERS = (nn.Linear, nn.Bilinear, nn.LayerNorm, nn.Embedding, nn.RMSNorm) if hasattr(
+    nn, "RMSNorm"
+) else (nn.Linear, nn.Bilinear, nn.LayerNorm, nn.Embedding)
+_READOUT_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+@dataclass
+class SiteLayout:
+    """How a site's input tensor maps to units.
+
+    ``shape`` is the per-sample shape (batch dim removed). Dense sites have
+    ``shape == (C,)``; conv/sequence sites have a channel axis (``channel_dim`` in the full
+    tensor: 1 = channel-first, -1 = channel-last) and positions over the other axes.
+    """
+
+    shape: tuple[int, ...]
+    channel_dim: int | None  # None for dense (2-D) sites
+
+    @property
+    def n_channels(self) -> int:
+        if self.channel_dim is None:
+            return self.shape[0]
+        return self.shape[0] if self.channel_dim == 1 else self.shape[-1]
+
+    @property
+    def n_positions(self) -> int:
+        return int(np.prod(self.shape)) // self.n_channels
+
+    def n_units(self, units: str) -> int:
+        return self.n_channels if units == "channel" else self.n_channels * self.n_positions
+
+    @property
+    def kind(self) -> str:
+        if self.channel_dim is None:
+            return "dense"
+        return "conv" if self.channel_dim == 1 else "sequence"
+
+
+@dataclass
+class _Fire:
+    """What one site call produced in the current pass."""
+
+    key: tuple
+    seq: int
+    module: nn.Module
+    function: str
+    gate: torch.Tensor | None = None
+    value: torch.Tensor | None = None
+    layout: SiteLayout | None = None
+    nonfinite: int = 0
+    out_ptr: tuple[int, int] | None = None
+
+
+@dataclass
+class _PassState:
+    module_calls: defaultdict = field(default_factory=lambda: defaultdict(int))
+    owner_stack: list = field(default_factory=list)
+    fn_ordinals: defaultdict = field(default_factory=lambda: defaultdict(int))
+    fires: dict = field(default_factory=dict)
+    pending_value: dict = field(default_factory=dict)
+    suppress: int = 0
+    seq: int = 0
+    producers: dict = field(default_factory=dict)
+    readouts: dict = field(default_factory=dict)
+    outer_exc: BaseException | None = None
+    mode_pushed: bool = False
+
+
+class _ReluMode(TorchFunctionMode):
+    """Sees functional ReLU calls and hands them to the tap (passes everything else through)."""
+
+    def __init__(self, tap: GateTap) -> None:
+        super().__init__()
+        self.tap = tap
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: D105
+        kwargs = kwargs or {}
+        try:
+            fn = FUNCTIONAL_RELUS.get(func)
+        except TypeError:  # unhashable callables
+            fn = None
+        if fn is None or self.tap._state.suppress > 0:
+            return func(*args, **kwargs)
+        return self.tap._functional_call(func, fn, args, kwargs)
+
+
+class GateTap:
+    """Records gates from every forward pass of *root* until :meth:`detach`.
+
+    Parameters
+    ----------
+    root : torch.nn.Module
+        The (unwrapped) model whose forward passes are recorded.
+    selector : site selector
+        Which sites to keep (see :func:`relu_probe.sites.select_sites`).
+    activation_types : tuple of nn.Module types
+        Module types treated as ReLU sites.
+    values : bool
+        Also keep the post-activation values.
+    units : {"element", "channel"}
+        Unit granularity for conv and sequence sites.
+    channel_dim : int or dict, optional
+        Override the channel axis (1 or -1) for all sites or per site name.
+    on_batch : callable
+        ``on_batch(blocks)`` with ``blocks = {"gate" | "gate_rate": (B, U) array,
+        "activation": (B, U) float32 array}`` after each complete pass, units in site order.
+    threshold : float
+        A unit is on when its pre-activation is ``> threshold``.
+    """
+
+    def __init__(
+        self,
+        root: nn.Module,
+        *,
+        selector: SiteSelector,
+        activation_types: tuple[type[nn.Module], ...],
+        values: bool,
+        units: str,
+        on_batch: Callable[[dict[str, np.ndarray]], None],
+        channel_dim: int | dict[str, int] | None = None,
+        threshold: float = 0.0,
+    ) -> None:
+        self.root = root
+        self.selector = selector
+        self.activation_types = activation_types
+        self.values = values
+        self.units = units
+        self.channel_dim = channel_dim
+        self.threshold = threshold
+        self.on_batch = on_batch
+        self._handles: list[RemovableHandle] = []
+        self._paths = {m: p for p, m in root.named_modules(remove_duplicate=False)}
+        self._mode = _ReluMode(self)
+        self._state = _PassState()
+        self._discovering = True
+        self.passes = 0
+        self.all_sites: list[Site] = []
+        self.sites: list[Site] = []
+        self.layouts: dict[str, SiteLayout] = {}
+        self.readouts: dict[str, str] = {}
+        self.nonfinite: dict[str, int] = defaultdict(int)
+        self.last_site: str | None = None
+        self._key_to_site: dict[tuple, str] = {}
+        self._selected_keys: set[tuple] = set()
+        self._use_mode = True
+        self._attached = False
+
+    # ------------------------------------------------------------------ lifecycle
+    def attach(self) -> GateTap:
+        """Register the discovery hooks (or the steady-state ones if discovery is done)."""
+        if self._attached:
+            return self
+        self._attached = True
+        root = self.root
+        # The root's hooks never change while attached: torch iterates the root's hook
+        # dicts while they run, so they must not be edited from inside them.
+        self._root_handles = [
+            root.register_forward_pre_hook(self._begin_pass),
+            root.register_forward_pre_hook(self._pre_hook),
+            root.register_forward_hook(self._post_hook, always_call=True),
+            root.register_forward_hook(self._end_pass, always_call=True),
+        ]
+        self._register(discovery=self._discovering)
+        return self
+
+    def detach(self) -> None:
+        """Remove every hook this tap registered and pop its function mode if still pushed."""
+        for handle in [*self._handles, *getattr(self, "_root_handles", [])]:
+            handle.remove()
+        self._handles.clear()
+        self._root_handles = []
+        self._pop_mode()
+        self._attached = False
+
+    def _register(self, discovery: bool) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        add = self._handles.append
+        act_modules = {m for m in self._paths if isinstance(m, self.activation_types)}
+        if discovery:
+            hooked = list(self._paths)
+        else:
+            selected_paths = {s.module_path for s in self.sites if s.kind == "module"}
+            owners = {s.module_path for s in self.sites if s.kind == "functional"}
+            hooked = [
+                m
+                for m, p in self._paths.items()
+                if (m in act_modules and (self._use_mode or p in selected_paths)) or p in owners
+            ]
+        for module in dict.fromkeys(hooked):
+            if module is self.root:
+                continue
+            add(module.register_forward_pre_hook(self._pre_hook))
+            add(module.register_forward_hook(self._post_hook, always_call=True))
+
+    def _push_mode(self) -> None:
+        if not self._state.mode_pushed:
+            self._mode.__enter__()
+            self._state.mode_pushed = True
+
+    def _pop_mode(self) -> None:
+        if self._state.mode_pushed:
+            self._state.mode_pushed = False
+            self._mode.__exit__(None, None, None)
+
+    # ------------------------------------------------------------------ pass boundaries
+    def _begin_pass(self, module: nn.Module, args: tuple) -> None:
+        self._state = _PassState(outer_exc=sys.exc_info()[1])
+        self._state.owner_stack.append(("", 0))
+        self.last_site = None
+        if self._use_mode:
+            self._push_mode()
+
+    def _end_pass(self, module: nn.Module, args: tuple, output: Any) -> None:
+        state = self._state
+        self._pop_mode()
+        if sys.exc_info()[1] is not state.outer_exc:
+            return  # the forward raised: drop the partial pass, the caller sees the error
+        if self._discovering:
+            self._finish_discovery()
+        self._emit(self.passes)
+        self.passes += 1
+
+    # ------------------------------------------------------------------ per-module hooks
+    def _pre_hook(self, module: nn.Module, args: tuple) -> None:
+        state = self._state
+        path = self._paths[module]
+        if module is self.root:
+            call = 0
+        else:
+            call = state.module_calls[path]
+            state.module_calls[path] = call + 1
+        if isinstance(module, self.activation_types):
+            state.suppress += 1
+            key = ("module", path, call)
+            if (self._discovering or key in self._selected_keys) and args and isinstance(args[0], torch.Tensor):
+                self._fire(key, module, type(module).__name__, args[0])
+                if self.values or self._discovering:
+                    state.pending_value[id(module)] = key
+            return
+        if module is not self.root:
+            state.owner_stack.append((path, call))
+        if self._discovering and args and isinstance(args[0], torch.Tensor):
+            self._check_readout(module, args[0])
+
+    def _post_hook(self, module: nn.Module, args: tuple, output: Any) -> None:
+        state = self._state
+        if isinstance(module, self.activation_types):
+            state.suppress -= 1
+            key = state.pending_value.pop(id(module), None)
+            if key is not None and isinstance(output, torch.Tensor):
+                self._store_value(key, output)
+            return
+        if module is not self.root and state.owner_stack:
+            state.owner_stack.pop()
+        if self._discovering and isinstance(output, torch.Tensor) and not list(module.children()):
+            state.producers[_ptr(output)] = module
+
+    def _functional_call(self, func: Callable, fn: str, args: tuple, kwargs: dict) -> Any:
+        state = self._state
+        owner_path, owner_call = state.owner_stack[-1] if state.owner_stack else ("", 0)
+        ordinal_key = (owner_path, owner_call, fn)
+        ordinal = state.fn_ordinals[ordinal_key]
+        state.fn_ordinals[ordinal_key] = ordinal + 1
+        key = ("functional", owner_path, owner_call, fn, ordinal)
+        x = args[0] if args else kwargs.get("input")
+        wanted = (self._discovering or key in self._selected_keys) and isinstance(x, torch.Tensor)
+        if wanted:
+            owner = self.root.get_submodule(owner_path) if owner_path else self.root
+            self._fire(key, owner, fn, x)
+        out = func(*args, **kwargs)
+        if wanted and isinstance(out, torch.Tensor):
+            self._store_value(key, out)
+        return out
+
+    # ------------------------------------------------------------------ gate extraction
+    def _fire(self, key: tuple, module: nn.Module, function: str, x: torch.Tensor) -> None:
+        state = self._state
+        if x.dim() < 2:
+            raise ValueInputError(
+                f"ReLU site {self._describe_key(key)} received a tensor of shape {tuple(x.shape)}; "
+                "expected a batch dimension first (at least 2 dims)."
+            )
+        x = x.detach()
+        fire = _Fire(key=key, seq=state.seq, module=module, function=function)
+        state.seq += 1
+        if self._discovering:
+            fire.layout = self._layout_for(key, x)
+        else:
+            name = self._key_to_site[key]
+            layout = self.layouts[name]
+            if tuple(x.shape[1:]) != layout.shape:
+                raise ValueInputError(
+                    f"site {name!r} received per-sample shape {tuple(x.shape[1:])} but "
+                    f"{layout.shape} in the first batch; element units need a fixed shape — "
+                    "record with units='channel' for variable-length inputs."
+                )
+            fire.layout = layout
+        if x.is_floating_point() and not bool(torch.isfinite(x.sum())):
+            fire.nonfinite = int((~torch.isfinite(x)).sum())
+        on = _channels_first(x, fire.layout) > self.threshold
+        if self.units == "channel" and fire.layout.channel_dim is not None:
+            fire.gate = on.flatten(2).to(torch.float32).mean(2)
+        else:
+            fire.gate = on.reshape(x.shape[0], -1)
+        state.fires[key] = fire
+        self.last_site = self._key_to_site.get(key) or self._describe_key(key)
+
+    def _store_value(self, key: tuple, out: torch.Tensor) -> None:
+        fire = self._state.fires.get(key)
+        if fire is None:
+            return
+        if self._discovering:
+            fire.out_ptr = _ptr(out)
+        if not self.values:
+            return
+        out = _channels_first(out.detach(), fire.layout)
+        if self.units == "channel" and fire.layout.channel_dim is not None:
+            fire.value = out.flatten(2).to(torch.float32).mean(2)
+        else:
+            fire.value = out.reshape(out.shape[0], -1)
+
+    def _layout_for(self, key: tuple, x: torch.Tensor) -> SiteLayout:
+        shape = tuple(x.shape[1:])
+        if x.dim() == 2:
+            return SiteLayout(shape, None)
+        override = self.channel_dim
+        if isinstance(override, dict):
+            override = override.get(self._describe_key(key))
+        if override is not None:
+            if override not in (1, -1):
+                raise ValueInputError(f"`channel_dim` must be 1 or -1, got {override!r}.")
+            return SiteLayout(shape, int(override))
+        producer = self._state.producers.get(_ptr(x))
+        if producer is not None:
+            channel_last = isinstance(producer, _CHANNEL_LAST_PRODUCERS)
+        else:
+            channel_last = x.dim() == 3
+        return SiteLayout(shape, -1 if channel_last else 1)
+
+    def _check_readout(self, module: nn.Module, x: torch.Tensor) -> None:
+        if not isinstance(module, _READOUT_TYPES):
+            return
+        ptr = _ptr(x)
+        for fire in self._state.fires.values():
+            if fire.out_ptr == ptr and fire.key not in self._state.readouts:
+                self._state.readouts[fire.key] = self._paths[module]
+
+    # ------------------------------------------------------------------ discovery result
+    def _finish_discovery(self) -> None:
+        state = self._state
+        fires = sorted(state.fires.values(), key=lambda f: f.seq)
+        module_calls = dict(state.module_calls)
+        owner_counts: dict[str, int] = defaultdict(int)
+        for path, n in module_calls.items():
+            owner_counts[path] = n
+        sites: list[Site] = []
+        for fire in fires:
+            if fire.key[0] == "module":
+                _, path, call = fire.key
+                name = site_name("module", path, call, module_calls.get(path, 1))
+                sites.append(Site(name, "module", path, fire.module, fire.function, call))
+            else:
+                _, owner, call, fn, ordinal = fire.key
+                name = site_name(
+                    "functional", owner, call, 1, fn, ordinal, owner_calls=owner_counts.get(owner, 1) or 1
+                )
+                sites.append(Site(name, "functional", owner, fire.module, fn, call))
+        self.all_sites = sites
+        if not sites:
+            from .errors import NoSitesError
+
+            types = ", ".join(t.__name__ for t in self.activation_types)
+            raise NoSitesError(
+                f"`model` ({type(self.root).__name__}) has no ReLU site: no {types} module ran and no "
+                "functional relu (F.relu, torch.relu, Tensor.relu, leaky_relu) was called in the "
+                "forward pass. Record other activations with sites=[nn.GELU] (module type)."
+            )
+        self.sites = select_sites(sites, self.selector)
+        chosen = {s.name for s in self.sites}
+        self._key_to_site = {f.key: s.name for f, s in zip(fires, sites)}
+        self._selected_keys = {k for k, n in self._key_to_site.items() if n in chosen}
+        self.layouts = {s.name: f.layout for f, s in zip(fires, sites) if s.name in chosen}
+        self.readouts = {
+            self._key_to_site[k]: v for k, v in state.readouts.items() if self._key_to_site.get(k) in chosen
+        }
+        # drop fires of unselected sites so _emit only sees selected ones
+        state.fires = {k: f for k, f in state.fires.items() if k in self._selected_keys}
+        self._discovering = False
+        self._use_mode = any(s.kind == "functional" for s in self.sites)
+        self._register(discovery=False)
+
+    def _emit(self, pass_index: int) -> None:
+        fires = self._state.fires
+        missing = [self._key_to_site[k] for k in self._selected_keys if k not in fires]
+        if missing:
+            raise SiteNeverFiredError(
+                f"selected site(s) {sorted(missing)} did not fire in forward pass {pass_index}, "
+                "although they fired in the first pass; recording needs the same sites in every "
+                "pass (data-dependent control flow?). Select fewer sites with `sites=`."
+            )
+        ordered = [fires[k] for k in self._ordered_keys()]
+        sizes = {f.gate.shape[0] for f in ordered}
+        if len(sizes) != 1:
+            detail = ", ".join(f"{self._key_to_site[f.key]}: {f.gate.shape[0]}" for f in ordered)
+            raise ValueInputError(
+                f"sites saw different batch sizes in forward pass {pass_index} ({detail}); the first "
+                "dimension of every ReLU input must be the sample dimension."
+            )
+        for f in ordered:
+            if f.nonfinite:
+                self.nonfinite[self._key_to_site[f.key]] += f.nonfinite
+        gate_var = "gate_rate" if self.units == "channel" and any(
+            self.layouts[self._key_to_site[f.key]].channel_dim is not None for f in ordered
+        ) else "gate"
+        gates = [f.gate.to("cpu") for f in ordered]
+        if gate_var == "gate_rate":
+            gates = [g.to(torch.float32) for g in gates]
+        blocks = {gate_var: torch.cat(gates, dim=1).numpy()}
+        if self.values:
+            blocks["activation"] = torch.cat(
+                [f.value.to("cpu", torch.float32) for f in ordered], dim=1
+            ).numpy()
+        self._state.fires = {}
+        self.on_batch(blocks)
+
+    def _ordered_keys(self) -> list[tuple]:
+        order = {s.name: i for i, s in enumerate(self.sites)}
+        return sorted(self._selected_keys, key=lambda k: order[self._key_to_site[k]])
+
+    def _describe_key(self, key: tuple) -> str:
+        if key in self._key_to_site:
+            return self._key_to_site[key]
+        if key[0] == "module":
+            return repr(key[1] or "<root>")
+        return repr(f"{key[1]}::{key[3]}#{key[4]}")
+
+
+def _channels_first(x: torch.Tensor, layout: SiteLayout) -> torch.Tensor:
+    """View *x* as (B, C, *positions) for conv/sequence sites; dense sites unchanged."""
+    if layout.channel_dim == -1:
+        return x.movedim(-1, 1)
+    return x
+
+
+def _ptr(t: torch.Tensor) -> tuple[int, int]:
+    return (t.data_ptr(), t.numel())
+
+
+class TapError(ReluProbeError, RuntimeError):
+    """Internal inconsistency of the tap (a bug: please report)."""

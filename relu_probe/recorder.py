@@ -1,0 +1,396 @@
+"""Record ReLU gates from any PyTorch model: :func:`record`, :class:`Recorder`, :func:`list_sites`.
+
+>>> import relu_probe as rp
+>>> X, Y, coords = rp.tasks.contextual_task(3)
+>>> model = rp.tasks.paper_network(3)
+>>> rp.list_sites(model, X)
+['1']
+>>> ds = rp.record(model, X, coords=coords)
+>>> ds.gate.dims, ds.sizes["unit"]
+(('sample', 'unit'), 700)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import nn
+
+from ._progress import progress_bar
+from ._validation import check_choice, check_int
+from .dataset import build_dataset, check_coords
+from .errors import (
+    ForwardError,
+    InputError,
+    NonFiniteWarning,
+    ReluProbeError,
+    ValueInputError,
+    describe,
+)
+from .hooks import GateTap
+from .inputs import count_batches, iter_batches
+from .sites import SiteSelector, activation_types
+
+__all__ = ["record", "Recorder", "list_sites", "unwrap_model", "preserved_state"]
+
+
+def unwrap_model(model: Any, *, argument: str = "model") -> nn.Module:
+    """Return the module whose forward passes should be hooked.
+
+    ``DataParallel`` / ``DistributedDataParallel`` wrappers are removed; a ``torch.compile``d
+    module is replaced by its original module (``_orig_mod``), whose eager forward hooks see.
+    TorchScript modules are refused: their compiled graph runs no Python hooks.
+    """
+    if isinstance(model, torch.jit.ScriptModule):
+        raise InputError(
+            f"`{argument}` is a TorchScript module ({type(model).__name__}); its compiled graph runs "
+            "no Python hooks, so its ReLUs cannot be recorded. Pass the eager nn.Module (or load a "
+            "state_dict into it)."
+        )
+    if not isinstance(model, nn.Module):
+        raise InputError(f"`{argument}` must be a torch.nn.Module, got {describe(model)}.")
+    while True:
+        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            model = model.module
+        elif type(model).__name__ == "OptimizedModule" and isinstance(getattr(model, "_orig_mod", None), nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
+@contextlib.contextmanager
+def preserved_state(model: nn.Module, *, eval_mode: bool) -> Iterator[None]:
+    """Run the block without autograd, optionally in eval mode, and restore the model after.
+
+    Every module's ``training`` flag and every parameter's ``requires_grad`` flag are exactly
+    as before when the block exits, whether it returns or raises.
+    """
+    training = {m: m.training for m in model.modules()}
+    grads = {p: p.requires_grad for p in model.parameters()}
+    try:
+        if eval_mode:
+            model.eval()
+        with torch.no_grad():
+            yield
+    finally:
+        for module, flag in training.items():
+            module.training = flag
+        for param, flag in grads.items():
+            if param.requires_grad != flag:
+                param.requires_grad_(flag)
+
+
+class _MemorySink:
+    """Keeps each pass's (B, U) blocks in memory and concatenates them on demand."""
+
+    def __init__(self) -> None:
+        self.blocks: dict[str, list[np.ndarray]] = {}
+        self.n_samples = 0
+
+    def __call__(self, blocks: dict[str, np.ndarray]) -> None:
+        for name, block in blocks.items():
+            self.blocks.setdefault(name, []).append(block)
+        self.n_samples += next(iter(blocks.values())).shape[0]
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {name: np.concatenate(parts, axis=0) for name, parts in self.blocks.items()}
+
+    def clear(self) -> None:
+        self.blocks.clear()
+        self.n_samples = 0
+
+
+class Recorder:
+    """Record gates from the forward passes you run yourself.
+
+    Every call of the model's forward inside the ``with`` block is one batch; the first one
+    also discovers the sites. Hooks are removed on exit, whatever happens inside the block.
+    The model's mode and grad flags are not changed (use it inside training loops too).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model you will call. ``DataParallel``/``DistributedDataParallel`` wrappers are
+        looked through (call the wrapper as usual); compiled and scripted models are refused
+        (use :func:`record`, which records a compiled model through its original module).
+    sites : str, type, callable or a list of those, optional
+        Which sites to keep (exact name, glob, module type, predicate on
+        :class:`relu_probe.sites.Site`); default every ReLU site.
+    values : bool, default=False
+        Also keep post-ReLU activations (variable ``activation``).
+    units : {"element", "channel"}, default="element"
+        Conv / sequence sites: one unit per (channel, position), or one per channel holding
+        the fraction of active positions (variable ``gate_rate``).
+    channel_dim : int or dict of str to int, optional
+        Channel axis of conv/sequence site inputs (1 or -1); detected by default from the
+        module that produced the input (``Linear``/``LayerNorm`` → -1, conv/norm → 1).
+    activations : sequence of nn.Module types, optional
+        Extra module types to record besides ``nn.ReLU`` and ``nn.LeakyReLU`` (their gate is
+        also ``input > 0``). Types named in ``sites`` are added automatically.
+
+    Examples
+    --------
+    >>> import torch, relu_probe as rp
+    >>> model = rp.tasks.paper_network(3)
+    >>> X, Y, coords = rp.tasks.contextual_task(3)
+    >>> with rp.Recorder(model) as rec:
+    ...     for batch in X.split(8):
+    ...         _ = model(batch)
+    >>> rec.to_dataset(coords=coords).sizes["sample"]
+    24
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        sites: SiteSelector = None,
+        *,
+        values: bool = False,
+        units: str = "element",
+        channel_dim: int | Mapping[str, int] | None = None,
+        activations: Sequence[type[nn.Module]] = (),
+    ) -> None:
+        check_choice("units", units, ["element", "channel"])
+        if type(model).__name__ == "OptimizedModule":
+            raise InputError(
+                "`model` is a torch.compile'd module; hooks inside a compiled graph do not run "
+                "reliably. Call and record `model._orig_mod` inside the with-block, or use "
+                "rp.record(model, ...), which records through the original module."
+            )
+        if isinstance(model, nn.DataParallel) and len(getattr(model, "device_ids", []) or []) > 1:
+            raise InputError(
+                "`model` is a DataParallel over several devices: its replicas run in threads that "
+                "hooks cannot follow. Call `model.module` in the with-block, or use rp.record."
+            )
+        self.model = model
+        self.module = unwrap_model(model)
+        self.sites_selector = sites
+        self.values = bool(values)
+        self.units = units
+        self._sink = _MemorySink()
+        self._tap = GateTap(
+            self.module,
+            selector=sites,
+            activation_types=activation_types(sites, activations),
+            values=self.values,
+            units=units,
+            on_batch=self._sink,
+            channel_dim=dict(channel_dim) if isinstance(channel_dim, Mapping) else channel_dim,
+        )
+        self._entered = False
+
+    # -------------------------------------------------------------- context manager
+    def __enter__(self) -> Recorder:
+        if self._entered:
+            raise ReluProbeError("this Recorder is already active; create a new one to nest.")
+        self._entered = True
+        self._tap.attach()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._tap.detach()
+        self._entered = False
+
+    # -------------------------------------------------------------- results
+    @property
+    def sites(self) -> list[str]:
+        """Names of the recorded sites in first-call order (empty before the first pass)."""
+        return [s.name for s in self._tap.sites]
+
+    @property
+    def all_sites(self) -> list[str]:
+        """Every site found in the first pass, selected or not."""
+        return [s.name for s in self._tap.all_sites]
+
+    @property
+    def n_samples(self) -> int:
+        """Samples recorded so far."""
+        return self._sink.n_samples
+
+    @property
+    def readouts(self) -> dict[str, str]:
+        """Module path of the ``Linear``/``ConvNd`` consuming each site's output, where found."""
+        return dict(self._tap.readouts)
+
+    def clear(self) -> None:
+        """Forget the recorded batches (sites stay discovered)."""
+        self._sink.clear()
+        self._tap.nonfinite.clear()
+
+    def to_dataset(
+        self, coords: Mapping[str, Any] | None = None, *, sample_ids: np.ndarray | None = None
+    ) -> xr.Dataset:
+        """The recorded gates as an ``xarray.Dataset`` (layout in :mod:`relu_probe.dataset`).
+
+        Parameters
+        ----------
+        coords : mapping of str to array-like, optional
+            Per-sample labels (any dtype), one value per recorded sample.
+        sample_ids : array of int, optional
+            Values of the ``sample`` coord (default ``0 … n-1``).
+        """
+        if self._sink.n_samples == 0:
+            raise ValueInputError(
+                "no forward pass was recorded: call the model inside `with Recorder(model) as rec:` "
+                "before `rec.to_dataset()`."
+            )
+        checked = check_coords(coords, self._sink.n_samples)
+        if sample_ids is not None and len(sample_ids) != self._sink.n_samples:
+            raise ValueInputError(
+                f"`sample_ids` has {len(sample_ids)} values, expected {self._sink.n_samples}."
+            )
+        return build_dataset(
+            self._sink.arrays(),
+            site_names=self.sites,
+            layouts=self._tap.layouts,
+            readouts=self._tap.readouts,
+            units=self.units,
+            model_class=type(self.module).__qualname__,
+            coords=checked,
+            sample_ids=sample_ids,
+            threshold=self._tap.threshold,
+        )
+
+    def _warn_nonfinite(self, stacklevel: int = 3) -> None:
+        counts = {k: v for k, v in self._tap.nonfinite.items() if v}
+        if counts:
+            listed = ", ".join(f"{k!r}: {v}" for k, v in counts.items())
+            warnings.warn(
+                f"non-finite pre-activations (NaN/Inf) at {len(counts)} site(s) — {listed}; "
+                "NaN inputs are recorded as off (NaN > 0 is False).",
+                NonFiniteWarning,
+                stacklevel=stacklevel,
+            )
+
+
+def record(
+    model: nn.Module,
+    inputs: Any,
+    *,
+    sites: SiteSelector = None,
+    coords: Mapping[str, Any] | None = None,
+    batch_size: int | None = None,
+    values: bool = False,
+    units: str = "element",
+    progress: bool | None = None,
+    input_key: str | None = None,
+    channel_dim: int | Mapping[str, int] | None = None,
+    activations: Sequence[type[nn.Module]] = (),
+    eval_mode: bool = True,
+) -> xr.Dataset:
+    """Run *model* over *inputs* and return which ReLU units are on for which sample.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Any model; ``DataParallel``/``DDP`` wrappers are unwrapped and a ``torch.compile``d
+        model is recorded through its original module.
+    inputs : Tensor, ndarray, sequence of Tensors, DataLoader or iterable of batches
+        See :mod:`relu_probe.inputs` for the accepted batch forms.
+    sites : selector, optional
+        Exact names, globs, module types or predicates (see :func:`list_sites`).
+    coords : mapping of str to array-like, optional
+        Per-sample labels (e.g. ``{"context": c, "object": o}``), one per sample.
+    batch_size : int, optional
+        Split a tensor input into batches of this size (default 1024).
+    values : bool, default=False
+        Also store post-ReLU activations as ``activation`` (float32).
+    units : {"element", "channel"}, default="element"
+        Conv / sequence sites: a unit per (channel, position), or a per-channel active
+        fraction ``gate_rate``.
+    progress : bool, optional
+        tqdm bar over batches (default: on when stderr is a terminal).
+    input_key : str, optional
+        Key of the input in dict batches; without it, dict batches are passed as keyword
+        arguments.
+    channel_dim, activations :
+        See :class:`Recorder`.
+    eval_mode : bool, default=True
+        Record in eval mode (dropout off, batch-norm running statistics untouched). The
+        model's modes and grad flags are restored afterwards either way.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``gate`` (sample, unit) bool — the ReLU's input is > 0 — (or ``gate_rate`` for
+        channel units), optional ``activation``; unit coords ``site``, ``neuron``
+        (+ ``channel``, ``position``); sample coords ``sample`` and *coords*.
+
+    Raises
+    ------
+    NoSitesError
+        The model has no ReLU site (or the selection matched none).
+    SiteNotFoundError
+        A site named exactly does not exist (closest names listed).
+    ForwardError
+        The model's forward raised; the message names the batch and the last site reached.
+    """
+    if batch_size is not None:
+        batch_size = check_int("batch_size", batch_size, minimum=1)
+    module = unwrap_model(model)
+    recorder = Recorder(
+        module, sites, values=values, units=units, channel_dim=channel_dim, activations=activations
+    )
+    n_batches = count_batches(inputs, batch_size)
+    start = 0
+    with preserved_state(module, eval_mode=eval_mode), recorder:
+        batches = iter_batches(inputs, model=module, batch_size=batch_size, input_key=input_key)
+        for index, batch in enumerate(
+            progress_bar(batches, enabled=progress, total=n_batches, desc="recording", unit="batch")
+        ):
+            try:
+                module(*batch.args, **batch.kwargs)
+            except ReluProbeError:
+                raise
+            except Exception as exc:  # the user's forward failed: add where it happened
+                last = recorder._tap.last_site
+                raise ForwardError(
+                    f"the model's forward raised {type(exc).__name__} on batch {index} "
+                    f"(samples {start}–{start + batch.size - 1}); last ReLU site reached: "
+                    f"{last or 'none (before the first ReLU)'}. Original error: {exc}"
+                ) from exc
+            start += batch.size
+    if recorder.n_samples == 0:
+        raise ValueInputError(f"`inputs` is empty: it yielded no samples ({describe(inputs)}).")
+    recorder._warn_nonfinite(stacklevel=2)
+    return recorder.to_dataset(coords)
+
+
+def list_sites(
+    model: nn.Module,
+    example_input: Any,
+    *,
+    input_key: str | None = None,
+    activations: Sequence[type[nn.Module]] = (),
+) -> list[str]:
+    """Names of every ReLU site of *model*, in the order of their first call.
+
+    Runs one forward pass on *example_input* (a tensor batch, a tuple whose first item is the
+    input, or a dict batch) in eval mode without autograd; the model is left as it was.
+
+    Examples
+    --------
+    >>> import torch, relu_probe as rp
+    >>> rp.list_sites(rp.tasks.paper_network(3, depth=2), torch.zeros(2, 11, dtype=torch.float64))
+    ['1', '3']
+    """
+    module = unwrap_model(model)
+    recorder = Recorder(module, None, activations=activations)
+    batches = iter_batches([example_input], model=module, input_key=input_key)
+    with preserved_state(module, eval_mode=True), recorder:
+        for batch in batches:
+            try:
+                module(*batch.args, **batch.kwargs)
+            except ReluProbeError:
+                raise
+            except Exception as exc:
+                raise ForwardError(
+                    f"the model's forward raised {type(exc).__name__} on `example_input`: {exc}"
+                ) from exc
+    return recorder.all_sites

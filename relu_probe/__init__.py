@@ -55,7 +55,7 @@ _EXPORTS: dict[str, str] = {
     "TrainingMonitor": "monitor",
 }
 
-_SUBMODULES = ("tasks", "testing", "errors")
+_SUBMODULES = ("tasks", "testing", "errors", "io", "dataset", "sites")
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
 

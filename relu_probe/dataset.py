@@ -17,7 +17,7 @@ import xarray as xr
 from ._version import __version__
 from .errors import CoordError, InputError, describe
 
-__all__ = ["RESERVED_NAMES", "check_coords", "unit_coords", "build_dataset", "gate_variable"]
+__all__ = ["RESERVED_NAMES", "check_coords", "unit_coords", "build_dataset", "gate_variable", "site_attr"]
 
 #: Names a user coord may not take (they are the dataset's own dims, coords and vars).
 RESERVED_NAMES = frozenset(
@@ -151,3 +151,19 @@ def gate_variable(ds: xr.Dataset) -> str:
         "`ds` has no gate variable: expected a dataset from rp.record with a 'gate' or "
         f"'gate_rate' variable, got variables {sorted(map(str, ds.data_vars))}."
     )
+
+
+def site_attr(ds: xr.Dataset, key: str) -> list:
+    """A per-site attr (``sites``, ``site_readouts``, ``site_shapes``, ``site_kinds``) as a list.
+
+    netCDF returns one-element list attributes as scalars; this undoes that. ``sites`` falls
+    back to the unique ``site`` coord values in unit order when the attr is absent.
+    """
+    value = ds.attrs.get(key)
+    if value is None:
+        if key == "sites" and "site" in ds.coords:
+            return list(dict.fromkeys(ds["site"].values.tolist()))
+        return []
+    if isinstance(value, str):
+        return [value]
+    return [v.item() if hasattr(v, "item") else v for v in value]

@@ -336,7 +336,7 @@ class GateTap:
         state = self._state
         if x.dim() < 2:
             raise ValueInputError(
-                f"ReLU site {self._describe_key(key)} received a tensor of shape {tuple(x.shape)}; "
+                f"ReLU site {self._describe_key(key)!r} received a tensor of shape {tuple(x.shape)}; "
                 "expected a batch dimension first (at least 2 dims)."
             )
         x = x.detach()
@@ -347,7 +347,7 @@ class GateTap:
         else:
             name = self._key_to_site[key]
             layout = self.layouts[name]
-            if tuple(x.shape[1:]) != layout.shape:
+            if not _same_units(layout, tuple(x.shape[1:]), self.units):
                 raise ValueInputError(
                     f"site {name!r} received per-sample shape {tuple(x.shape[1:])} but "
                     f"{layout.shape} in the first batch; element units need a fixed shape — "
@@ -490,8 +490,8 @@ class GateTap:
         if key in self._key_to_site:
             return self._key_to_site[key]
         if key[0] == "module":
-            return repr(key[1] or "<root>")
-        return repr(f"{key[1]}::{key[3]}#{key[4]}")
+            return key[1] or "<root>"
+        return f"{key[1]}::{key[3]}#{key[4]}"
 
 
 def _channels_first(x: torch.Tensor, layout: SiteLayout) -> torch.Tensor:
@@ -499,6 +499,14 @@ def _channels_first(x: torch.Tensor, layout: SiteLayout) -> torch.Tensor:
     if layout.channel_dim == -1:
         return x.movedim(-1, 1)
     return x
+
+
+def _same_units(layout: SiteLayout, shape: tuple[int, ...], units: str) -> bool:
+    """Whether a per-sample *shape* maps to the same units as the site's first-pass layout
+    (channel units only need the same channel count; element units the same shape)."""
+    if units == "channel" and layout.channel_dim is not None and len(shape) == len(layout.shape):
+        return SiteLayout(shape, layout.channel_dim).n_channels == layout.n_channels
+    return shape == layout.shape
 
 
 def _ptr(t: torch.Tensor) -> tuple[int, int]:

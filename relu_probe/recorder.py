@@ -353,7 +353,7 @@ def record(
                 raise ForwardError(
                     f"the model's forward raised {type(exc).__name__} on batch {index} "
                     f"(samples {start}–{start + batch.size - 1}); last ReLU site reached: "
-                    f"{last or 'none (before the first ReLU)'}. Original error: {exc}"
+                    f"{repr(last) if last else 'none (before the first ReLU)'}. Original error: {exc}"
                 ) from exc
             start += batch.size
     if recorder.n_samples == 0:

@@ -41,3 +41,6 @@ __all__ = [
     "ToySequenceNet",
     "toy_inputs",
 ]
+from ._pathway_nets import PathwayNet, k_minus_one_net, modular_net, pathway_task, shared_net  # noqa: E402
+
+__all__ += ["PathwayNet", "k_minus_one_net", "modular_net", "pathway_task", "shared_net"]

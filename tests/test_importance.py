@@ -1,0 +1,211 @@
+"""rp.unit_importance: readout (Linear / Conv / flattened conv), conductance, activity, errors."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import relu_probe as rp
+from relu_probe.errors import DegenerateDataWarning, InputError, ValueInputError
+from relu_probe.testing import ToyConvNet, k_minus_one_net, modular_net
+
+
+def _record(net, values=True, **kw):
+    return rp.record(net.model, net.X, coords=net.coords, values=values, **kw)
+
+
+def _scaled_readout(net, scale):
+    with torch.no_grad():
+        net.model[2].weight.mul_(torch.as_tensor(scale)[None, :])
+    return net
+
+
+def test_readout_is_weight_norm_times_mean_activation():
+    net = k_minus_one_net(3, 4)
+    scale = np.linspace(0.5, 3.0, net.model[2].weight.shape[1])
+    _scaled_readout(net, scale)
+    ds = _record(net)
+    imp = rp.unit_importance(net.model, ds)
+    # identity readout scaled per column: outgoing norm = scale; mean activation known
+    expected = scale * net.expected["importance"]
+    np.testing.assert_allclose(imp.values, expected / expected.sum(), rtol=1e-12)
+    assert imp.dims == ("unit",) and imp.name == "importance"
+    assert imp.attrs["method"] == "readout"
+    assert list(imp["site"].values) == list(ds["site"].values)
+    assert imp.sum() == pytest.approx(1.0)
+
+
+def test_readout_with_gates_only_uses_gate_rate():
+    net = modular_net(3, 4)
+    scale = np.arange(1, 13, dtype=float)
+    _scaled_readout(net, scale)
+    ds = _record(net, values=False)
+    assert "activation" not in ds
+    imp = rp.unit_importance(net.model, ds)
+    # every unit is on for exactly one of the 12 samples: gate rate 1/12 for all
+    np.testing.assert_allclose(imp.values, scale / scale.sum(), rtol=1e-12)
+
+
+def test_activity_importance_needs_no_model():
+    net = k_minus_one_net(3, 4)
+    ds = _record(net)
+    imp = rp.unit_importance(None, ds, method="activity")
+    np.testing.assert_allclose(imp.values, net.expected["importance"], rtol=1e-12)
+
+
+def _relu_net(seed=0, n_in=5, hidden=6, n_out=3):
+    g = torch.Generator().manual_seed(seed)
+    model = nn.Sequential(nn.Linear(n_in, hidden, bias=False), nn.ReLU(), nn.Linear(hidden, n_out, bias=False)).double()
+    with torch.no_grad():
+        for layer in (model[0], model[2]):
+            layer.weight.copy_(torch.randn(layer.weight.shape, generator=g, dtype=torch.float64))
+    X = torch.randn(10, n_in, generator=g, dtype=torch.float64)
+    return model, X
+
+
+def test_conductance_matches_closed_form_for_bias_free_relu_net():
+    # Bias-free: h(a x) = a h(x), y(a x) = a y(x). For F = ½‖y‖² the conductance of unit u is
+    # ∫ a (yᵀ W2[:,u]) h_u da = ½ (yᵀ W2[:,u]) h_u, integrated exactly by Gauss–Legendre.
+    model, X = _relu_net()
+    ds = rp.record(model, X, values=True)
+    imp = rp.unit_importance(model, ds, method="conductance", inputs=X)
+    with torch.no_grad():
+        h = model[1](model[0](X))
+        y = model(X)
+        W2 = model[2].weight
+        cond = 0.5 * (y @ W2) * h
+    expected = cond.abs().mean(0).numpy()
+    np.testing.assert_allclose(imp.values, expected / expected.sum(), rtol=1e-9)
+    assert imp.attrs["method"] == "conductance"
+
+
+def test_conductance_with_target_and_batches():
+    model, X = _relu_net(seed=1)
+    ds = rp.record(model, X)
+    imp = rp.unit_importance(model, ds, method="conductance", inputs=X, target=2, batch_size=3)
+    with torch.no_grad():
+        h = model[1](model[0](X))
+        expected = (model[2].weight[2] * h).abs().mean(0).numpy()
+    np.testing.assert_allclose(imp.values, expected / expected.sum(), rtol=1e-9)
+    assert model.training  # mode restored
+
+
+def test_readout_through_flatten_uses_the_elements_column():
+    model = ToyConvNet()
+    with torch.no_grad():
+        model.head.weight.copy_(torch.arange(1.0, 9.0, dtype=torch.float64)[None, :])
+    X = ToyConvNet.images(16)
+    ds = rp.record(model, X, values=True)
+    assert ds.attrs["site_readouts"] == ["head"]
+    imp = rp.unit_importance(model, ds)
+    act = ds["activation"].values.astype(np.float64).mean(0)
+    expected = np.arange(1.0, 9.0)[ds["neuron"].values] * act
+    np.testing.assert_allclose(imp.values, expected / expected.sum(), rtol=1e-6)
+
+
+def test_readout_through_flatten_with_channel_units():
+    model = ToyConvNet()
+    with torch.no_grad():
+        model.head.weight.copy_(torch.arange(1.0, 9.0, dtype=torch.float64)[None, :])
+    X = ToyConvNet.images(16)
+    ds = rp.record(model, X, values=True, units="channel")
+    imp = rp.unit_importance(model, ds)
+    w = np.arange(1.0, 9.0).reshape(2, 4)
+    norms = np.linalg.norm(w, axis=1)
+    act = ds["activation"].values.astype(np.float64).mean(0)
+    expected = norms * act
+    np.testing.assert_allclose(imp.values, expected / expected.sum(), rtol=1e-6)
+
+
+class _ConvConv(nn.Module):
+    def __init__(self, groups: int = 1):
+        super().__init__()
+        g = torch.Generator().manual_seed(3)
+        self.conv = nn.Conv1d(2, 4, 3, bias=False).double()
+        self.act = nn.ReLU()
+        self.head = nn.Conv1d(4, 2 * groups, 2, groups=groups, bias=False).double()
+        with torch.no_grad():
+            for layer in (self.conv, self.head):
+                layer.weight.copy_(torch.randn(layer.weight.shape, generator=g, dtype=torch.float64))
+
+    def forward(self, x):
+        return self.head(self.act(self.conv(x)))
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+@pytest.mark.parametrize("units", ["element", "channel"])
+def test_readout_conv_uses_channel_outgoing_norm(groups, units):
+    model = _ConvConv(groups)
+    X = torch.randn(12, 2, 7, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    ds = rp.record(model, X, values=True, units=units)
+    assert ds.attrs["site_readouts"] == ["head"]
+    imp = rp.unit_importance(model, ds)
+    W = model.head.weight.detach().numpy()  # (out, in/groups, k)
+    in_per_group = W.shape[1]
+    out_per_group = W.shape[0] // groups
+    norms = np.array(
+        [
+            np.linalg.norm(W[(c // in_per_group) * out_per_group : (c // in_per_group + 1) * out_per_group, c % in_per_group])
+            for c in range(4)
+        ]
+    )
+    act = ds["activation"].values.astype(np.float64).mean(0)
+    expected = norms[ds["channel"].values] * act
+    np.testing.assert_allclose(imp.values, expected / expected.sum(), rtol=1e-6)
+
+
+def test_all_off_gives_uniform_with_warning():
+    net = modular_net(3, 4)
+    with torch.no_grad():
+        net.model[0].weight.fill_(-1.0)
+    ds = _record(net)
+    with pytest.warns(DegenerateDataWarning, match="uniform"):
+        imp = rp.unit_importance(net.model, ds)
+    np.testing.assert_allclose(imp.values, 1.0 / 12)
+
+
+def test_errors():
+    net = modular_net(3, 4)
+    ds = _record(net)
+    with pytest.raises(ValueInputError, match="method"):
+        rp.unit_importance(net.model, ds, method="bogus")
+    with pytest.raises(InputError, match="model"):
+        rp.unit_importance(None, ds)
+    with pytest.raises(InputError, match="xarray.Dataset"):
+        rp.unit_importance(net.model, ds["gate"])
+    with pytest.raises(ValueInputError, match="inputs"):
+        rp.unit_importance(net.model, ds, method="conductance")
+    with pytest.raises(ValueInputError, match="12 recorded samples"):
+        rp.unit_importance(net.model, ds, method="conductance", inputs=net.X[:5])
+    no_readout = ds.assign_attrs(site_readouts=[""])
+    with pytest.raises(ValueInputError, match="conductance"):
+        rp.unit_importance(net.model, no_readout)
+    wrong_model = nn.Sequential(nn.Linear(7, 12), nn.ReLU())
+    with pytest.raises(ValueInputError, match="not in `model`"):
+        rp.unit_importance(wrong_model, ds)
+
+
+def test_conductance_rejects_functional_sites():
+    class Functional(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(3, 4)
+            self.out = nn.Linear(4, 1)
+
+        def forward(self, x):
+            return self.out(torch.relu(self.fc(x)))
+
+    model = Functional()
+    X = torch.randn(5, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = rp.record(model, X)
+    with pytest.raises(ValueInputError, match="functional relu"):
+        rp.unit_importance(model, ds, method="conductance", inputs=X)
+    # readout still works: the recorder found the consuming Linear
+    imp = rp.unit_importance(model, ds)
+    assert imp.sum() == pytest.approx(1.0) and (imp >= 0).all()

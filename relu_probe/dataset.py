@@ -76,7 +76,7 @@ def unit_coords(site_names: Sequence[str], layouts: Mapping[str, Any], units: st
     for name in site_names:
         layout = layouts[name]
         n = layout.n_units(units)
-        site.append(np.full(n, name, dtype=object))
+        site.append(np.repeat(np.array([name], dtype=object), n))
         neuron.append(np.arange(n))
         any_positions |= layout.channel_dim is not None
         if layout.channel_dim is None or units == "channel":

@@ -101,8 +101,8 @@ class _Fire:
     seq: int
     module: nn.Module
     function: str
-    gate: torch.Tensor | None = None
-    value: torch.Tensor | None = None
+    gate: np.ndarray | None = None
+    value: np.ndarray | None = None
     layout: SiteLayout | None = None
     nonfinite: int = 0
     out_ptr: tuple[int, int] | None = None
@@ -121,6 +121,9 @@ class _PassState:
     readouts: dict = field(default_factory=dict)
     outer_exc: BaseException | None = None
     mode_pushed: bool = False
+    block: dict | None = None
+    batch: int = -1
+    fired: set = field(default_factory=set)
 
 
 class _ReluMode(TorchFunctionMode):
@@ -158,9 +161,11 @@ class GateTap:
         Unit granularity for conv and sequence sites.
     channel_dim : int or dict, optional
         Override the channel axis (1 or -1) for all sites or per site name.
-    on_batch : callable
-        ``on_batch(blocks)`` with ``blocks = {"gate" | "gate_rate": (B, U) array,
-        "activation": (B, U) float32 array}`` after each complete pass, units in site order.
+    sink : object
+        Receives the data: ``sink.configure(specs)`` once the sites are known (``specs``
+        maps ``"gate"``/``"gate_rate"``/``"activation"`` to ``(n_units, dtype)``), then per
+        pass ``sink.reserve(B)`` returns writable ``(B, n_units)`` arrays that the hooks
+        fill in place, and ``sink.commit(B)`` keeps them once the pass completed.
     threshold : float
         A unit is on when its pre-activation is ``> threshold``.
     """
@@ -173,7 +178,7 @@ class GateTap:
         activation_types: tuple[type[nn.Module], ...],
         values: bool,
         units: str,
-        on_batch: Callable[[dict[str, np.ndarray]], None],
+        sink: Any,
         channel_dim: int | dict[str, int] | None = None,
         threshold: float = 0.0,
     ) -> None:
@@ -184,7 +189,9 @@ class GateTap:
         self.units = units
         self.channel_dim = channel_dim
         self.threshold = threshold
-        self.on_batch = on_batch
+        self.sink = sink
+        self.gate_var = "gate"
+        self._offsets: dict[tuple, tuple[int, int]] = {}
         self._handles: list[RemovableHandle] = []
         self._paths = {m: p for p, m in root.named_modules(remove_duplicate=False)}
         self._mode = _ReluMode(self)
@@ -340,43 +347,59 @@ class GateTap:
                 "expected a batch dimension first (at least 2 dims)."
             )
         x = x.detach()
-        fire = _Fire(key=key, seq=state.seq, module=module, function=function)
-        state.seq += 1
-        if self._discovering:
-            fire.layout = self._layout_for(key, x)
-        else:
-            name = self._key_to_site[key]
-            layout = self.layouts[name]
-            if not _same_units(layout, tuple(x.shape[1:]), self.units):
-                raise ValueInputError(
-                    f"site {name!r} received per-sample shape {tuple(x.shape[1:])} but "
-                    f"{layout.shape} in the first batch; element units need a fixed shape — "
-                    "record with units='channel' for variable-length inputs."
-                )
-            fire.layout = layout
+        nonfinite = 0
         if x.is_floating_point() and not bool(torch.isfinite(x.sum())):
-            fire.nonfinite = int((~torch.isfinite(x)).sum())
-        on = _channels_first(x, fire.layout) > self.threshold
-        if self.units == "channel" and fire.layout.channel_dim is not None:
-            fire.gate = on.flatten(2).to(torch.float32).mean(2)
-        else:
-            fire.gate = on.reshape(x.shape[0], -1)
-        state.fires[key] = fire
-        self.last_site = self._key_to_site.get(key) or self._describe_key(key)
+            nonfinite = int((~torch.isfinite(x)).sum())
+        if self._discovering:
+            fire = _Fire(key=key, seq=state.seq, module=module, function=function)
+            state.seq += 1
+            fire.layout = layout = self._layout_for(key, x)
+            rate = self.units == "channel" and layout.channel_dim is not None
+            fire.gate = np.empty((x.shape[0], layout.n_units(self.units)), np.float32 if rate else bool)
+            _write_gates(x, layout, self.units, self.threshold, fire.gate)
+            fire.nonfinite = nonfinite
+            state.fires[key] = fire
+            self.last_site = self._describe_key(key)
+            return
+        name = self._key_to_site[key]
+        layout = self.layouts[name]
+        if not _same_units(layout, tuple(x.shape[1:]), self.units):
+            raise ValueInputError(
+                f"site {name!r} received per-sample shape {tuple(x.shape[1:])} but "
+                f"{layout.shape} in the first batch; element units need a fixed shape — "
+                "record with units='channel' for variable-length inputs."
+            )
+        if state.block is None:
+            state.batch = x.shape[0]
+            state.block = self.sink.reserve(state.batch)
+        elif x.shape[0] != state.batch:
+            raise ValueInputError(
+                f"site {name!r} saw {x.shape[0]} samples but an earlier site of the same forward "
+                f"pass saw {state.batch}; the first dimension of every ReLU input must be the "
+                "sample dimension."
+            )
+        u0, u1 = self._offsets[key]
+        _write_gates(x, layout, self.units, self.threshold, state.block[self.gate_var][:, u0:u1])
+        if nonfinite:
+            self.nonfinite[name] += nonfinite
+        state.fired.add(key)
+        self.last_site = name
 
     def _store_value(self, key: tuple, out: torch.Tensor) -> None:
-        fire = self._state.fires.get(key)
-        if fire is None:
-            return
+        state = self._state
         if self._discovering:
+            fire = state.fires.get(key)
+            if fire is None:
+                return
             fire.out_ptr = _ptr(out)
-        if not self.values:
+            if self.values:
+                fire.value = np.empty((out.shape[0], fire.layout.n_units(self.units)), np.float32)
+                _write_values(out.detach(), fire.layout, self.units, fire.value)
             return
-        out = _channels_first(out.detach(), fire.layout)
-        if self.units == "channel" and fire.layout.channel_dim is not None:
-            fire.value = out.flatten(2).to(torch.float32).mean(2)
-        else:
-            fire.value = out.reshape(out.shape[0], -1)
+        if self.values and key in state.fired:
+            u0, u1 = self._offsets[key]
+            layout = self.layouts[self._key_to_site[key]]
+            _write_values(out.detach(), layout, self.units, state.block["activation"][:, u0:u1])
 
     def _layout_for(self, key: tuple, x: torch.Tensor) -> SiteLayout:
         shape = tuple(x.shape[1:])
@@ -442,45 +465,58 @@ class GateTap:
         self.readouts = {
             self._key_to_site[k]: v for k, v in state.readouts.items() if self._key_to_site.get(k) in chosen
         }
-        # drop fires of unselected sites so _emit only sees selected ones
-        state.fires = {k: f for k, f in state.fires.items() if k in self._selected_keys}
+        offset = 0
+        for key in self._ordered_keys():
+            n = self.layouts[self._key_to_site[key]].n_units(self.units)
+            self._offsets[key] = (offset, offset + n)
+            offset += n
+        rate = self.units == "channel" and any(l.channel_dim is not None for l in self.layouts.values())
+        self.gate_var = "gate_rate" if rate else "gate"
+        specs = {self.gate_var: (offset, np.dtype(np.float32) if rate else np.dtype(bool))}
+        if self.values:
+            specs["activation"] = (offset, np.dtype(np.float32))
+        self.sink.configure(specs)
+        # the discovery pass's own data goes to the sink like any other pass
+        batch = {f.gate.shape[0] for k, f in state.fires.items() if k in self._selected_keys}
+        if len(batch) != 1:
+            detail = ", ".join(f"{self._key_to_site[k]}: {f.gate.shape[0]}" for k, f in state.fires.items())
+            raise ValueInputError(
+                f"sites saw different batch sizes in the first forward pass ({detail}); the first "
+                "dimension of every ReLU input must be the sample dimension."
+            )
+        state.batch = batch.pop()
+        state.block = self.sink.reserve(state.batch)
+        for key in self._selected_keys:
+            fire = state.fires[key]
+            u0, u1 = self._offsets[key]
+            state.block[self.gate_var][:, u0:u1] = fire.gate
+            if self.values:
+                if fire.value is None:
+                    raise ValueInputError(
+                        f"site {self._key_to_site[key]!r} returned no tensor, so `values=True` "
+                        "cannot record its post-activation."
+                    )
+                state.block["activation"][:, u0:u1] = fire.value
+            if fire.nonfinite:
+                self.nonfinite[self._key_to_site[key]] += fire.nonfinite
+            state.fired.add(key)
+        state.fires = {}
         self._discovering = False
         self._use_mode = any(s.kind == "functional" for s in self.sites)
         self._register(discovery=False)
 
     def _emit(self, pass_index: int) -> None:
-        fires = self._state.fires
-        missing = [self._key_to_site[k] for k in self._selected_keys if k not in fires]
+        state = self._state
+        missing = [self._key_to_site[k] for k in self._selected_keys if k not in state.fired]
         if missing:
             raise SiteNeverFiredError(
                 f"selected site(s) {sorted(missing)} did not fire in forward pass {pass_index}, "
                 "although they fired in the first pass; recording needs the same sites in every "
                 "pass (data-dependent control flow?). Select fewer sites with `sites=`."
             )
-        ordered = [fires[k] for k in self._ordered_keys()]
-        sizes = {f.gate.shape[0] for f in ordered}
-        if len(sizes) != 1:
-            detail = ", ".join(f"{self._key_to_site[f.key]}: {f.gate.shape[0]}" for f in ordered)
-            raise ValueInputError(
-                f"sites saw different batch sizes in forward pass {pass_index} ({detail}); the first "
-                "dimension of every ReLU input must be the sample dimension."
-            )
-        for f in ordered:
-            if f.nonfinite:
-                self.nonfinite[self._key_to_site[f.key]] += f.nonfinite
-        gate_var = "gate_rate" if self.units == "channel" and any(
-            self.layouts[self._key_to_site[f.key]].channel_dim is not None for f in ordered
-        ) else "gate"
-        gates = [f.gate.to("cpu") for f in ordered]
-        if gate_var == "gate_rate":
-            gates = [g.to(torch.float32) for g in gates]
-        blocks = {gate_var: torch.cat(gates, dim=1).numpy()}
-        if self.values:
-            blocks["activation"] = torch.cat(
-                [f.value.to("cpu", torch.float32) for f in ordered], dim=1
-            ).numpy()
-        self._state.fires = {}
-        self.on_batch(blocks)
+        self.sink.commit(state.batch)
+        state.block = None
+        state.fired = set()
 
     def _ordered_keys(self) -> list[tuple]:
         order = {s.name: i for i, s in enumerate(self.sites)}
@@ -492,6 +528,38 @@ class GateTap:
         if key[0] == "module":
             return key[1] or "<root>"
         return f"{key[1]}::{key[3]}#{key[4]}"
+
+
+_NUMPY_FLOATS = (torch.float16, torch.float32, torch.float64)
+
+
+def _write_gates(x: torch.Tensor, layout: SiteLayout, units: str, threshold: float, out: np.ndarray) -> None:
+    """Write the gates of *x* ``(B, …)`` into *out* ``(B, n_units)`` (a view into the sink).
+
+    Element units: ``out[b, u] = x[b, …] > threshold`` in channel-major unit order; channel
+    units of a conv/sequence site: the fraction of positions above threshold per channel.
+    CPU float tensors go through numpy's ``greater`` straight into *out* (several times
+    faster than ``torch.gt`` plus a copy).
+    """
+    xf = _channels_first(x, layout)
+    if units == "channel" and layout.channel_dim is not None:
+        out[...] = (xf > threshold).flatten(2).to(torch.float32).mean(2).cpu().numpy()
+        return
+    if out.dtype == bool and xf.device.type == "cpu" and xf.dtype in _NUMPY_FLOATS:
+        array = xf.numpy()
+        target = out.view()
+        target.shape = array.shape  # a view: splitting the unit axis never copies
+        np.greater(array, threshold, out=target)
+        return
+    out[...] = (xf > threshold).reshape(xf.shape[0], -1).cpu().numpy()
+
+
+def _write_values(y: torch.Tensor, layout: SiteLayout, units: str, out: np.ndarray) -> None:
+    """Write post-activation values (per-channel means for channel units) into *out*."""
+    yf = _channels_first(y, layout)
+    if units == "channel" and layout.channel_dim is not None:
+        yf = yf.flatten(2).to(torch.float32).mean(2)
+    out[...] = yf.reshape(yf.shape[0], -1).to("cpu", torch.float32).numpy()
 
 
 def _channels_first(x: torch.Tensor, layout: SiteLayout) -> torch.Tensor:

@@ -86,24 +86,51 @@ def preserved_state(model: nn.Module, *, eval_mode: bool) -> Iterator[None]:
                 param.requires_grad_(flag)
 
 
-class _MemorySink:
-    """Keeps each pass's (B, U) blocks in memory and concatenates them on demand."""
+class MemorySink:
+    """Keeps recorded passes in memory: rows are reserved, filled in place by the hooks, and
+    committed once their pass completed (a failed pass's rows are simply reused).
 
-    def __init__(self) -> None:
-        self.blocks: dict[str, list[np.ndarray]] = {}
+    Storage grows in chunks (or is allocated once when the number of samples is known),
+    so no per-batch concatenation happens; :meth:`arrays` joins the chunks once.
+    """
+
+    def __init__(self, expected_rows: int | None = None) -> None:
+        self.expected_rows = expected_rows
+        self.specs: dict[str, tuple[int, np.dtype]] = {}
+        self._chunks: list[dict[str, np.ndarray]] = []
+        self._used: list[int] = []
         self.n_samples = 0
 
-    def __call__(self, blocks: dict[str, np.ndarray]) -> None:
-        for name, block in blocks.items():
-            self.blocks.setdefault(name, []).append(block)
-        self.n_samples += next(iter(blocks.values())).shape[0]
+    def configure(self, specs: dict[str, tuple[int, np.dtype]]) -> None:
+        self.specs = dict(specs)
+
+    def _new_chunk(self, rows: int) -> None:
+        self._chunks.append({k: np.empty((rows, n), dtype) for k, (n, dtype) in self.specs.items()})
+        self._used.append(0)
+
+    def reserve(self, n: int) -> dict[str, np.ndarray]:
+        if not self._chunks or self._used[-1] + n > len(next(iter(self._chunks[-1].values()))):
+            remaining = (self.expected_rows or 0) - self.n_samples
+            rows = remaining if remaining >= n else max(n, 8 * n, self.n_samples)
+            self._new_chunk(rows)
+        start = self._used[-1]
+        return {k: a[start : start + n] for k, a in self._chunks[-1].items()}
+
+    def commit(self, n: int) -> None:
+        self._used[-1] += n
+        self.n_samples += n
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {name: np.concatenate(parts, axis=0) for name, parts in self.blocks.items()}
+        parts = [{k: a[:used] for k, a in chunk.items()} for chunk, used in zip(self._chunks, self._used) if used]
+        if len(parts) == 1:
+            return parts[0]
+        return {k: np.concatenate([p[k] for p in parts], axis=0) for k in self.specs}
 
     def clear(self) -> None:
-        self.blocks.clear()
+        self._chunks.clear()
+        self._used.clear()
         self.n_samples = 0
+        self.expected_rows = None
 
 
 class Recorder:
@@ -173,14 +200,14 @@ class Recorder:
         self.sites_selector = sites
         self.values = bool(values)
         self.units = units
-        self._sink = _MemorySink()
+        self._sink = MemorySink()
         self._tap = GateTap(
             self.module,
             selector=sites,
             activation_types=activation_types(sites, activations),
             values=self.values,
             units=units,
-            on_batch=self._sink,
+            sink=self._sink,
             channel_dim=dict(channel_dim) if isinstance(channel_dim, Mapping) else channel_dim,
         )
         self._entered = False
@@ -258,7 +285,7 @@ class Recorder:
         )
 
     def _warn_nonfinite(self, stacklevel: int = 3) -> None:
-        counts = {k: v for k, v in self._tap.nonfinite.items() if v}
+        counts = {k: self._tap.nonfinite[k] for k in self.sites if self._tap.nonfinite.get(k)}
         if counts:
             listed = ", ".join(f"{k!r}: {v}" for k, v in counts.items())
             warnings.warn(
@@ -338,6 +365,8 @@ def record(
         module, sites, values=values, units=units, channel_dim=channel_dim, activations=activations
     )
     n_batches = count_batches(inputs, batch_size)
+    if isinstance(inputs, (torch.Tensor, np.ndarray)) and inputs.ndim:
+        recorder._sink.expected_rows = len(inputs)
     start = 0
     with preserved_state(module, eval_mode=eval_mode), recorder:
         batches = iter_batches(inputs, model=module, batch_size=batch_size, input_key=input_key)

@@ -1,0 +1,109 @@
+"""The context-set decomposition (DESIGN.md "Pathways"; paper-brief §3.3, §6.2)."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from ._access import activity_var, gate_var
+from .errors import CoordError, DegenerateDataWarning
+
+__all__ = ["context_set_mass", "cell_table"]
+
+
+def cell_table(ds: xr.Dataset, by: str, within: str) -> tuple[xr.DataArray, xr.DataArray, xr.DataArray]:
+    """Per (unit, item, context) cell: mean gate rate, summed activity, and sample count.
+
+    Returns DataArrays with dims ``(unit, within, by)``; missing cells have count 0, rate 0
+    and activity 0.
+    """
+    gates = gate_var(ds)
+    activity = activity_var(ds)
+    ones = xr.ones_like(ds["sample"], dtype=np.float64)
+    count = ones.groupby([within, by]).sum().fillna(0.0)
+    rate = gates.groupby([within, by]).mean().fillna(0.0)
+    total = activity.groupby([within, by]).sum().fillna(0.0)
+    order = ("unit", within, by)
+    return rate.transpose(*order), total.transpose(*order), count.transpose(within, by)
+
+
+def context_set_mass(
+    ds: xr.Dataset, by: str, within: str, importance: np.ndarray, on_fraction: float
+) -> tuple[list[tuple], np.ndarray, tuple, dict[str, Any]]:
+    r"""Mass of every (unit, context set) pair.
+
+    For unit *u* and item *o*, :math:`S(u, o) = \{c : \bar g_u(o, c) > \text{on\_fraction}\}`
+    (the contexts where the unit is on for the item; :math:`\bar g` is the gate rate over the
+    cell's samples). With :math:`A(u, o) = \sum_{c \in S(u,o)} a_u(o, c)` (summed activity),
+    the pair's mass is
+
+    .. math:: m(u, o) = I_u \, \frac{A(u, o)}{\sum_{o'} A(u, o')}
+
+    so each unit's importance :math:`I_u` is split over its items in proportion to their
+    activity. With the readout importance :math:`I_u \propto \lVert W_{:,u} \rVert \bar a_u`
+    this is exactly :math:`\lVert W_{:,u} \rVert \sum_{c} a_u(o, c) / P` (paper-brief §6.2),
+    and with the activity importance it is DESIGN.md's :math:`\sum_c a_u(o, c)`.
+
+    Returns ``(contexts, membership (unit × set), context_values, info)``.
+    """
+    rate, total, count = cell_table(ds, by, within)
+    context_values = tuple(count[by].values.tolist())
+    present = count.values > 0  # (item, context)
+    per_item = present.sum(1)
+    if per_item.max() <= 1:
+        raise CoordError(
+            f"method='context-sets' needs items (`within`={within!r}) that appear under several "
+            f"values of `by`={by!r}, but every {within!r} value occurs in a single {by!r}. Use "
+            "method='profiles' (clusters P(on | context) per unit) or method='cocluster'."
+        )
+    info: dict[str, Any] = {}
+    single = per_item <= 1
+    if single.any():
+        warnings.warn(
+            f"{int(single.sum())} of {single.size} `{within}` values occur under a single "
+            f"`{by}` value and were left out of the context-set decomposition.",
+            UserWarning,
+            stacklevel=4,
+        )
+        info["items_left_out"] = int(single.sum())
+    if (~present[~single]).any():
+        info["missing_cells"] = int((~present[~single]).sum())
+        warnings.warn(
+            f"{info['missing_cells']} ({within}, {by}) combinations have no sample; the context "
+            "sets of those items only range over the contexts where they occur.",
+            UserWarning,
+            stacklevel=4,
+        )
+    use = ~single
+    on = (rate.values > on_fraction) & present[None, :, :] & use[None, :, None]  # (U, O, K)
+    act = np.where(on, total.values, 0.0).sum(2)  # (U, O)
+    per_unit = act.sum(1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(per_unit > 0, act / np.where(per_unit > 0, per_unit, 1.0), 0.0)
+    weight = importance[:, None] * share  # (U, O)
+    U, O, K = on.shape
+    flat_w = weight.reshape(-1)
+    keep = flat_w > 0
+    if not keep.any():
+        return [], np.zeros((U, 0)), context_values, info
+    rows = on.reshape(U * O, K)[keep]
+    sets, inverse = np.unique(rows, axis=0, return_inverse=True)
+    unit_index = np.repeat(np.arange(U), O)[keep]
+    membership = np.zeros((U, len(sets)))
+    np.add.at(membership, (unit_index, inverse.reshape(-1)), flat_w[keep])
+    contexts = [tuple(context_values[j] for j in np.flatnonzero(row)) for row in sets]
+    return contexts, membership, context_values, info
+
+
+def constant_gates(ds: xr.Dataset) -> bool:
+    """True when no unit's gate varies across samples (all-off or all-on everywhere)."""
+    gates = gate_var(ds)
+    spread = (gates.max("sample") - gates.min("sample")).values
+    return bool(np.all(spread == 0))
+
+
+def warn_degenerate(message: str) -> None:
+    warnings.warn(message, DegenerateDataWarning, stacklevel=4)

@@ -17,7 +17,15 @@ import xarray as xr
 from ._version import __version__
 from .errors import CoordError, InputError, describe
 
-__all__ = ["RESERVED_NAMES", "check_coords", "unit_coords", "build_dataset", "gate_variable", "site_attr"]
+__all__ = [
+    "RESERVED_NAMES",
+    "check_coords",
+    "unit_coords",
+    "dataset_attrs",
+    "build_dataset",
+    "gate_variable",
+    "site_attr",
+]
 
 #: Names a user coord may not take (they are the dataset's own dims, coords and vars).
 RESERVED_NAMES = frozenset(
@@ -95,6 +103,28 @@ def unit_coords(site_names: Sequence[str], layouts: Mapping[str, Any], units: st
     return coords
 
 
+def dataset_attrs(
+    *,
+    site_names: Sequence[str],
+    layouts: Mapping[str, Any],
+    readouts: Mapping[str, str],
+    units: str,
+    model_class: str,
+    threshold: float = 0.0,
+) -> dict[str, Any]:
+    """The recorded dataset's attrs (plain str / number / list values)."""
+    return {
+        "relu_probe_version": __version__,
+        "model_class": model_class,
+        "sites": list(site_names),
+        "site_readouts": [readouts.get(name, "") for name in site_names],
+        "site_shapes": ["x".join(map(str, layouts[name].shape)) for name in site_names],
+        "site_kinds": [layouts[name].kind for name in site_names],
+        "units": units,
+        "threshold": float(threshold),
+    }
+
+
 def build_dataset(
     data: Mapping[str, np.ndarray],
     *,
@@ -121,16 +151,10 @@ def build_dataset(
         all_coords[name] = ("unit", values)
     for name, values in coords.items():
         all_coords[name] = ("sample", values)
-    attrs = {
-        "relu_probe_version": __version__,
-        "model_class": model_class,
-        "sites": list(site_names),
-        "site_readouts": [readouts.get(name, "") for name in site_names],
-        "site_shapes": ["x".join(map(str, layouts[name].shape)) for name in site_names],
-        "site_kinds": [layouts[name].kind for name in site_names],
-        "units": units,
-        "threshold": float(threshold),
-    }
+    attrs = dataset_attrs(
+        site_names=site_names, layouts=layouts, readouts=readouts, units=units,
+        model_class=model_class, threshold=threshold,
+    )
     ds = xr.Dataset(variables, coords=all_coords, attrs=attrs)
     for name in ("gate", "gate_rate"):
         if name in ds:

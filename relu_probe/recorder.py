@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -24,7 +25,7 @@ from torch import nn
 
 from ._progress import progress_bar
 from ._validation import check_choice, check_int
-from .dataset import build_dataset, check_coords
+from .dataset import build_dataset, check_coords, dataset_attrs, unit_coords
 from .errors import (
     ForwardError,
     InputError,
@@ -182,6 +183,7 @@ class Recorder:
         units: str = "element",
         channel_dim: int | Mapping[str, int] | None = None,
         activations: Sequence[type[nn.Module]] = (),
+        _sink: Any = None,
     ) -> None:
         check_choice("units", units, ["element", "channel"])
         if type(model).__name__ == "OptimizedModule":
@@ -200,7 +202,7 @@ class Recorder:
         self.sites_selector = sites
         self.values = bool(values)
         self.units = units
-        self._sink = MemorySink()
+        self._sink = MemorySink() if _sink is None else _sink
         self._tap = GateTap(
             self.module,
             selector=sites,
@@ -284,6 +286,14 @@ class Recorder:
             threshold=self._tap.threshold,
         )
 
+    def attrs_for(self, specs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Dataset attrs and unit coords of the recorded sites (for sinks that write metadata)."""
+        attrs = dataset_attrs(
+            site_names=self.sites, layouts=self._tap.layouts, readouts=self._tap.readouts,
+            units=self.units, model_class=type(self.module).__qualname__, threshold=self._tap.threshold,
+        )
+        return attrs, unit_coords(self.sites, self._tap.layouts, self.units)
+
     def _warn_nonfinite(self, stacklevel: int = 3) -> None:
         counts = {k: self._tap.nonfinite[k] for k in self.sites if self._tap.nonfinite.get(k)}
         if counts:
@@ -305,11 +315,17 @@ def record(
     batch_size: int | None = None,
     values: bool = False,
     units: str = "element",
+    store: str | os.PathLike | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
     progress: bool | None = None,
     input_key: str | None = None,
     channel_dim: int | Mapping[str, int] | None = None,
     activations: Sequence[type[nn.Module]] = (),
     eval_mode: bool = True,
+    sample_ids: Any = None,
+    n_samples: int | None = None,
+    chunk_size: int | None = None,
 ) -> xr.Dataset:
     """Run *model* over *inputs* and return which ReLU units are on for which sample.
 
@@ -331,6 +347,16 @@ def record(
     units : {"element", "channel"}, default="element"
         Conv / sequence sites: a unit per (channel, position), or a per-channel active
         fraction ``gate_rate``.
+    store : path, optional
+        Stream the gates to a bit-packed zarr store instead of memory (one bit per unit per
+        sample, written a sample chunk at a time) and return it lazily loaded
+        (:func:`relu_probe.load`). Needs the number of samples up front (read off the
+        inputs, ``coords``, ``sample_ids`` or ``n_samples``).
+    resume : bool, default=False
+        Continue an interrupted stream into *store* (a killed process included): chunks
+        already on disk are skipped, the rest are recorded. The inputs must be the same.
+    overwrite : bool, default=False
+        Replace an existing non-empty *store* (otherwise refused).
     progress : bool, optional
         tqdm bar over batches (default: on when stderr is a terminal).
     input_key : str, optional
@@ -341,13 +367,21 @@ def record(
     eval_mode : bool, default=True
         Record in eval mode (dropout off, batch-norm running statistics untouched). The
         model's modes and grad flags are restored afterwards either way.
+    sample_ids : array of int, optional
+        Values of the ``sample`` coord. With ``store`` and ``resume=True`` they select
+        which store rows these inputs fill (a rank's shard in multi-process recording).
+    n_samples : int, optional
+        Number of samples, when a store is written from an iterable of unknown length.
+    chunk_size : int, optional
+        Samples per store chunk (default: about 8 MiB per chunk).
 
     Returns
     -------
     xarray.Dataset
         ``gate`` (sample, unit) bool — the ReLU's input is > 0 — (or ``gate_rate`` for
         channel units), optional ``activation``; unit coords ``site``, ``neuron``
-        (+ ``channel``, ``position``); sample coords ``sample`` and *coords*.
+        (+ ``channel``, ``position``); sample coords ``sample`` and *coords*. Dask-backed
+        when written to a *store*.
 
     Raises
     ------
@@ -357,22 +391,90 @@ def record(
         A site named exactly does not exist (closest names listed).
     ForwardError
         The model's forward raised; the message names the batch and the last site reached.
+    StoreError, StoreMismatchError
+        The store exists (without ``overwrite``/``resume``), was written by another model
+        layout, or is resumed with other inputs; a write failed (the chunks before it stay
+        readable and ``resume=True`` finishes the store).
     """
     if batch_size is not None:
         batch_size = check_int("batch_size", batch_size, minimum=1)
+    if chunk_size is not None:
+        chunk_size = check_int("chunk_size", chunk_size, minimum=1)
     module = unwrap_model(model)
+    sink = None
+    if store is not None:
+        sink = _store_sink(inputs, store, coords=coords, sample_ids=sample_ids, n_samples=n_samples,
+                           resume=resume, overwrite=overwrite, chunk_size=chunk_size)
+    elif resume or overwrite:
+        raise ValueInputError("`resume` and `overwrite` apply to a `store`; pass `store=path`.")
     recorder = Recorder(
-        module, sites, values=values, units=units, channel_dim=channel_dim, activations=activations
+        module, sites, values=values, units=units, channel_dim=channel_dim, activations=activations, _sink=sink
     )
-    n_batches = count_batches(inputs, batch_size)
-    if isinstance(inputs, (torch.Tensor, np.ndarray)) and inputs.ndim:
+    if sink is None and isinstance(inputs, (torch.Tensor, np.ndarray)) and inputs.ndim:
         recorder._sink.expected_rows = len(inputs)
+    n_seen = _run(module, inputs, recorder, sink, batch_size=batch_size, input_key=input_key,
+                  progress=progress, eval_mode=eval_mode)
+    if n_seen == 0:
+        raise ValueInputError(f"`inputs` is empty: it yielded no samples ({describe(inputs)}).")
+    recorder._warn_nonfinite(stacklevel=2)
+    if sink is not None:
+        if n_seen != len(sink.rows):
+            raise ValueInputError(
+                f"`inputs` yielded {n_seen} samples but {len(sink.rows)} were expected for `store` "
+                f"{str(store)!r} (from the inputs' length, `n_samples`, `sample_ids` or `coords`)."
+            )
+        sink.close()
+        from .store import load
+
+        return load(store)
+    ids = None if sample_ids is None else np.asarray(sample_ids)
+    return recorder.to_dataset(coords, sample_ids=ids)
+
+
+def _store_sink(inputs: Any, store: Any, *, coords: Any, sample_ids: Any, n_samples: Any,
+                resume: bool, overwrite: bool, chunk_size: int | None) -> Any:
+    from .store import ZarrSink, check_sample_count, samples_in
+
+    if resume and overwrite:
+        raise ValueInputError("`resume=True` and `overwrite=True` contradict each other; pass one.")
+    n = check_sample_count(
+        samples_in(inputs, coords=coords, sample_ids=sample_ids, n_samples=n_samples), describe(inputs)
+    )
+    ids = None if sample_ids is None else np.asarray(sample_ids)
+    if ids is not None and len(ids) != n:
+        raise ValueInputError(f"`sample_ids` has {len(ids)} values, expected {n} (one per sample).")
+    checked = {} if resume else check_coords(coords, n)
+    mode = "resume" if resume else ("overwrite" if overwrite else "create")
+    return ZarrSink(store, n_inputs=n, sample_ids=ids, coords=checked, attrs_for=None, mode=mode,
+                    chunk_rows=chunk_size)
+
+
+def _run(module: nn.Module, inputs: Any, recorder: Recorder, sink: Any, *, batch_size: int | None,
+         input_key: str | None, progress: bool | None, eval_mode: bool) -> int:
+    """Call *module* on every batch of *inputs* inside *recorder*; return the samples seen.
+
+    With a store *sink*, each batch's target rows are set first, and batches whose rows are
+    all on disk already (a resumed stream) are skipped once the sites are known.
+    """
+    if sink is not None:
+        sink.attrs_for = recorder.attrs_for
+    n_batches = count_batches(inputs, batch_size)
     start = 0
     with preserved_state(module, eval_mode=eval_mode), recorder:
         batches = iter_batches(inputs, model=module, batch_size=batch_size, input_key=input_key)
         for index, batch in enumerate(
             progress_bar(batches, enabled=progress, total=n_batches, desc="recording", unit="batch")
         ):
+            if sink is not None:
+                rows = sink.rows[start : start + batch.size]
+                if len(rows) < batch.size:
+                    raise ValueInputError(
+                        f"`inputs` yielded more samples than the {len(sink.rows)} expected for the store."
+                    )
+                if recorder.sites and sink.rows_done(rows):
+                    start += batch.size
+                    continue
+                sink.set_rows(rows)
             try:
                 module(*batch.args, **batch.kwargs)
             except ReluProbeError:
@@ -385,10 +487,7 @@ def record(
                     f"{repr(last) if last else 'none (before the first ReLU)'}. Original error: {exc}"
                 ) from exc
             start += batch.size
-    if recorder.n_samples == 0:
-        raise ValueInputError(f"`inputs` is empty: it yielded no samples ({describe(inputs)}).")
-    recorder._warn_nonfinite(stacklevel=2)
-    return recorder.to_dataset(coords)
+    return start
 
 
 def list_sites(

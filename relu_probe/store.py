@@ -239,14 +239,16 @@ class ZarrSink:
 
     def _validate(self, group: Any, attrs: Mapping[str, Any]) -> None:
         stored = dict(group.attrs)
-        for key in LAYOUT_ATTRS:
-            a, b = _plain(stored.get(key)), _plain(attrs.get(key))
-            if a != b:
-                raise StoreMismatchError(
-                    f"`store` {str(self.path)!r} was written by a different model or site layout: its "
-                    f"{key} is {a!r}, this recording's is {b!r}. Record into a new store "
-                    "(or pass overwrite=True)."
-                )
+        differ = [
+            f"its {key} is {_plain(stored.get(key))!r}, this recording's is {_plain(attrs.get(key))!r}"
+            for key in LAYOUT_ATTRS
+            if _plain(stored.get(key)) != _plain(attrs.get(key))
+        ]
+        if differ:
+            raise StoreMismatchError(
+                f"`store` {str(self.path)!r} was written by a different model or site layout: "
+                + "; ".join(differ) + ". Record into a new store (or pass overwrite=True)."
+            )
 
     # ------------------------------------------------------------------ rows
     def rows_for_ids(self, ids: np.ndarray) -> np.ndarray:
@@ -378,7 +380,7 @@ def load(path: str | os.PathLike, *, chunks: Mapping[str, int] | None = None) ->
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ds = xr.open_zarr(str(path), consolidated=True, chunks=None if chunks is None else dict(chunks))
+        ds = xr.open_zarr(str(path), consolidated=True, chunks={} if chunks is None else dict(chunks))
     attrs = dict(ds.attrs)
     n_units = int(attrs["n_units"])
     rows = int(attrs["chunk_rows"])

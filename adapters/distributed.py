@@ -1,0 +1,166 @@
+"""Multi-process recording with ``torch.distributed`` (``torchrun``): every rank records a
+disjoint, chunk-aligned shard of the inputs into one zarr gate store.
+
+Run the same script on every rank::
+
+    # torchrun --nproc_per_node=4 record_job.py
+    import torch.distributed as dist
+    from relu_probe.adapters.distributed import record_distributed
+
+    dist.init_process_group("gloo")            # or "nccl"
+    ds = record_distributed(model, X, "gates.zarr", coords=coords, overwrite=True)
+
+Rank 0 creates the store (coords, attrs, empty arrays); after a barrier each rank fills the
+sample chunks of its shard through explicit sample ids (zarr region writes — no two ranks
+touch one chunk); after a final barrier every rank returns the lazily loaded store, which
+is identical to a single-process ``rp.record(..., store=...)``. An interrupted job is
+resumed by running it again with ``resume=True``.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+
+from ..errors import InputError, StoreError, ValueInputError, describe
+
+__all__ = ["record_distributed", "shard_rows"]
+
+
+def shard_rows(n_samples: int, chunk_rows: int, rank: int, world_size: int) -> np.ndarray:
+    """Rows of rank *rank*: a contiguous run of whole chunks (``n_chunks * r // W`` to
+    ``n_chunks * (r + 1) // W``), so ranks never share a chunk."""
+    n_chunks = -(-n_samples // chunk_rows)
+    first = n_chunks * rank // world_size
+    last = n_chunks * (rank + 1) // world_size
+    return np.arange(first * chunk_rows, min(last * chunk_rows, n_samples), dtype=np.int64)
+
+
+def _take(inputs: Any, rows: np.ndarray) -> Any:
+    if isinstance(inputs, (torch.Tensor, np.ndarray)):
+        return inputs[torch.as_tensor(rows) if isinstance(inputs, torch.Tensor) else rows]
+    if isinstance(inputs, torch.utils.data.Dataset):
+        return torch.utils.data.Subset(inputs, rows.tolist())
+    raise InputError(
+        "`inputs` of record_distributed must be a Tensor, a numpy array or a map-style "
+        f"torch Dataset (so each rank can take its shard), got {describe(inputs)}."
+    )
+
+
+def record_distributed(
+    model: torch.nn.Module,
+    inputs: Any,
+    store: str | os.PathLike,
+    *,
+    coords: Mapping[str, Any] | None = None,
+    batch_size: int | None = None,
+    chunk_size: int | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    group: Any = None,
+    **record_kwargs: Any,
+) -> xr.Dataset:
+    """Record *inputs* with every rank of the current process group into one store.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The same model on every rank (on each rank's device).
+    inputs : Tensor, ndarray or map-style torch Dataset
+        All samples, the same on every rank; each rank takes its shard. Dataset items are
+        batched with a ``DataLoader(batch_size=...)``.
+    store : path
+        Store directory, on a file system every rank can reach.
+    coords : mapping, optional
+        Per-sample coords of all samples.
+    batch_size, chunk_size :
+        As in :func:`relu_probe.record` (``chunk_size`` defaults to ~8 MiB chunks).
+    overwrite, resume : bool
+        Replace an existing store, or continue an interrupted job (only unfinished chunks
+        are recorded).
+    group : ProcessGroup, optional
+        The process group (default: the world).
+    **record_kwargs :
+        Passed to :func:`relu_probe.record` (``sites``, ``values``, ``units`` …).
+
+    Returns
+    -------
+    xarray.Dataset
+        The whole store, lazily loaded, on every rank.
+    """
+    import torch.distributed as dist
+
+    from ..recorder import record, unwrap_model
+    from ..store import StoreIncompleteWarning, load
+
+    if not (dist.is_available() and dist.is_initialized()):
+        raise ValueInputError(
+            "record_distributed needs an initialised torch.distributed process group: launch with "
+            "torchrun and call torch.distributed.init_process_group(...) first (or use rp.record)."
+        )
+    rank, world = dist.get_rank(group), dist.get_world_size(group)
+    n = len(inputs)
+    if n == 0:
+        raise ValueInputError("`inputs` is empty: it holds no samples.")
+    loader_kwargs = {"batch_size": batch_size or 1024}
+
+    def batches(data: Any) -> Any:
+        return torch.utils.data.DataLoader(data, **loader_kwargs) if isinstance(data, torch.utils.data.Dataset) else data
+
+    module = unwrap_model(model)
+    failure: list[Any] = [None]
+    if rank == 0 and not resume:
+        try:
+            _create_store(module, inputs, store, coords=coords, n=n, batch_size=batch_size,
+                          chunk_size=chunk_size, overwrite=overwrite, batches=batches, **record_kwargs)
+        except Exception as exc:  # every rank must learn of it, or the others wait forever
+            failure[0] = f"{type(exc).__name__}: {exc}"
+            dist.broadcast_object_list(failure, src=0, group=group)
+            raise
+    dist.broadcast_object_list(failure, src=0, group=group)
+    if failure[0] is not None:
+        raise StoreError(f"rank 0 could not create the store {str(store)!r}: {failure[0]}")
+    from ..store import _zarr
+
+    chunk_rows = int(_zarr().open_group(str(store), mode="r").attrs["chunk_rows"])
+    rows = shard_rows(n, chunk_rows, rank, world)
+    if len(rows):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", StoreIncompleteWarning)  # other ranks are still writing
+            record(module, batches(_take(inputs, rows)), store=store, resume=True,
+                   sample_ids=_ids_of(store, rows), batch_size=batch_size,
+                   **{k: v for k, v in record_kwargs.items() if k != "sample_ids"})
+    dist.barrier(group)
+    return load(store)
+
+
+def _create_store(module: torch.nn.Module, inputs: Any, store: Any, *, coords: Any, n: int,
+                  batch_size: int | None, chunk_size: int | None, overwrite: bool, batches: Any,
+                  **record_kwargs: Any) -> None:
+    """Rank 0: discover the sites on the first batch and write the store skeleton."""
+    from ..recorder import Recorder, _run, _store_sink
+
+    sink = _store_sink(inputs, store, coords=coords, sample_ids=None, n_samples=n, resume=False,
+                       overwrite=overwrite, chunk_size=chunk_size)
+    first = _take(inputs, np.arange(min(n, batch_size or 1024)))
+    recorder = Recorder(module, record_kwargs.get("sites"), values=record_kwargs.get("values", False),
+                        units=record_kwargs.get("units", "element"), channel_dim=record_kwargs.get("channel_dim"),
+                        activations=record_kwargs.get("activations", ()), _sink=sink)
+    sink.attrs_for = recorder.attrs_for
+    sink.set_rows(np.arange(len(first)))
+    _run(module, batches(first), recorder, None, batch_size=batch_size, input_key=record_kwargs.get("input_key"),
+         progress=False, eval_mode=record_kwargs.get("eval_mode", True))
+    sink._staging.clear()  # rows of unfinished chunks are recorded again by their rank
+
+
+def _ids_of(store: Any, rows: np.ndarray) -> np.ndarray:
+    from ..store import _zarr
+
+    ids = np.asarray(_zarr().open_group(str(store), mode="r")["sample"][:], dtype=np.int64)
+    return ids[rows]

@@ -57,7 +57,9 @@ def check_dataset(ds: Any, name: str = "ds") -> xr.Dataset:
         raise ValueInputError(
             f"`{name}` is empty: {ds.sizes['sample']} samples × {ds.sizes['unit']} units."
         )
-    return ds
+    # dask-backed recordings: the 1-D coords are small; load them so groupby can see labels
+    lazy = {k: v.compute() for k, v in ds.coords.items() if v.chunks is not None}
+    return ds.assign_coords(lazy) if lazy else ds
 
 
 def sample_coord_names(ds: xr.Dataset) -> list[str]:

@@ -346,3 +346,20 @@ def test_estimator_cocluster_blocks():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         np.testing.assert_array_equal(est.predict(A[:2]), [0, 0])
+
+
+def test_dask_backed_recording_gives_the_same_pathways():
+    pytest.importorskip("dask")
+    net = k_minus_one_net(3, 4)
+    ds = _record(net)
+    lazy = ds.chunk({"sample": 5})
+    assert lazy["context"].chunks is not None
+    for method in ("context-sets", "profiles", "cocluster"):
+        eager = rp.find_pathways(ds, "context", "object", method=method)
+        chunked = rp.find_pathways(lazy, "context", "object", method=method)
+        assert chunked.contexts == eager.contexts
+        np.testing.assert_allclose(chunked.mass.values, eager.mass.values)
+    np.testing.assert_allclose(
+        rp.gating_profile(lazy, "context").values, rp.gating_profile(ds, "context").values
+    )
+    assert rp.mixed_selectivity_score(lazy) == pytest.approx(rp.mixed_selectivity_score(ds))

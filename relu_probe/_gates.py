@@ -152,6 +152,7 @@ def resolve_gates(
     *,
     name: str = "gates",
     warn_empty: bool = True,
+    strict: bool = True,
 ) -> Gating:
     """Turn a user's gate specification into a :class:`Gating`.
 
@@ -164,6 +165,8 @@ def resolve_gates(
         Number of samples the gates must cover.
     context : array-like (sample,), optional
         Per-sample context labels.
+    strict : bool, default=True
+        Reject context sets naming a context that no sample has (off for predicting a subset).
     """
     ctx = None if context is None else context_labels(context, n_samples)
     if _is_context_set_list(gates) and (ctx is not None or not _looks_like_matrix(gates)):
@@ -181,7 +184,7 @@ def resolve_gates(
             if len(members) == 0:
                 raise ValueInputError(f"`{name}[{i}]` is an empty context set.")
             unknown = [v for v in members if not np.any(ctx == v)]
-            if unknown:
+            if unknown and strict:
                 raise ValueInputError(
                     f"`{name}[{i}]` names context value(s) {unknown!r} that no sample has; "
                     f"available contexts: {list(available)}."

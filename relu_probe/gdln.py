@@ -157,6 +157,18 @@ class _Layout:
         self.n_paths = len(widths)
         self.dtype, self.device = dtype, device
         self.groups: list[dict[str, Any]] = []
+        # draw every pathway's weights in pathway order (input side first), so that a
+        # pathway's initial weights do not depend on the pathways listed after it
+        n_in = in_mask.shape[1]
+        draws: list[list[torch.Tensor]] = []
+        for p in range(self.n_paths):
+            sizes_p = [int(in_mask[p].sum())] + list(widths[p]) + [n_out]
+            draws.append(
+                [
+                    torch.randn(b, a, generator=generator, dtype=dtype) * scales[p][l]
+                    for l, (a, b) in enumerate(zip(sizes_p[:-1], sizes_p[1:]))
+                ]
+            )
         depths = sorted({len(w) for w in widths})
         for depth in depths:
             # shared pathways first so that the residual rule can split columns
@@ -168,15 +180,13 @@ class _Layout:
             n_shared_units = sum(widths[p][-1] for p in members if shared[p])
             weights, masks = [], []
             # layer 0: (H_0, n_in)
-            n_in = in_mask.shape[1]
             W = torch.zeros(tot[0], n_in, dtype=dtype)
             M = torch.zeros(tot[0], n_in, dtype=dtype)
             for j, p in enumerate(members):
                 rows = slice(int(offs[0][j]), int(offs[0][j + 1]))
                 cols = torch.from_numpy(np.flatnonzero(in_mask[p]))
-                block = torch.randn(sizes[0][j], len(cols), generator=generator, dtype=dtype)
                 tmp = torch.zeros(sizes[0][j], n_in, dtype=dtype)
-                tmp[:, cols] = block * scales[p][0]
+                tmp[:, cols] = draws[p][0]
                 W[rows] = tmp
                 M[rows] = (torch.as_tensor(in_mask[p], dtype=dtype)).expand(sizes[0][j], n_in)
             weights.append(W)
@@ -188,10 +198,7 @@ class _Layout:
                 for j, p in enumerate(members):
                     rows = slice(int(offs[l][j]), int(offs[l][j + 1]))
                     cols = slice(int(offs[l - 1][j]), int(offs[l - 1][j + 1]))
-                    W[rows, cols] = (
-                        torch.randn(sizes[l][j], sizes[l - 1][j], generator=generator, dtype=dtype)
-                        * scales[p][l]
-                    )
+                    W[rows, cols] = draws[p][l]
                     M[rows, cols] = 1.0
                 weights.append(W)
                 masks.append(M)
@@ -199,10 +206,7 @@ class _Layout:
             W = torch.zeros(n_out, tot[-1], dtype=dtype)
             for j, p in enumerate(members):
                 cols = slice(int(offs[-1][j]), int(offs[-1][j + 1]))
-                W[:, cols] = (
-                    torch.randn(n_out, sizes[-1][j], generator=generator, dtype=dtype)
-                    * scales[p][depth]
-                )
+                W[:, cols] = draws[p][depth]
             weights.append(W)
             masks.append(None)
             unit_path0 = np.repeat(members, sizes[0])
@@ -495,19 +499,15 @@ class GDLN(BaseEstimator):
                 range(epochs), enabled=self.progress, desc="GDLN", total=epochs
             ):
                 if epoch in rec_set:
-                    svs[rec_set[epoch]] = torch.linalg.svdvals(layout.maps())[:, :n_modes]
+                    maps = layout.maps()
+                    if not bool(torch.isfinite(maps).all()):
+                        self._diverged(losses, epoch, limit, lr)
+                    svs[rec_set[epoch]] = torch.linalg.svdvals(maps)[:, :n_modes]
                 self._step(layout, gates_u, Xt, Yt, lr, residual, losses, epoch)
                 if epoch % 100 == 99 or epoch == epochs - 1:
                     last = float(losses[epoch])
                     if not math.isfinite(last) or last > limit:
-                        bad = losses[: epoch + 1]
-                        first = int(
-                            torch.nonzero(~torch.isfinite(bad) | (bad > limit))[0, 0]
-                        )
-                        raise ValueInputError(
-                            f"the GDLN simulation diverged (loss {float(bad[first]):.3g} at "
-                            f"epoch {first}); lower the learning rate `lr` (got {lr})."
-                        )
+                        self._diverged(losses, epoch + 1, limit, lr)
 
         self.loss_curve_ = losses.cpu().numpy()
         names = gating.names
@@ -549,6 +549,16 @@ class GDLN(BaseEstimator):
         self.L0_ = L0
         self._layout = layout
         return self
+
+    @staticmethod
+    def _diverged(losses: torch.Tensor, upto: int, limit: float, lr: float) -> None:
+        bad = losses[:upto]
+        hits = torch.nonzero(~torch.isfinite(bad) | (bad > limit))
+        first = int(hits[0, 0]) if hits.numel() else max(upto - 1, 0)
+        raise ValueInputError(
+            f"the GDLN simulation diverged (loss {float(bad[first]):.3g} at epoch {first}); "
+            f"lower the learning rate `lr` (got {lr})."
+        )
 
     @staticmethod
     def _step(
@@ -643,7 +653,7 @@ class GDLN(BaseEstimator):
                     f"samples; the network was fitted on {self.n_samples_fit_}."
                 )
         if gates is not None:
-            G = resolve_gates(gates, Xn.shape[0], context, warn_empty=False).G
+            G = resolve_gates(gates, Xn.shape[0], context, warn_empty=False, strict=False).G
             if G.shape[0] != len(self.pathway_names_):
                 raise ValueInputError(
                     f"`gates` must describe {len(self.pathway_names_)} pathways, got {G.shape[0]}."
@@ -712,6 +722,7 @@ class GDLN(BaseEstimator):
             strength = strength.assign_coords(
                 {k: v for k, v in sv.coords.items() if "pathway" in v.dims and k not in strength.coords}
             )
+        strength = strength.transpose("pathway", ...)
         strength.name = "pathway_strength"
         strength.attrs = {"measure": measure, "normalized": int(bool(normalize))}
         return strength

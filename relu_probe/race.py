@@ -482,6 +482,14 @@ def race_dynamics(
         U[ctx], s[ctx], V[ctx], d[ctx] = Uc, sc, Vc, dc
     s_max = max(float(s.max()), 1e-300)
     s = np.where(s > tol * s_max, s, 0.0)
+    # gradient descent on a balanced mode, π ← π (1 + (s − dπ)/τ)², is stable at its fixed
+    # point only when s/τ = lr·P·s < 1 (the sharpness there is 2·P·s)
+    if float(s.max()) * lr * P >= 1.0:
+        raise ValueInputError(
+            f"gradient descent at this learning rate diverges: lr·P·s_max = "
+            f"{float(s.max()) * lr * P:.3g} >= 1 (s_max = {float(s.max()):.4g}, P = {P}); lower "
+            f"the learning rate `lr` (got {lr}) below {1.0 / (float(s.max()) * P):.3g}."
+        )
 
     div = _d_divisor(d_scale, gating, shared_mask, context) if d_scale is not None else np.ones(n_paths)
     d_eff = d / div[:, None]

@@ -133,7 +133,7 @@ def node_reuse_score(pathways: Any) -> float:
     return float((m * (sizes - 1) / (K - 1)).sum())
 
 
-def modularity_score(pathways: Any) -> float:
+def modularity_score(pathways: Any, *, min_mass: float = 1e-3) -> float:
     r"""How modular the context-specific part of the network is.
 
     Over the context-specific pathways (:math:`|S| < K`):
@@ -145,14 +145,23 @@ def modularity_score(pathways: Any) -> float:
     selectivity). DESIGN.md "Scores"; cf. the strictly modular vs mixed ReLNs of Jarvis et
     al. (2025).
 
-    Returns 0 with a ``DegenerateDataWarning`` when there is no context-specific mass (e.g. a
-    fully shared network): nothing modular was found.
+    Parameters
+    ----------
+    pathways : Pathways, fitted GDLN/ReLN, or DataArray
+    min_mass : float, default=1e-3
+        When the context-specific mass :math:`\sum_{|S|<K} m_S` is below this, the ratio
+        measures numerical noise (e.g. 1e-7 early in training), so 0 is returned with a
+        ``DegenerateDataWarning`` — as for a fully shared network, nothing modular was found.
     """
+    min_mass = check_real("min_mass", min_mass, minimum=0.0)
     m, sizes, K = _pathway_masses(pathways)
     specific = sizes < K
     denominator = m[specific].sum()
-    if denominator <= 0:
-        _degenerate("no context-specific pathway mass: modularity_score is 0.")
+    if denominator <= 0 or denominator < min_mass:
+        _degenerate(
+            f"context-specific pathway mass is {denominator:.3g} (< min_mass={min_mass:g}): "
+            "no context-specific structure; modularity_score is 0."
+        )
         return 0.0
     return float((m[specific] * (K - sizes[specific]) / (K - 1)).sum() / denominator)
 

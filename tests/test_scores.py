@@ -93,6 +93,16 @@ def test_scores_accept_pathway_strength_objects_and_dataarrays():
     assert rp.node_reuse_score(lone) == 0.0 and rp.modularity_score(lone) == 1.0
 
 
+def test_modularity_ignores_negligible_context_specific_mass():
+    # early in training almost all mass is shared; the ratio of ~1e-7 masses is noise
+    tiny = _FakeReLN([1.0, 1e-7, 1e-7], [(0, 1, 2), (0, 1), (0,)], (0, 1, 2))
+    with pytest.warns(DegenerateDataWarning, match="min_mass"):
+        assert rp.modularity_score(tiny) == 0.0
+    assert rp.modularity_score(tiny, min_mass=0.0) == pytest.approx(0.75)
+    with pytest.raises(ValueInputError, match="min_mass"):
+        rp.modularity_score(tiny, min_mass=-1)
+
+
 def test_pathway_score_errors():
     with pytest.raises(InputError, match="rp.Pathways"):
         rp.shared_score({"a": 1})

@@ -378,6 +378,8 @@ def load(path: str | os.PathLike, *, chunks: Mapping[str, int] | None = None) ->
         raise StoreError(f"`path` {str(path)!r} is not a relu_probe gate store (no relu_probe_store attr).")
     import dask.array as da
 
+    if group.attrs.get("relu_probe_store_kind") == "monitor":
+        return _load_monitor(path, group)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds = xr.open_zarr(str(path), consolidated=True, chunks={} if chunks is None else dict(chunks))
@@ -395,16 +397,48 @@ def load(path: str | os.PathLike, *, chunks: Mapping[str, int] | None = None) ->
             stacklevel=2,
         )
     ds = ds.isel(sample=slice(0, complete_rows)).drop_vars("chunk_done")
-    if "gate_bits" in ds:
-        bits = ds["gate_bits"].data
-        if not isinstance(bits, da.Array):
-            bits = da.from_array(np.asarray(bits), chunks=(rows, -1))
-        gate = bits.rechunk({1: -1}).map_blocks(
-            unpack_gates, n_units, dtype=bool, chunks=(bits.chunks[0], (n_units,))
-        )
-        ds = ds.drop_vars("gate_bits")
-        ds["gate"] = (("sample", "unit"), gate)
-        ds["gate"].attrs["long_name"] = "ReLU input > threshold"
+    return _finish(ds, attrs, n_units)
+
+
+def _decode_bits(ds: xr.Dataset, n_units: int) -> xr.Dataset:
+    """Replace ``gate_bits`` (…, unit_byte) uint8 by a lazily unpacked ``gate`` (…, unit) bool."""
+    import dask.array as da
+
+    if "gate_bits" not in ds:
+        return ds
+    var = ds["gate_bits"]
+    bits = var.data if isinstance(var.data, da.Array) else da.from_array(np.asarray(var.data))
+    bits = bits.rechunk({bits.ndim - 1: -1})
+    gate = bits.map_blocks(
+        _unpack_last, n_units, dtype=bool, chunks=(*bits.chunks[:-1], (n_units,))
+    )
+    dims = (*var.dims[:-1], "unit")
+    ds = ds.drop_vars("gate_bits")
+    ds["gate"] = (dims, gate)
+    ds["gate"].attrs["long_name"] = "ReLU input > threshold"
+    return ds
+
+
+def _unpack_last(bits: np.ndarray, n_units: int) -> np.ndarray:
+    flat = bits.reshape(-1, bits.shape[-1])
+    return unpack_gates(flat, n_units).reshape(*bits.shape[:-1], n_units)
+
+
+def _load_monitor(path: Path, group: Any) -> xr.Dataset:
+    from .monitor import _complete_steps
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = xr.open_zarr(str(path), consolidated=False, chunks={})
+    attrs = dict(ds.attrs)
+    ds = ds.isel(step=slice(0, _complete_steps(group)))
+    ds = _finish(ds, attrs, int(attrs["n_units"]))
+    ds.attrs = {k: v for k, v in ds.attrs.items() if k not in ("relu_probe_store_kind", "every")}
+    return ds
+
+
+def _finish(ds: xr.Dataset, attrs: dict, n_units: int) -> xr.Dataset:
+    ds = _decode_bits(ds, n_units)
     for name in ds.coords:  # coords are small: read them now, strings as objects (as recorded)
         values = ds[name]
         data = np.asarray(values.values, dtype=object) if values.dtype.kind in ("T", "U", "O") else values.values
@@ -414,7 +448,7 @@ def load(path: str | os.PathLike, *, chunks: Mapping[str, int] | None = None) ->
         if name in ds:
             ds[name].attrs = {"long_name": long_name}
     ds.attrs = {k: _plain(v) for k, v in attrs.items() if k not in _INTERNAL_ATTRS}
-    ordered = [v for v in ("gate", "gate_rate", "activation") if v in ds.data_vars]
+    ordered = [v for v in ("gate", "gate_rate", "activation", "importance", "loss") if v in ds.data_vars]
     return ds[ordered]
 
 

@@ -247,7 +247,8 @@ def train_full_batch(
     epochs : int, default=8001
         Number of gradient steps.
     callback : callable, optional
-        ``callback(epoch, loss)`` after each step (e.g. a ``TrainingMonitor.update``).
+        ``callback(epoch, loss)`` at each epoch, before its update, so the model holds the
+        weights that produced ``loss`` (e.g. a ``TrainingMonitor.update``).
     progress : bool, optional
         Show a tqdm bar (default: only on a terminal).
 
@@ -270,18 +271,18 @@ def train_full_batch(
         for p in params:
             p.grad = None
         loss = 0.5 * ((model(X) - Y) ** 2).sum()
-        loss.backward()
-        with torch.no_grad():
-            for p in params:
-                p.add_(p.grad, alpha=-lr)
         value = float(loss.detach())
         if not math.isfinite(value):
             raise ValueInputError(
                 f"training diverged: loss is {value} at epoch {epoch}; lower `lr` (got {lr})."
             )
         losses[epoch] = value
-        if callback is not None:
+        if callback is not None:  # before the update: the weights that produced this loss
             callback(epoch, value)
+        loss.backward()
+        with torch.no_grad():
+            for p in params:
+                p.add_(p.grad, alpha=-lr)
     for p in params:
         p.grad = None
     return losses

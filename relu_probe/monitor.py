@@ -1,0 +1,296 @@
+"""Measure gating structure while a network trains: :class:`TrainingMonitor`.
+
+Every ``every`` steps the monitor records the gates (and post-ReLU values) of a fixed probe
+set, the unit importance at that point of training and the training loss. Snapshots share
+one layout and stack along a ``step`` dim; with ``store=`` they are appended to a zarr store
+(gates bit-packed) as they are taken, so a long run keeps nothing in memory and an
+interrupted one resumes where its store ends.
+
+>>> import relu_probe as rp
+>>> X, Y, coords = rp.tasks.contextual_task(3)
+>>> model = rp.tasks.paper_network(3)
+>>> mon = rp.TrainingMonitor(model, X, coords=coords, every=500, by="context", within="object")
+>>> _ = rp.tasks.train_full_batch(model, X, Y, epochs=1001, callback=mon.update)
+>>> mon.steps
+[0, 500, 1000]
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from torch import nn
+
+from ._progress import progress_bar
+from ._validation import check_int
+from .dataset import site_attr
+from .errors import InputError, StoreError, StoreMismatchError, ValueInputError
+from .recorder import record
+from .sites import SiteSelector
+
+__all__ = ["TrainingMonitor"]
+
+_STEP_VARS = ("gate", "gate_rate", "activation", "importance", "loss")
+
+
+class TrainingMonitor:
+    """Snapshot gates, importance and loss on a probe set every ``every`` training steps.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model being trained (recorded in eval mode without autograd at each snapshot;
+        its train mode and grad flags are restored right after).
+    probe_inputs : Tensor, array or iterable of batches
+        A fixed probe set, recorded at every snapshot (see :func:`relu_probe.record`).
+    coords : mapping, optional
+        Per-sample labels of the probe set (e.g. ``context``, ``object``).
+    every : int, default=100
+        Snapshot when ``step % every == 0`` (:meth:`update`); :meth:`snapshot` forces one.
+    store : path, optional
+        Append snapshots to this zarr store instead of keeping them in memory. An existing
+        monitor store is continued (steps already stored are skipped), unless
+        ``overwrite=True``.
+    by, within : str, optional
+        Default coords for :meth:`scores` and :meth:`pathways_over_time`.
+    sites, values, units, batch_size, input_key :
+        As in :func:`relu_probe.record`; ``values`` defaults to True (pathway masses and
+        mixed selectivity use the activations).
+    importance : {"readout", "activity"}, default="readout"
+        Unit importance stored at each snapshot; ``"readout"`` falls back to
+        ``"activity"`` for models whose sites have no Linear/Conv readout.
+
+    Attributes
+    ----------
+    steps : list of int
+        The steps snapshotted so far (including those found in a continued store).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        probe_inputs: Any,
+        *,
+        coords: Mapping[str, Any] | None = None,
+        every: int = 100,
+        store: str | os.PathLike | None = None,
+        overwrite: bool = False,
+        by: str | None = None,
+        within: str | None = None,
+        sites: SiteSelector = None,
+        values: bool = True,
+        units: str = "element",
+        importance: str = "readout",
+        batch_size: int | None = None,
+        input_key: str | None = None,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise InputError(f"`model` must be a torch.nn.Module, got {type(model).__name__}.")
+        self.model = model
+        self.probe_inputs = probe_inputs
+        self.coords = coords
+        self.every = check_int("every", every, minimum=1)
+        self.store = None if store is None else Path(store)
+        self.by, self.within = by, within
+        self.record_kwargs = dict(sites=sites, values=values, units=units, batch_size=batch_size,
+                                  input_key=input_key, progress=False)
+        if importance not in ("readout", "activity"):
+            raise ValueInputError(f"`importance` must be 'readout' or 'activity'; got {importance!r}.")
+        self.importance = importance
+        self._snapshots: list[xr.Dataset] = []
+        self.steps: list[int] = []
+        if self.store is not None:
+            self._open_store(overwrite)
+
+    # ------------------------------------------------------------------ taking snapshots
+    def update(self, step: int, loss: float | None = None) -> bool:
+        """Call once per training step; snapshots when ``step % every == 0``.
+
+        Returns whether a snapshot was taken. Steps already snapshotted (e.g. found in a
+        continued store) are skipped.
+        """
+        step = check_int("step", step, minimum=0)
+        if step % self.every:
+            return False
+        return self.snapshot(step, loss)
+
+    def snapshot(self, step: int, loss: float | None = None) -> bool:
+        """Record the probe set now, labelled *step* (skipped if that step exists)."""
+        step = check_int("step", step, minimum=0)
+        if step in self.steps:
+            return False
+        if self.steps and step < self.steps[-1]:
+            raise ValueInputError(
+                f"`step` must increase between snapshots: got {step} after {self.steps[-1]}."
+            )
+        ds = record(self.model, self.probe_inputs, coords=self.coords, **self.record_kwargs)
+        ds["importance"] = self._importance(ds)
+        loss_value = np.nan if loss is None else float(loss)
+        ds = ds.expand_dims(step=[step])
+        ds["loss"] = ("step", [loss_value])
+        ds["importance"] = ds["importance"].astype(np.float32)
+        if self.store is not None:
+            self._append(ds)
+        else:
+            self._snapshots.append(ds)
+        self.steps.append(step)
+        return True
+
+    def _importance(self, ds: xr.Dataset) -> xr.DataArray:
+        from .importance import unit_importance
+
+        method = self.importance
+        if method == "readout" and not all(site_attr(ds, "site_readouts")):
+            method = "activity"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # all-off gates at initialisation are expected
+            imp = unit_importance(self.model, ds, method=method)
+        return xr.DataArray(imp.values, dims=("unit",), attrs={"method": method})
+
+    # ------------------------------------------------------------------ results
+    def to_dataset(self) -> xr.Dataset:
+        """All snapshots: ``gate`` (step, sample, unit) (+ ``activation``), ``importance``
+        (step, unit) and ``loss`` (step); dask-backed when a store is used."""
+        if not self.steps:
+            raise ValueInputError("no snapshot yet: call `update(step)` during training first.")
+        if self.store is not None:
+            from .store import load
+
+            return load(self.store)
+        return xr.concat(self._snapshots, dim="step", data_vars="minimal", coords="minimal",
+                         compat="override", join="override")
+
+    def scores(self, by: str | None = None, within: str | None = None, *, literature: bool = False,
+               progress: bool | None = None) -> pd.DataFrame:
+        """:func:`relu_probe.scores` at every snapshot: a DataFrame indexed by ``step``.
+
+        Each snapshot's pathways are found with its own importance; ``loss`` is a column too.
+        """
+        from .scores import scores as all_scores
+
+        by, within = self._factors(by, within)
+        ds = self.to_dataset()
+        rows = []
+        for step in progress_bar(list(ds["step"].values), enabled=progress, desc="scores"):
+            snap = ds.sel(step=step).load()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                s = all_scores(snap.drop_vars(["importance", "loss"]), by=by, within=within,
+                               importance=snap["importance"], literature=literature)
+            rows.append({"step": int(step), **s.to_dict(), "loss": float(snap["loss"])})
+        return pd.DataFrame(rows).set_index("step")
+
+    def pathways_over_time(self, by: str | None = None, within: str | None = None, *,
+                           method: str = "auto", progress: bool | None = None) -> xr.DataArray:
+        """Pathway masses over training: DataArray (step, pathway).
+
+        Pathways are identified across snapshots by their context set: coord ``contexts``
+        (tuple of context values per pathway) and ``label`` (e.g. ``"{0, 1}"``); a context
+        set absent at a step has mass 0 there.
+        """
+        from .pathways import find_pathways
+
+        by, _ = self._factors(by, within, need_within=False)
+        within = within if within is not None else self.within
+        ds = self.to_dataset()
+        per_step: list[dict[tuple, float]] = []
+        for step in progress_bar(list(ds["step"].values), enabled=progress, desc="pathways"):
+            snap = ds.sel(step=step).load()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                pw = find_pathways(snap.drop_vars(["importance", "loss"]), by, within,
+                                   importance=snap["importance"], method=method)
+            per_step.append({tuple(c): float(m) for c, m in zip(pw.mass["contexts"].values, pw.mass.values)})
+        keys = sorted({k for masses in per_step for k in masses}, key=lambda k: (-len(k), k))
+        values = np.array([[masses.get(k, 0.0) for k in keys] for masses in per_step])
+        contexts = np.empty(len(keys), dtype=object)
+        contexts[:] = keys
+        labels = ["{" + ", ".join(map(str, k)) + "}" for k in keys]
+        return xr.DataArray(
+            values, dims=("step", "pathway"),
+            coords={"step": ds["step"].values, "pathway": np.arange(len(keys)), "contexts": ("pathway", contexts),
+                    "label": ("pathway", labels), "n_contexts": ("pathway", [len(k) for k in keys])},
+            name="mass",
+        )
+
+    def _factors(self, by: str | None, within: str | None, need_within: bool = True) -> tuple[str, str | None]:
+        by = by if by is not None else self.by
+        within = within if within is not None else self.within
+        if by is None:
+            raise ValueInputError("`by` is needed (pass it here or to TrainingMonitor(by=...)).")
+        return by, within
+
+    # ------------------------------------------------------------------ zarr store
+    def _open_store(self, overwrite: bool) -> None:
+        from .store import _zarr
+
+        path = self.store
+        if path.exists() and any(path.iterdir()):
+            if overwrite:
+                import shutil
+
+                shutil.rmtree(path)
+                return
+            group = _zarr().open_group(str(path), mode="r")
+            if group.attrs.get("relu_probe_store_kind") != "monitor":
+                raise StoreError(
+                    f"`store` {str(path)!r} exists and is not a TrainingMonitor store; pass overwrite=True "
+                    "to replace it."
+                )
+            self.steps = [int(s) for s in np.asarray(group["step"][:])[: _complete_steps(group)]]
+
+    def _append(self, ds: xr.Dataset) -> None:
+        from .store import FORMAT_VERSION, pack_gates
+
+        out = ds.copy()
+        if "gate" in out:
+            bits = pack_gates(out["gate"].values[0])[None]
+            out = out.drop_vars("gate")
+            out["gate_bits"] = (("step", "sample", "unit_byte"), bits)
+        first = not (self.store.exists() and any(self.store.iterdir()))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if first:
+                out.attrs = {**ds.attrs, "relu_probe_store": FORMAT_VERSION, "relu_probe_store_kind": "monitor",
+                             "n_units": int(ds.sizes["unit"]), "every": self.every}
+                out.to_zarr(str(self.store), mode="w", consolidated=False)
+            else:
+                group_attrs = _store_attrs(self.store)
+                for key in ("sites", "site_shapes", "units"):
+                    if _plain_list(group_attrs.get(key)) != _plain_list(ds.attrs.get(key)):
+                        raise StoreMismatchError(
+                            f"`store` {str(self.store)!r} holds snapshots of another site layout: its {key} "
+                            f"is {group_attrs.get(key)!r}, this model's is {ds.attrs.get(key)!r}."
+                        )
+                keep = [v for v in out.data_vars if "step" in out[v].dims]
+                out = out[keep].drop_vars([c for c in out.coords if "step" not in out[c].dims])
+                out.attrs = group_attrs  # appending rewrites the group's attrs: keep them
+                out.to_zarr(str(self.store), append_dim="step", consolidated=False)
+
+
+def _store_attrs(path: Path) -> dict[str, Any]:
+    from .store import _zarr
+
+    return dict(_zarr().open_group(str(path), mode="r").attrs)
+
+
+def _plain_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return [value]
+    return list(value) if isinstance(value, (list, tuple, np.ndarray)) else value
+
+
+def _complete_steps(group: Any) -> int:
+    """Number of snapshots present in every step variable (an append killed midway leaves
+    some variables one step longer)."""
+    lengths = [group[name].shape[0] for name in ("step", "gate_bits", "gate_rate", "activation", "importance", "loss")
+               if name in group]
+    return min(lengths)
+

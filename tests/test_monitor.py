@@ -1,0 +1,135 @@
+"""TrainingMonitor: snapshots during training, in memory or streamed to zarr, scores over steps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+import relu_probe as rp
+from relu_probe import errors
+from relu_probe import testing as T
+
+
+@pytest.fixture(scope="module")
+def task():
+    return rp.tasks.contextual_task(3)
+
+
+def train_with(monitor, model, task, epochs):
+    X, Y, _ = task
+    return rp.tasks.train_full_batch(model, X, Y, epochs=epochs, callback=monitor.update)
+
+
+def test_snapshots_match_records_taken_at_the_same_weights(task):
+    X, Y, coords = task
+    model = rp.tasks.paper_network(3, seed=2)
+    mon = rp.TrainingMonitor(model, X, coords=coords, every=100, by="context", within="object")
+    copies = {}
+    losses = rp.tasks.train_full_batch(
+        model, X, Y, epochs=301,
+        callback=lambda e, loss: (mon.update(e, loss), copies.setdefault(e, rp.record(model, X, coords=coords, values=True)) if e % 100 == 0 else None),
+    )
+    assert mon.steps == [0, 100, 200, 300]
+    ds = mon.to_dataset()
+    assert ds.gate.dims == ("step", "sample", "unit")
+    assert ds.importance.dims == ("step", "unit") and ds.loss.dims == ("step",)
+    np.testing.assert_allclose(ds.loss.values, losses[[0, 100, 200, 300]])
+    for step, ref in copies.items():
+        xr.testing.assert_identical(ds.gate.sel(step=step, drop=True), ref.gate)
+        np.testing.assert_allclose(ds.importance.sel(step=step).sum(), 1.0, rtol=1e-5)
+    assert model.training  # the monitor restored train mode
+    T.assert_no_hooks(model)
+
+
+def test_scores_and_pathways_over_time_equal_per_snapshot_analysis(task):
+    X, Y, coords = task
+    model = rp.tasks.paper_network(3, seed=3)
+    mon = rp.TrainingMonitor(model, X, coords=coords, every=400, by="context", within="object")
+    train_with(mon, model, task, 801)
+    table = mon.scores()
+    assert list(table.index) == [0, 400, 800]
+    assert {"shared_score", "node_reuse_score", "modularity_score", "mixed_selectivity_score", "loss"} <= set(table.columns)
+    ds = mon.to_dataset()
+    snap = ds.sel(step=800)
+    expected = rp.scores(snap.drop_vars(["importance", "loss"]), by="context", within="object",
+                         importance=snap["importance"], literature=False)
+    for name, value in expected.items():
+        assert table.loc[800, name] == pytest.approx(value, abs=1e-12)
+    masses = mon.pathways_over_time()
+    assert masses.dims == ("step", "pathway")
+    np.testing.assert_allclose(masses.sum("pathway").values, 1.0, rtol=1e-9)
+    pw = rp.find_pathways(snap.drop_vars(["importance", "loss"]), "context", "object", importance=snap["importance"])
+    for contexts, mass in zip(pw.mass["contexts"].values, pw.mass.values):
+        column = [i for i, c in enumerate(masses["contexts"].values) if c == tuple(contexts)]
+        assert masses.sel(step=800).values[column[0]] == pytest.approx(mass)
+
+
+def test_store_streams_snapshots_and_continues(tmp_path, task):
+    X, Y, coords = task
+    reference_model = rp.tasks.paper_network(3, seed=4)
+    memory = rp.TrainingMonitor(reference_model, X, coords=coords, every=50)
+    train_with(memory, reference_model, task, 151)
+
+    model = rp.tasks.paper_network(3, seed=4)
+    path = tmp_path / "mon.zarr"
+    first = rp.TrainingMonitor(model, X, coords=coords, every=50, store=path)
+    state = {}
+
+    def stop_at_100(epoch, loss):
+        first.update(epoch, loss)
+        if epoch == 100:
+            state["weights"] = {k: v.clone() for k, v in model.state_dict().items()}
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        rp.tasks.train_full_batch(model, X, Y, epochs=151, callback=stop_at_100)
+    assert first.steps == [0, 50, 100]
+    # a new process continues the store: existing steps are kept and skipped
+    again = rp.TrainingMonitor(model, X, coords=coords, every=50, store=path)
+    assert again.steps == [0, 50, 100]
+    assert again.update(100, 1.0) is False
+    model.load_state_dict(state["weights"])
+    rp.tasks.train_full_batch(model, X, Y, epochs=51, callback=lambda e, loss: again.update(e + 100, loss))
+    assert again.steps == [0, 50, 100, 150]
+    stored = rp.load(path)
+    assert stored.gate.dtype == bool and stored.gate.chunks is not None
+    xr.testing.assert_identical(memory.to_dataset(), stored.load())
+
+
+def test_store_of_another_layout_is_refused(tmp_path, task):
+    X, Y, coords = task
+    path = tmp_path / "mon.zarr"
+    mon = rp.TrainingMonitor(rp.tasks.paper_network(3), X, coords=coords, store=path)
+    mon.snapshot(0)
+    other = rp.TrainingMonitor(rp.tasks.paper_network(3, depth=2), X, coords=coords, store=path)
+    with pytest.raises(errors.StoreMismatchError, match="sites"):
+        other.snapshot(1)
+    rp.record(rp.tasks.paper_network(3), X, store=tmp_path / "gates.zarr")
+    with pytest.raises(errors.StoreError, match="not a TrainingMonitor store"):
+        rp.TrainingMonitor(rp.tasks.paper_network(3), X, store=tmp_path / "gates.zarr")
+
+
+def test_bad_arguments(task):
+    X, _, coords = task
+    model = rp.tasks.paper_network(3)
+    with pytest.raises(errors.ValueInputError, match="`every` must be an integer >= 1, got 0"):
+        rp.TrainingMonitor(model, X, every=0)
+    mon = rp.TrainingMonitor(model, X, coords=coords)
+    with pytest.raises(errors.ValueInputError, match="no snapshot yet"):
+        mon.to_dataset()
+    mon.snapshot(10)
+    with pytest.raises(errors.ValueInputError, match="must increase"):
+        mon.snapshot(5)
+    with pytest.raises(errors.ValueInputError, match="`by` is needed"):
+        mon.scores()
+    with pytest.raises(errors.InputError, match="torch.nn.Module"):
+        rp.TrainingMonitor("model", X)
+
+
+def test_models_without_readouts_use_activity_importance():
+    model = T.FunctionalReLUNet("F.relu")
+    mon = rp.TrainingMonitor(model, T.toy_inputs(8), coords={"c": np.arange(8) % 2})
+    mon.snapshot(0)
+    assert mon.to_dataset().importance.sum().item() == pytest.approx(1.0, rel=1e-5)

@@ -516,11 +516,10 @@ def race_dynamics(
         N = n_paths * n_modes
         active = (s > 0).reshape(-1)
         if method == "closed":
-            pi = np.zeros((n_paths, n_modes, epochs))
-            pi0_full = np.broadcast_to(pi0[:, None], s.shape)
-            act2 = s > 0
-            pi[act2] = closed_form(s[act2], d_eff[act2], pi0_full[act2], tau, t_axis, time=time)
-            pi[~act2] = closed_form(s[~act2], d_eff[~act2], pi0_full[~act2], tau, t_axis, time=time)
+            # closed_form treats every mode by its own branch (growth / decay / constant)
+            pi = closed_form(
+                s.reshape(-1), d_eff.reshape(-1), np.repeat(pi0, n_modes), tau, t_axis, time=time
+            ).reshape(n_paths, n_modes, epochs)
         else:
             # K[pα, qβ] = (u_pα·u_qβ)(v_qβᵀ Σ^x(q,p) v_pα) = Q[pα, qβ] / P
             K = (Q / P).reshape(N, N).copy()

@@ -196,7 +196,7 @@ class Pathways:
             context_values=json.loads(ds.attrs["context_values"]),
             mass=ds["mass"].assign_coords(extra),
             membership=ds["membership"].assign_coords(extra),
-            labels=ds["labels"],
+            labels=ds["labels"].rename("pathway"),
             sample_gates=ds["sample_gates"].assign_coords(extra),
             importance=ds["importance"],
         )

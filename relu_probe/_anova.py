@@ -6,6 +6,7 @@ import numpy as np
 import xarray as xr
 
 from ._access import activity_var
+from ._reduce import grouped_sum
 from .errors import CoordError
 
 __all__ = ["cell_means", "anova_components"]
@@ -17,17 +18,14 @@ def cell_means(ds: xr.Dataset, by: str, within: str) -> np.ndarray:
     Activity is the recorded activation, or the gate (rate) when only gates were stored.
     Every combination must have at least one sample.
     """
-    activity = activity_var(ds)
-    ones = xr.ones_like(ds["sample"], dtype=np.float64)
-    count = ones.groupby([by, within]).sum().fillna(0.0)
+    sums, count = grouped_sum(activity_var(ds), [by, within])
     missing = int((count.values == 0).sum())
     if missing:
         raise CoordError(
             f"the two-way ANOVA needs a sample for every ({by}, {within}) combination; "
             f"{missing} of {count.size} combinations have none."
         )
-    means = activity.groupby([by, within]).mean()
-    return means.transpose("unit", by, within).values
+    return (sums / count).transpose("unit", by, within).values.astype(np.float64)
 
 
 def anova_components(M: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

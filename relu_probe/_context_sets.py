@@ -9,6 +9,7 @@ import numpy as np
 import xarray as xr
 
 from ._access import activity_var, gate_var
+from ._reduce import grouped_sum
 from .errors import CoordError, DegenerateDataWarning
 
 __all__ = ["context_set_mass", "cell_table"]
@@ -18,16 +19,14 @@ def cell_table(ds: xr.Dataset, by: str, within: str) -> tuple[xr.DataArray, xr.D
     """Per (unit, item, context) cell: mean gate rate, summed activity, and sample count.
 
     Returns DataArrays with dims ``(unit, within, by)``; missing cells have count 0, rate 0
-    and activity 0.
+    and activity 0. Computed one sample chunk at a time on dask-backed recordings.
     """
-    gates = gate_var(ds)
+    gate_sums, count = grouped_sum(gate_var(ds), [within, by])
     activity = activity_var(ds)
-    ones = xr.ones_like(ds["sample"], dtype=np.float64)
-    count = ones.groupby([within, by]).sum().fillna(0.0)
-    rate = gates.groupby([within, by]).mean().fillna(0.0)
-    total = activity.groupby([within, by]).sum().fillna(0.0)
+    total = grouped_sum(activity, [within, by])[0] if activity.name != gate_var(ds).name else gate_sums
+    rate = (gate_sums / count.where(count > 0)).fillna(0.0)
     order = ("unit", within, by)
-    return rate.transpose(*order), total.transpose(*order), count.transpose(within, by)
+    return rate.transpose(*order), total.astype(np.float64).transpose(*order), count.astype(np.float64)
 
 
 def context_set_mass(

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import xarray as xr
 
 from ._access import check_dataset, check_sample_coord, gate_var, select_sites
+from ._reduce import grouped_sum
 from .errors import ValueInputError
 
 __all__ = ["gating_profile"]
@@ -20,8 +22,9 @@ def gating_profile(
     .. math:: \mathrm{profile}[u, b] = \frac{1}{|\{x : by(x) = b\}|} \sum_{x : by(x) = b} g_u(x)
 
     where :math:`g_u(x)` is the recorded gate (0/1), or the fraction of active positions
-    (``gate_rate``) for ``units="channel"`` recordings. Computed with xarray ``groupby``, so
-    it stays lazy on dask-backed recordings.
+    (``gate_rate``) for ``units="channel"`` recordings. On dask-backed recordings (``rp.load``) it is
+    computed it is computed one sample chunk at a time (memory bounded by the
+    chunk size).
 
     Parameters
     ----------
@@ -49,9 +52,9 @@ def gating_profile(
         raise ValueInputError("`by` must name at least one sample coord, got an empty sequence.")
     for name in names:
         check_sample_coord(ds, name, "by")
-    gates = gate_var(ds)
-    grouped = gates.groupby(names[0] if len(names) == 1 else names)
-    profile = grouped.mean("sample")
+    sums, counts = grouped_sum(gate_var(ds), names)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        profile = sums / counts.where(counts > 0)  # NaN only for combinations with no sample
     profile = profile.transpose("unit", *names)
     profile.name = "gating_profile"
     profile.attrs = {"by": list(names)}

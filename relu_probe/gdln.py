@@ -153,12 +153,24 @@ class _Layout:
         generator: torch.Generator | None,
         dtype: torch.dtype,
         device: torch.device,
+        trunk: Sequence[int] = (),
+        trunk_scales: Sequence[float] = (),
     ) -> None:
         self.n_paths = len(widths)
         self.dtype, self.device = dtype, device
         self.groups: list[dict[str, Any]] = []
-        # draw every pathway's weights in pathway order (input side first), so that a
-        # pathway's initial weights do not depend on the pathways listed after it
+        # shared, ungated trunk layers (drawn first), then every pathway's weights in pathway
+        # order (input side first), so that a pathway's initial weights do not depend on the
+        # pathways listed after it
+        self.trunk: list[torch.Tensor] = []
+        prev = in_mask.shape[1]
+        for width, scale in zip(trunk, trunk_scales):
+            self.trunk.append(
+                (torch.randn(width, prev, generator=generator, dtype=dtype) * scale).to(device)
+            )
+            prev = width
+        if self.trunk:
+            in_mask = np.ones((self.n_paths, prev), dtype=bool)
         n_in = in_mask.shape[1]
         draws: list[list[torch.Tensor]] = []
         for p in range(self.n_paths):
@@ -258,6 +270,11 @@ class _Layout:
                         prod = Ws[l][offs[l][j] : offs[l][j + 1], offs[l - 1][j] : offs[l - 1][j + 1]] @ prod
                     out[p] = Ws[-1][:, offs[-1][j] : offs[-1][j + 1]] @ prod
         assert out is not None
+        if self.trunk:
+            T = self.trunk[0]
+            for W in self.trunk[1:]:
+                T = W @ T
+            out = out @ T
         return out
 
     def per_pathway_weights(self) -> list[list[np.ndarray]]:
@@ -282,9 +299,9 @@ class GDLN(BaseEstimator):
     gates : array-like (pathway, sample) of 0/1, xarray.DataArray, or list of context sets
         When each pathway is open. A list of context sets (e.g. ``[(0, 1, 2), (0, 1), (1, 2),
         (0, 2)]``) needs ``context=`` labels in :meth:`fit`.
-    hidden : int or sequence, default=100
-        Hidden width of every pathway, or one width per pathway (an int, or a list with one
-        width per hidden layer).
+    hidden : int, sequence or mapping, default=100
+        Hidden width of every pathway, one width per pathway (an int, or a list with one
+        width per hidden layer), or ``{"shared": h_s, "context": h_c}``.
     depth : int or sequence of int, default=1
         Number of hidden layers of every pathway, or one per pathway.
     init_scale : float, sequence or mapping, optional
@@ -303,6 +320,14 @@ class GDLN(BaseEstimator):
     shared : indices, names or mask, optional
         The shared pathways for ``rule="residual"`` and ``inputs="auto"``. Default: the
         pathways open on every sample.
+    trunk : sequence of int, optional
+        Widths of ungated hidden layers shared by all pathways before they split (the paper's
+        two-layer ReLN: ``trunk=[420]`` and one gated layer per pathway). Every pathway then
+        reads the trunk's last layer; ``inputs`` must be None, "all" or "auto" (all inputs go
+        through the trunk). The trunk learns from every pathway's error (both losses of the
+        residual rule).
+    trunk_init_scale : float or sequence, optional
+        Weight std of the trunk layers (one value or one per layer); default as ``init_scale``.
     lr : float, default=1e-3
         Learning rate of gradient descent on the summed loss.
     epochs : int, default=8001
@@ -327,7 +352,9 @@ class GDLN(BaseEstimator):
     maps_ : xarray.DataArray (pathway, output, feature)
         Final pathway maps ``M_p`` (after the last update).
     weights_ : list of list of numpy.ndarray
-        Final weights of each pathway, input side first.
+        Final weights of each pathway, input side first (after the trunk, if any).
+    trunk_weights_ : list of numpy.ndarray
+        Final trunk weights (empty without a trunk).
     gates_ : xarray.DataArray (pathway, sample)
     inputs_ : xarray.DataArray (pathway, feature) bool
     shared_ : numpy.ndarray (pathway,) bool
@@ -355,6 +382,8 @@ class GDLN(BaseEstimator):
         inputs: Any = None,
         rule: str = "joint",
         shared: Any = None,
+        trunk: Sequence[int] | None = None,
+        trunk_init_scale: float | Sequence[float] | None = None,
         lr: float = 1e-3,
         epochs: int = 8001,
         sv_stride: int = 10,
@@ -368,6 +397,8 @@ class GDLN(BaseEstimator):
         self.depth = depth
         self.init_scale = init_scale
         self.inputs = inputs
+        self.trunk = trunk
+        self.trunk_init_scale = trunk_init_scale
         self.rule = rule
         self.shared = shared
         self.lr = lr
@@ -396,7 +427,17 @@ class GDLN(BaseEstimator):
             check_int("depth", d, minimum=1) for d in per_pathway("depth", self.depth, n_paths, kind="integer")
         ]
         widths: list[list[int]] = []
-        for p, h in enumerate(per_pathway("hidden", self.hidden, n_paths, kind="integer")):
+        if isinstance(self.hidden, Mapping):
+            unknown = set(self.hidden) - {"shared", "context"}
+            if unknown or len(self.hidden) != 2:
+                raise ValueInputError(
+                    "`hidden` as a mapping needs exactly the keys 'shared' and 'context', got "
+                    f"{sorted(self.hidden)}."
+                )
+            hidden_list = [self.hidden["shared" if shared[p] else "context"] for p in range(n_paths)]
+        else:
+            hidden_list = per_pathway("hidden", self.hidden, n_paths, kind="integer")
+        for p, h in enumerate(hidden_list):
             if np.isscalar(h):
                 widths.append([check_int("hidden", h, minimum=1)] * depths[p])
             else:
@@ -466,8 +507,33 @@ class GDLN(BaseEstimator):
         stride = check_int("sv_stride", self.sv_stride, minimum=1)
         gating = resolve_gates(self.gates, Xn.shape[0], context)
         shared = _resolve_shared(self.shared, gating)
-        in_mask = _resolve_inputs(self.inputs, gating, shared, Xn, context)
+        trunk = [] if self.trunk is None else [check_int("trunk", w, minimum=1) for w in self.trunk]
+        if trunk and not (self.inputs is None or (isinstance(self.inputs, str) and self.inputs in ("all", "auto"))):
+            raise ValueInputError(
+                "`inputs` masks cannot be combined with a `trunk`: every input goes through the "
+                "shared trunk; use inputs=None."
+            )
+        in_mask = (
+            np.ones((gating.n_pathways, Xn.shape[1]), dtype=bool)
+            if trunk
+            else _resolve_inputs(self.inputs, gating, shared, Xn, context)
+        )
         widths, scales = self._architecture(gating.n_pathways, shared)
+        trunk_scales: list[float] = []
+        if trunk:
+            raw_t = self.trunk_init_scale
+            default_t = 0.005 / sum(w[0] for w in widths)
+            if raw_t is None or np.isscalar(raw_t):
+                raw_t = [raw_t] * len(trunk)
+            raw_t = list(raw_t)
+            if len(raw_t) != len(trunk):
+                raise ValueInputError(
+                    f"`trunk_init_scale` must be one value or one per trunk layer ({len(trunk)}), "
+                    f"got {len(raw_t)}."
+                )
+            trunk_scales = [
+                default_t if v is None else check_real("trunk_init_scale", v, minimum=0.0) for v in raw_t
+            ]
         device = torch.device(self.device)
         dtype = self.dtype
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
@@ -476,7 +542,8 @@ class GDLN(BaseEstimator):
         if self.seed is not None:
             generator = torch.Generator().manual_seed(check_int("seed", self.seed, minimum=0))
         layout = _Layout(
-            widths, scales, in_mask, Yn.shape[1], shared, generator, dtype, device
+            widths, scales, in_mask, Yn.shape[1], shared, generator, dtype, device,
+            trunk=trunk, trunk_scales=trunk_scales,
         )
         Xt = torch.as_tensor(Xn, dtype=dtype, device=device)
         Yt = torch.as_tensor(Yn, dtype=dtype, device=device)
@@ -531,6 +598,7 @@ class GDLN(BaseEstimator):
             name="maps",
         )
         self.weights_ = layout.per_pathway_weights()
+        self.trunk_weights_ = [W.detach().cpu().numpy().copy() for W in layout.trunk]
         self.gates_ = xr.DataArray(
             gating.G.copy(), dims=("pathway", "sample"), coords=pathway_coords, name="gates"
         )
@@ -574,9 +642,13 @@ class GDLN(BaseEstimator):
         acts_all = []
         Yhat = None
         Yhat_s = None
+        trunk_acts = [X]
+        for W in layout.trunk:
+            trunk_acts.append(trunk_acts[-1] @ W.T)
+        base = trunk_acts[-1]
         for g, Gu in zip(layout.groups, gates_u):
             Ws = g["weights"]
-            acts = [torch.mul(X @ Ws[0].T, Gu)]
+            acts = [torch.mul(base @ Ws[0].T, Gu)]
             for W in Ws[1:-1]:
                 acts.append(acts[-1] @ W.T)
             out = acts[-1] @ Ws[-1].T
@@ -590,6 +662,8 @@ class GDLN(BaseEstimator):
         flat = E.reshape(-1)
         losses[epoch] = 0.5 * torch.dot(flat, flat)
         Es = (Yhat_s - Y) if residual else None
+        delta_base = None
+        updates: list[tuple[torch.Tensor, torch.Tensor]] = []
         for g, Gu, acts in zip(layout.groups, gates_u, acts_all):
             Ws, masks = g["weights"], g["masks"]
             ns = g["n_shared"] if residual else 0
@@ -611,12 +685,23 @@ class GDLN(BaseEstimator):
                 grads.append(gW)
                 delta = delta @ Ws[l]
             delta.mul_(Gu)
-            g0 = delta.T @ X
+            g0 = delta.T @ base
             if masks[0] is not None:
                 g0.mul_(masks[0])
             grads.append(g0)
-            for W, gW in zip(reversed(Ws), grads):
-                W.sub_(gW, alpha=lr)
+            if layout.trunk:
+                back = delta @ Ws[0]
+                delta_base = back if delta_base is None else delta_base + back
+            updates.extend(zip(reversed(Ws), grads))
+        if layout.trunk:
+            delta = delta_base
+            for l in range(len(layout.trunk) - 1, -1, -1):
+                gW = delta.T @ trunk_acts[l]
+                if l:
+                    delta = delta @ layout.trunk[l]
+                updates.append((layout.trunk[l], gW))
+        for W, gW in updates:
+            W.sub_(gW, alpha=lr)
 
     # ------------------------------------------------------------------ use
     def predict(self, X: Any, gates: Any = None, *, context: Any = None) -> np.ndarray:

@@ -57,7 +57,7 @@ The predicted loss is computed exactly from the mode strengths::
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -293,7 +293,8 @@ def _resolve_init(
         else:
             vals = per_pathway("init", init, n)
         pi0 = np.array([check_real("init", v, minimum=0.0, strict=True) for v in vals])
-        return pi0, pi0.copy(), pi0.copy()
+        # the mean-field state A = B = 2π0·I grows like Eq. 1 from π0 (see below)
+        return pi0, 2.0 * pi0, 2.0 * pi0
     hs = [check_int("hidden", h, minimum=1) for h in per_pathway("hidden", hidden, n, kind="integer")]
     if isinstance(init_scale, Mapping):
         raw = [init_scale.get("shared" if shared[p] else "context") for p in range(n)]
@@ -381,8 +382,11 @@ def race_dynamics(
     epochs : int, default=8001
     init : float, sequence, or mapping, optional
         Initial mode strength ``π0`` (one value, one per pathway, or
-        ``{"shared": π0_s, "context": π0_c}``). Default: the GDLN's, ``π0 = σ_in σ_out h``
-        from ``hidden`` and ``init_scale``.
+        ``{"shared": π0_s, "context": π0_c}``). Default: the value that matches a GDLN with
+        ``hidden`` units and weight stds ``init_scale``, ``π0 = (σ_in² + σ_out²) h / 4``
+        (a randomly initialised pathway grows as ``((σ_in² + σ_out²) h / 2) sinh(r t)``, i.e.
+        like Eq. 1 from that π0). For ``method="live"`` the initial state is
+        ``A = σ_out² h I``, ``B = σ_in² h I`` (or ``2 π0 I`` when ``init`` is given), ``M = 0``.
     rule : {"joint", "residual"}, default="joint"
     method : {"closed", "race", "live"}, optional
         Default ``"closed"`` for ``rule="residual"`` (the paper's closed form), ``"race"`` for

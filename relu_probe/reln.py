@@ -21,7 +21,7 @@ pathway maps from the mean initial state (:func:`relu_probe.race.gram_simulate`)
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -73,6 +73,8 @@ class ReLN(GDLN):
         inputs: Any = "auto",
         rule: str = "residual",
         shared: Any = None,
+        trunk: Sequence[int] | None = None,
+        trunk_init_scale: Any = None,
         lr: float = 1e-3,
         epochs: int = 8001,
         sv_stride: int = 10,
@@ -90,6 +92,8 @@ class ReLN(GDLN):
             inputs=inputs,
             rule=rule,
             shared=shared,
+            trunk=trunk,
+            trunk_init_scale=trunk_init_scale,
             lr=lr,
             epochs=epochs,
             sv_stride=sv_stride,
@@ -147,7 +151,8 @@ class ReLN(GDLN):
             ``"auto"``: the shared pathway (open on every sample) reads every input; every
             other pathway reads only the inputs that vary within a context — cue inputs,
             constant within each context (groups from the ``pw.by`` sample coord, else from the
-            gate patterns), are left to the shared pathway.
+            gate patterns), are left to the shared pathway. Ignored with a ``trunk`` (every
+            input then goes through the shared trunk).
         **params
             Any other :class:`ReLN` parameter (``hidden``, ``init_scale``, ``rule``, ``lr``,
             ``epochs``, ``seed`` …).
@@ -192,7 +197,9 @@ class ReLN(GDLN):
         context = None
         if by is not None and by in gates_da.coords and gates_da[by].dims == ("sample",):
             context = np.asarray(gates_da[by].values)
-        if isinstance(inputs, str) and inputs == "auto":
+        if params.get("trunk"):
+            inputs = None  # every input goes through the shared trunk
+        elif isinstance(inputs, str) and inputs == "auto":
             Gv = G.values
             shared = np.all(Gv == 1.0, axis=1)
             if "shared" in params and params["shared"] is not None:

@@ -38,14 +38,18 @@ def _autograd_reference(g: rp.GDLN, X, Y, ctx, epochs: int, lr: float):
     """Train the same pathways with torch autograd, starting from g's initial weights."""
     init = rp.GDLN(**{**g.get_params(), "epochs": 1, "lr": 1e-300}).fit(X, Y, context=ctx)
     W = [[torch.tensor(w, requires_grad=True) for w in ws] for ws in init.weights_]
+    T = [torch.tensor(w, requires_grad=True) for w in init.trunk_weights_]
     G = torch.tensor(init.gates_.values)
     M = torch.tensor(init.inputs_.values, dtype=torch.float64)
     shared = init.shared_
     losses = []
     for _ in range(epochs):
         outs = []
+        base = X
+        for w in T:
+            base = base @ w.T
         for p, ws in enumerate(W):
-            h = (X * M[p]) @ ws[0].T
+            h = (base * M[p]) @ ws[0].T if not T else base @ ws[0].T
             for w in ws[1:]:
                 h = h @ w.T
             outs.append(h * G[p][:, None])
@@ -58,15 +62,18 @@ def _autograd_reference(g: rp.GDLN, X, Y, ctx, epochs: int, lr: float):
             ys = sum(o for o, s in zip(outs, shared) if s)
             yc = sum(o for o, s in zip(outs, shared) if not s)
             objective = 0.5 * ((ys - Y) ** 2).sum() + 0.5 * ((yc - (Y - ys.detach())) ** 2).sum()
-        for ws in W:
-            for w in ws:
-                w.grad = None
+        params = [w for ws in W for w in ws] + T
+        for w in params:
+            w.grad = None
         objective.backward()
         with torch.no_grad():
-            for ws in W:
-                for w in ws:
-                    w -= lr * w.grad
-    return np.array(losses), [[w.detach().numpy() for w in ws] for ws in W]
+            for w in params:
+                w -= lr * w.grad
+    return (
+        np.array(losses),
+        [[w.detach().numpy() for w in ws] for ws in W],
+        [w.detach().numpy() for w in T],
+    )
 
 
 @pytest.mark.parametrize("depth", [1, 2])
@@ -84,11 +91,34 @@ def test_matches_autograd(task3, depth, rule):
         epochs=25,
         seed=3,
     ).fit(X, Y, context=ctx)
-    ref_loss, ref_w = _autograd_reference(g, X, Y, ctx, 25, 2e-3)
+    ref_loss, ref_w, _ = _autograd_reference(g, X, Y, ctx, 25, 2e-3)
     np.testing.assert_allclose(g.loss_curve_, ref_loss, rtol=1e-12)
     for ws, rs in zip(g.weights_, ref_w):
         for w, r in zip(ws, rs):
             np.testing.assert_allclose(w, r, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("rule", ["joint", "residual"])
+def test_trunk_matches_autograd(task3, rule):
+    """A shared ungated trunk (the paper's two-layer ReLN) learns from every pathway's error."""
+    X, Y, ctx = task3
+    g = rp.GDLN([(0, 1, 2), (0, 1), (1, 2)], hidden={"shared": 6, "context": 3}, trunk=[7, 5],
+                trunk_init_scale=[0.3, 0.2], rule=rule, init_scale=0.2, lr=2e-3, epochs=25,
+                seed=1).fit(X, Y, context=ctx)
+    assert [w.shape for w in g.trunk_weights_] == [(7, 11), (5, 7)]
+    assert [[w.shape for w in ws] for ws in g.weights_] == [[(6, 5), (60, 6)], [(3, 5), (60, 3)], [(3, 5), (60, 3)]]
+    ref_loss, ref_w, ref_t = _autograd_reference(g, X, Y, ctx, 25, 2e-3)
+    np.testing.assert_allclose(g.loss_curve_, ref_loss, rtol=1e-12)
+    for w, r in zip(g.trunk_weights_, ref_t):
+        np.testing.assert_allclose(w, r, rtol=1e-10, atol=1e-14)
+    for ws, rs in zip(g.weights_, ref_w):
+        for w, r in zip(ws, rs):
+            np.testing.assert_allclose(w, r, rtol=1e-10, atol=1e-14)
+    # maps include the trunk
+    T = g.trunk_weights_[1] @ g.trunk_weights_[0]
+    np.testing.assert_allclose(g.maps_.values[1], g.weights_[1][1] @ g.weights_[1][0] @ T, rtol=1e-10)
+    with pytest.raises(ValueInputError, match="trunk"):
+        rp.GDLN([(0, 1, 2)], trunk=[4], inputs=[[0, 1]], epochs=2).fit(X, Y, context=ctx)
 
 
 def test_residual_rule_shared_pathway_learns_as_if_alone(task3):

@@ -175,6 +175,15 @@ def test_agrees_with_simulation_on_aligned_shared_pathway(task3, seed):
                                    rtol=1e-3)
 
 
+def test_live_and_closed_agree_for_the_same_pi0(task3):
+    """Aligned data, one pathway: the mean-field reduction started from ``init=π0`` follows
+    Eq. 1 from the same π0."""
+    X, Y, _ = task3
+    live = rp.race_dynamics(X, Y, np.ones((1, 24)), init=1e-8, method="live", epochs=4001)
+    closed = rp.race_dynamics(X, Y, np.ones((1, 24)), init=1e-8, method="closed", epochs=4001)
+    assert rp.compare_dynamics(closed["loss"], live["loss"])["max_abs_diff_pct"] < 0.5
+
+
 def test_joint_race_couples_pathways(task3):
     """Two identical pathways racing jointly share the target: each ends at half of s/d."""
     X, Y, _ = task3

@@ -781,7 +781,9 @@ class GDLN(BaseEstimator):
         -------
         xarray.DataArray
             Coords ``pathway``, ``name``, ``shared`` and, when known, ``contexts`` (tuple of
-            context values per pathway, as in ``Pathways.mass``).
+            context values per pathway, as in ``Pathways.mass``); attrs ``measure``,
+            ``normalized`` and, when known, ``context_values`` / ``n_contexts`` (so that
+            ``rp.scores`` can score a fitted GDLN / ReLN like a ``Pathways``).
         """
         self._check_fitted()
         check_choice("measure", measure, ["top", "nuclear", "frobenius"])
@@ -809,5 +811,24 @@ class GDLN(BaseEstimator):
             )
         strength = strength.transpose("pathway", ...)
         strength.name = "pathway_strength"
-        strength.attrs = {"measure": measure, "normalized": int(bool(normalize))}
+        attrs: dict[str, Any] = {"measure": measure, "normalized": int(bool(normalize))}
+        values = self._context_values()
+        if values is not None:
+            attrs["context_values"] = list(values)
+            attrs["n_contexts"] = len(values)
+        strength.attrs = attrs
         return strength
+
+    def _context_values(self) -> list[Any] | None:
+        """All context values (sorted) when known: from the ``context`` labels of the fit, else
+        from the union of the pathways' context sets."""
+        if getattr(self, "context_", None) is not None:
+            vals = np.unique(self.context_).tolist()
+            return list(vals)
+        if self.contexts_ is not None:
+            union = {c for S in self.contexts_ for c in S}
+            try:
+                return sorted(union)
+            except TypeError:
+                return list(union)
+        return None

@@ -217,6 +217,19 @@ def test_pathway_strength(task3):
     np.testing.assert_allclose(over.sum("pathway").values[1:], 1.0)
 
 
+def test_scores_accept_a_fitted_gdln(task3):
+    """rp.scores weighs a fitted GDLN's pathways by their learned strength."""
+    X, Y, ctx = task3
+    g = rp.GDLN([(0, 1, 2), (0, 1), (1, 2), (0, 2)], inputs="auto", rule="residual", hidden=10,
+                init_scale=0.02, epochs=400, sv_stride=100).fit(X, Y, context=ctx)
+    s = g.pathway_strength()
+    assert s.attrs["context_values"] == [0, 1, 2] and s.attrs["n_contexts"] == 3
+    assert rp.shared_score(g) == pytest.approx(float(s.sel(pathway=0)))
+    # node reuse Σ m_S (|S|−1)/(K−1): 1 for the shared pathway, 1/2 for each pair
+    expected = float(s.sel(pathway=0)) + 0.5 * float(s.isel(pathway=slice(1, None)).sum())
+    assert rp.node_reuse_score(g) == pytest.approx(expected)
+
+
 def test_sklearn_conventions(task3):
     X, Y, ctx = task3
     g = rp.GDLN([(0, 1, 2)], hidden=3, epochs=4)

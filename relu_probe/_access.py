@@ -21,6 +21,7 @@ __all__ = [
     "check_sample_coord",
     "gate_var",
     "activity_var",
+    "raw_gate_var",
     "select_sites",
     "align_importance",
     "unit_coords",
@@ -90,6 +91,16 @@ def gate_var(ds: xr.Dataset) -> xr.DataArray:
     """The gates as floats in [0, 1]: ``gate`` (0/1) or ``gate_rate`` (channel units)."""
     var = ds["gate"] if "gate" in ds.data_vars else ds["gate_rate"]
     return var.astype(np.float64).transpose("sample", "unit")
+
+
+def raw_gate_var(ds: xr.Dataset) -> xr.DataArray:
+    """The gates as stored — bool ``gate`` or float ``gate_rate`` — with dims (sample, unit).
+
+    For reductions (:func:`relu_probe._reduce.grouped_sum`), which count bool gates without
+    widening them (and straight from the packed bits of a loaded store).
+    """
+    var = ds["gate"] if "gate" in ds.data_vars else ds["gate_rate"]
+    return var if var.dims == ("sample", "unit") else var.transpose("sample", "unit")
 
 
 def activity_var(ds: xr.Dataset) -> xr.DataArray:

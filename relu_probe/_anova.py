@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from ._access import activity_var
+from ._access import activity_var, raw_gate_var
 from ._reduce import grouped_sum
 from .errors import CoordError
 
@@ -18,7 +18,8 @@ def cell_means(ds: xr.Dataset, by: str, within: str) -> np.ndarray:
     Activity is the recorded activation, or the gate (rate) when only gates were stored.
     Every combination must have at least one sample.
     """
-    sums, count = grouped_sum(activity_var(ds), [by, within])
+    activity = activity_var(ds) if "activation" in ds.data_vars else raw_gate_var(ds)
+    sums, count = grouped_sum(activity, [by, within])
     missing = int((count.values == 0).sum())
     if missing:
         raise CoordError(

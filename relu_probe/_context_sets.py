@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ._access import activity_var, gate_var
+from ._access import activity_var, gate_var, raw_gate_var
 from ._reduce import grouped_sum
 from .errors import CoordError, DegenerateDataWarning
 
@@ -21,9 +21,8 @@ def cell_table(ds: xr.Dataset, by: str, within: str) -> tuple[xr.DataArray, xr.D
     Returns DataArrays with dims ``(unit, within, by)``; missing cells have count 0, rate 0
     and activity 0. Computed one sample chunk at a time on dask-backed recordings.
     """
-    gate_sums, count = grouped_sum(gate_var(ds), [within, by])
-    activity = activity_var(ds)
-    total = grouped_sum(activity, [within, by])[0] if activity.name != gate_var(ds).name else gate_sums
+    gate_sums, count = grouped_sum(raw_gate_var(ds), [within, by])
+    total = grouped_sum(activity_var(ds), [within, by])[0] if "activation" in ds.data_vars else gate_sums
     rate = (gate_sums / count.where(count > 0)).fillna(0.0)
     order = ("unit", within, by)
     return rate.transpose(*order), total.astype(np.float64).transpose(*order), count.astype(np.float64)

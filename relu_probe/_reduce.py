@@ -5,9 +5,10 @@ sums. :func:`grouped_sum` does that reduction one sample chunk at a time (a dask
 ``blockwise`` map followed by a tree-summed reduction), so memory is bounded by the chunk
 size, not by the number of samples; in-memory arrays take the same kernel in one call.
 
-Kernels: boolean gates are summed as uint8 over runs of at most 255 rows (no overflow,
-8× less memory traffic than widening first) and accumulated in int64; floats go through a
-one-hot matrix product in float64.
+Kernels: gates loaded from a store are counted straight from their packed bits (SWAR,
+:func:`_packed_sums`); other boolean gates are summed as uint8 over runs of at most 255 rows
+(no overflow, 8× less memory traffic than widening first) and accumulated in int64; floats
+go through a one-hot matrix product in float64.
 """
 
 from __future__ import annotations
@@ -18,9 +19,52 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-__all__ = ["grouped_sum", "group_codes"]
+__all__ = ["grouped_sum", "group_codes", "register_packed"]
 
 _RUN = 255  # rows a uint8 accumulator can sum without overflow
+_LANES = np.uint64(0x0101010101010101)  # bit 0 of each byte of a 64-bit word
+
+#: dask name of an unpacked ``gate`` array -> (its packed uint8 source, n_units); filled by
+#: :func:`relu_probe.load` so reductions can read the packed bits directly (1/8 of the bytes).
+_PACKED: dict[str, tuple[object, int]] = {}
+
+
+def register_packed(gate: object, bits: object, n_units: int) -> None:
+    """Remember that dask array *gate* (sample, unit) bool unpacks *bits* (sample, byte).
+
+    Reductions on exactly that array (not a slice of it) then run on the packed bits.
+    """
+    if len(_PACKED) > 64:  # a small bounded registry: forget the oldest
+        _PACKED.pop(next(iter(_PACKED)))
+    _PACKED[gate.name] = (bits, int(n_units))
+
+
+def _packed_sums(bits: np.ndarray, codes: np.ndarray, n_groups: int, n_units: int) -> np.ndarray:
+    """Per-group counts of set bits straight from packed gates (SWAR on 64-bit words).
+
+    For bit plane *b*, ``(word >> b) & 0x0101…01`` leaves one 0/1 lane per byte; adding at most
+    255 rows of such words cannot carry between lanes, so one uint64 addition counts 8 units.
+    Byte *j*'s lane of plane *b* counts unit ``8 j + b`` (little bit order, as packed).
+    """
+    rows, n_bytes = bits.shape
+    padded = -(-n_bytes // 8) * 8
+    order = np.argsort(codes, kind="stable")
+    words = np.zeros((rows, padded), dtype=np.uint8)
+    words[:, :n_bytes] = bits[order]
+    words = words.view(np.uint64)
+    bounds = np.searchsorted(codes[order], np.arange(n_groups + 1))
+    out = np.zeros((n_groups, padded, 8), dtype=np.int64)
+    for g in range(n_groups):
+        for start in range(bounds[g], bounds[g + 1], _RUN):
+            run = words[start : min(start + _RUN, bounds[g + 1])]
+            for b in range(8):
+                lanes = np.add.reduce((run >> np.uint64(b)) & _LANES, axis=0)
+                out[g, :, b] += lanes.view(np.uint8)
+    return out.reshape(n_groups, padded * 8)[:, :n_units]
+
+
+def _packed_partial(bits: np.ndarray, codes: np.ndarray, n_groups: int, n_units: int) -> np.ndarray:
+    return _packed_sums(bits, codes, n_groups, n_units)[None]
 
 
 def group_codes(ds_or_var: xr.Dataset | xr.DataArray, by: Sequence[str]) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -85,9 +129,21 @@ def grouped_sum(var: xr.DataArray, by: Sequence[str]) -> tuple[xr.DataArray, xr.
     codes, levels = group_codes(var, by)
     shape = tuple(len(level) for level in levels)
     n_groups = int(np.prod(shape))
-    data = var.transpose("sample", "unit").data
+    data = (var if var.dims == ("sample", "unit") else var.transpose("sample", "unit")).data
     counts = np.bincount(codes, minlength=n_groups).reshape(shape)
-    if hasattr(data, "dask"):
+    packed = _PACKED.get(getattr(data, "name", None))
+    if packed is not None and packed[0].shape[0] == data.shape[0] and packed[1] == data.shape[1]:
+        import dask.array as da
+
+        bits, n_units = packed
+        code_array = da.from_array(codes, chunks=(bits.chunks[0],))
+        partial = da.blockwise(
+            _packed_partial, "sgu", bits, "su", code_array, "s", n_groups=n_groups, n_units=n_units,
+            new_axes={"g": n_groups}, adjust_chunks={"s": 1, "u": n_units}, dtype=np.int64,
+            concatenate=True,
+        )
+        sums = partial.sum(axis=0).compute()
+    elif hasattr(data, "dask"):
         import dask.array as da
 
         code_array = da.from_array(codes, chunks=(data.chunks[0],))
@@ -99,8 +155,9 @@ def grouped_sum(var: xr.DataArray, by: Sequence[str]) -> tuple[xr.DataArray, xr.
         sums = partial.sum(axis=0).compute()
     else:
         sums = _sums(np.asarray(data), codes, n_groups)
-    unit_coords = {k: v for k, v in var.coords.items() if v.dims == ("unit",)}
-    coords = {**unit_coords, **{name: level for name, level in zip(by, levels)}}
-    summed = xr.DataArray(sums.T.reshape(var.sizes["unit"], *shape), dims=("unit", *by), coords=coords)
+    levels_coords = {name: level for name, level in zip(by, levels)}
+    summed = xr.DataArray(sums.T.reshape(var.sizes["unit"], *shape), dims=("unit", *by), coords=levels_coords)
+    # share the unit coords' variables (no deep copy of large object arrays such as ``site``)
+    summed = summed.assign_coords({k: v.variable for k, v in var.coords.items() if v.dims == ("unit",)})
     counted = xr.DataArray(counts, dims=tuple(by), coords={name: level for name, level in zip(by, levels)})
     return summed, counted

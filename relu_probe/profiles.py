@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
-from ._access import check_dataset, check_sample_coord, gate_var, select_sites
+from ._access import check_dataset, check_sample_coord, raw_gate_var, select_sites
 from ._reduce import grouped_sum
 from .errors import ValueInputError
 
@@ -52,7 +52,7 @@ def gating_profile(
         raise ValueInputError("`by` must name at least one sample coord, got an empty sequence.")
     for name in names:
         check_sample_coord(ds, name, "by")
-    sums, counts = grouped_sum(gate_var(ds), names)
+    sums, counts = grouped_sum(raw_gate_var(ds), names)
     with np.errstate(invalid="ignore", divide="ignore"):
         profile = sums / counts.where(counts > 0)  # NaN only for combinations with no sample
     profile = profile.transpose("unit", *names)

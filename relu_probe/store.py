@@ -413,6 +413,10 @@ def _decode_bits(ds: xr.Dataset, n_units: int) -> xr.Dataset:
         _unpack_last, n_units, dtype=bool, chunks=(*bits.chunks[:-1], (n_units,))
     )
     dims = (*var.dims[:-1], "unit")
+    if bits.ndim == 2:
+        from ._reduce import register_packed
+
+        register_packed(gate, bits, n_units)
     ds = ds.drop_vars("gate_bits")
     ds["gate"] = (dims, gate)
     ds["gate"].attrs["long_name"] = "ReLU input > threshold"

@@ -1,7 +1,8 @@
 """Recording overhead: ``rp.record`` time / plain forward time over the same batches.
 
 Side by side in one run with captum's ``LayerActivation`` over the same ReLUs (reading their
-inputs, thresholded at 0 and copied to CPU, as a gate recorder must). Two models, built
+inputs, thresholded at 0 and copied to CPU, as a gate recorder must) and, when installed,
+torchlens (``tl.trace`` saving every ReLU output). Two models, built
 inline: an MLP (4 hidden layers × 1024) and a small ResNet-style CNN. Methods are
 interleaved and repeated; each figure is the ratio of medians measured in this run.
 
@@ -75,6 +76,28 @@ def with_captum(model: nn.Module, batches: list[torch.Tensor], relus: list[nn.Mo
     torch.cat(gates)
 
 
+def with_torchlens(model: nn.Module, batches: list[torch.Tensor]) -> None:
+    """torchlens (graph-level tracing) saving every ReLU output; post-ReLU > 0 is the gate."""
+    import torchlens as tl
+    from torchlens.options import CaptureOptions
+
+    options = CaptureOptions(layers_to_save=["relu"])
+    gates = []
+    for b in batches:
+        trace = tl.trace(model, b, capture=options)
+        labels = [label for label in trace.layer_labels if "relu" in label]
+        gates.append(torch.cat([(trace[label].tensor > 0).reshape(len(b), -1) for label in labels], dim=1))
+    torch.cat(gates)
+
+
+def torchlens_available() -> bool:
+    try:
+        import torchlens  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def measure(name: str, model: nn.Module, x: torch.Tensor, batch_size: int, repeats: int) -> dict[str, float]:
     model.eval()
     batches = list(x.split(batch_size))
@@ -84,6 +107,8 @@ def measure(name: str, model: nn.Module, x: torch.Tensor, batch_size: int, repea
         "relu_probe.record": lambda: with_relu_probe(model, x, batch_size),
         "captum LayerActivation": lambda: with_captum(model, batches, relus),
     }
+    if torchlens_available():
+        runs["torchlens trace"] = lambda: with_torchlens(model, batches)
     for fn in runs.values():  # warm-up
         fn()
     times: dict[str, list[float]] = {k: [] for k in runs}
@@ -116,8 +141,9 @@ def main() -> None:
     r1 = measure("MLP 4 × 1024", mlp(), torch.randn(n_mlp, 1024), 256, args.repeats)
     r2 = measure("ResNet-style CNN (32 ch, 3 blocks, 32×32)", SmallResNet(), torch.randn(n_cnn, 3, 32, 32), 64, args.repeats)
     print("\nsummary (time / plain forward; target relu_probe <= 1.10):")
-    print(f"  MLP: relu_probe {r1['relu_probe.record']:.3f}, captum {r1['captum LayerActivation']:.3f}")
-    print(f"  CNN: relu_probe {r2['relu_probe.record']:.3f}, captum {r2['captum LayerActivation']:.3f}")
+    for name, r in (("MLP", r1), ("CNN", r2)):
+        peers = ", ".join(f"{k} {v:.3f}" for k, v in r.items() if k not in ("plain forward", "relu_probe.record"))
+        print(f"  {name}: relu_probe {r['relu_probe.record']:.3f}; {peers}")
 
 
 if __name__ == "__main__":

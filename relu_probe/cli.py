@@ -1,69 +1,296 @@
 """The ``relu-probe`` command line.
 
-``relu-probe demo`` trains the paper's contextual-task network in seconds, records its gates
-and prints a summary of its sites and units. Bad input exits with status 2 and one line on
-stderr (``--debug`` shows the traceback).
+``relu-probe demo``
+    Train the paper's contextual-task network (3 contexts by default) in seconds, record its
+    gates, find its pathways, fit the ReLN, and write the HTML report; the report's path is
+    the last line printed.
+``relu-probe analyze --model MODULE:FACTORY [--weights FILE] --inputs FILE.npz --by COORD``
+    Analyse a saved model on saved inputs (the ``.npz`` holds the inputs under ``X`` and one
+    array per coord under its name); ``--targets KEY`` also fits the ReLN. TorchScript and
+    ``torch.export`` archives are accepted as weights, and a ``.pt2`` export as the model
+    itself (see :mod:`relu_probe._loading`).
+``relu-probe report SOURCE --out DIR``
+    Write the report of a saved analysis directory, a zarr gate store or a netCDF recording.
+
+Every command writes into ``--out`` (default ``./relu_probe_out``): ``report.html`` and the
+saved analysis (``analysis/``). A bad file, a missing key or an unknown coord exits with
+status 2 and one line on stderr (``--debug`` shows the traceback).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "CLIError"]
+
+DEFAULT_OUT = "relu_probe_out"
 
 
 class CLIError(Exception):
     """A user error the CLI reports in one line (exit status 2)."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``relu-probe``."""
     from . import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="relu-probe",
         description="See how trained ReLU networks compute: gates, pathways, scores and the equivalent ReLN.",
     )
     parser.add_argument("--version", action="version", version=f"relu_probe {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    demo = sub.add_parser("demo", help="train the paper's contextual task network, record and summarise it")
-    demo.add_argument("--contexts", type=int, default=3, help="number of contexts k (default 3)")
-    demo.add_argument("--variant", choices=["hierarchy", "diff"], default="hierarchy")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--epochs", type=int, default=None, help="training epochs (default: the paper's 8001)")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
+    common.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
+                        help=f"output directory (default ./{DEFAULT_OUT}): report.html and analysis/")
+    common.add_argument("--title", default=None, help="title of the report")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    demo = sub.add_parser("demo", parents=[common], help="the paper's contextual task end to end, with a report",
+                          description="Train the paper's contextual-task network, record its gates, find its "
+                          "pathways, fit the ReLN and write the HTML report (its path is the last line printed).")
+    demo.add_argument("--contexts", type=int, default=3, help="number of contexts k (default 3; the paper uses 3, 4, 5)")
+    demo.add_argument("--variant", choices=["hierarchy", "diff"], default="hierarchy",
+                      help="context structures: all the hierarchy, or hierarchy/ring/cross (k=3 only)")
+    demo.add_argument("--seed", type=int, default=0, help="initialisation seed (default 0)")
+    demo.add_argument("--epochs", type=_positive, default=None, help="training epochs (default: the paper's 8001)")
+
+    an = sub.add_parser("analyze", parents=[common], help="analyse a saved model on saved inputs",
+                        description="Record and analyse a saved model on inputs from an .npz file (inputs "
+                        "under X, one array per coord under its name).")
+    an.add_argument("--model", required=True, metavar="MODULE:FACTORY",
+                    help="a factory returning the nn.Module (pkg.module:build or path/to/file.py:build), "
+                    "or a torch.export .pt2 archive")
+    an.add_argument("--weights", metavar="FILE",
+                    help="state dict (torch.save; read with weights_only=True), TorchScript or torch.export archive")
+    an.add_argument("--inputs", required=True, metavar="FILE.npz", help="inputs under X, coords under their names")
+    an.add_argument("--by", required=True, metavar="COORD", help="condition coord the pathways are keyed by")
+    an.add_argument("--within", metavar="COORD", help="item coord (items repeated across conditions)")
+    an.add_argument("--targets", metavar="KEY", help="npz key of the targets: also fit the ReLN")
+    an.add_argument("--loss-curve", metavar="KEY", help="npz key of the network's training loss per epoch")
+    an.add_argument("--feature-names", metavar="KEY", help="npz key of the input feature names (strings)")
+    an.add_argument("--importance", choices=["auto", "readout", "conductance", "activity"], default="auto")
+    an.add_argument("--units", choices=["element", "channel"], default="element",
+                    help="conv/sequence sites: a unit per (channel, position) or per channel")
+    an.add_argument("--epochs", type=_positive, default=None, help="ReLN epochs (default: the loss curve's length, else 8001)")
+    an.add_argument("--lr", type=_positive_float, default=1e-3, help="ReLN learning rate (default 1e-3)")
+    an.add_argument("--batch-size", type=_positive, default=None, help="recording batch size")
+
+    rep = sub.add_parser("report", parents=[common], help="write the report of a saved analysis or recording",
+                         description="Write report.html for a saved analysis directory, a zarr gate store "
+                         "(rp.record(..., store=...)) or a netCDF recording (needs --by).")
+    rep.add_argument("source", metavar="STORE_OR_DIR", help="saved analysis directory, zarr gate store or .nc file")
+    rep.add_argument("--by", metavar="COORD", help="condition coord (recordings only)")
+    rep.add_argument("--within", metavar="COORD", help="item coord (recordings only)")
     return parser
 
 
+# ----------------------------------------------------------------------------- helpers
+
+
+def _finish(res: Any, out: Path, title: str | None) -> Path:
+    res.save(out / "analysis", overwrite=True)
+    report = res.to_html(out / "report.html", title=title)
+    return report.resolve()
+
+
+def _describe_scores(res: Any) -> list[str]:
+    lines = ["pathways: " + ", ".join(
+        "{" + ",".join(map(str, c)) + f"}} {m:.3f}" for c, m in zip(res.pathways.contexts, res.pathways.mass.values)
+    )]
+    keys = [k for k in ("shared_score", "node_reuse_score", "modularity_score", "mixed_selectivity_score")
+            if k in res.scores.index]
+    lines.append("scores: " + ", ".join(f"{k} {res.scores[k]:.3f}" for k in keys))
+    for key, label in (("reln", "ReLN vs ReLU"), ("closed_form", "closed form vs ReLU"),
+                       ("closed_form_vs_reln", "closed form vs ReLN")):
+        if key in res.comparison:
+            c = res.comparison[key]
+            lines.append(f"{label}: mean |ΔL| {c['mean_abs_diff']:.3f} ({c['mean_abs_diff_pct']:.2f}% of L0)")
+    return lines
+
+
 def _demo(args: argparse.Namespace) -> int:
+    import torch
+
+    from . import analyze, tasks
+    from .analysis import PAPER_CLOSED_FORM_PI0
+
+    k = args.contexts
+    if k < 2:
+        raise CLIError(f"--contexts must be >= 2, got {k}")
+    if args.variant == "diff" and k != 3:
+        raise CLIError(f"--variant diff is defined for 3 contexts, got --contexts {k}")
+    task = tasks.contextual_task(k, variant=args.variant)
+    hp = tasks.paper_hyperparameters(k)
+    epochs = int(hp["epochs"]) if args.epochs is None else args.epochs
+    model = tasks.paper_network(k, seed=args.seed)
+    n_in, n_out = task.X.shape[1], task.Y.shape[1]
+    print(f"training the {k}-context {args.variant} task network ({n_in} → {hp['width']} → {n_out}, "
+          f"seed {args.seed}) for {epochs} epochs …", flush=True)
+    # these matrices are tiny: one thread is fastest, and several fight over busy cores
+    torch.set_num_threads(1)
+    loss = tasks.train_full_batch(model, task.X, task.Y, lr=hp["lr"], epochs=epochs)
+    print(f"loss {loss[0]:.2f} → {loss[-1]:.4f}; recording, finding pathways and fitting the ReLN …", flush=True)
+    n = task.X.shape[1] - k
+    names = [f"object {i}" for i in range(n)] + [f"context {c}" for c in range(k)]
+    title = args.title or f"Paper task: {k} contexts ({args.variant}), seed {args.seed}, {epochs} epochs"
+    res = analyze(model, task.X, coords=task.coords, by="context", within="object", Y=task.Y, loss_curve=loss,
+                  lr=hp["lr"], feature_names=names, closed_form_init=PAPER_CLOSED_FORM_PI0.get(k), title=title)
+    for line in _describe_scores(res):
+        print(line)
+    print(_finish(res, Path(args.out), args.title))
+    return 0
+
+
+def _load_npz(path: str) -> dict[str, Any]:
     import numpy as np
 
-    from . import record, tasks
+    p = Path(path)
+    if not p.is_file():
+        raise CLIError(f"--inputs {path!r} does not exist")
+    try:
+        with np.load(p, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
+            raise CLIError(f"--inputs {path!r} holds object arrays; save plain numeric/string arrays "
+                           "(numpy.savez with numbers or fixed-width strings)") from exc
+        raise CLIError(f"--inputs {path!r} is not a readable .npz file: {' '.join(str(exc).split())}") from exc
+    except (OSError, EOFError) as exc:
+        raise CLIError(f"--inputs {path!r} is not a readable .npz file: {' '.join(str(exc).split())}") from exc
 
-    if args.contexts < 2:
-        raise CLIError(f"--contexts must be >= 2, got {args.contexts}")
-    task = tasks.contextual_task(args.contexts, variant=args.variant)
-    hp = tasks.paper_hyperparameters(args.contexts)
-    epochs = hp["epochs"] if args.epochs is None else args.epochs
-    if epochs < 1:
-        raise CLIError(f"--epochs must be >= 1, got {epochs}")
-    model = tasks.paper_network(args.contexts, seed=args.seed)
-    print(f"training the {args.contexts}-context {args.variant} task network "
-          f"({task.X.shape[1]} → {hp['width']} → {task.Y.shape[1]}) for {epochs} epochs …", flush=True)
-    losses = tasks.train_full_batch(model, task.X, task.Y, lr=hp["lr"], epochs=epochs)
-    print(f"loss {losses[0]:.2f} → {losses[-1]:.4f}")
-    ds = record(model, task.X, coords=task.coords)
-    gate = ds["gate"]
-    print(f"recorded {ds.sizes['sample']} samples × {ds.sizes['unit']} units at {len(ds.attrs['sites'])} site(s)")
-    for site in ds.attrs["sites"]:
-        g = gate.sel(unit=ds.site == site)
-        ever = g.any("sample")
-        rate_by_context = g.groupby("context").mean().mean("unit").values
-        print(f"  site {site!r}: {g.sizes['unit']} units, {int(ever.sum())} ever active, "
-              f"mean P(on) by context {np.round(rate_by_context, 3).tolist()}")
+
+def _key(data: dict[str, Any], key: str, option: str, path: str) -> Any:
+    if key not in data:
+        raise CLIError(f"{option} {key!r} is not a key of {path!r} (keys: {', '.join(sorted(data))})")
+    return data[key]
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from . import analyze
+    from ._loading import load_model
+
+    data = _load_npz(args.inputs)
+    if "X" not in data:
+        raise CLIError(f"--inputs {args.inputs!r} has no array 'X' (the inputs); keys: {', '.join(sorted(data)) or 'none'}")
+    X = data["X"]
+    if X.dtype.kind not in "fiub" or X.ndim < 2:
+        raise CLIError(f"'X' in {args.inputs!r} must be a numeric array (sample, ...), got dtype {X.dtype} "
+                       f"and shape {X.shape}")
+    P = X.shape[0]
+    special = {"X"}
+    Y = loss = names = None
+    if args.targets:
+        Y = _key(data, args.targets, "--targets", args.inputs)
+        special.add(args.targets)
+        if Y.shape[:1] != (P,):
+            raise CLIError(f"--targets {args.targets!r} must have one row per sample ({P}), got shape {Y.shape}")
+    if args.loss_curve:
+        loss = _key(data, args.loss_curve, "--loss-curve", args.inputs)
+        special.add(args.loss_curve)
+    if args.feature_names:
+        names = [str(s) for s in np.asarray(_key(data, args.feature_names, "--feature-names", args.inputs)).ravel()]
+        special.add(args.feature_names)
+    coords = {k: v for k, v in data.items() if k not in special and v.ndim == 1 and v.shape[0] == P}
+    for option, name in (("--by", args.by), ("--within", args.within)):
+        if name is not None and name not in coords:
+            listed = ", ".join(sorted(coords)) or "none"
+            raise CLIError(f"{option} {name!r} is not a coord in {args.inputs!r} (coords, 1-D arrays with one "
+                           f"value per sample: {listed})")
+    model, info, description = load_model(args.model, args.weights)
+    param = next((p for p in model.parameters() if p.is_floating_point()), None)
+    dtype = param.dtype if param is not None else torch.float32
+    Xt = torch.as_tensor(X)
+    if Xt.is_floating_point():  # integer inputs (token ids) stay integers
+        Xt = Xt.to(dtype)
+    batch = args.batch_size
+    if info.get("batch") is not None:
+        if P % info["batch"]:
+            raise CLIError(f"--model was exported with a fixed batch size of {info['batch']}, which does not divide "
+                           f"the {P} samples; export with a dynamic batch dimension (torch.export.Dim)")
+        batch = info["batch"]
+    print(f"analysing {description} on {P} samples from {args.inputs} …", flush=True)
+    res = analyze(model, Xt, coords=coords, by=args.by, within=args.within, Y=Y, loss_curve=loss,
+                  importance=args.importance, units=args.units, lr=args.lr, epochs=args.epochs,
+                  feature_names=names, batch_size=batch, title=args.title)
+    for line in _describe_scores(res):
+        print(line)
+    print(_finish(res, Path(args.out), args.title))
     return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from . import analyze
+    from .analysis import Analysis
+
+    source = Path(args.source)
+    if not source.exists():
+        raise CLIError(f"{args.source!r} does not exist")
+    if source.is_dir() and (source / "summary.json").is_file():
+        if args.by or args.within:
+            raise CLIError("--by/--within apply to recordings; a saved analysis already has its pathways")
+        res = Analysis.load(source)
+    else:
+        if source.is_dir():
+            from .store import load
+
+            ds = load(source)
+        else:
+            from .io import open_netcdf
+
+            try:
+                ds = open_netcdf(source)
+            except (OSError, ValueError) as exc:
+                raise CLIError(f"{args.source!r} is neither a saved analysis, a zarr gate store nor a netCDF "
+                               f"recording: {' '.join(str(exc).split())}") from exc
+        if not args.by:
+            raise CLIError(f"--by is required to analyse the recording {args.source!r} (the condition coord)")
+        res = analyze(None, ds, by=args.by, within=args.within, title=args.title)
+        print(_finish(res, Path(args.out), args.title))
+        return 0
+    print(res.to_html(Path(args.out) / "report.html", title=args.title).resolve())
+    return 0
+
+
+def _one_line_warnings(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    text = " ".join(str(message).split())
+    print(f"relu-probe: warning: {category.__name__}: {text}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -75,13 +302,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from .errors import ReluProbeError
 
+    handlers = {"demo": _demo, "analyze": _analyze, "report": _report}
+    previous = warnings.showwarning
+    warnings.showwarning = _one_line_warnings
     try:
-        return {"demo": _demo}[args.command](args)
+        return handlers[args.command](args)
     except (CLIError, ReluProbeError, OSError, ValueError, KeyError) as exc:
         if args.debug:
             raise
-        print(f"relu-probe {args.command}: error: {exc}", file=sys.stderr)
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"relu-probe {args.command}: error: {text}", file=sys.stderr)
         return 2
+    finally:
+        warnings.showwarning = previous
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -34,7 +34,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils.hooks import RemovableHandle
 
-from .errors import ReluProbeError, SiteNeverFiredError, ValueInputError
+from .errors import NoSitesError, SiteNeverFiredError, ValueInputError
 from .sites import Site, SiteSelector, select_sites, site_name
 
 __all__ = ["GateTap", "SiteLayout", "FUNCTIONAL_RELUS"]
@@ -55,9 +55,10 @@ for _name in ("leaky_relu", "leaky_relu_"):
     if hasattr(torch._C._nn, _name):
         FUNCTIONAL_RELUS[getattr(torch._C._nn, _name)] = "leaky_relu"
 
-_CHANNEL_LAST_PRODUCERS = (nn.Linear, nn.Bilinear, nn.LayerNorm, nn.Embedding, nn.RMSNorm) if hasattr(
-    nn, "RMSNorm"
-) else (nn.Linear, nn.Bilinear, nn.LayerNorm, nn.Embedding)
+#: Modules whose output has its features last: a site fed by one is a channel-last sequence site.
+_CHANNEL_LAST_PRODUCERS = (nn.Linear, nn.Bilinear, nn.LayerNorm, nn.Embedding) + (
+    (nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()
+)
 _READOUT_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
@@ -449,8 +450,6 @@ class GateTap:
                 sites.append(Site(name, "functional", owner, fire.module, fn, call))
         self.all_sites = sites
         if not sites:
-            from .errors import NoSitesError
-
             types = ", ".join(t.__name__ for t in self.activation_types)
             raise NoSitesError(
                 f"`model` ({type(self.root).__name__}) has no ReLU site: no {types} module ran and no "
@@ -580,6 +579,3 @@ def _same_units(layout: SiteLayout, shape: tuple[int, ...], units: str) -> bool:
 def _ptr(t: torch.Tensor) -> tuple[int, int]:
     return (t.data_ptr(), t.numel())
 
-
-class TapError(ReluProbeError, RuntimeError):
-    """Internal inconsistency of the tap (a bug: please report)."""

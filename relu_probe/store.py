@@ -376,8 +376,6 @@ def load(path: str | os.PathLike, *, chunks: Mapping[str, int] | None = None) ->
         raise StoreError(f"`path` {str(path)!r} is not a zarr store: {exc}") from exc
     if group.attrs.get("relu_probe_store") != FORMAT_VERSION:
         raise StoreError(f"`path` {str(path)!r} is not a relu_probe gate store (no relu_probe_store attr).")
-    import dask.array as da
-
     if group.attrs.get("relu_probe_store_kind") == "monitor":
         return _load_monitor(path, group)
     with warnings.catch_warnings():

@@ -34,7 +34,7 @@ def text(value: Any, limit: int = 60) -> str:
     s = str(value)
     if len(s) > limit:
         s = s[: limit - 1] + "…"
-    return s.replace("\\", "\\\\").replace("$", r"\$")
+    return s.replace("$", r"\$")
 
 
 def set_label(contexts: Sequence[Any]) -> str:
@@ -73,7 +73,7 @@ def context_mass_png(contexts: Sequence[Sequence[Any]], mass: np.ndarray, n_cont
     ax.barh(y, mass, color=colours)
     ax.set_yticks(y, [set_label(c) for c in contexts])
     ax.invert_yaxis()
-    ax.set_xlabel("pathway mass (share of importance-weighted activity)")
+    ax.set_xlabel("pathway mass")
     ax.set_xlim(0, max(1e-12, float(np.max(mass)) if n else 1.0) * 1.15)
     for yi, m in zip(y, mass):
         ax.text(m, yi, f" {m:.3f}", va="center", fontsize=9)
@@ -81,7 +81,7 @@ def context_mass_png(contexts: Sequence[Sequence[Any]], mass: np.ndarray, n_cont
 
     handles = [Patch(color=KIND_COLOURS[k], label=lab) for k, lab in
                (("shared", "all contexts"), ("mixed", "several contexts"), ("single", "one context"))]
-    ax.legend(handles=handles, loc="lower right", fontsize=8, frameon=False)
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
     return _png(fig)
 

@@ -145,8 +145,7 @@ def _describe_scores(res: Any) -> list[str]:
 def _demo(args: argparse.Namespace) -> int:
     import torch
 
-    from . import analyze, tasks
-    from .analysis import PAPER_CLOSED_FORM_PI0
+    from . import tasks
 
     k = args.contexts
     if k < 2:
@@ -161,7 +160,18 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"training the {k}-context {args.variant} task network ({n_in} → {hp['width']} → {n_out}, "
           f"seed {args.seed}) for {epochs} epochs …", flush=True)
     # these matrices are tiny: one thread is fastest, and several fight over busy cores
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    try:
+        return _run_demo(args, task, model, hp, epochs, k)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_demo(args: argparse.Namespace, task: Any, model: Any, hp: dict, epochs: int, k: int) -> int:
+    from . import analyze, tasks
+    from .analysis import PAPER_CLOSED_FORM_PI0
+
     loss = tasks.train_full_batch(model, task.X, task.Y, lr=hp["lr"], epochs=epochs)
     print(f"loss {loss[0]:.2f} → {loss[-1]:.4f}; recording, finding pathways and fitting the ReLN …", flush=True)
     n = task.X.shape[1] - k
@@ -248,7 +258,8 @@ def _analyze(args: argparse.Namespace) -> int:
     print(f"analysing {description} on {P} samples from {args.inputs} …", flush=True)
     res = analyze(model, Xt, coords=coords, by=args.by, within=args.within, Y=Y, loss_curve=loss,
                   importance=args.importance, units=args.units, lr=args.lr, epochs=args.epochs,
-                  feature_names=names, batch_size=batch, title=args.title)
+                  feature_names=names, batch_size=batch,
+                  title=args.title or f"{description}: pathways by {args.by!r}")
     for line in _describe_scores(res):
         print(line)
     print(_finish(res, Path(args.out), args.title))

@@ -145,13 +145,21 @@ def _scores_section(res: Any) -> str:
     return '<h2 id="scores">Scores</h2>' + _table(["score", "value", "definition"], rows)
 
 
+def _items_text(res: Any) -> str:
+    if res.within is None or res.within not in res.dataset.coords:
+        return ""
+    items = list(dict.fromkeys(res.dataset[res.within].values.tolist()))
+    shown = ", ".join(map(str, items[:12])) + (f", … ({len(items)} in all)" if len(items) > 12 else "")
+    return f" Items (<code>{esc(res.within)}</code>): {esc(shown)}."
+
+
 def _pathway_section(res: Any) -> str:
     pw = res.pathways
     k = pw.n_contexts
     out = ['<h2 id="pathways">Pathways</h2>',
            f'<p class="caption">A pathway is the set of <code>{esc(res.by)}</code> values in which a group of '
            "units is on; its mass is its share of the importance-weighted activity (masses sum to 1). "
-           f"{k} conditions: {esc(', '.join(map(str, pw.context_values)))}.</p>"]
+           f"{k} conditions: {esc(', '.join(map(str, pw.context_values)))}.{_items_text(res)}</p>"]
     if pw.n_pathways == 0:
         out.append('<p class="note">No pathway: no unit is on for any sample.</p>')
         return "\n".join(out)

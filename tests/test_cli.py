@@ -1,0 +1,216 @@
+"""The relu-probe command line: demo, analyze (state dicts, TorchScript and torch.export
+archives), report; exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import relu_probe as rp
+from relu_probe.cli import CLIError, main
+
+FACTORY = """
+import relu_probe as rp
+
+def build():
+    return rp.tasks.paper_network(3, width=24, init_std=0.005 / 24, seed=5)
+
+def wide():
+    return rp.tasks.paper_network(3, width=30, seed=5)
+
+def broken():
+    raise RuntimeError("cannot build")
+
+def not_a_model():
+    return 42
+"""
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A factory module, trained weights in three formats, and an inputs .npz."""
+    root = tmp_path_factory.mktemp("cli")
+    (root / "cli_models.py").write_text(FACTORY)
+    sys.path.insert(0, str(root))
+    try:
+        import cli_models
+    finally:
+        sys.path.remove(str(root))
+    X, Y, coords = rp.tasks.contextual_task(3)
+    model = cli_models.build()
+    loss = rp.tasks.train_full_batch(model, X, Y, lr=2e-3, epochs=150)
+    names = np.array([f"object {i}" for i in range(8)] + [f"context {c}" for c in range(3)])
+    np.savez(root / "inputs.npz", X=X.numpy(), Y=Y.numpy(), loss=loss, names=names, **coords)
+    np.savez(root / "no_x.npz", inputs=X.numpy(), **coords)
+    np.savez(root / "objects.npz", X=np.array([{"a": 1}] * 24, dtype=object), allow_pickle=True)
+    torch.save(model.state_dict(), root / "weights.pt")
+    torch.jit.save(torch.jit.script(model), root / "scripted.pt")
+    torch.export.save(torch.export.export(model, (X,)), root / "exported.pt2")
+    (root / "garbage.pt").write_bytes(b"not a torch file")
+    return {"root": root, "model": model, "X": X, "coords": coords, "loss": loss,
+            "factory": str(root / "cli_models.py")}
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def recorded_gates(files):
+    ds = rp.record(files["model"], files["X"], coords=files["coords"])
+    return ds["gate"].values
+
+
+def test_demo_console_script_ends_with_report_path(tmp_path):
+    script = Path(sys.executable).with_name("relu-probe")
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "relu_probe.cli"]
+    proc = subprocess.run([*cmd, "demo", "--epochs", "120", "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    last = proc.stdout.strip().splitlines()[-1]
+    report = (tmp_path / "out" / "report.html").resolve()
+    assert last == str(report) and report.is_file()
+    assert "Traceback" not in proc.stderr
+    res = rp.Analysis.load(tmp_path / "out" / "analysis")
+    assert res.reln is not None and res.dynamics.sizes["epoch"] == 120
+    assert set(res.comparison) == {"reln", "closed_form"}
+
+
+def test_demo_options(capsys, tmp_path):
+    threads = torch.get_num_threads()
+    code, out, err = run(capsys, "demo", "--contexts", 4, "--epochs", 80, "--seed", 2, "--out", tmp_path,
+                         "--title", "four <contexts>")
+    assert code == 0, err
+    assert out.strip().splitlines()[-1] == str((tmp_path / "report.html").resolve())
+    res = rp.Analysis.load(tmp_path / "analysis")
+    assert res.pathways.n_contexts == 4 and res.params["title"] == "four <contexts>"
+    assert "four &lt;contexts&gt;" in (tmp_path / "report.html").read_text()
+    assert torch.get_num_threads() == threads  # the demo's single thread is restored
+    code, out, err = run(capsys, "demo", "--variant", "diff", "--contexts", 4, "--out", tmp_path)
+    assert code == 2 and err.count("\n") == 1 and "--variant diff is defined for 3 contexts" in err
+
+
+def test_analyze_state_dict_with_targets(capsys, files, tmp_path):
+    root = files["root"]
+    code, out, err = run(capsys, "analyze", "--model", f"{files['factory']}:build", "--weights", root / "weights.pt",
+                         "--inputs", root / "inputs.npz", "--by", "context", "--within", "object", "--targets", "Y",
+                         "--loss-curve", "loss", "--feature-names", "names", "--lr", "2e-3", "--out", tmp_path)
+    assert code == 0, err
+    assert out.strip().splitlines()[-1] == str((tmp_path / "report.html").resolve())
+    res = rp.Analysis.load(tmp_path / "analysis")
+    np.testing.assert_array_equal(res.dataset["gate"].values, recorded_gates(files))
+    np.testing.assert_array_equal(res.dynamics["loss_relu"].values, files["loss"])
+    assert res.reln.lr_ == 2e-3 and set(res.comparison) == {"reln", "closed_form"}
+    assert res.attributions["feature_name"].values.tolist()[-1] == "context 2"
+
+
+@pytest.mark.parametrize("kind", ["torchscript", "export"])
+def test_analyze_archives_record_the_same_gates(capsys, files, tmp_path, kind):
+    root = files["root"]
+    if kind == "torchscript":
+        argv = ["--model", f"{files['factory']}:build", "--weights", root / "scripted.pt"]
+    else:
+        argv = ["--model", root / "exported.pt2"]
+    code, out, err = run(capsys, "analyze", *argv, "--inputs", root / "inputs.npz", "--by", "context",
+                         "--within", "object", "--out", tmp_path)
+    assert code == 0, err
+    res = rp.Analysis.load(tmp_path / "analysis")
+    np.testing.assert_array_equal(res.dataset["gate"].values, recorded_gates(files))
+    if kind == "export":
+        # aten.relu became an nn.ReLU site and aten.linear an nn.Linear readout
+        assert res.params["sites"] == ["relu"] and res.params["importance"] == "readout"
+        eager = rp.unit_importance(files["model"], rp.record(files["model"], files["X"], values=True))
+        np.testing.assert_allclose(res.importance.values, eager.values, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--inputs", "{root}/missing.npz"], "--inputs '{root}/missing.npz' does not exist"),
+        (["--inputs", "{root}/no_x.npz"], "has no array 'X' (the inputs); keys: context, inputs, object"),
+        (["--inputs", "{root}/objects.npz"], "holds object arrays"),
+        (["--inputs", "{root}/weights.pt"], "has no array 'X'"),
+        (["--by", "ctx"], "--by 'ctx' is not a coord in '{root}/inputs.npz' (coords, 1-D arrays with one value per "
+                          "sample: context, object)"),
+        (["--within", "item"], "--within 'item' is not a coord"),
+        (["--targets", "YY"], "--targets 'YY' is not a key of '{root}/inputs.npz' (keys: X, Y, context, loss, names, object)"),
+        (["--model", "{factory}:nope"], "has no attribute 'nope'"),
+        (["--model", "no_such_module_xyz:build"], "cannot import 'no_such_module_xyz': ModuleNotFoundError"),
+        (["--model", "{factory}:broken"], "the factory raised RuntimeError: cannot build"),
+        (["--model", "{factory}:not_a_model"], "must return a torch.nn.Module, got int 42"),
+        (["--model", "build"], "--model must be MODULE:FACTORY"),
+        (["--weights", "{root}/garbage.pt"], "is not a readable PyTorch state dict, TorchScript or torch.export archive"),
+        (["--weights", "{root}/inputs.npz"], "is not a readable PyTorch state dict"),
+        (["--model", "{factory}:wide", "--weights", "{root}/weights.pt"], "does not fit the model: Error(s) in loading"),
+        (["--model", "{root}/scripted.pt"], "is a TorchScript archive, whose compiled graph runs no Python hooks"),
+        (["--model", "{root}/weights.pt"], "is a file but not a torch.export archive"),
+    ],
+)
+def test_analyze_errors_are_one_line(capsys, files, tmp_path, argv, message):
+    root, factory = files["root"], files["factory"]
+    base = {"--model": f"{factory}:build", "--inputs": str(root / "inputs.npz"), "--by": "context"}
+    argv = [a.format(root=root, factory=factory) for a in argv]
+    for key, value in zip(argv[::2], argv[1::2]):
+        base[key] = value
+    flat = [x for kv in base.items() for x in kv]
+    code, out, err = run(capsys, "analyze", *flat, "--out", tmp_path)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("relu-probe analyze: error: "), err
+    assert message.format(root=root) in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "report.html").exists()
+
+
+def test_argparse_errors_are_one_line(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["analyze", "--inputs", "x.npz"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1
+    assert "the following arguments are required: --model, --by" in err
+    with pytest.raises(SystemExit) as info:
+        main(["demo", "--epochs", "0"])
+    assert info.value.code == 2 and "expected a positive integer, got 0" in capsys.readouterr().err
+    assert main([]) == 2
+
+
+def test_debug_shows_the_exception(files, capsys):
+    with pytest.raises(CLIError, match="does not exist"):
+        main(["analyze", "--debug", "--model", "m:f", "--inputs", "/nonexistent.npz", "--by", "c"])
+    with pytest.raises(CLIError):
+        main(["--debug", "demo", "--contexts", "1"])
+
+
+def test_report_command(capsys, files, tmp_path):
+    root = files["root"]
+    assert run(capsys, "analyze", "--model", f"{files['factory']}:build", "--weights", root / "weights.pt",
+               "--inputs", root / "inputs.npz", "--by", "context", "--out", tmp_path / "a")[0] == 0
+    # a saved analysis
+    code, out, err = run(capsys, "report", tmp_path / "a" / "analysis", "--out", tmp_path / "r1")
+    assert code == 0, err
+    assert out.strip().splitlines()[-1] == str((tmp_path / "r1" / "report.html").resolve())
+    # a netCDF recording and a zarr gate store (need --by)
+    ds = rp.record(files["model"], files["X"], coords=files["coords"], values=True, store=tmp_path / "gates.zarr")
+    rp.io.to_netcdf(ds.load(), tmp_path / "rec.nc")
+    for source in (tmp_path / "rec.nc", tmp_path / "gates.zarr"):
+        code, out, err = run(capsys, "report", source, "--by", "context", "--within", "object",
+                             "--out", tmp_path / source.stem)
+        assert code == 0, err
+        res = rp.Analysis.load(tmp_path / source.stem / "analysis")
+        assert res.params["importance"] == "activity"
+        np.testing.assert_array_equal(res.dataset["gate"].values, recorded_gates(files))
+    for argv, message in (
+        ([tmp_path / "nothing"], "does not exist"),
+        ([tmp_path / "rec.nc"], "--by is required"),
+        ([tmp_path / "rec.nc", "--by", "colour"], "`by`='colour' is not a sample coord"),
+        ([root / "inputs.npz", "--by", "context"], "is neither a saved analysis, a zarr gate store nor a netCDF"),
+        ([tmp_path / "a" / "analysis", "--by", "context"], "--by/--within apply to recordings"),
+        ([root, "--by", "context"], "is not a zarr store"),
+    ):
+        code, out, err = run(capsys, "report", *argv, "--out", tmp_path / "bad")
+        assert code == 2 and err.count("\n") == 1 and message in err, (argv, err)

@@ -69,7 +69,7 @@ def main() -> None:
                 max(1, min(args.repeats, 2)),
             )
             for method in ("closed", "race", "live"):
-                extra = {"d_scale": "overlap"} if method != "live" and len(sets) > 1 else {}
+                extra = {"d_scale": "overlap"} if method == "closed" and len(sets) > 1 else {}
                 t_pred, ds = best_of(
                     lambda: rp.race_dynamics(X, Y, sets, context=ctx, epochs=epochs, method=method,
                                              **kw, **extra),
@@ -81,9 +81,9 @@ def main() -> None:
                     f"{r['max_abs_diff_pct']:11.2f}%"
                 )
     print(
-        "closed/race use the final residual with d/(overlap) and the GDLN's pi0 (no head start); "
-        "only 'live' follows the live residual, so its curve is the one that matches the "
-        "simulation beyond the shared pathway."
+        "closed (with d/overlap) and race (coupled) use the final residual and the GDLN's pi0, "
+        "so they miss the context pathways' early head start; only 'live' follows the live "
+        "residual, so its curve is the one that matches the simulation beyond the shared pathway."
     )
 
 

@@ -4,11 +4,10 @@ Trains the paper's two-hidden-layer ReLU network (11 → 420 → 420 → 60, ini
 lr 1e-3, 30001 epochs; paper-brief §4.1 and §7 item 10) on the 3-context task, records its
 gates, and reports the context-set masses of each hidden layer (``rp.find_pathways`` per
 site). Expect layer 1 mostly shared and, in layer 2, more mass on two-context sets than on
-single contexts. It then builds a ReLN from the layer-2 pathways — every pathway a chain of two
-hidden layers, the shared one reading every input, the others only the object inputs — and
-compares its loss with the ReLU network's (staged plateaus at ≈ 96, 66 and 12). The depth
-equivalence is only qualitative, in the paper too: the ReLU network takes larger, sharper
-steps.
+single contexts. It then builds a ReLN from the layer-2 pathways on the paper's graph (a shared
+ungated first layer, then one gated layer per pathway) and compares its loss with the ReLU
+network's (staged plateaus at ≈ 96, 66 and 12). The depth equivalence is only qualitative, in
+the paper too: the ReLU network takes larger, sharper steps.
 
     python examples/depth.py --seed 0 --out figures
     python examples/depth.py --quick          # 12001 epochs
@@ -40,6 +39,8 @@ def main() -> None:
     parser.add_argument("--out", default="figures")
     parser.add_argument("--epochs", type=int, default=None, help="default 30001 (12001 with --quick)")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--min-mass", type=float, default=0.015,
+                        help="layer-2 pathways below this mass are left out of the ReLN")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -65,12 +66,16 @@ def main() -> None:
               + ", ".join(f"|S|={n}: {m:.3f}" for n, m in layer_masses(pw).items()))
         print(pw.summary()[["contexts", "n_units", "mass"]].head(8).to_string(index=False))
 
-    # ReLN from the deeper layer's pathways: each pathway a chain of two hidden layers
+    # ReLN from the deeper layer's pathways, on the paper's graph (gdln_off.py): an ungated
+    # shared first layer of 420 units (the trunk), then one gated layer per pathway (240 units
+    # for the shared pathway, 60 per context pathway). Every weight starts at the ReLU's std
+    # scaled by 1/sqrt(2) — about half of a ReLU layer's units are on at initialisation — and
+    # no hand-set training schedule is used.
     pw2 = pws[max(pws)]
+    sigma = float(hp["init_std"]) / np.sqrt(2.0)
     reln = rp.ReLN.from_pathways(
-        pw2, X, Y, depth=2, hidden=60, epochs=epochs, seed=args.seed, sv_stride=100,
-        init_scale={"shared": [1.15 * 5e-4, 1.1 * 5e-4, 1.1 * 5e-4],
-                    "context": [1.15 * 5e-4, 1.1 * 5e-4, 8 * 5e-4]},
+        pw2, X, Y, trunk=[420], hidden={"shared": 240, "context": 60}, min_mass=args.min_mass,
+        trunk_init_scale=sigma, init_scale=sigma, epochs=epochs, seed=args.seed, sv_stride=100,
     )
     print("\nReLN pathways (layer 2):", [tuple(c) for c in reln.pathway_mass_["contexts"].values],
           "dropped:", reln.dropped_)

@@ -372,7 +372,7 @@ def fastest_reln(
                 inputs=inputs,
                 hidden=hidden,
                 init_scale=init_scale,
-                d_scale="overlap" if (rule == "residual" and method != "live") else None,
+                d_scale="overlap" if (rule == "residual" and method == "closed") else None,
             )
             loss = ds["loss"].values
         if by == "mean_loss":

@@ -218,6 +218,14 @@ def test_fastest_reln_picks_k_minus_1_sets(k):
     assert sizes == list(range(k - 1, 0, -1))
 
 
+@pytest.mark.slow
+def test_fastest_reln_by_simulation_agrees_k3():
+    X, Y, coords = task(3)
+    ranking = rp.fastest_reln(X, Y, context=coords["context"], method="simulate", seed=1)
+    assert ranking[0]["candidate"] == [SHARED, (0, 1), (0, 2), (1, 2)]
+    assert ranking[1]["mean_loss"] - ranking[0]["mean_loss"] > 2.0
+
+
 # ----------------------------------------------------------------------------- end to end
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", SEEDS)

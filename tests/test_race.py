@@ -197,6 +197,30 @@ def test_joint_race_couples_pathways(task3):
     np.testing.assert_allclose(closed["singular_values"].isel(epoch=-1, mode=3).values, 3.0551, rtol=1e-3)
 
 
+def test_off_mode_diagnostic(task3):
+    """The mode race warns when Assumption 2.1 fails along its trajectory (the joint rule's
+    context pathways cannot follow the residual in their fixed bases) and is silent on the
+    aligned paper setting."""
+    import warnings
+
+    from relu_probe.errors import ReluProbeWarning
+
+    X, Y, ctx = task3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ok = rp.race_dynamics(X, Y, MIXED3, context=ctx, rule="residual", inputs="auto",
+                              init=PAPER_PI0_3, d_scale="k-1")
+        ok2 = rp.race_dynamics(X, Y, MIXED3, context=ctx, rule="residual", inputs="auto",
+                               init=PAPER_PI0_3, method="race")
+    assert ok.attrs["off_mode_gradient"] < 1e-6 and ok2.attrs["off_mode_gradient"] < 1e-6
+    with pytest.warns(ReluProbeWarning, match="Assumption 2.1"):
+        bad = rp.race_dynamics(X, Y, MIXED3, context=ctx, rule="joint", inputs="auto", init=1e-8)
+    assert bad.attrs["off_mode_gradient"] > 0.05
+    live = rp.race_dynamics(X, Y, MIXED3, context=ctx, rule="joint", inputs="auto", init=1e-8,
+                            method="live", epochs=8001)
+    assert float(live["loss"][-1]) < 0.1 < float(bad["loss"][-1])
+
+
 def test_live_residual_tracks_gdln(task3):
     X, Y, ctx = task3
     sc = {"shared": 0.005 / 700, "context": 0.01 / 700}
@@ -246,6 +270,7 @@ def test_unstable_lr_named(task3, method):
     [
         ({"rule": "joint", "d_scale": "k-1"}, "d_scale"),
         ({"rule": "residual", "method": "live", "d_scale": "k-1"}, "d_scale"),
+        ({"rule": "residual", "method": "race", "d_scale": "k-1"}, "d_scale"),
         ({"rule": "residual", "d_scale": "half"}, "d_scale"),
         ({"method": "euler"}, "method"),
         ({"time": "later"}, "time"),

@@ -320,7 +320,7 @@ class GDLN(BaseEstimator):
     shared : indices, names or mask, optional
         The shared pathways for ``rule="residual"`` and ``inputs="auto"``. Default: the
         pathways open on every sample.
-    trunk : sequence of int, optional
+    trunk : int or sequence of int, optional
         Widths of ungated hidden layers shared by all pathways before they split (the paper's
         two-layer ReLN: ``trunk=[420]`` and one gated layer per pathway). Every pathway then
         reads the trunk's last layer; ``inputs`` must be None, "all" or "auto" (all inputs go
@@ -507,7 +507,8 @@ class GDLN(BaseEstimator):
         stride = check_int("sv_stride", self.sv_stride, minimum=1)
         gating = resolve_gates(self.gates, Xn.shape[0], context)
         shared = _resolve_shared(self.shared, gating)
-        trunk = [] if self.trunk is None else [check_int("trunk", w, minimum=1) for w in self.trunk]
+        raw_trunk = [] if self.trunk is None else ([self.trunk] if np.isscalar(self.trunk) else self.trunk)
+        trunk = [check_int("trunk", w, minimum=1) for w in raw_trunk]
         if trunk and not (self.inputs is None or (isinstance(self.inputs, str) and self.inputs in ("all", "auto"))):
             raise ValueInputError(
                 "`inputs` masks cannot be combined with a `trunk`: every input goes through the "

@@ -45,9 +45,13 @@ Training rules (as :class:`relu_probe.GDLN`)
 ``"residual"``  the paper's rule: shared pathways race on ``Y`` alone; the others on the
                 residual ``R = Y − Ŷ_shared``. With ``"closed"``/``"race"`` that residual is the
                 *final* one (the shared pathway's converged map ``Σ_α (s_α/d_α) u_α v_αᵀ``),
-                as in the paper's closed form, and ``d_scale`` may divide the context
-                pathways' ``d`` (``"k-1"``: the paper's ``d/(k−1)``). ``"live"`` uses the
-                live residual.
+                as in the paper's closed form; with ``"closed"``, ``d_scale`` may divide the
+                context pathways' ``d`` (``"k-1"``: the paper's ``d/(k−1)``). ``"live"`` uses
+                the live residual.
+
+Diagnostics: ``attrs["off_mode_gradient"]`` is the largest share of the drive that the exact
+gradient puts outside the pathways' modes along the predicted trajectory (0 when Assumption
+2.1 holds); above 5 % ``"closed"``/``"race"`` warn and point to ``"live"``.
 
 The predicted loss is computed exactly from the mode strengths::
 
@@ -403,9 +407,11 @@ def race_dynamics(
     shared : optional
         Shared pathways (default: those open on every sample).
     d_scale : None, "k-1", "overlap" or float
-        Residual rule only (``"closed"``/``"race"``): divide the context pathways' ``d`` by
+        Residual rule with ``method="closed"`` only: divide the context pathways' ``d`` by
         ``k − 1`` (the paper's rule), by the mean number of context pathways open on their
         samples (``"overlap"``, equal to ``k − 1`` for the paper's (k−1)-sets), or by a number.
+        It stands in for the coupling between context pathways that ``"race"`` computes, and
+        is exact only for symmetric gatings such as the paper's (k−1)-sets.
     time : {"discrete", "continuous"}, default="discrete"
         Growth per epoch of gradient descent, or the gradient-flow rate of Eq. 1/2.
     hidden, init_scale :

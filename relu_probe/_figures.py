@@ -127,15 +127,15 @@ def profile_heatmap_png(
 
 def loss_curves_png(curves: dict[str, np.ndarray]) -> bytes:
     """Loss against epoch for each named curve, linear and log scale side by side."""
-    styles = {"ReLU network": dict(color="black", lw=2.2), "ReLN (simulated)": dict(color="#e08a1e", lw=1.6, ls="--"),
-              "closed form": dict(color="#1b6ca8", lw=1.4, ls=":")}
+    styles = {"ReLU network": dict(color="black", lw=2.2), "ReLN (simulated)": dict(color="#e08a1e", lw=1.6, ls="--")}
+    race_style = dict(color="#1b6ca8", lw=1.4, ls=":")
     fig = _figure(10.0, 3.6)
     axes = fig.subplots(1, 2)
     for ax, log in zip(axes, (False, True)):
         for name, loss in curves.items():
             loss = np.asarray(loss, dtype=np.float64)
             ax.plot(np.arange(loss.size), np.maximum(loss, 1e-12) if log else loss, label=text(name),
-                    **styles.get(name, {}))
+                    **styles.get(name, race_style))
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss")
         if log:
@@ -150,10 +150,11 @@ def singular_values_png(
     sv_closed: np.ndarray | None,
     epochs: np.ndarray,
     names: Sequence[str],
+    race_label: str = "closed form",
     n_modes: int = 6,
 ) -> bytes:
     """One panel per ReLN pathway: its map's top singular values over training (simulated
-    solid, closed form dashed)."""
+    solid, the race prediction dashed)."""
     n = len(names)
     cols = min(4, n)
     rows = int(np.ceil(n / cols))
@@ -176,26 +177,33 @@ def singular_values_png(
     for ax in axes[n:]:
         ax.set_visible(False)
     if sv_closed is not None:
-        fig.suptitle("singular values of each pathway map (solid: ReLN simulated, dashed: closed form)", fontsize=9)
+        fig.suptitle(f"singular values of each pathway map (solid: ReLN simulated, dashed: {text(race_label)})",
+                     fontsize=9)
     return _png(fig)
 
 
 def monitor_scores_png(steps: np.ndarray, columns: dict[str, np.ndarray]) -> bytes:
-    """Scores against training step (bounded scores left, unbounded right)."""
-    fig = _figure(10.0, 3.4)
-    axes = fig.subplots(1, 2)
-    unit_cols = {k: v for k, v in columns.items() if np.nanmin(v) >= 0 and np.nanmax(v) <= 1}
-    other = {k: v for k, v in columns.items() if k not in unit_cols}
-    for ax, group, ylabel in ((axes[0], unit_cols, "score (0–1)"), (axes[1], other, "value")):
+    """Scores against training step: scores in [0, 1], other scores, and the loss (log scale)
+    in separate panels."""
+    loss = columns.get("loss")
+    rest = {k: v for k, v in columns.items() if k != "loss" and np.isfinite(v).any()}
+    unit_cols = {k: v for k, v in rest.items() if np.nanmin(v) >= 0 and np.nanmax(v) <= 1}
+    other = {k: v for k, v in rest.items() if k not in unit_cols}
+    panels = [(unit_cols, "score (0–1)", False), (other, "value", False)]
+    if loss is not None and np.isfinite(loss).any() and np.nanmax(loss) > 0:
+        panels.append(({"loss": loss}, "training loss", True))
+    panels = [p for p in panels if p[0]]
+    fig = _figure(3.6 * max(len(panels), 1) + 0.6, 3.4)
+    axes = np.atleast_1d(fig.subplots(1, max(len(panels), 1), squeeze=False)).ravel()
+    for ax, (group, ylabel, log) in zip(axes, panels):
         for name, v in group.items():
-            ax.plot(steps, v, marker="o", ms=3, label=text(name, 30))
+            ax.plot(steps, np.where(v > 0, v, np.nan) if log else v, marker="o", ms=3, label=text(name, 30))
+        if log:
+            ax.set_yscale("log")
         ax.set_xlabel("training step")
         ax.set_ylabel(ylabel)
         ax.spines[["top", "right"]].set_visible(False)
-        if group:
-            ax.legend(frameon=False, fontsize=8)
-        else:
-            ax.set_visible(False)
+        ax.legend(frameon=False, fontsize=8)
     return _png(fig)
 
 
@@ -211,10 +219,14 @@ def monitor_pathways_png(steps: np.ndarray, mass: np.ndarray, labels: Sequence[s
     for k in kinds:
         counts[k] += 1
         colours.append(palette[k](0.45 + 0.12 * (counts[k] % 4)))
-    ax.stackplot(steps, np.nan_to_num(mass.T), labels=[text(s, 30) for s in labels], colors=colours)
+    mass = np.nan_to_num(mass)
+    # label the pathways that ever matter; a legend taller than the figure collapses the axes
+    shown = [j for j in np.argsort(-mass.max(0), kind="stable")[:14] if mass[:, j].max() >= 0.01]
+    names = [text(s, 30) if j in shown else f"_{j}" for j, s in enumerate(labels)]
+    ax.stackplot(steps, mass.T, labels=names, colors=colours)
     ax.set_xlabel("training step")
     ax.set_ylabel("pathway mass")
-    ax.set_ylim(0, max(1.0, float(np.nan_to_num(mass).sum(1).max()) if mass.size else 1.0))
+    ax.set_ylim(0, max(1.0, float(mass.sum(1).max()) if mass.size else 1.0))
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8)
     ax.spines[["top", "right"]].set_visible(False)
     return _png(fig)

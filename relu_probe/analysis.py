@@ -20,7 +20,7 @@ The pipeline (each step is also a public function):
 5. with tensor inputs, the input features that drive each pathway (captum integrated
    gradients, see :mod:`relu_probe._attribution`);
 6. with targets ``Y``: the ReLN (:meth:`relu_probe.ReLN.from_pathways`, trained by gradient
-   descent), its closed-form race (:func:`relu_probe.race_dynamics`) and, with the ReLU
+   descent), its closed-form race prediction (:func:`relu_probe.race_dynamics`) and, with the ReLU
    network's ``loss_curve``, :func:`relu_probe.compare_dynamics` of each against it.
 """
 
@@ -131,6 +131,7 @@ def analyze(
     loss_curve: Any = None,
     importance: Any = "auto",
     method: str = "auto",
+    literature: bool = True,
     sites: Any = None,
     units: str = "element",
     values: bool = True,
@@ -142,6 +143,7 @@ def analyze(
     epochs: int | None = None,
     reln_params: Mapping[str, Any] | None = None,
     closed_form_init: Any = None,
+    race_method: str | None = None,
     monitor: Any = None,
     title: str | None = None,
     batch_size: int | None = None,
@@ -178,6 +180,9 @@ def analyze(
         a Linear/Conv directly, else ``"activity"``. A DataArray / array is used as is.
     method : str, default="auto"
         Pathway method for :func:`relu_probe.find_pathways`.
+    literature : bool, default=True
+        Also compute the literature scores (CCGP, parallelism, DCI; need ``within``). They
+        fit many small decoders: switch them off for quick looks at wide networks.
     sites, units, values, batch_size :
         Passed to :func:`relu_probe.record` (``values=True`` stores post-ReLU values, which
         the pathway masses and mixed selectivity use).
@@ -201,6 +206,11 @@ def analyze(
         Initial mode strength ``π0`` of the closed form (``{"shared": …, "context": …}``);
         default: the ReLN's own initial scale. :data:`PAPER_CLOSED_FORM_PI0` holds the
         paper's values for its tasks.
+    race_method : {"closed", "race", "live"}, optional
+        How :func:`relu_probe.race_dynamics` predicts the ReLN's curve: ``"closed"`` (Eq. 1
+        per mode; the default for the paper's ``"residual"`` rule), ``"race"`` (the coupled
+        race, Eq. 2; the default for ``"joint"``) or ``"live"`` (exact reduced gradient
+        descent, no alignment assumption: use it when the data break Assumption 2.1).
     monitor : TrainingMonitor, optional
         Attach training-time measurements (see :meth:`Analysis.attach_monitor`).
     title : str, optional
@@ -218,11 +228,12 @@ def analyze(
 
     Notes
     -----
-    The ReLN closed form is :func:`relu_probe.race_dynamics` with the ReLN's gates, input
-    masks and training rule: for the paper's ``"residual"`` rule ``method="closed"`` (Eq. 1
-    per mode, context pathways on the shared pathway's final residual, ``d`` divided by the
-    mean number of context pathways open on their samples), for ``"joint"`` the coupled
-    race.
+    The ReLN's predicted curve is :func:`relu_probe.race_dynamics` with the ReLN's gates,
+    input masks and training rule: by default, for the paper's ``"residual"`` rule, the
+    closed form (Eq. 1 per mode, context pathways on the shared pathway's final residual,
+    ``d`` divided by the mean number of context pathways open on their samples); for
+    ``"joint"`` the coupled race. Warnings of these steps (e.g. that the data break the
+    alignment assumption) are kept in :attr:`Analysis.notes`.
     """
     from .dataset import site_attr
     from .importance import unit_importance
@@ -238,7 +249,9 @@ def analyze(
         raise InputError(f"`title` must be a str, got {describe(title)}.")
     if reln_params is not None and not isinstance(reln_params, Mapping):
         raise InputError(f"`reln_params` must be a mapping of ReLN parameters, got {describe(reln_params)}.")
-    steps = ["record", "importance", "pathways", "scores", "selectivity", "attribution", "ReLN", "closed form"]
+    steps = ["record", "importance", "pathways", "scores", "selectivity", "attribution", "ReLN", "race"]
+    if race_method is not None:
+        check_choice("race_method", race_method, ["closed", "race", "live"])
     bar = _Steps(steps, progress)
     notes: list[str] = []
     try:
@@ -287,7 +300,7 @@ def analyze(
         bar.done()
 
         bar.start("scores")
-        sc = all_scores(pw, ds, random_state=random_state)
+        sc = all_scores(pw, ds, literature=bool(literature), random_state=random_state)
         bar.done()
 
         bar.start("selectivity")
@@ -349,7 +362,8 @@ def analyze(
                 )
             reln, dynamics, comparison = _fit_reln(
                 pw, Xn, Yn, relu_loss, lr=lr, epochs=epochs, params=dict(reln_params or {}),
-                closed_form_init=closed_form_init, progress=progress, notes=notes, bar=bar,
+                closed_form_init=closed_form_init, race_method=race_method, progress=progress, notes=notes,
+                bar=bar,
             )
         elif relu_loss is not None:
             dynamics = xr.Dataset({"loss_relu": ("epoch", relu_loss)},
@@ -395,43 +409,56 @@ def analyze(
     return result
 
 
-def _fit_reln(pw, Xn, Yn, relu_loss, *, lr, epochs, params, closed_form_init, progress, notes, bar):
+#: How each race method is named in reports.
+RACE_LABELS = {"closed": "closed form", "race": "neural race", "live": "live race"}
+
+
+def _fit_reln(pw, Xn, Yn, relu_loss, *, lr, epochs, params, closed_form_init, race_method, progress, notes, bar):
     from .dynamics import compare_dynamics
     from .race import race_dynamics
     from .reln import ReLN
 
     params.setdefault("progress", progress)
-    reln = ReLN.from_pathways(pw, Xn, Yn, lr=lr, epochs=epochs, **params).fit(Xn, Yn)
-    bar.done()
-    bar.start("closed form")
-    sv = reln.singular_values_.rename(epoch="sv_epoch")
-    data: dict[str, Any] = {"loss_reln": ("epoch", reln.loss_curve_), "sv_reln": sv}
-    closed = None
-    depth = reln.depth
-    if np.isscalar(depth) and int(depth) == 1:
-        rule = reln.rule
-        closed = race_dynamics(
-            Xn, Yn, reln.gates_.values, lr=lr, epochs=epochs, init=closed_form_init, rule=rule,
-            method="closed" if rule == "residual" else "race", context=reln.context_,
-            inputs=reln.inputs_.values, shared=reln.shared_, hidden=reln.hidden,
-            init_scale=reln._init_scale_param(), d_scale="overlap" if rule == "residual" else None,
-        )
-        data["loss_closed"] = ("epoch", closed["loss"].values)
-        sv_closed = closed["singular_values"].sel(epoch=sv["sv_epoch"].values).rename(epoch="sv_epoch")
-        data["sv_closed"] = sv_closed.drop_vars([c for c in sv_closed.coords if c not in sv_closed.dims])
-    else:
-        notes.append("the closed form covers one-hidden-layer pathways only; skipped for this ReLN")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        reln = ReLN.from_pathways(pw, Xn, Yn, lr=lr, epochs=epochs, **params).fit(Xn, Yn)
+        bar.done()
+        bar.start("race")
+        sv = reln.singular_values_.rename(epoch="sv_epoch")
+        data: dict[str, Any] = {"loss_reln": ("epoch", reln.loss_curve_), "sv_reln": sv}
+        race = None
+        method = race_method
+        depth = reln.depth
+        if np.isscalar(depth) and int(depth) == 1:
+            rule = reln.rule
+            method = method or ("closed" if rule == "residual" else "race")
+            race = race_dynamics(
+                Xn, Yn, reln.gates_.values, lr=lr, epochs=epochs, init=closed_form_init, rule=rule,
+                method=method, context=reln.context_, inputs=reln.inputs_.values, shared=reln.shared_,
+                hidden=reln.hidden, init_scale=reln._init_scale_param(),
+                d_scale="overlap" if (rule == "residual" and method != "live") else None,
+            )
+            data["loss_race"] = ("epoch", race["loss"].values)
+            sv_race = race["singular_values"].sel(epoch=sv["sv_epoch"].values).rename(epoch="sv_epoch")
+            data["sv_race"] = sv_race.drop_vars([c for c in sv_race.coords if c not in sv_race.dims])
+        else:
+            notes.append("the neural-race prediction covers one-hidden-layer pathways only; skipped for this ReLN")
+    for w in caught:  # keep them visible, and in the report
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        text = " ".join(str(w.message).split())
+        if text not in notes:
+            notes.append(text)
     if relu_loss is not None:
         data["loss_relu"] = ("epoch", relu_loss)
     dynamics = xr.Dataset(data, coords={"epoch": np.arange(epochs)})
-    dynamics.attrs = {"lr": lr, "L0": float(reln.L0_), "rule": reln.rule}
+    dynamics.attrs = {"lr": lr, "L0": float(reln.L0_), "rule": reln.rule, "race_method": method or ""}
     comparison: dict[str, Any] = {}
     if relu_loss is not None:
         comparison["reln"] = compare_dynamics(relu_loss, reln.loss_curve_)
-        if closed is not None:
-            comparison["closed_form"] = compare_dynamics(relu_loss, closed["loss"].values)
-    elif closed is not None:
-        comparison["closed_form_vs_reln"] = compare_dynamics(reln.loss_curve_, closed["loss"].values)
+        if race is not None:
+            comparison["race"] = compare_dynamics(relu_loss, race["loss"].values)
+    elif race is not None:
+        comparison["race_vs_reln"] = compare_dynamics(reln.loss_curve_, race["loss"].values)
     bar.done()
     return reln, dynamics, comparison
 
@@ -460,11 +487,13 @@ class Analysis:
     reln : relu_probe.ReLN or None
         The fitted ReLN (with targets).
     dynamics : xarray.Dataset or None
-        ``loss_relu``, ``loss_reln``, ``loss_closed`` (epoch); ``sv_reln``, ``sv_closed``
-        (pathway, mode, sv_epoch): the loss curves and pathway singular values.
+        ``loss_relu``, ``loss_reln``, ``loss_race`` (epoch); ``sv_reln``, ``sv_race``
+        (pathway, mode, sv_epoch): the loss curves and pathway singular values of the ReLU
+        network, the simulated ReLN and its neural-race prediction (``attrs["race_method"]``:
+        ``"closed"`` for the closed form).
     comparison : dict
-        :func:`relu_probe.compare_dynamics` results: ``"reln"`` and ``"closed_form"`` against
-        the ReLU curve (or ``"closed_form_vs_reln"`` without one).
+        :func:`relu_probe.compare_dynamics` results: ``"reln"`` and ``"race"`` (the
+        prediction) against the ReLU curve, or ``"race_vs_reln"`` without one.
     monitor_scores : pandas.DataFrame or None
         Scores over training steps (index ``step``), from a training monitor.
     monitor_pathways : xarray.DataArray (step, pathway) or None

@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
                         help=f"output directory (default ./{DEFAULT_OUT}): report.html and analysis/")
     common.add_argument("--title", default=None, help="title of the report")
+    common.add_argument("--no-literature", action="store_true",
+                        help="skip the literature scores (CCGP, parallelism, DCI), which are slow on wide networks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     demo = sub.add_parser("demo", parents=[common], help="the paper's contextual task end to end, with a report",
@@ -87,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="context structures: all the hierarchy, or hierarchy/ring/cross (k=3 only)")
     demo.add_argument("--seed", type=int, default=0, help="initialisation seed (default 0)")
     demo.add_argument("--epochs", type=_positive, default=None, help="training epochs (default: the paper's 8001)")
+    demo.add_argument("--every", type=int, default=500, metavar="N",
+                      help="measure the structure every N epochs during training (default 500; 0: off)")
 
     an = sub.add_parser("analyze", parents=[common], help="analyse a saved model on saved inputs",
                         description="Record and analyse a saved model on inputs from an .npz file (inputs "
@@ -107,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="conv/sequence sites: a unit per (channel, position) or per channel")
     an.add_argument("--epochs", type=_positive, default=None, help="ReLN epochs (default: the loss curve's length, else 8001)")
     an.add_argument("--lr", type=_positive_float, default=1e-3, help="ReLN learning rate (default 1e-3)")
+    an.add_argument("--race", choices=["closed", "race", "live"], default=None,
+                    help="prediction of the ReLN's curve (default: the closed form for the residual rule)")
     an.add_argument("--batch-size", type=_positive, default=None, help="recording batch size")
 
     rep = sub.add_parser("report", parents=[common], help="write the report of a saved analysis or recording",
@@ -134,8 +140,10 @@ def _describe_scores(res: Any) -> list[str]:
     keys = [k for k in ("shared_score", "node_reuse_score", "modularity_score", "mixed_selectivity_score")
             if k in res.scores.index]
     lines.append("scores: " + ", ".join(f"{k} {res.scores[k]:.3f}" for k in keys))
-    for key, label in (("reln", "ReLN vs ReLU"), ("closed_form", "closed form vs ReLU"),
-                       ("closed_form_vs_reln", "closed form vs ReLN")):
+    from .analysis import RACE_LABELS
+
+    race = RACE_LABELS.get(str(res.dynamics.attrs.get("race_method", "")), "race") if res.dynamics is not None else ""
+    for key, label in (("reln", "ReLN vs ReLU"), ("race", f"{race} vs ReLU"), ("race_vs_reln", f"{race} vs ReLN")):
         if key in res.comparison:
             c = res.comparison[key]
             lines.append(f"{label}: mean |ΔL| {c['mean_abs_diff']:.3f} ({c['mean_abs_diff_pct']:.2f}% of L0)")
@@ -150,6 +158,8 @@ def _demo(args: argparse.Namespace) -> int:
     k = args.contexts
     if k < 2:
         raise CLIError(f"--contexts must be >= 2, got {k}")
+    if args.every < 0:
+        raise CLIError(f"--every must be >= 0, got {args.every}")
     if args.variant == "diff" and k != 3:
         raise CLIError(f"--variant diff is defined for 3 contexts, got --contexts {k}")
     task = tasks.contextual_task(k, variant=args.variant)
@@ -172,13 +182,20 @@ def _run_demo(args: argparse.Namespace, task: Any, model: Any, hp: dict, epochs:
     from . import analyze, tasks
     from .analysis import PAPER_CLOSED_FORM_PI0
 
-    loss = tasks.train_full_batch(model, task.X, task.Y, lr=hp["lr"], epochs=epochs)
+    monitor = None
+    if args.every > 0:
+        from .monitor import TrainingMonitor
+
+        monitor = TrainingMonitor(model, task.X, coords=task.coords, every=args.every, by="context", within="object")
+    loss = tasks.train_full_batch(model, task.X, task.Y, lr=hp["lr"], epochs=epochs,
+                                  callback=None if monitor is None else monitor.update)
     print(f"loss {loss[0]:.2f} → {loss[-1]:.4f}; recording, finding pathways and fitting the ReLN …", flush=True)
     n = task.X.shape[1] - k
     names = [f"object {i}" for i in range(n)] + [f"context {c}" for c in range(k)]
     title = args.title or f"Paper task: {k} contexts ({args.variant}), seed {args.seed}, {epochs} epochs"
     res = analyze(model, task.X, coords=task.coords, by="context", within="object", Y=task.Y, loss_curve=loss,
-                  lr=hp["lr"], feature_names=names, closed_form_init=PAPER_CLOSED_FORM_PI0.get(k), title=title)
+                  lr=hp["lr"], feature_names=names, closed_form_init=PAPER_CLOSED_FORM_PI0.get(k), title=title,
+                  monitor=monitor, literature=not args.no_literature)
     for line in _describe_scores(res):
         print(line)
     print(_finish(res, Path(args.out), args.title))
@@ -258,6 +275,7 @@ def _analyze(args: argparse.Namespace) -> int:
     print(f"analysing {description} on {P} samples from {args.inputs} …", flush=True)
     res = analyze(model, Xt, coords=coords, by=args.by, within=args.within, Y=Y, loss_curve=loss,
                   importance=args.importance, units=args.units, lr=args.lr, epochs=args.epochs,
+                  literature=not args.no_literature, race_method=args.race,
                   feature_names=names, batch_size=batch,
                   title=args.title or f"{description}: pathways by {args.by!r}")
     for line in _describe_scores(res):
@@ -292,7 +310,8 @@ def _report(args: argparse.Namespace) -> int:
                                f"recording: {' '.join(str(exc).split())}") from exc
         if not args.by:
             raise CLIError(f"--by is required to analyse the recording {args.source!r} (the condition coord)")
-        res = analyze(None, ds, by=args.by, within=args.within, title=args.title)
+        res = analyze(None, ds, by=args.by, within=args.within, title=args.title,
+                      literature=not args.no_literature)
         print(_finish(res, Path(args.out), args.title))
         return 0
     print(res.to_html(Path(args.out) / "report.html", title=args.title).resolve())

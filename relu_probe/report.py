@@ -13,7 +13,7 @@ inline, and there is no script at all (a Content-Security-Policy forbids any). S
    columns by condition (and item);
 4. **Units**: the most important units' pathway, gating profile, mixed-selectivity index and
    importance; the input features that drive each pathway (captum integrated gradients);
-5. **Learning dynamics** (with targets): ReLU vs ReLN vs closed-form loss curves, their
+5. **Learning dynamics** (with targets): ReLU vs ReLN vs closed-form (race) loss curves, their
    comparison, and the singular-value trajectories of every ReLN pathway;
 6. **Structure over training** (when a training monitor was attached): scores and pathway
    masses against training step.
@@ -36,6 +36,7 @@ import numpy as np
 
 from . import _figures as figs
 from ._validation import check_int
+from .analysis import RACE_LABELS
 from .errors import InputError, StoreError, describe
 
 __all__ = ["write_report", "render_report", "SCORE_DEFINITIONS"]
@@ -321,18 +322,23 @@ def _dynamics_section(res: Any) -> str:
         curves["ReLU network"] = dyn["loss_relu"].values
     if "loss_reln" in dyn:
         curves["ReLN (simulated)"] = dyn["loss_reln"].values
-    if "loss_closed" in dyn:
-        curves["closed form"] = dyn["loss_closed"].values
+    race_label = RACE_LABELS.get(str(dyn.attrs.get("race_method", "")), "race prediction")
+    if "loss_race" in dyn:
+        curves[race_label] = dyn["loss_race"].values
     out.append(_img(figs.loss_curves_png(curves), "loss curves"))
     if res.reln is not None:
         names = list(res.reln.pathway_names_)
+        explain = {
+            "closed": "The closed form is the logistic growth of every mode of the neural race, τ dπ/dt = 2π(s − dπ) "
+                      "(Saxe et al. 2014, 2022; Jarvis et al. 2025).",
+            "race": "The neural race couples the modes of all pathways through their overlaps (Eq. 2).",
+            "live": "The live race is the exact reduced gradient descent of the pathway maps from the mean initial "
+                    "state, the context pathways chasing the shared pathway's live residual.",
+        }.get(str(dyn.attrs.get("race_method", "")), "")
         out.append(f'<p class="caption">ReLN: {len(names)} pathways ({esc(", ".join(names))}), rule '
-                   f"<code>{esc(res.reln.rule)}</code>, learning rate {esc(res.reln.lr_)}. The closed form is the "
-                   "logistic growth of every mode of the neural race, τ dπ/dt = 2π(s − dπ) (Saxe et al. 2014, 2022; "
-                   "Jarvis et al. 2025).</p>")
+                   f"<code>{esc(res.reln.rule)}</code>, learning rate {esc(res.reln.lr_)}. {esc(explain)}</p>")
     if res.comparison:
-        labels = {"reln": "ReLN vs ReLU", "closed_form": "closed form vs ReLU",
-                  "closed_form_vs_reln": "closed form vs ReLN"}
+        labels = {"reln": "ReLN vs ReLU", "race": f"{race_label} vs ReLU", "race_vs_reln": f"{race_label} vs ReLN"}
         first = next(iter(res.comparison.values()))
         fracs = list(first["epochs_to_a"].keys())
         header = ["comparison", "mean |ΔL|", "mean |ΔL| (% L0)", "max |ΔL|", "at epoch"]
@@ -349,9 +355,9 @@ def _dynamics_section(res: Any) -> str:
         out.append(_table(header, rows))
     if "sv_reln" in dyn:
         sv = dyn["sv_reln"].transpose("pathway", "mode", "sv_epoch")
-        closed = dyn["sv_closed"].transpose("pathway", "mode", "sv_epoch").values if "sv_closed" in dyn else None
+        race = dyn["sv_race"].transpose("pathway", "mode", "sv_epoch").values if "sv_race" in dyn else None
         names = [str(n) for n in sv["name"].values] if "name" in sv.coords else [str(p) for p in sv["pathway"].values]
-        png = figs.singular_values_png(sv.values, closed, sv["sv_epoch"].values, names)
+        png = figs.singular_values_png(sv.values, race, sv["sv_epoch"].values, names, race_label)
         out.append(_img(png, "singular-value trajectories"))
     return "\n".join(out)
 

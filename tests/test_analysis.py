@@ -96,7 +96,7 @@ def paper():
 @pytest.fixture(scope="module")
 def full(paper):
     model, X, Y, coords, loss = paper
-    res = rp.analyze(model, X, coords=coords, within="object", Y=Y, loss_curve=loss, lr=2e-3,
+    res = rp.analyze(model, X, coords=coords, within="object", Y=Y, loss_curve=loss, lr=2e-3, literature=False,
                      reln_params={"hidden": 16, "min_mass": 0.02}, closed_form_init={"shared": 5e-9, "context": 5e-5})
     steps = np.array([0, 100, 200])
     frame = pd.DataFrame({"shared_score": [1.0, 0.8, 0.6], "effective_pathways": [1.0, 1.5, 2.5]},
@@ -108,7 +108,7 @@ def full(paper):
     return res.attach_monitor(scores=frame, pathways=masses)
 
 
-def test_reln_and_closed_form_are_wired_exactly(paper, full):
+def test_reln_and_race_are_wired_exactly(paper, full):
     model, X, Y, coords, loss = paper
     reln = rp.ReLN.from_pathways(full.pathways, X, Y, lr=2e-3, epochs=len(loss), hidden=16, min_mass=0.02).fit(X, Y)
     np.testing.assert_array_equal(full.reln.loss_curve_, reln.loss_curve_)
@@ -118,11 +118,11 @@ def test_reln_and_closed_form_are_wired_exactly(paper, full):
                               context=coords["context"], inputs=reln.inputs_.values, shared=reln.shared_,
                               d_scale="overlap")
     dyn = full.dynamics
-    np.testing.assert_array_equal(dyn["loss_closed"].values, closed["loss"].values)
+    np.testing.assert_array_equal(dyn["loss_race"].values, closed["loss"].values)
     np.testing.assert_array_equal(dyn["loss_relu"].values, loss)
     np.testing.assert_array_equal(dyn["sv_reln"].values, reln.singular_values_.values)
     assert full.comparison["reln"] == rp.compare_dynamics(loss, reln.loss_curve_)
-    assert full.comparison["closed_form"] == rp.compare_dynamics(loss, closed["loss"].values)
+    assert full.comparison["race"] == rp.compare_dynamics(loss, closed["loss"].values)
     assert full.params["epochs"] == len(loss)
 
 
@@ -185,6 +185,7 @@ def test_recording_as_input_and_store(net, tmp_path):
     assert res2.params["importance"] == "readout" and res2.attributions is not None
 
 
+@pytest.mark.filterwarnings("ignore::relu_probe.errors.DegenerateDataWarning")
 def test_channel_units_and_functional_sites():
     images = ToyConvNet.images(24)
     labels = np.arange(24) % 3

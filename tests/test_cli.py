@@ -70,7 +70,8 @@ def recorded_gates(files):
 def test_demo_console_script_ends_with_report_path(tmp_path):
     script = Path(sys.executable).with_name("relu-probe")
     cmd = [str(script)] if script.exists() else [sys.executable, "-m", "relu_probe.cli"]
-    proc = subprocess.run([*cmd, "demo", "--epochs", "120", "--out", str(tmp_path / "out")],
+    proc = subprocess.run([*cmd, "demo", "--epochs", "120", "--every", "40", "--no-literature",
+                           "--out", str(tmp_path / "out")],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     last = proc.stdout.strip().splitlines()[-1]
@@ -79,17 +80,20 @@ def test_demo_console_script_ends_with_report_path(tmp_path):
     assert "Traceback" not in proc.stderr
     res = rp.Analysis.load(tmp_path / "out" / "analysis")
     assert res.reln is not None and res.dynamics.sizes["epoch"] == 120
-    assert set(res.comparison) == {"reln", "closed_form"}
+    assert set(res.comparison) == {"reln", "race"}
+    assert res.monitor_scores.index.tolist() == [0, 40, 80]
+    assert "ccgp_score" not in res.scores.index
 
 
 def test_demo_options(capsys, tmp_path):
     threads = torch.get_num_threads()
     code, out, err = run(capsys, "demo", "--contexts", 4, "--epochs", 80, "--seed", 2, "--out", tmp_path,
-                         "--title", "four <contexts>")
+                         "--title", "four <contexts>", "--every", 0)
     assert code == 0, err
     assert out.strip().splitlines()[-1] == str((tmp_path / "report.html").resolve())
     res = rp.Analysis.load(tmp_path / "analysis")
     assert res.pathways.n_contexts == 4 and res.params["title"] == "four <contexts>"
+    assert res.monitor_scores is None and "ccgp_score" in res.scores.index
     assert "four &lt;contexts&gt;" in (tmp_path / "report.html").read_text()
     assert torch.get_num_threads() == threads  # the demo's single thread is restored
     code, out, err = run(capsys, "demo", "--variant", "diff", "--contexts", 4, "--out", tmp_path)
@@ -100,13 +104,14 @@ def test_analyze_state_dict_with_targets(capsys, files, tmp_path):
     root = files["root"]
     code, out, err = run(capsys, "analyze", "--model", f"{files['factory']}:build", "--weights", root / "weights.pt",
                          "--inputs", root / "inputs.npz", "--by", "context", "--within", "object", "--targets", "Y",
-                         "--loss-curve", "loss", "--feature-names", "names", "--lr", "2e-3", "--out", tmp_path)
+                         "--loss-curve", "loss", "--feature-names", "names", "--lr", "2e-3", "--no-literature",
+                         "--out", tmp_path)
     assert code == 0, err
     assert out.strip().splitlines()[-1] == str((tmp_path / "report.html").resolve())
     res = rp.Analysis.load(tmp_path / "analysis")
     np.testing.assert_array_equal(res.dataset["gate"].values, recorded_gates(files))
     np.testing.assert_array_equal(res.dynamics["loss_relu"].values, files["loss"])
-    assert res.reln.lr_ == 2e-3 and set(res.comparison) == {"reln", "closed_form"}
+    assert res.reln.lr_ == 2e-3 and set(res.comparison) == {"reln", "race"}
     assert res.attributions["feature_name"].values.tolist()[-1] == "context 2"
 
 
@@ -118,7 +123,7 @@ def test_analyze_archives_record_the_same_gates(capsys, files, tmp_path, kind):
     else:
         argv = ["--model", root / "exported.pt2"]
     code, out, err = run(capsys, "analyze", *argv, "--inputs", root / "inputs.npz", "--by", "context",
-                         "--within", "object", "--out", tmp_path)
+                         "--within", "object", "--no-literature", "--out", tmp_path)
     assert code == 0, err
     res = rp.Analysis.load(tmp_path / "analysis")
     np.testing.assert_array_equal(res.dataset["gate"].values, recorded_gates(files))
@@ -198,7 +203,7 @@ def test_report_command(capsys, files, tmp_path):
     ds = rp.record(files["model"], files["X"], coords=files["coords"], values=True, store=tmp_path / "gates.zarr")
     rp.io.to_netcdf(ds.load(), tmp_path / "rec.nc")
     for source in (tmp_path / "rec.nc", tmp_path / "gates.zarr"):
-        code, out, err = run(capsys, "report", source, "--by", "context", "--within", "object",
+        code, out, err = run(capsys, "report", source, "--by", "context", "--within", "object", "--no-literature",
                              "--out", tmp_path / source.stem)
         assert code == 0, err
         res = rp.Analysis.load(tmp_path / source.stem / "analysis")

@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         order = order[:300]
     split = int(0.8 * len(order))
     train_idx, test_idx = order[:split], order[split:]
-    X, Y, coords = contextual_digits(images[train_idx], digits[train_idx])
+    X, Y, _ = contextual_digits(images[train_idx], digits[train_idx])
     Xt, Yt, ct = contextual_digits(images[test_idx], digits[test_idx])
     epochs = 8 if args.quick else args.epochs
 

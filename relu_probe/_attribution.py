@@ -30,7 +30,7 @@ from torch import nn
 
 from .dataset import site_attr
 
-__all__ = ["pathway_attributions", "default_feature_names"]
+__all__ = ["default_feature_names", "pathway_attributions"]
 
 
 def default_feature_names(shape: Sequence[int]) -> list[str]:
@@ -164,7 +164,7 @@ def pathway_attributions(
         attrs={
             "method": "integrated gradients (captum NeuronIntegratedGradients, zero baseline)",
             "n_steps": int(n_steps),
-            "n_samples": int(len(idx)),
+            "n_samples": len(idx),
             "feature_shape": [int(s) for s in feature_shape],
         },
     )

@@ -15,14 +15,14 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "text",
-    "context_mass_png",
-    "profile_heatmap_png",
-    "loss_curves_png",
-    "singular_values_png",
-    "monitor_scores_png",
-    "monitor_pathways_png",
     "attribution_maps_png",
+    "context_mass_png",
+    "loss_curves_png",
+    "monitor_pathways_png",
+    "monitor_scores_png",
+    "profile_heatmap_png",
+    "singular_values_png",
+    "text",
 ]
 
 #: colour per pathway kind: shared, several contexts, a single context
@@ -127,8 +127,9 @@ def profile_heatmap_png(
 
 def loss_curves_png(curves: dict[str, np.ndarray]) -> bytes:
     """Loss against epoch for each named curve, linear and log scale side by side."""
-    styles = {"ReLU network": dict(color="black", lw=2.2), "ReLN (simulated)": dict(color="#e08a1e", lw=1.6, ls="--")}
-    race_style = dict(color="#1b6ca8", lw=1.4, ls=":")
+    styles = {"ReLU network": {"color": "black", "lw": 2.2},
+              "ReLN (simulated)": {"color": "#e08a1e", "lw": 1.6, "ls": "--"}}
+    race_style = {"color": "#1b6ca8", "lw": 1.4, "ls": ":"}
     fig = _figure(10.0, 3.6)
     axes = fig.subplots(1, 2)
     for ax, log in zip(axes, (False, True)):

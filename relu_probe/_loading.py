@@ -39,7 +39,7 @@ from torch import nn
 
 from .errors import InputError, ValueInputError, describe
 
-__all__ = ["load_factory", "archive_kind", "load_weights", "exported_module", "load_model"]
+__all__ = ["archive_kind", "exported_module", "load_factory", "load_model", "load_weights"]
 
 
 def _one_line(exc: BaseException) -> str:
@@ -88,7 +88,7 @@ def archive_kind(path: str | Path) -> str:
             names = archive.namelist()
     except (zipfile.BadZipFile, OSError, ValueError):
         return "state"
-    if any(n.endswith("/archive_format") or n.endswith("/models/model.json") for n in names):
+    if any(n.endswith(("/archive_format", "/models/model.json")) for n in names):
         return "export"
     if any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names):
         return "torchscript"

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-__all__ = ["dumps", "loads", "to_jsonable", "from_jsonable", "encode_dataset", "decode_dataset"]
+__all__ = ["decode_dataset", "dumps", "encode_dataset", "from_jsonable", "loads", "to_jsonable"]
 
 _ATTRS = "relu_probe_attrs"
 _JSON_VALUES = "relu_probe_json_values"

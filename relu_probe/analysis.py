@@ -41,9 +41,17 @@ import xarray as xr
 
 from ._progress import progress_enabled
 from ._validation import check_choice, check_int, check_real
-from .errors import InputError, NotFittedError, ReluProbeWarning, StoreError, ValueInputError, describe
+from .errors import (
+    InputError,
+    NotFittedError,
+    ReluProbeError,
+    ReluProbeWarning,
+    StoreError,
+    ValueInputError,
+    describe,
+)
 
-__all__ = ["analyze", "Analysis", "PAPER_CLOSED_FORM_PI0", "FORMAT"]
+__all__ = ["FORMAT", "PAPER_CLOSED_FORM_PI0", "Analysis", "analyze"]
 
 #: Name and version of the on-disk layout written by :meth:`Analysis.save`.
 FORMAT = {"name": "relu_probe.Analysis", "version": 1}
@@ -330,7 +338,7 @@ def analyze(
                         max_samples=attribution_samples, random_state=random_state,
                     )
                     notes.extend(more)
-                except Exception as exc:  # attributions are an extra: report, do not fail the analysis
+                except Exception as exc:  # noqa: BLE001 - attributions are an extra: report, do not fail
                     message = f"input attributions failed ({type(exc).__name__}: {' '.join(str(exc).split())})"
                     warnings.warn(message, ReluProbeWarning, stacklevel=2)
                     notes.append(message)
@@ -626,8 +634,8 @@ class Analysis:
         n_sites = len(self.params.get("sites") or [])
         lines = [
             f"Analysis({self.title!r})",
-            f"  recording: {ds.sizes['sample']} samples × {ds.sizes['unit']} units at {n_sites} site(s); "
-            f"by={self.by!r}, within={self.within!r}; importance={self.params.get('importance')!r}",
+            (f"  recording: {ds.sizes['sample']} samples × {ds.sizes['unit']} units at {n_sites} site(s); "
+             f"by={self.by!r}, within={self.within!r}; importance={self.params.get('importance')!r}"),
             f"  pathways ({self.pathways.method}): "
             + ", ".join(
                 f"{_fmt_set(c)} {m:.3f}" for c, m in zip(self.pathways.contexts, self.pathways.mass.values)
@@ -726,6 +734,13 @@ class Analysis:
         from ._serial import dumps
         from .io import to_netcdf
 
+        try:
+            import netCDF4  # noqa: F401
+        except ImportError:
+            raise ReluProbeError(
+                "saving an analysis writes netCDF files, which needs the netCDF4 package: "
+                "pip install 'relu_probe[io]'"
+            ) from None
         path = Path(path)
         if path.exists():
             if not path.is_dir():

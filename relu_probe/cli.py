@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-__all__ = ["main", "build_parser", "CLIError"]
+__all__ = ["CLIError", "build_parser", "main"]
 
 DEFAULT_OUT = "relu_probe_out"
 
@@ -318,7 +318,7 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _one_line_warnings(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+def _one_line_warnings(message, category, filename, lineno, file=None, line=None) -> None:
     text = " ".join(str(message).split())
     print(f"relu-probe: warning: {category.__name__}: {text}", file=sys.stderr)
 

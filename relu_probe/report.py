@@ -37,9 +37,9 @@ import numpy as np
 from . import _figures as figs
 from ._validation import check_int
 from .analysis import RACE_LABELS
-from .errors import InputError, StoreError, describe
+from .errors import InputError, ReluProbeError, StoreError, describe
 
-__all__ = ["write_report", "render_report", "SCORE_DEFINITIONS"]
+__all__ = ["SCORE_DEFINITIONS", "render_report", "write_report"]
 
 #: One-line definitions of the scores shown in the report (K contexts, pathway masses m_S).
 SCORE_DEFINITIONS: dict[str, str] = {
@@ -129,11 +129,11 @@ def _header(res: Any, title: str) -> str:
     within = f", items <code>{esc(res.within)}</code>" if res.within else ""
     lines = [
         f"<h1>{esc(title)}</h1>",
-        '<p class="meta">'
-        f"Model <code>{esc(p.get('model_class', ''))}</code> · {ds.sizes['sample']} samples × "
-        f"{ds.sizes['unit']} units ({esc(p.get('units', 'element'))}) at site(s) {esc(site_text)} · "
-        f"pathways by <code>{esc(res.by)}</code>{within} ({esc(res.pathways.method)}) · "
-        f"importance: {esc(p.get('importance', ''))}</p>",
+        ('<p class="meta">'
+         f"Model <code>{esc(p.get('model_class', ''))}</code> · {ds.sizes['sample']} samples × "
+         f"{ds.sizes['unit']} units ({esc(p.get('units', 'element'))}) at site(s) {esc(site_text)} · "
+         f"pathways by <code>{esc(res.by)}</code>{within} ({esc(res.pathways.method)}) · "
+         f"importance: {esc(p.get('importance', ''))}</p>"),
     ]
     return "\n".join(lines)
 
@@ -158,9 +158,9 @@ def _pathway_section(res: Any) -> str:
     pw = res.pathways
     k = pw.n_contexts
     out = ['<h2 id="pathways">Pathways</h2>',
-           f'<p class="caption">A pathway is the set of <code>{esc(res.by)}</code> values in which a group of '
-           "units is on; its mass is its share of the importance-weighted activity (masses sum to 1). "
-           f"{k} conditions: {esc(', '.join(map(str, pw.context_values)))}.{_items_text(res)}</p>"]
+           (f'<p class="caption">A pathway is the set of <code>{esc(res.by)}</code> values in which a group of '
+            "units is on; its mass is its share of the importance-weighted activity (masses sum to 1). "
+            f"{k} conditions: {esc(', '.join(map(str, pw.context_values)))}.{_items_text(res)}</p>")]
     if pw.n_pathways == 0:
         out.append('<p class="note">No pathway: no unit is on for any sample.</p>')
         return "\n".join(out)
@@ -458,6 +458,13 @@ def write_report(res: Any, path: str | os.PathLike, *, title: str | None = None,
     max_heatmap_units : int, default=400
         Rows of the gating-profile heatmap (most important units).
     """
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ReluProbeError(
+            "the HTML report draws its figures with matplotlib, which is not installed: "
+            "pip install 'relu_probe[plot]'"
+        ) from None
     text = render_report(res, title=title, max_units=max_units, max_heatmap_units=max_heatmap_units)
     path = Path(path)
     if path.is_dir():

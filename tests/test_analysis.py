@@ -10,8 +10,13 @@ import torch
 import xarray as xr
 
 import relu_probe as rp
-from relu_probe.errors import CoordError, InputError, StoreError, ValueInputError
-from relu_probe.testing import FunctionalReLUNet, ToyConvNet, k_minus_one_net, toy_inputs
+from relu_probe.errors import CoordError, DegenerateDataWarning, InputError, StoreError, ValueInputError
+from relu_probe.testing import (
+    FunctionalReLUNet,
+    ToyConvNet,
+    k_minus_one_net,
+    toy_inputs,
+)
 
 K, N = 3, 4
 
@@ -109,7 +114,7 @@ def full(paper):
 
 
 def test_reln_and_race_are_wired_exactly(paper, full):
-    model, X, Y, coords, loss = paper
+    _, X, Y, coords, loss = paper
     reln = rp.ReLN.from_pathways(full.pathways, X, Y, lr=2e-3, epochs=len(loss), hidden=16, min_mass=0.02).fit(X, Y)
     np.testing.assert_array_equal(full.reln.loss_curve_, reln.loss_curve_)
     assert full.reln.pathway_names_ == reln.pathway_names_ and len(reln.pathway_names_) >= 2
@@ -185,11 +190,12 @@ def test_recording_as_input_and_store(net, tmp_path):
     assert res2.params["importance"] == "readout" and res2.attributions is not None
 
 
-@pytest.mark.filterwarnings("ignore::relu_probe.errors.DegenerateDataWarning")
 def test_channel_units_and_functional_sites():
     images = ToyConvNet.images(24)
     labels = np.arange(24) % 3
-    res = rp.analyze(ToyConvNet(), images, coords={"label": labels}, by="label", units="channel")
+    # the toy's two channels are on for every label: no context-specific structure
+    with pytest.warns(DegenerateDataWarning, match="modularity_score is 0"):
+        res = rp.analyze(ToyConvNet(), images, coords={"label": labels}, by="label", units="channel")
     assert res.dataset.attrs["units"] == "channel" and "gate_rate" in res.dataset
     att = res.attributions
     assert att.attrs["feature_shape"] == [1, 3, 3]
@@ -197,7 +203,8 @@ def test_channel_units_and_functional_sites():
     assert res.selectivity is None and "mixed_selectivity" not in res.unit_table().columns
     # functional ReLUs have no layer captum can hook: noted, not failed
     x = toy_inputs(30)
-    res = rp.analyze(FunctionalReLUNet("F.relu"), x, coords={"c": np.arange(30) % 2}, by="c")
+    with pytest.warns(DegenerateDataWarning):
+        res = rp.analyze(FunctionalReLUNet("F.relu"), x, coords={"c": np.arange(30) % 2}, by="c")
     assert any("functional" in n for n in res.notes)
 
 

@@ -72,7 +72,7 @@ def test_demo_console_script_ends_with_report_path(tmp_path):
     cmd = [str(script)] if script.exists() else [sys.executable, "-m", "relu_probe.cli"]
     proc = subprocess.run([*cmd, "demo", "--epochs", "120", "--every", "40", "--no-literature",
                            "--out", str(tmp_path / "out")],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr
     last = proc.stdout.strip().splitlines()[-1]
     report = (tmp_path / "out" / "report.html").resolve()
@@ -122,7 +122,7 @@ def test_analyze_archives_record_the_same_gates(capsys, files, tmp_path, kind):
         argv = ["--model", f"{files['factory']}:build", "--weights", root / "scripted.pt"]
     else:
         argv = ["--model", root / "exported.pt2"]
-    code, out, err = run(capsys, "analyze", *argv, "--inputs", root / "inputs.npz", "--by", "context",
+    code, _, err = run(capsys, "analyze", *argv, "--inputs", root / "inputs.npz", "--by", "context",
                          "--within", "object", "--no-literature", "--out", tmp_path)
     assert code == 0, err
     res = rp.Analysis.load(tmp_path / "analysis")
@@ -141,8 +141,8 @@ def test_analyze_archives_record_the_same_gates(capsys, files, tmp_path, kind):
         (["--inputs", "{root}/no_x.npz"], "has no array 'X' (the inputs); keys: context, inputs, object"),
         (["--inputs", "{root}/objects.npz"], "holds object arrays"),
         (["--inputs", "{root}/weights.pt"], "has no array 'X'"),
-        (["--by", "ctx"], "--by 'ctx' is not a coord in '{root}/inputs.npz' (coords, 1-D arrays with one value per "
-                          "sample: context, object)"),
+        (["--by", "ctx"], ("--by 'ctx' is not a coord in '{root}/inputs.npz' (coords, 1-D arrays with one value per "
+                           "sample: context, object)")),
         (["--within", "item"], "--within 'item' is not a coord"),
         (["--targets", "YY"], "--targets 'YY' is not a key of '{root}/inputs.npz' (keys: X, Y, context, loss, names, object)"),
         (["--model", "{factory}:nope"], "has no attribute 'nope'"),
@@ -164,7 +164,7 @@ def test_analyze_errors_are_one_line(capsys, files, tmp_path, argv, message):
     for key, value in zip(argv[::2], argv[1::2]):
         base[key] = value
     flat = [x for kv in base.items() for x in kv]
-    code, out, err = run(capsys, "analyze", *flat, "--out", tmp_path)
+    code, _, err = run(capsys, "analyze", *flat, "--out", tmp_path)
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("relu-probe analyze: error: "), err
     assert message.format(root=root) in err
@@ -217,5 +217,5 @@ def test_report_command(capsys, files, tmp_path):
         ([tmp_path / "a" / "analysis", "--by", "context"], "--by/--within apply to recordings"),
         ([root, "--by", "context"], "is not a zarr store"),
     ):
-        code, out, err = run(capsys, "report", *argv, "--out", tmp_path / "bad")
+        code, _, err = run(capsys, "report", *argv, "--out", tmp_path / "bad")
         assert code == 2 and err.count("\n") == 1 and message in err, (argv, err)

@@ -444,7 +444,7 @@ def _fit_reln(pw, Xn, Yn, relu_loss, *, lr, epochs, params, closed_form_init, ra
                 Xn, Yn, reln.gates_.values, lr=lr, epochs=epochs, init=closed_form_init, rule=rule,
                 method=method, context=reln.context_, inputs=reln.inputs_.values, shared=reln.shared_,
                 hidden=reln.hidden, init_scale=reln._init_scale_param(),
-                d_scale="overlap" if (rule == "residual" and method != "live") else None,
+                d_scale="overlap" if (rule == "residual" and method == "closed") else None,
             )
             data["loss_race"] = ("epoch", race["loss"].values)
             sv_race = race["singular_values"].sel(epoch=sv["sv_epoch"].values).rename(epoch="sv_epoch")

@@ -131,6 +131,20 @@ def test_reln_and_race_are_wired_exactly(paper, full):
     assert full.params["epochs"] == len(loss)
 
 
+def test_race_method_live(paper):
+    model, X, Y, coords, loss = paper
+    res = rp.analyze(model, X, coords=coords, within="object", Y=Y, loss_curve=loss, lr=2e-3, literature=False,
+                     attribution=False, race_method="live", reln_params={"hidden": 16, "min_mass": 0.02})
+    reln = res.reln
+    live = rp.race_dynamics(X.numpy(), Y.numpy(), reln.gates_.values, lr=2e-3, epochs=len(loss), rule="residual",
+                            method="live", context=coords["context"], inputs=reln.inputs_.values,
+                            shared=reln.shared_, hidden=16, init_scale=reln._init_scale_param())
+    assert res.dynamics.attrs["race_method"] == "live"
+    np.testing.assert_array_equal(res.dynamics["loss_race"].values, live["loss"].values)
+    with pytest.raises(ValueInputError, match="race_method"):
+        rp.analyze(model, X, coords=coords, Y=Y, race_method="exact")
+
+
 def test_save_load_round_trip_is_exact(paper, full, tmp_path):
     path = full.save(tmp_path / "a")
     back = rp.Analysis.load(path)

@@ -34,16 +34,16 @@ _EXPORTS: dict[str, str] = {
     "find_pathways": "pathways",
     "Pathways": "pathways",
     "PathwayClustering": "pathways",
-    "scores": "scores",
-    "shared_score": "scores",
-    "node_reuse_score": "scores",
-    "modularity_score": "scores",
-    "effective_pathways": "scores",
-    "mixed_selectivity_score": "scores",
-    "mixed_selectivity_index": "scores",
-    "ccgp_score": "scores",
-    "parallelism_score": "scores",
-    "dci_score": "scores",
+    "scores": "scoring",
+    "shared_score": "scoring",
+    "node_reuse_score": "scoring",
+    "modularity_score": "scoring",
+    "effective_pathways": "scoring",
+    "mixed_selectivity_score": "scoring",
+    "mixed_selectivity_index": "scoring",
+    "ccgp_score": "scoring",
+    "parallelism_score": "scoring",
+    "dci_score": "scoring",
     # gated deep linear networks
     "GDLN": "gdln",
     "race_dynamics": "race",
@@ -90,7 +90,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .race import race_dynamics
     from .recorder import Recorder, list_sites, record
     from .reln import ReLN, fastest_reln
-    from .scores import (
+    from .scoring import (
         ccgp_score,
         dci_score,
         effective_pathways,

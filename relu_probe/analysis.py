@@ -248,8 +248,8 @@ def analyze(
     from .pathways import find_pathways
     from .profiles import gating_profile
     from .recorder import record, unwrap_model
-    from .scores import mixed_selectivity_index
-    from .scores import scores as all_scores
+    from .scoring import mixed_selectivity_index
+    from .scoring import scores as all_scores
 
     attribution_samples = check_int("attribution_samples", attribution_samples, minimum=1)
     lr = check_real("lr", lr, minimum=0.0, strict=True)

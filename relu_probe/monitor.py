@@ -173,7 +173,7 @@ class TrainingMonitor:
 
         Each snapshot's pathways are found with its own importance; ``loss`` is a column too.
         """
-        from .scores import scores as all_scores
+        from .scoring import scores as all_scores
 
         by, within = self._factors(by, within)
         ds = self.to_dataset()

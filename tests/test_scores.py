@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import sys
 import warnings
 
 import numpy as np
@@ -300,14 +299,21 @@ def test_scores_warns_once_for_a_fully_shared_net():
     assert sum(issubclass(w.category, DegenerateDataWarning) for w in caught) == 1
 
 
-def test_scores_stays_callable_after_importing_the_submodule():
-    # `import relu_probe.scores` makes Python set rp.scores to the submodule; the module is
-    # callable so that rp.scores(pw) keeps working whichever import happened first
-    module = sys.modules["relu_probe.scores"]
+def test_importing_the_scoring_module_keeps_rp_scores_the_function():
+    import relu_probe.scoring as scoring
+
     pw, _ = _pathways(k_minus_one_net(3, 4))
-    assert callable(module)
-    pd.testing.assert_series_equal(module(pw), rp.scores(pw))
-    assert module.shared_score(pw) == pytest.approx(1 / 3)
+    assert rp.scores is scoring.scores
+    pd.testing.assert_series_equal(scoring.scores(pw), rp.scores(pw))
+    assert scoring.shared_score(pw) == pytest.approx(1 / 3)
+
+
+def test_callers_can_silence_degenerate_warnings():
+    pw, ds = _pathways(shared_net(3, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.simplefilter("ignore", DegenerateDataWarning)
+        rp.scores(pw, ds, literature=False)  # would raise if a warning escaped the filter
 
 
 def test_parallelism_and_ccgp_average_all_dichotomies():

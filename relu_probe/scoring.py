@@ -4,8 +4,6 @@ literature. ``rp.scores`` returns them all."""
 
 from __future__ import annotations
 
-import sys
-import types
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -505,9 +503,9 @@ def scores(
     within = within if within is not None else getattr(source, "within", None)
     if importance is None and isinstance(getattr(source, "importance", None), xr.DataArray):
         importance = source.importance
-    with warnings.catch_warnings():
-        # a fully shared / empty structure warns once per score; say it once
-        warnings.simplefilter("once", DegenerateDataWarning)
+    with warnings.catch_warnings(record=True) as caught:
+        # a fully shared / empty structure warns once per score: collect, then say it once
+        warnings.simplefilter("always")
         out: dict[str, float] = {
             "shared_score": shared_score(source),
             "node_reuse_score": node_reuse_score(source),
@@ -522,19 +520,10 @@ def scores(
                 out["parallelism_score"] = parallelism_score(ds, by, within)
                 dci = dci_score(ds, (by, within), random_state=random_state)
                 out.update({f"dci_{k}": v for k, v in dci.items()})
+    seen: set[tuple[type, str]] = set()
+    for w in caught:  # re-emitted under the caller's own warning filters
+        key = (w.category, str(w.message))
+        if key not in seen:
+            seen.add(key)
+            warnings.warn(w.message, w.category, stacklevel=2)
     return pd.Series(out, name="scores", dtype=np.float64)
-
-
-class _CallableModule(types.ModuleType):
-    """``relu_probe.scores`` is both this module and the function :func:`scores`.
-
-    Importing the submodule (``from relu_probe.scores import ...``) makes Python set the
-    package attribute ``relu_probe.scores`` to the module, shadowing the lazily exported
-    function; making the module callable keeps ``rp.scores(pw)`` working either way.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> pd.Series:
-        return scores(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

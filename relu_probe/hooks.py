@@ -169,6 +169,11 @@ class GateTap:
         fill in place, and ``sink.commit(B)`` keeps them once the pass completed.
     threshold : float
         A unit is on when its pre-activation is ``> threshold``.
+    check_finite : bool
+        Count NaN/Inf pre-activations at every site of every pass (one extra read of each
+        site's input). When False, only :attr:`output_nonfinite` is set per pass (from the
+        model's output) and a caller may re-run the batch with :attr:`recount` set, which
+        counts per site without recording anything.
     """
 
     def __init__(
@@ -182,6 +187,7 @@ class GateTap:
         sink: Any,
         channel_dim: int | dict[str, int] | None = None,
         threshold: float = 0.0,
+        check_finite: bool = True,
     ) -> None:
         self.root = root
         self.selector = selector
@@ -191,6 +197,9 @@ class GateTap:
         self.channel_dim = channel_dim
         self.threshold = threshold
         self.sink = sink
+        self.check_finite = check_finite
+        self.recount = False
+        self.output_nonfinite = False
         self.gate_var = "gate"
         self._offsets: dict[tuple, tuple[int, int]] = {}
         self._handles: list[RemovableHandle] = []
@@ -282,6 +291,9 @@ class GateTap:
         self._pop_mode()
         if sys.exc_info()[1] is not state.outer_exc:
             return  # the forward raised: drop the partial pass, the caller sees the error
+        if self.recount:
+            return
+        self.output_nonfinite = _has_nonfinite(output)
         if self._discovering:
             self._finish_discovery()
         self._emit(self.passes)
@@ -349,8 +361,12 @@ class GateTap:
             )
         x = x.detach()
         nonfinite = 0
-        if x.is_floating_point() and not bool(torch.isfinite(x.sum())):
+        if (self.check_finite or self.recount) and x.is_floating_point() and not bool(torch.isfinite(x.sum())):
             nonfinite = int((~torch.isfinite(x)).sum())
+        if self.recount:  # a re-run only to count non-finite pre-activations per site
+            if nonfinite:
+                self.nonfinite[self._key_to_site[key]] += nonfinite
+            return
         if self._discovering:
             fire = _Fire(key=key, seq=state.seq, module=module, function=function)
             state.seq += 1
@@ -387,6 +403,8 @@ class GateTap:
         self.last_site = name
 
     def _store_value(self, key: tuple, out: torch.Tensor) -> None:
+        if self.recount:
+            return
         state = self._state
         if self._discovering:
             fire = state.fires.get(key)
@@ -566,6 +584,18 @@ def _channels_first(x: torch.Tensor, layout: SiteLayout) -> torch.Tensor:
     if layout.channel_dim == -1:
         return x.movedim(-1, 1)
     return x
+
+
+def _has_nonfinite(output: Any) -> bool:
+    """Whether any floating tensor in a model output (tensor, tuple/list, dict or an object
+    with tensor attributes such as a Hugging Face ``ModelOutput``) holds NaN or Inf."""
+    if isinstance(output, torch.Tensor):
+        return output.is_floating_point() and not bool(torch.isfinite(output).all())
+    if isinstance(output, dict):
+        return any(_has_nonfinite(v) for v in output.values())
+    if isinstance(output, (list, tuple)):
+        return any(_has_nonfinite(v) for v in output)
+    return False
 
 
 def _same_units(layout: SiteLayout, shape: tuple[int, ...], units: str) -> bool:

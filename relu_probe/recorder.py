@@ -161,6 +161,9 @@ class Recorder:
     activations : sequence of nn.Module types, optional
         Extra module types to record besides ``nn.ReLU`` and ``nn.LeakyReLU`` (their gate is
         also ``input > 0``). Types named in ``sites`` are added automatically.
+    check_finite : bool, default=True
+        Count NaN/Inf pre-activations per site in every pass (warned about by
+        :func:`record`; read them in ``rec.nonfinite``).
 
     Examples
     --------
@@ -183,6 +186,7 @@ class Recorder:
         units: str = "element",
         channel_dim: int | Mapping[str, int] | None = None,
         activations: Sequence[type[nn.Module]] = (),
+        check_finite: bool = True,
         _sink: Any = None,
     ) -> None:
         check_choice("units", units, ["element", "channel"])
@@ -211,6 +215,7 @@ class Recorder:
             units=units,
             sink=self._sink,
             channel_dim=dict(channel_dim) if isinstance(channel_dim, Mapping) else channel_dim,
+            check_finite=bool(check_finite),
         )
         self._entered = False
 
@@ -241,6 +246,11 @@ class Recorder:
     def n_samples(self) -> int:
         """Samples recorded so far."""
         return self._sink.n_samples
+
+    @property
+    def nonfinite(self) -> dict[str, int]:
+        """NaN/Inf pre-activations counted per site so far."""
+        return {k: v for k, v in self._tap.nonfinite.items() if v}
 
     @property
     def readouts(self) -> dict[str, str]:
@@ -326,6 +336,7 @@ def record(
     sample_ids: Any = None,
     n_samples: int | None = None,
     chunk_size: int | None = None,
+    check_finite: bool | str = "auto",
 ) -> xr.Dataset:
     """Run *model* over *inputs* and return which ReLU units are on for which sample.
 
@@ -374,6 +385,15 @@ def record(
         Number of samples, when a store is written from an iterable of unknown length.
     chunk_size : int, optional
         Samples per store chunk (default: about 8 MiB per chunk).
+    check_finite : {"auto", True, False}, default="auto"
+        NaN/Inf pre-activations are recorded as off (``NaN > 0`` is False) and reported by a
+        :class:`~relu_probe.errors.NonFiniteWarning` with counts per site. ``"auto"``: check
+        the model's output of every batch, and only for a batch whose output is not finite
+        re-run it to count per site (no cost on clean data; a NaN that never reaches the
+        output — e.g. one masked out — goes unreported, its gates are still off). ``True``:
+        check every site of every batch (one extra read of each site's input). ``False``:
+        no checks. In training mode (``eval_mode=False``) ``"auto"`` means ``True``, since a
+        re-run would update batch-norm statistics twice.
 
     Returns
     -------
@@ -407,13 +427,18 @@ def record(
                            resume=resume, overwrite=overwrite, chunk_size=chunk_size)
     elif resume or overwrite:
         raise ValueInputError("`resume` and `overwrite` apply to a `store`; pass `store=path`.")
+    if check_finite not in ("auto", True, False):
+        raise ValueInputError(f"`check_finite` must be 'auto', True or False; got {check_finite!r}.")
+    every_site = check_finite is True or (check_finite == "auto" and not eval_mode)
     recorder = Recorder(
-        module, sites, values=values, units=units, channel_dim=channel_dim, activations=activations, _sink=sink
+        module, sites, values=values, units=units, channel_dim=channel_dim, activations=activations,
+        check_finite=every_site, _sink=sink,
     )
+    recount = check_finite == "auto" and not every_site
     if sink is None and isinstance(inputs, (torch.Tensor, np.ndarray)) and inputs.ndim:
         recorder._sink.expected_rows = len(inputs)
     n_seen = _run(module, inputs, recorder, sink, batch_size=batch_size, input_key=input_key,
-                  progress=progress, eval_mode=eval_mode)
+                  progress=progress, eval_mode=eval_mode, recount=recount)
     if n_seen == 0:
         raise ValueInputError(f"`inputs` is empty: it yielded no samples ({describe(inputs)}).")
     recorder._warn_nonfinite(stacklevel=2)
@@ -450,12 +475,15 @@ def _store_sink(inputs: Any, store: Any, *, coords: Any, sample_ids: Any, n_samp
 
 
 def _run(module: nn.Module, inputs: Any, recorder: Recorder, sink: Any, *, batch_size: int | None,
-         input_key: str | None, progress: bool | None, eval_mode: bool) -> int:
+         input_key: str | None, progress: bool | None, eval_mode: bool, recount: bool = False) -> int:
     """Call *module* on every batch of *inputs* inside *recorder*; return the samples seen.
 
     With a store *sink*, each batch's target rows are set first, and batches whose rows are
-    all on disk already (a resumed stream) are skipped once the sites are known.
+    all on disk already (a resumed stream) are skipped once the sites are known. With
+    *recount*, a batch whose output is not finite is run once more, recording nothing, to
+    count its non-finite pre-activations per site.
     """
+    tap = recorder._tap
     if sink is not None:
         sink.attrs_for = recorder.attrs_for
     n_batches = count_batches(inputs, batch_size)
@@ -486,6 +514,12 @@ def _run(module: nn.Module, inputs: Any, recorder: Recorder, sink: Any, *, batch
                     f"(samples {start}–{start + batch.size - 1}); last ReLU site reached: "
                     f"{repr(last) if last else 'none (before the first ReLU)'}. Original error: {exc}"
                 ) from exc
+            if recount and tap.output_nonfinite:
+                tap.recount = True
+                try:
+                    module(*batch.args, **batch.kwargs)
+                finally:
+                    tap.recount = False
             start += batch.size
     return start
 

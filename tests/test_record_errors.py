@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -141,3 +143,41 @@ def test_every_error_is_a_relu_probe_error():
         obj = getattr(errors, name)
         if isinstance(obj, type) and issubclass(obj, Exception) and not issubclass(obj, Warning):
             assert issubclass(obj, errors.ReluProbeError)
+
+
+class MaskedNaN(torch.nn.Module):
+    """A NaN pre-activation at site "act" that never reaches the output (masked away)."""
+
+    def __init__(self):
+        super().__init__()
+        self.act = torch.nn.ReLU()
+
+    def forward(self, x):
+        h = self.act(x)
+        return torch.where(torch.isnan(h), torch.zeros_like(h), h).sum(1)
+
+
+def test_check_finite_modes():
+    x = T.toy_inputs(6)
+    x[2, 1] = float("nan")
+    # "auto": the NaN reaches the output, so the batch is re-run and counted per site
+    with pytest.warns(errors.NonFiniteWarning) as auto:
+        rp.record(T.SequentialReLUNet(), x, batch_size=2)
+    with pytest.warns(errors.NonFiniteWarning) as every:
+        rp.record(T.SequentialReLUNet(), x, batch_size=2, check_finite=True)
+    assert str(auto[0].message) == str(every[0].message)
+    # a NaN masked before the output: only the per-site check sees it
+    masked = torch.zeros(4, 3, dtype=torch.float64)
+    masked[1, 2] = float("nan")
+    with pytest.warns(errors.NonFiniteWarning, match="'act': 1"):
+        ds = rp.record(MaskedNaN(), masked, check_finite=True)
+    assert not ds.gate.values[1, 2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rp.record(MaskedNaN(), masked)                      # auto: output is finite
+        rp.record(T.SequentialReLUNet(), x, check_finite=False)
+    with rp.Recorder(MaskedNaN()) as rec:                   # user loops check every site
+        rec.model(masked)
+    assert rec.nonfinite == {"act": 1}
+    with pytest.raises(errors.ValueInputError, match="`check_finite` must be"):
+        rp.record(T.SequentialReLUNet(), x, check_finite="sometimes")

@@ -4,7 +4,8 @@ Side by side in one run with captum's ``LayerActivation`` over the same ReLUs (r
 inputs, thresholded at 0 and copied to CPU, as a gate recorder must) and, when installed,
 torchlens (``tl.trace`` saving every ReLU output). Two models, built
 inline: an MLP (4 hidden layers × 1024) and a small ResNet-style CNN. Methods are
-interleaved and repeated; each figure is the ratio of medians measured in this run.
+interleaved and repeated; each figure is the median over rounds of (method time / plain
+forward time in the same round).
 
 Run: ``python benchmarks/record_overhead.py [--repeats 7] [--quick]``. Target: <= 1.10.
 """
@@ -118,18 +119,20 @@ def measure(name: str, model: nn.Module, x: torch.Tensor, batch_size: int, repea
             fn()
             times[key].append(time.perf_counter() - start)
     med = {k: statistics.median(v) for k, v in times.items()}
-    base = med["plain forward"]
+    # each round runs every method back to back: the median of per-round ratios is robust to
+    # the slow drifts of a shared machine
+    ratio = {k: statistics.median(t / p for t, p in zip(v, times["plain forward"])) for k, v in times.items()}
     n_units = sum(1 for _ in relus)
     print(f"\n{name}: {len(x)} samples in batches of {batch_size}, {n_units} ReLU modules, "
-          f"median of {repeats} interleaved runs")
+          f"{repeats} interleaved rounds")
     for key, value in med.items():
-        print(f"  {key:<24} {value * 1e3:9.1f} ms   ratio {value / base:5.3f}")
-    return {k: v / base for k, v in med.items()}
+        print(f"  {key:<24} median {value * 1e3:9.1f} ms   ratio to plain forward {ratio[key]:5.3f}")
+    return ratio
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--quick", action="store_true", help="smaller inputs (smoke run)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1: "
                         "less sensitive to other load on a shared machine)")

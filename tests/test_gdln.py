@@ -19,14 +19,6 @@ from relu_probe.errors import (
 SETS3 = [(0, 1, 2), (0,), (0, 1), (1, 2), (0, 2)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Small float64 problems run fastest on one thread (and the test machine is shared)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def task3():

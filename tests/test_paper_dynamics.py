@@ -15,7 +15,6 @@ import itertools
 
 import numpy as np
 import pytest
-import torch
 
 import relu_probe as rp
 
@@ -27,13 +26,6 @@ MIXED = [SHARED, (0, 1), (1, 2), (0, 2)]
 MODULAR = [SHARED, (0,), (1,), (2,)]
 FULL = [SHARED, (0,), (1,), (2,), (0, 1), (1, 2), (0, 2)]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @functools.lru_cache(maxsize=None)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from scipy.integrate import solve_ivp
 
 import relu_probe as rp
@@ -16,14 +15,6 @@ MIXED3 = [(0, 1, 2), (0, 1), (1, 2), (0, 2)]
 MODULAR3 = [(0, 1, 2), (0,), (1,), (2,)]
 PAPER_PI0_3 = {"shared": 5e-9, "context": 5e-5}
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Small float64 problems run fastest on one thread (and the test machine is shared)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

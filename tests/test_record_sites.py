@@ -222,3 +222,23 @@ def test_gates_land_on_cpu_and_coords_of_any_dtype():
     assert ds.value.dtype == np.float64
     np.testing.assert_array_equal(ds.tensor.values, np.arange(4))
     assert isinstance(ds.gate.values, np.ndarray)
+
+
+def test_distributed_data_parallel_is_unwrapped():
+    import socket
+
+    import torch.distributed as dist
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    try:
+        model = T.SequentialReLUNet()
+        x = T.toy_inputs()
+        ds = rp.record(nn.parallel.DistributedDataParallel(model), x)
+        np.testing.assert_array_equal(site_block(ds, "1"), model.expected_gates(x)["1"])
+        assert ds.attrs["model_class"] == "SequentialReLUNet"
+    finally:
+        dist.destroy_process_group()
+    T.assert_no_hooks(model)

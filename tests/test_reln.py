@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 import xarray as xr
 
 import relu_probe as rp
 from relu_probe.errors import InputError, ValueInputError
 from relu_probe.reln import PAPER_INIT_SCALE, _rank, cardinality_candidates
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Small float64 problems run fastest on one thread (and the test machine is shared)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

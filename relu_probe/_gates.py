@@ -312,6 +312,23 @@ def cue_inputs(X: np.ndarray, groups: np.ndarray, *, atol: float = 0.0) -> np.nd
     return cue
 
 
+def per_role(name: str, mapping: Any, shared: Sequence[bool], *, require_both: bool = False) -> list[Any]:
+    """Per-pathway values from a ``{"shared": …, "context": …}`` mapping (missing roles: None).
+
+    Raises a :class:`~relu_probe.errors.ValueInputError` naming *name* for any other key, and,
+    with *require_both*, when a role the pathways need is missing.
+    """
+    unknown = set(mapping) - {"shared", "context"}
+    if unknown:
+        raise ValueInputError(
+            f"`{name}` as a mapping takes keys 'shared' and 'context', got {sorted(map(str, unknown))}."
+        )
+    values = [mapping.get("shared" if is_shared else "context") for is_shared in shared]
+    if require_both and any(v is None for v in values):
+        raise ValueInputError(f"`{name}` mapping must give both 'shared' and 'context' values.")
+    return values
+
+
 def per_pathway(name: str, value: Any, n_pathways: int, *, kind: str = "real") -> list[Any]:
     """Broadcast a scalar or check a per-pathway sequence of length ``n_pathways``."""
     if np.isscalar(value) or value is None:

@@ -38,7 +38,7 @@ import torch
 import xarray as xr
 from sklearn.base import BaseEstimator
 
-from ._gates import Gating, as_2d_float, check_xy, cue_inputs, per_pathway, resolve_gates, sample_groups
+from ._gates import Gating, as_2d_float, check_xy, cue_inputs, per_pathway, per_role, resolve_gates, sample_groups
 from ._progress import progress_bar
 from ._validation import check_choice, check_int, check_real
 from .errors import InputError, NotFittedError, ValueInputError, describe
@@ -452,12 +452,7 @@ class GDLN(BaseEstimator):
         scales: list[list[float]] = []
         init_scale = self._init_scale_param()
         if isinstance(init_scale, Mapping):
-            unknown = set(init_scale) - {"shared", "context"}
-            if unknown:
-                raise ValueInputError(
-                    f"`init_scale` as a mapping takes keys 'shared' and 'context', got {sorted(unknown)}."
-                )
-            raw = [init_scale.get("shared" if shared[p] else "context") for p in range(n_paths)]
+            raw = per_role("init_scale", init_scale, [shared[p] for p in range(n_paths)])
         else:
             raw = per_pathway("init_scale", init_scale, n_paths)
         for p, s in enumerate(raw):

@@ -69,7 +69,7 @@ import warnings
 import numpy as np
 import xarray as xr
 
-from ._gates import Gating, check_xy, per_pathway, resolve_gates, sample_groups
+from ._gates import Gating, check_xy, per_pathway, per_role, resolve_gates, sample_groups
 from ._validation import check_choice, check_int, check_real
 from .errors import ReluProbeWarning, ValueInputError
 
@@ -291,14 +291,7 @@ def _resolve_init(
     n = gating.n_pathways
     if init is not None:
         if isinstance(init, Mapping):
-            unknown = set(init) - {"shared", "context"}
-            if unknown:
-                raise ValueInputError(
-                    f"`init` as a mapping takes keys 'shared' and 'context', got {sorted(unknown)}."
-                )
-            vals = [init.get("shared" if shared[p] else "context") for p in range(n)]
-            if any(v is None for v in vals):
-                raise ValueInputError("`init` mapping must give both 'shared' and 'context' values.")
+            vals = per_role("init", init, [shared[p] for p in range(n)], require_both=True)
         else:
             vals = per_pathway("init", init, n)
         pi0 = np.array([check_real("init", v, minimum=0.0, strict=True) for v in vals])
@@ -306,7 +299,7 @@ def _resolve_init(
         return pi0, 2.0 * pi0, 2.0 * pi0
     hs = [check_int("hidden", h, minimum=1) for h in per_pathway("hidden", hidden, n, kind="integer")]
     if isinstance(init_scale, Mapping):
-        raw = [init_scale.get("shared" if shared[p] else "context") for p in range(n)]
+        raw = per_role("init_scale", init_scale, [shared[p] for p in range(n)])
     else:
         raw = per_pathway("init_scale", init_scale, n)
     default = 0.005 / sum(hs)

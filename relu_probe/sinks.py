@@ -8,9 +8,38 @@ then per forward pass ``reserve(B)`` returns writable ``(B, n_units)`` arrays an
 
 from __future__ import annotations
 
+import ctypes
+import sys
+import threading
+
 import numpy as np
 
 __all__ = ["MemorySink"]
+
+#: Chunks at least this large have their pages mapped ahead of the hooks (Linux only).
+POPULATE_BYTES = 8 * 2**20
+_MADV_POPULATE_WRITE = 23  # Linux >= 5.14
+
+
+def _populate(arrays: list[np.ndarray]) -> None:
+    """Ask the kernel to map every page of *arrays* now (``madvise(MADV_POPULATE_WRITE)``).
+
+    Fresh memory is mapped one 4 KiB page fault at a time when first written; for a large
+    recording those faults cost as much as computing the gates. Run from a helper thread
+    (ctypes releases the GIL), the mapping overlaps the model's forward pass. It writes no
+    data, so it cannot race with the hooks filling the same rows. Where the call is not
+    supported it does nothing and the pages fault in as usual.
+    """
+    try:
+        madvise = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return
+    page = 4096
+    for array in arrays:
+        start = array.ctypes.data - array.ctypes.data % page
+        length = array.nbytes + (array.ctypes.data - start)
+        if madvise(ctypes.c_void_p(start), ctypes.c_size_t(length), _MADV_POPULATE_WRITE) != 0:
+            return
 
 
 class MemorySink:
@@ -18,7 +47,8 @@ class MemorySink:
     committed once their pass completed (a failed pass's rows are simply reused).
 
     Storage grows in chunks (or is allocated once when the number of samples is known),
-    so no per-batch concatenation happens; :meth:`arrays` joins the chunks once.
+    so no per-batch concatenation happens; :meth:`arrays` joins the chunks once. The pages
+    of a large chunk are mapped by a helper thread while the model runs (:func:`_populate`).
     """
 
     def __init__(self, expected_rows: int | None = None) -> None:
@@ -26,14 +56,27 @@ class MemorySink:
         self.specs: dict[str, tuple[int, np.dtype]] = {}
         self._chunks: list[dict[str, np.ndarray]] = []
         self._used: list[int] = []
+        self._populating: threading.Thread | None = None
         self.n_samples = 0
 
     def configure(self, specs: dict[str, tuple[int, np.dtype]]) -> None:
         self.specs = dict(specs)
 
     def _new_chunk(self, rows: int) -> None:
-        self._chunks.append({k: np.empty((rows, n), dtype) for k, (n, dtype) in self.specs.items()})
+        chunk = {k: np.empty((rows, n), dtype) for k, (n, dtype) in self.specs.items()}
+        self._chunks.append(chunk)
         self._used.append(0)
+        if sys.platform.startswith("linux") and sum(a.nbytes for a in chunk.values()) >= POPULATE_BYTES:
+            self._join_populate()
+            self._populating = threading.Thread(
+                target=_populate, args=(list(chunk.values()),), name="relu_probe-populate", daemon=True
+            )
+            self._populating.start()
+
+    def _join_populate(self) -> None:
+        if self._populating is not None:
+            self._populating.join()
+            self._populating = None
 
     def reserve(self, n: int) -> dict[str, np.ndarray]:
         if not self._chunks or self._used[-1] + n > len(next(iter(self._chunks[-1].values()))):
@@ -49,12 +92,14 @@ class MemorySink:
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The committed rows, one ``(n_samples, n_units)`` array per variable."""
+        self._join_populate()
         parts = [{k: a[:used] for k, a in chunk.items()} for chunk, used in zip(self._chunks, self._used) if used]
         if len(parts) == 1:
             return parts[0]
         return {k: np.concatenate([p[k] for p in parts], axis=0) for k in self.specs}
 
     def clear(self) -> None:
+        self._join_populate()
         self._chunks.clear()
         self._used.clear()
         self.n_samples = 0

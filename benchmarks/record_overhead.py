@@ -5,7 +5,8 @@ inputs, thresholded at 0 and copied to CPU, as a gate recorder must) and, when i
 torchlens (``tl.trace`` saving every ReLU output). Two models, built
 inline: an MLP (4 hidden layers × 1024) and a small ResNet-style CNN. Methods are
 interleaved and repeated; each figure is the median over rounds of (method time / plain
-forward time in the same round).
+forward time in the same round); "best rounds" is the fastest method run over the fastest plain
+run, the figure least disturbed by other load on a shared machine.
 
 Run: ``python benchmarks/record_overhead.py [--repeats 7] [--quick]``. Target: <= 1.10.
 """
@@ -122,11 +123,13 @@ def measure(name: str, model: nn.Module, x: torch.Tensor, batch_size: int, repea
     # each round runs every method back to back: the median of per-round ratios is robust to
     # the slow drifts of a shared machine
     ratio = {k: statistics.median(t / p for t, p in zip(v, times["plain forward"])) for k, v in times.items()}
+    best = {k: min(v) / min(times["plain forward"]) for k, v in times.items()}
     n_units = sum(1 for _ in relus)
     print(f"\n{name}: {len(x)} samples in batches of {batch_size}, {n_units} ReLU modules, "
           f"{repeats} interleaved rounds")
     for key, value in med.items():
-        print(f"  {key:<24} median {value * 1e3:9.1f} ms   ratio to plain forward {ratio[key]:5.3f}")
+        print(f"  {key:<24} median {value * 1e3:9.1f} ms   ratio to plain forward {ratio[key]:5.3f} "
+              f"(best rounds {best[key]:5.3f})")
     return ratio
 
 

@@ -23,12 +23,12 @@ except ImportError:  # pragma: no cover - the classic package name
             "relu_probe.adapters.lightning needs PyTorch Lightning: pip install 'relu_probe[lightning]'"
         ) from exc
 
-from ..monitor import TrainingMonitor
+from ._monitoring import MonitorSettings
 
 __all__ = ["GatingCallback"]
 
 
-class GatingCallback(Callback):
+class GatingCallback(Callback, MonitorSettings):
     """Snapshot gates on a probe set every ``every`` optimizer steps of a Lightning run.
 
     Parameters
@@ -52,19 +52,11 @@ class GatingCallback(Callback):
 
     def __init__(self, probe_inputs: Any, *, coords: Mapping[str, Any] | None = None, every: int = 100,
                  store: Any = None, **monitor_kwargs: Any) -> None:
-        super().__init__()
-        self.probe_inputs = probe_inputs
-        self.coords = coords
-        self.every = every
-        self.store = store
-        self.monitor_kwargs = monitor_kwargs
-        self.monitor: TrainingMonitor | None = None
+        Callback.__init__(self)
+        MonitorSettings.__init__(self, probe_inputs, coords=coords, every=every, store=store, **monitor_kwargs)
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-        if self.monitor is None:
-            self.monitor = TrainingMonitor(pl_module, self.probe_inputs, coords=self.coords, every=self.every,
-                                           store=self.store, **self.monitor_kwargs)
-        self.monitor.update(trainer.global_step)
+        self.start_monitor(pl_module).update(trainer.global_step)
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         self.monitor.update(trainer.global_step, loss=_loss_of(outputs))

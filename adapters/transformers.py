@@ -16,12 +16,12 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("relu_probe.adapters.transformers needs transformers: pip install 'relu_probe[hf]'") from exc
 
-from ..monitor import TrainingMonitor
+from ._monitoring import MonitorSettings
 
 __all__ = ["GatingTrainerCallback"]
 
 
-class GatingTrainerCallback(TrainerCallback):
+class GatingTrainerCallback(TrainerCallback, MonitorSettings):
     """Snapshot gates on a probe set every ``every`` optimizer steps of a ``Trainer`` run.
 
     Parameters
@@ -46,19 +46,11 @@ class GatingTrainerCallback(TrainerCallback):
 
     def __init__(self, probe_inputs: Any, *, coords: Mapping[str, Any] | None = None, every: int = 100,
                  store: Any = None, **monitor_kwargs: Any) -> None:
-        self.probe_inputs = probe_inputs
-        self.coords = coords
-        self.every = every
-        self.store = store
-        self.monitor_kwargs = monitor_kwargs
-        self.monitor: TrainingMonitor | None = None
+        MonitorSettings.__init__(self, probe_inputs, coords=coords, every=every, store=store, **monitor_kwargs)
         self._last_loss: float | None = None
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
-        if self.monitor is None:
-            self.monitor = TrainingMonitor(model, self.probe_inputs, coords=self.coords, every=self.every,
-                                           store=self.store, **self.monitor_kwargs)
-        self.monitor.update(state.global_step)
+        self.start_monitor(model).update(state.global_step)
 
     def on_log(self, args: Any, state: Any, control: Any, logs: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
         if logs and "loss" in logs:

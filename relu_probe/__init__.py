@@ -50,6 +50,9 @@ _EXPORTS: dict[str, str] = {
     "ReLN": "reln",
     "fastest_reln": "reln",
     "compare_dynamics": "dynamics",
+    "predict_structure": "_predict",
+    "compare_structure": "_predict",
+    "PredictedStructure": "_predict",
     # one-call analysis, monitoring
     "analyze": "analysis",
     "Analysis": "analysis",

@@ -35,8 +35,9 @@ from the eigen-decomposition ``EᵀE = V diag(λ) Vᵀ`` (``s = √λ`` the sing
 ``T(E_{t+k−1}) ··· T(E_t)`` is replaced by ``T(E_mid)^k`` with ``E_mid`` the error at epoch
 ``t + (k−1)/2`` (the mean of the epochs' left ends), predicted by a frozen-``E`` half step: an
 exponential midpoint rule with local error ``O(k³)``. The step is accepted when the
-estimated error of the growth exponent over the step,
-``η ‖E_{t+k} − 2E_mid + E_t‖ / 6 ≤ rtol``, and resized by ``(rtol / err)^{1/3}``. Plateaus,
+estimated error of the growth exponent over the step, ``Σ_j η (E_{t+j} − E_mid) ≈
+η k³ E''/24 ≈ η k ‖E_{t+k} − 2E_mid + E_t‖ / 6``, is at most ``rtol``; the next step is
+resized by ``(rtol / err)^{1/3}``. Plateaus,
 where ``E`` barely moves, are crossed in a few exact powers; transitions take steps of a few
 epochs. The loss between step ends is a cubic spline through the step ends' exact losses.
 ``step="exact"`` applies ``T`` epoch by epoch instead.
@@ -72,6 +73,10 @@ RANK_TOL = 1e-10
 
 #: Largest number of epochs one adaptive step may cover.
 MAX_STEP = 1000
+
+#: Adaptive steps cover at most ``STIFF_LIMIT / (lr λ_bal)`` epochs: the exponential midpoint
+#: rule damps a mode relaxing at rate ``z`` per step only for ``z < 2``.
+STIFF_LIMIT = 1.5
 
 
 # ---------------------------------------------------------------------------- init state
@@ -320,8 +325,13 @@ def run_exact(
     step: str = "adaptive",
     rtol: float = DEFAULT_RTOL,
     sv_epochs: np.ndarray | None = None,
+    max_step: int = MAX_STEP,
 ) -> dict[str, Any]:
     """Run the exact dynamics from ``Ω0``.
+
+    ``max_step`` caps the adaptive steps; :func:`exact_dynamics` sets it to
+    ``STIFF_LIMIT / (lr λ)`` with ``λ`` the sharpness of the optimum, where converged modes
+    relax at ``lr λ`` per epoch and longer frozen-error steps would overshoot them.
 
     Returns a dict: ``loss`` (epochs,) before each epoch's update; ``sv`` (p, q,
     len(sv_epochs)) singular values of every map before the update of those epochs; ``state``
@@ -356,10 +366,10 @@ def run_exact(
     t, k = 0, 1.0
     n_steps = n_rej = 0
     while t < epochs:
-        kk = int(max(1, min(round(k), MAX_STEP, epochs - t)))
+        kk = int(max(1, min(round(k), max_step, epochs - t)))
         try:
             if kk > 1:
-                Om_mid = st.propagate(Om, Et, 0.5 * (kk - 1)) if kk > 2 else st.one_epoch(Om, Et)
+                Om_mid = st.propagate(Om, Et, 0.5 * (kk - 1))
                 Et_mid, _ = st.errors(Om_mid)
                 Om_new = st.propagate(Om, Et_mid, kk)
             else:
@@ -371,7 +381,7 @@ def run_exact(
             Om_new, kk = st.one_epoch(Om, Et), 1
         Et_new, L_new = st.errors(Om_new)
         n_steps += 1
-        err = lr * float(np.sqrt(np.sum((Et_new - 2.0 * Et_mid + Et) ** 2))) / 6.0 if kk > 1 else 0.0
+        err = lr * kk * float(np.sqrt(np.sum((Et_new - 2.0 * Et_mid + Et) ** 2))) / 6.0 if kk > 1 else 0.0
         if kk > 1 and (err > rtol or not np.isfinite(L_new)):
             n_rej += 1
             shrink = max(0.2, 0.9 * (rtol / err) ** (1.0 / 3.0)) if np.isfinite(err) else 0.2
@@ -511,7 +521,7 @@ def exact_dynamics(
         ``lr_bound``.
     """
     from .gdln import _resolve_inputs, _resolve_shared  # noqa: PLC0415 (private helpers)
-    from ._stability import check_learning_rate
+    from ._stability import check_learning_rate, max_stable_lr
 
     Xn, Yn = check_xy(X, Y)
     lr = check_real("lr", lr, minimum=0.0, strict=True)
@@ -526,9 +536,12 @@ def exact_dynamics(
     G = gating.G
     residual = rule == "residual" and bool(shared_mask.any()) and bool((~shared_mask).any())
     own = shared_mask.copy() if residual else np.zeros(gating.n_pathways, dtype=bool)
-    lr_bound = float("nan")
     if check_lr:
         lr_bound = check_learning_rate(Xn, Yn, G, masks, lr, own=own)
+    else:
+        lr_bound = max_stable_lr(Xn, Yn, G, masks, own)
+    # the stiffest converged mode relaxes at lr·λ_bal = 2 lr / lr_bound per epoch
+    max_step = int(max(1, min(MAX_STEP, STIFF_LIMIT * lr_bound / (2.0 * lr)))) if np.isfinite(lr_bound) else MAX_STEP
     if weights is not None:
         if init is not None:
             raise ValueInputError("pass either `init` (a mean state) or `weights`, not both.")
@@ -551,7 +564,7 @@ def exact_dynamics(
     sv_epochs = np.arange(0, epochs, sv_stride)
     if sv_epochs[-1] != epochs - 1:
         sv_epochs = np.append(sv_epochs, epochs - 1)
-    out = run_exact(prob, Om0, lr=lr, epochs=epochs, step=step, rtol=rtol, sv_epochs=sv_epochs)
+    out = run_exact(prob, Om0, lr=lr, epochs=epochs, step=step, rtol=rtol, sv_epochs=sv_epochs, max_step=max_step)
     n = prob.Xh.shape[2]
     M_red = out["state"][:, n:, :n]  # (p, r, n)
     maps = np.einsum("mr,prn,pfn->pmf", prob.Qy, M_red, prob.Vin)

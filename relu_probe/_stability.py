@@ -30,20 +30,23 @@ are shared between pathways and however its weights are balanced, has
 .. math:: λ_{max} \ge λ_{low} = \max_z \frac{2\, \lVert Ŷ^{*T} z\rVert\, \min_{p: w_p\ne0} \lVert X̃_p^T D_p z\rVert}{\lVert z \rVert^2}
 
 (maximised over the leading left singular vectors of ``Ŷ*``, globally and within each group
-of samples with the same open pathways). At ``η ≥ 2/λ_low`` gradient descent cannot converge:
-such rates are **refused** before anything is simulated. For a single pathway whose modes
-are aligned with the input correlations, ``2/λ_low = 1/(P s_max)``, the familiar
-``η P s_max < 1`` — and it is then sharp.
+of samples with the same open pathways). At ``η ≥ 2/λ_low`` gradient descent cannot converge
+at all. For a single pathway whose modes are aligned with the input correlations,
+``2/λ_low = 1/(P s_max)``, the familiar ``η P s_max < 1``.
 
-``2/λ_bal``, with ``λ_bal`` the largest eigenvalue at the *balanced* factorisation of the
-minimum-norm optimum (``W1 = S^{1/2}Vᵀ``, ``W2 = U S^{1/2}``, where gradient descent from a small
-initialisation ends), is the rate up to which gradient descent settles at that optimum;
-between it and ``2/λ_low`` it can only converge by leaving it for a flatter, unbalanced one
-(the edge of stability; Cohen et al. 2021, arXiv 2103.00065) and then no longer follows the
-small-step dynamics: such rates get a warning. In map space ``JJᵀ = C W Cᵀ`` with ``C`` the
-map → output operator and ``W_p(g) = A_p g + g B_p`` (diagonal in the singular bases of
-``M_p``, entries ``σ_i + σ_j``): ``λ_bal`` is the top eigenvalue of ``W^{1/2} CᵀC W^{1/2}``
-(``CᵀC`` the gated input Gram acting on the input side).
+The **largest stable learning rate** is ``2/λ_bal``, with ``λ_bal`` the largest eigenvalue at
+the *balanced* factorisation of the minimum-norm optimum (``W1 = S^{1/2}Vᵀ``,
+``W2 = U S^{1/2}``): the optimum gradient descent from a small initialisation approaches
+(the imbalance ``W1W1ᵀ − W2ᵀW2`` is conserved by gradient flow). Above it that optimum is
+unstable; gradient descent can then at best converge at the edge of stability, by leaving it
+for a flatter, unbalanced optimum (Cohen et al. 2021, arXiv 2103.00065), no longer following
+the small-step dynamics the predictions describe. Rates ``≥ 2/λ_bal`` are **refused** before
+anything is simulated (``check_lr=False`` runs them anyway). ``λ_bal ≥ λ_low`` always; for
+one aligned pathway they coincide up to the mixed directions. In map space ``JJᵀ = C W Cᵀ``
+with ``C`` the map → output operator and ``W_p(g) = A_p g + g B_p`` (diagonal in the singular
+bases of ``M_p``, entries ``σ_i + σ_j``): ``λ_bal`` is the top eigenvalue of
+``W^{1/2} CᵀC W^{1/2}`` (``CᵀC`` the gated input Gram acting on the input side), found by
+Lanczos iteration.
 
 With the paper's ``"residual"`` rule the shared pathways are first fitted to ``Y`` alone and
 the others to the remaining residual; the update is block-triangular and both bounds are the
@@ -52,12 +55,10 @@ smaller of the two groups'.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from ._gates import sample_groups
-from .errors import ReluProbeWarning, ValueInputError
+from .errors import ValueInputError
 
 __all__ = ["least_squares_loss", "learning_rate_bounds", "max_stable_lr", "check_learning_rate"]
 
@@ -154,18 +155,6 @@ def _lambda_balanced(X: np.ndarray, T: np.ndarray, G: np.ndarray, masks: np.ndar
     return float(eigsh(op, k=1, which="LA", tol=1e-10, v0=v0, return_eigenvectors=False)[0])
 
 
-def _lambda_upper(X: np.ndarray, T: np.ndarray, G: np.ndarray, masks: np.ndarray) -> float:
-    """Cheap upper bound of ``λ_bal``: ``2 max_p σ_max(M_p) · λ_max(XcatᵀXcat)`` (``W ≤ 2σ_max``)."""
-    if G.shape[0] == 0 or not np.any(G) or not np.any(T):
-        return 0.0
-    coef, _ = _optimum(X, T, G, masks)
-    p, n = G.shape[0], X.shape[1]
-    M = coef.reshape(p, n, -1)
-    smax = float(np.linalg.svd(M, compute_uv=False).max())
-    Xc = _gated(X, G, masks).transpose(1, 0, 2).reshape(X.shape[0], -1)
-    return 2.0 * smax * float(np.linalg.norm(Xc, 2)) ** 2
-
-
 def _groups(
     X: np.ndarray, Y: np.ndarray, G: np.ndarray, masks: np.ndarray, own: np.ndarray
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -203,9 +192,10 @@ def learning_rate_bounds(
 def max_stable_lr(
     X: np.ndarray, Y: np.ndarray, G: np.ndarray, masks: np.ndarray, own: np.ndarray | None = None
 ) -> float:
-    """``2/λ_low``: the learning rate at and above which gradient descent cannot converge."""
+    """``2/λ_bal``: the largest learning rate at which gradient descent settles at the
+    balanced least-squares optimum (module docstring)."""
     own = np.zeros(G.shape[0], dtype=bool) if own is None else np.asarray(own, dtype=bool)
-    return _rate(max(_lambda_low(X, T, g, m) for T, g, m in _groups(X, Y, G, masks, own)))
+    return _rate(max(_lambda_balanced(X, T, g, m) for T, g, m in _groups(X, Y, G, masks, own)))
 
 
 def check_learning_rate(
@@ -216,26 +206,17 @@ def check_learning_rate(
     lr: float,
     own: np.ndarray | None = None,
 ) -> float:
-    """Refuse ``lr >= 2/λ_low`` (:class:`ValueInputError` naming the bound); warn when
-    ``lr >= 2/λ_bal``. Returns ``2/λ_low``."""
+    """Refuse ``lr >= 2/λ_bal`` with one :class:`ValueInputError` naming the bound; return it."""
     own = np.zeros(G.shape[0], dtype=bool) if own is None else np.asarray(own, dtype=bool)
     groups = _groups(X, Y, G, masks, own)
-    bound = _rate(max(_lambda_low(X, T, g, m) for T, g, m in groups))
+    bound = _rate(max(_lambda_balanced(X, T, g, m) for T, g, m in groups))
     if lr >= bound:
+        never = _rate(max(_lambda_low(X, T, g, m) for T, g, m in groups))
         raise ValueInputError(
-            f"`lr` = {lr:g} is at or above {bound:.4g}, the largest learning rate at which "
-            "gradient descent on this gated network can converge (2 / a lower bound on the "
-            "sharpness of every least-squares optimum, computed from the data). Use "
-            f"lr < {bound:.4g}."
+            f"`lr` = {lr:g} is at or above {bound:.4g}, the largest stable learning rate of this "
+            "gated network (2 / the sharpness of the balanced least-squares optimum that "
+            "gradient descent from a small initialisation approaches, computed from the data); "
+            f"at or above {never:.4g} it cannot converge at all. Use lr < {bound:.4g} (or "
+            "check_lr=False to run at the edge of stability anyway)."
         )
-    if lr >= _rate(max(_lambda_upper(X, T, g, m) for T, g, m in groups)):
-        balanced = _rate(max(_lambda_balanced(X, T, g, m) for T, g, m in groups))
-        if lr >= balanced:
-            warnings.warn(
-                f"`lr` = {lr:g} is above {balanced:.4g}, the largest rate at which gradient "
-                "descent settles at the balanced least-squares optimum (2 / its sharpness): it "
-                "can only converge at the edge of stability, away from the small-step dynamics.",
-                ReluProbeWarning,
-                stacklevel=3,
-            )
     return bound

@@ -143,7 +143,7 @@ class _Setup:
         if network is not None and (init_std is not None or width is not None):
             raise ValueInputError("pass either `network` or `init_std`/`width`, not both.")
         if network is not None:
-            self.source = "network"
+            self.source = "network weights"
             return
         if (init_std is None) != (width is None):
             raise ValueInputError(

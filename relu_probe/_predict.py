@@ -31,15 +31,17 @@ Search
 ------
 Up to ``max_exhaustive`` contexts (default 6, i.e. at most 63 pathways) all ``2^K − 1`` sets
 race together. Beyond, a greedy top-down growth over the lattice of sets: start from the full
-set and its ``K`` children (sets with one context removed); race them; keep the children with
-mass ``≥ min_mass`` (at most ``beam`` of them, largest first); their children not raced yet
+set and its ``K`` children (sets with one context removed); race them; keep the children that grow
+(pruning rule below; at most ``beam`` of them, largest first); their children not raced yet
 join the next race together with the kept sets; repeat until no new set survives. A set
 enters only when a superset survived, which is how the race unfolds on the paper's tasks
 (the full set and the ``K−1``-sets win, smaller sets lose).
 
-Pruning: sets whose mass is below ``min_mass`` (default 1 % of the total) do not grow; they
-are dropped and the survivors raced again, so the reported dynamics are those of the pruned
-ReLN.
+Pruning: a set *does not grow* when its mass stays below ``min_mass`` (default 1 %) of the
+strongest set's — two orders of magnitude below the pathway that carries most; such sets are
+dropped and the survivors raced again, so the reported dynamics are those of the pruned ReLN.
+The threshold is relative to the strongest set, not to the total, so that many small sets
+that do grow (e.g. the ten 3-of-5 sets of a 5-context task) are not pruned for being many.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ import xarray as xr
 
 from ._exact import DEFAULT_RTOL, MeanState, exact_dynamics
 from ._gates import _sorted_tuple, check_xy, context_labels, cue_inputs
-from ._init import items_of, mean_state_from_init, mean_state_from_network
+from ._init import DEFAULT_RELATIVE_INIT, InitRule, items_of
 from ._validation import check_choice, check_int, check_real
 from .errors import InputError, ValueInputError, describe
 
@@ -68,16 +70,9 @@ __all__ = [
     "DEFAULT_RELATIVE_INIT",
 ]
 
-#: Sets below this share of the predicted mass are pruned (do not grow). Single-context
-#: mass measured on the paper's ReLU networks is ≤ 1 % (paper-brief-free: see the tests).
+#: A set whose predicted mass stays below this fraction of the strongest set's does not grow
+#: and is pruned (two orders of magnitude: it carries nothing a measurement could resolve).
 DEFAULT_MIN_MASS = 0.01
-
-#: Default initial scale when neither a network nor an init std is given: the mean state of
-#: Gaussian units whose largest pathway starts at ``π0 = DEFAULT_RELATIVE_INIT × σ_1(M_lin)``
-#: (``M_lin`` the best linear map), deep in the small-initialisation (rich) regime. The
-#: predicted structure changes by a total-variation distance < 0.02 when this scale moves by
-#: six orders of magnitude on the paper's 3-context task (measured), the loss curve does not.
-DEFAULT_RELATIVE_INIT = 1e-6
 
 #: Number of contexts up to which every context set races (2^K − 1 pathways).
 DEFAULT_MAX_EXHAUSTIVE = 6
@@ -134,47 +129,10 @@ class _Setup:
                 "pathways would read nothing; use inputs='all'."
             )
         self.items = items_of(self.X, self.context, self.cue, within)
-        self._init_rule(network, init_std, width, n_units)
-        self._cache: dict[tuple, tuple[float, float]] = {}
-
-    def _init_rule(self, network: Any, init_std: Any, width: Any, n_units: int) -> None:
-        self.network = network
-        self.n_units = check_int("n_units", n_units, minimum=100)
-        if network is not None and (init_std is not None or width is not None):
-            raise ValueInputError("pass either `network` or `init_std`/`width`, not both.")
-        if network is not None:
-            self.source = "network weights"
-            return
-        if (init_std is None) != (width is None):
-            raise ValueInputError(
-                "`init_std` and `width` go together (the network's initial weight std and its "
-                f"hidden width); got init_std={init_std!r}, width={width!r}."
-            )
-        if init_std is not None:
-            if np.isscalar(init_std):
-                s_in = s_out = check_real("init_std", init_std, minimum=0.0, strict=True)
-            else:
-                vals = list(init_std)
-                if len(vals) != 2:
-                    raise ValueInputError(
-                        "`init_std` must be one std or (input-layer, output-layer) stds, got "
-                        f"{describe(init_std)}."
-                    )
-                s_in, s_out = (check_real("init_std", v, minimum=0.0, strict=True) for v in vals)
-            self.std_in, self.std_out = s_in, s_out
-            self.width = check_int("width", width, minimum=1)
-            self.source = f"init std ({s_in:g}, {s_out:g}), width {self.width}"
-            return
-        # default: the relative small init (module constant)
-        coef = np.linalg.lstsq(self.X, self.Y, rcond=None)[0]
-        s_lin = float(np.linalg.norm(coef, 2)) if np.any(coef) else 1.0
-        self.std_in = self.std_out = 1.0
-        self.width = 1
-        probe = self._gaussian([self.values])[0]
-        pi_unit = (probe[0] + probe[1]) / 4.0
-        scale = DEFAULT_RELATIVE_INIT * s_lin / max(pi_unit, 1e-300)
-        self.std_in = self.std_out = float(np.sqrt(scale))
-        self.source = f"default small init (π0 = {DEFAULT_RELATIVE_INIT:g} × σ1 of the best linear map)"
+        self.init = InitRule(
+            self.X, self.Y, self.context, self.items, self.masks,
+            network=network, init_std=init_std, width=width, n_units=n_units,
+        )
 
     def masks(self, sets: Sequence[tuple]) -> np.ndarray:
         m = np.ones((len(sets), self.X.shape[1]))
@@ -187,36 +145,8 @@ class _Setup:
     def gates(self, sets: Sequence[tuple]) -> np.ndarray:
         return np.array([np.isin(self.context, np.asarray(S, dtype=self.context.dtype)) for S in sets], dtype=float)
 
-    def _gaussian(self, sets: Sequence[tuple]) -> list[tuple[float, float]]:
-        st = mean_state_from_init(
-            self.X, list(sets), self.context, self.masks(sets), self.items,
-            std_in=self.std_in, std_out=self.std_out, width=self.width, n_units=self.n_units,
-        )
-        return list(zip(st.a0, st.b0))
-
     def state(self, sets: Sequence[tuple]) -> MeanState:
-        todo = [S for S in sets if S not in self._cache]
-        if todo:
-            if self.network is not None:
-                st = mean_state_from_network(
-                    self.network, self.X, list(todo), self.context, self.masks(todo), self.items
-                )
-                vals = list(zip(st.a0, st.b0))
-            else:
-                vals = self._gaussian(todo)
-            self._cache.update(zip(todo, vals))
-        a0 = np.array([self._cache[S][0] for S in sets])
-        b0 = np.array([self._cache[S][1] for S in sets])
-        if not np.any(a0 + b0 > 0):
-            raise ValueInputError(
-                "no candidate pathway has a unit at initialisation (every unit is off on every "
-                "item); the race cannot start."
-            )
-        # a set no initial unit serves starts at the smallest nonzero strength (it can still
-        # be recruited later, when units change their gates)
-        floor_a = np.min(a0[a0 > 0]) if np.any(a0 > 0) else 0.0
-        floor_b = np.min(b0[b0 > 0]) if np.any(b0 > 0) else 0.0
-        return MeanState(np.where(a0 > 0, a0, floor_a), np.where(b0 > 0, b0, floor_b), self.source)
+        return self.init.state(list(sets))
 
     def race(self, sets: Sequence[tuple], **kw: Any) -> xr.Dataset:
         return exact_dynamics(
@@ -373,13 +303,14 @@ def predict_structure(
     init_std, width : optional
         Or the initial weight std (one value, or input- and output-layer values) and the
         hidden width of the network to be trained (Gaussian units, :mod:`relu_probe._init`).
-        Default: :data:`DEFAULT_RELATIVE_INIT` (a small initialisation).
+        ``init_std="pytorch"``: PyTorch's default ``nn.Linear`` initialisation. Default:
+        :data:`relu_probe._init.DEFAULT_RELATIVE_INIT` (a small initialisation).
     lr, epochs : learning rate and number of full-batch steps.
     inputs : {"auto", "all"}, default="auto"
         ``"auto"``: the full-set pathway reads every input, the others only the inputs that
         vary within a context.
     min_mass : float, default=0.01
-        Sets below this predicted share are pruned.
+        Sets whose predicted mass is below ``min_mass`` × the strongest set's are pruned.
     max_exhaustive : int, default=6
         Up to this many contexts every set races; beyond, the greedy growth.
     beam : int, optional
@@ -420,9 +351,7 @@ def predict_structure(
         race, sets, mass = _greedy(setup, kw, min_mass, beam)
         method = "greedy"
     race = race.assign(mass=("pathway", mass))
-    keep = [i for i, m in enumerate(mass) if m >= min_mass]
-    if not keep:
-        keep = [int(np.argmax(mass))]
+    keep = [i for i, m in enumerate(mass) if m >= min_mass * mass.max()]
     pruned = [sets[i] for i in range(len(sets)) if i not in keep]
     kept = [sets[i] for i in keep]
     final = setup.race(kept, **kw) if pruned else race
@@ -454,10 +383,11 @@ def _greedy(
         race = setup.race(sets, **kw)
         mass = structure_mass(race["maps"].values, race["gates"].values)
         share = dict(zip(sets, mass))
-        grown = sorted((S for S in frontier if share[S] >= min_mass), key=lambda S: -share[S])
+        floor = min_mass * max(share.values())
+        grown = sorted((S for S in frontier if share[S] >= floor), key=lambda S: -share[S])
         if beam is not None:
             grown = grown[:beam]
-        active = [S for S in active if share[S] >= min_mass] + grown
+        active = [S for S in active if share[S] >= floor] + grown
         frontier = []
         for S in grown:
             for child in _children(S):

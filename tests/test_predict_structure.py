@@ -241,9 +241,9 @@ def _trained(K: int, seed: int):
     return X, Y, coords, net0, loss, pw
 
 
-# seeds never used while developing (development used seeds 0 and 1)
+# seeds never used while developing (development used seeds 0, 1 and 21-26)
 @pytest.mark.slow
-@pytest.mark.parametrize("K, seed, tv_max, dl_max", [(3, 21, 0.10, 1.5), (4, 22, 0.10, 1.5), (5, 23, 0.15, 2.0)])
+@pytest.mark.parametrize("K, seed, tv_max, dl_max", [(3, 31, 0.10, 1.5), (4, 32, 0.10, 1.5), (5, 33, 0.15, 2.0)])
 def test_paper_structure_and_loss_are_predicted_before_training(K, seed, tv_max, dl_max):
     """Issue 12's targets on ReLU networks trained by their own loop: the structure
     predicted from the data and the untrained network against the measured masses, and the

@@ -18,10 +18,14 @@ simulation. The simulation's cost per epoch is constant, so with
 ``--sim-epochs E`` < epochs it is timed on E epochs and scaled to the full run (printed as
 such); its loss is then compared on those E epochs.
 
+``--tasks digits`` runs a non-paper task: scikit-learn's bundled digits (1797 samples, 64
+pixels / 16, one-hot targets), contexts = digit mod 3 (unbalanced: 4, 3 and 3 classes), at
+half the largest stable learning rate (:func:`relu_probe._stability.max_stable_lr`).
+
 Targets (issue 12): >= 10x at 100 units per pathway, >= 50x at 1000, within 1 % of L0.
 
-Run: ``python benchmarks/exact_dynamics.py [--tasks 3,4,5] [--epochs 8001] [--sim-epochs 8001]
-[--repeats 3]``
+Run: ``python benchmarks/exact_dynamics.py [--tasks 3,4,5,digits] [--epochs 8001]
+[--sim-epochs 8001] [--repeats 3]``
 """
 
 from __future__ import annotations
@@ -58,6 +62,27 @@ def gatings(K: int) -> dict[str, list[tuple]]:
     }
 
 
+def load(task: str):
+    """``(X, Y, context, lr)`` of a task: a paper task by its number of contexts, or digits."""
+    if task == "digits":
+        from sklearn.datasets import load_digits
+
+        from relu_probe._gates import resolve_gates
+        from relu_probe._stability import max_stable_lr
+
+        X, y = load_digits(return_X_y=True)
+        X = X / 16.0
+        Y = np.eye(10)[y]
+        ctx = y % 3
+        bounds = [
+            max_stable_lr(X, Y, resolve_gates(sets, len(X), ctx).G, np.ones((len(sets), X.shape[1])))
+            for sets in gatings(3).values()
+        ]
+        return X, Y, ctx, 0.5 * min(bounds)
+    X, Y, coords = rp.tasks.contextual_task(int(task))
+    return X, Y, coords["context"], 1e-3
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="3,4,5")
@@ -72,27 +97,28 @@ def main() -> None:
     warnings.simplefilter("ignore")
     rows = []
     with threadpool_limits(1):
-        for K in [int(k) for k in args.tasks.split(",")]:
-            X, Y, coords = rp.tasks.contextual_task(K)
-            ctx = coords["context"]
+        for task in args.tasks.split(","):
+            X, Y, ctx, lr = load(task)
+            K = len(np.unique(ctx))
             for name, sets in gatings(K).items():
                 p = len(sets)
                 state = MeanState.from_weights(SIGMA_100, SIGMA_100, 100)
                 state = MeanState(np.repeat(state.a0, p), np.repeat(state.b0, p))
-                kw = dict(context=ctx, inputs="auto", init=state, epochs=epochs)
+                kw = dict(context=ctx, inputs="auto", init=state, epochs=epochs, lr=lr)
                 exact_dynamics(X, Y, sets, **{**kw, "epochs": 10})  # warm-up
                 t_fast, fast = best_of(lambda: exact_dynamics(X, Y, sets, **kw), args.repeats)
                 t_step, step = best_of(lambda: exact_dynamics(X, Y, sets, step="exact", **kw), 1)
                 t_closed, _ = best_of(
                     lambda: rp.race_dynamics(X, Y, sets, context=ctx, inputs="auto", method="closed",
-                                             rule="joint", init=float(state.pi0[0]), epochs=epochs),
+                                             rule="joint", init=float(state.pi0[0]), epochs=epochs,
+                                             lr=lr),
                     args.repeats,
                 )
                 sims = {}
                 for h in (100, 1000):
                     sigma = SIGMA_100 * np.sqrt(100 / h)
                     t_sim, g = best_of(
-                        lambda: rp.GDLN(sets, hidden=h, init_scale=sigma, inputs="auto",
+                        lambda: rp.GDLN(sets, hidden=h, init_scale=sigma, inputs="auto", lr=lr,
                                         epochs=sim_epochs, sv_stride=max(sim_epochs, 1), seed=0,
                                         progress=False).fit(X, Y, context=ctx),
                         1,
@@ -103,15 +129,15 @@ def main() -> None:
                 weights = [(w[0], w[1]) for w in g0.weights_]
                 t_w, same = best_of(
                     lambda: exact_dynamics(X, Y, sets, context=ctx, inputs="auto", weights=weights,
-                                           epochs=sim_epochs), 1)
+                                           epochs=sim_epochs, lr=lr), 1)
                 L0 = fast.attrs["L0"]
                 err_step = 100 * np.abs(fast["loss"].values - step["loss"].values).max() / L0
                 err_sim = 100 * np.abs(fast["loss"].values[:sim_epochs] - sims[1000][1]).max() / L0
                 err_same = 100 * np.abs(same["loss"].values - sims[100][1]).max() / L0
-                rows.append((K, name, p, t_fast, fast.attrs["n_steps"], t_step, t_closed,
+                rows.append((task, name, p, t_fast, fast.attrs["n_steps"], t_step, t_closed,
                              sims[100][0], sims[1000][0], err_step, err_sim, err_same, t_w))
                 print(
-                    f"K={K} {name:5s} ({p:2d} pathways): exact {t_fast:.3f}s "
+                    f"{task} {name:5s} ({p:2d} pathways): exact {t_fast:.3f}s "
                     f"({fast.attrs['n_steps']} steps), per-epoch {t_step:.2f}s, closed {t_closed:.3f}s, "
                     f"GDLN@100 {sims[100][0]:.1f}s, GDLN@1000 {sims[1000][0]:.1f}s"
                     + ("" if sim_epochs == epochs else f" (timed on {sim_epochs} epochs, scaled)"),
@@ -119,7 +145,7 @@ def main() -> None:
                 )
     print()
     print(f"epochs {epochs}; ratios = time(GDLN) / time(exact, adaptive), measured in this run")
-    print("| K | gating | pathways | exact (s) | steps | per-epoch exact (s) | closed (s) | "
+    print("| task | gating | pathways | exact (s) | steps | per-epoch exact (s) | closed (s) | "
           "GDLN 100/path (s) | ×100 | GDLN 1000/path (s) | ×1000 | max|ΔL| vs per-epoch (% L0) | "
           "mean state vs GDLN@1000 (% L0) | from GDLN@100's weights vs it (% L0) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")

@@ -74,8 +74,12 @@ RANK_TOL = 1e-10
 #: Largest number of epochs one adaptive step may cover.
 MAX_STEP = 1000
 
-#: Adaptive steps cover at most ``STIFF_LIMIT / (lr λ_bal)`` epochs: the exponential midpoint
-#: rule damps a mode relaxing at rate ``z`` per step only for ``z < 2``.
+#: Power iterations per step end for the current sharpness (warm-started).
+POWER_ITERATIONS = 2
+
+#: Adaptive steps cover at most ``STIFF_LIMIT / (lr λ)`` epochs (``λ`` a bound on the current
+#: sharpness): the exponential midpoint rule damps a mode relaxing at ``z`` per step only for
+#: ``z < 2``.
 STIFF_LIMIT = 1.5
 
 
@@ -329,9 +333,12 @@ def run_exact(
 ) -> dict[str, Any]:
     """Run the exact dynamics from ``Ω0``.
 
-    ``max_step`` caps the adaptive steps; :func:`exact_dynamics` sets it to
-    ``STIFF_LIMIT / (lr λ)`` with ``λ`` the sharpness of the optimum, where converged modes
-    relax at ``lr λ`` per epoch and longer frozen-error steps would overshoot them.
+    Stiffness: a converged mode relaxes at ``lr λ`` per epoch, ``λ`` the current sharpness
+    (the top eigenvalue of the Gauss–Newton operator ``JJᵀΔ = Σ_p X̂_p (A_p g_p + g_p B_p)ᵀ``,
+    ``g_p = Δᵀ X̂_p``, at the current ``A``, ``B``), and frozen-error steps longer than
+    ``STIFF_LIMIT / (lr λ)`` would overshoot it. ``λ`` is tracked by a warm-started power
+    iteration (``POWER_ITERATIONS`` per step end) and the steps are capped accordingly (and
+    at ``max_step``).
 
     Returns a dict: ``loss`` (epochs,) before each epoch's update; ``sv`` (p, q,
     len(sv_epochs)) singular values of every map before the update of those epochs; ``state``
@@ -340,6 +347,24 @@ def run_exact(
     """
     st = _Stepper(prob, lr)
     L0 = 0.5 * float(np.vdot(prob.Yr, prob.Yr)) + prob.L_perp
+    n0 = st.n
+    Xh = prob.Xh  # (p, P, n)
+    delta = np.random.default_rng(0).standard_normal(prob.Yr.shape)
+
+    def stiff_cap(Om: np.ndarray) -> int:
+        nonlocal delta
+        A, B = Om[:, n0:, n0:], Om[:, :n0, :n0]
+        lam = 0.0
+        for _ in range(POWER_ITERATIONS):
+            nrm = float(np.linalg.norm(delta))
+            if nrm == 0 or not np.isfinite(nrm):
+                break
+            g = np.swapaxes(Xh, 1, 2) @ (delta / nrm)  # (p, n, r) = g_pᵀ
+            dM = A @ np.swapaxes(g, 1, 2) + np.swapaxes(B @ g, 1, 2)  # (p, r, n)
+            delta = np.einsum("psn,prn->sr", Xh, dM)
+            lam = float(np.linalg.norm(delta))
+        return int(max(1, min(max_step, STIFF_LIMIT / (lr * lam)))) if lam > 0 else max_step
+
     sv_epochs = np.zeros(0, dtype=int) if sv_epochs is None else np.asarray(sv_epochs, dtype=int)
     q = min(st.n, st.r)
     if step == "exact":
@@ -363,10 +388,11 @@ def run_exact(
     Om = Om0.copy()
     Et, L = st.errors(Om)
     ts, Ls, Ss = [0], [L], [_singular_values(st.maps(Om))[:, :q]]
+    cap = stiff_cap(Om)
     t, k = 0, 1.0
     n_steps = n_rej = 0
     while t < epochs:
-        kk = int(max(1, min(round(k), max_step, epochs - t)))
+        kk = int(max(1, min(round(k), cap, epochs - t)))
         try:
             if kk > 1:
                 Om_mid = st.propagate(Om, Et, 0.5 * (kk - 1))
@@ -393,6 +419,7 @@ def run_exact(
         ts.append(t)
         Ls.append(L_new)
         Ss.append(_singular_values(st.maps(Om))[:, :q])
+        cap = stiff_cap(Om)
         grow = 2.0 if err <= 0 else min(2.0, 0.9 * (rtol / err) ** (1.0 / 3.0))
         k = kk * max(0.5, grow)
     ts_a = np.asarray(ts, dtype=float)
@@ -521,7 +548,7 @@ def exact_dynamics(
         ``lr_bound``.
     """
     from .gdln import _resolve_inputs, _resolve_shared  # noqa: PLC0415 (private helpers)
-    from ._stability import check_learning_rate, max_stable_lr
+    from ._stability import check_learning_rate
 
     Xn, Yn = check_xy(X, Y)
     lr = check_real("lr", lr, minimum=0.0, strict=True)
@@ -536,12 +563,8 @@ def exact_dynamics(
     G = gating.G
     residual = rule == "residual" and bool(shared_mask.any()) and bool((~shared_mask).any())
     own = shared_mask.copy() if residual else np.zeros(gating.n_pathways, dtype=bool)
-    if check_lr:
-        lr_bound = check_learning_rate(Xn, Yn, G, masks, lr, own=own)
-    else:
-        lr_bound = max_stable_lr(Xn, Yn, G, masks, own)
-    # the stiffest converged mode relaxes at lr·λ_bal = 2 lr / lr_bound per epoch
-    max_step = int(max(1, min(MAX_STEP, STIFF_LIMIT * lr_bound / (2.0 * lr)))) if np.isfinite(lr_bound) else MAX_STEP
+    lr_bound = check_learning_rate(Xn, Yn, G, masks, lr, own=own) if check_lr else float("nan")
+
     if weights is not None:
         if init is not None:
             raise ValueInputError("pass either `init` (a mean state) or `weights`, not both.")
@@ -564,7 +587,7 @@ def exact_dynamics(
     sv_epochs = np.arange(0, epochs, sv_stride)
     if sv_epochs[-1] != epochs - 1:
         sv_epochs = np.append(sv_epochs, epochs - 1)
-    out = run_exact(prob, Om0, lr=lr, epochs=epochs, step=step, rtol=rtol, sv_epochs=sv_epochs, max_step=max_step)
+    out = run_exact(prob, Om0, lr=lr, epochs=epochs, step=step, rtol=rtol, sv_epochs=sv_epochs)
     n = prob.Xh.shape[2]
     M_red = out["state"][:, n:, :n]  # (p, r, n)
     maps = np.einsum("mr,prn,pfn->pmf", prob.Qy, M_red, prob.Vin)

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from ._gates import check_xy
 from ._stability import least_squares_loss
 from .errors import InputError, ReluProbeWarning, describe
 
@@ -83,8 +84,6 @@ def assumption_gap(race: xr.Dataset, X: Any, Y: Any, *, warn: bool = True) -> di
         (``L_∞ − L*``), ``gap_share`` (``gap / (L_lin − L*)``, 0 when the task needs no
         gates), ``gap_of_L0``.
     """
-    from ._gates import check_xy
-
     Xn, Yn = check_xy(X, Y)
     G = race["gates"].values.astype(np.float64)
     masks = race["inputs"].values.astype(np.float64)

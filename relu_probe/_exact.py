@@ -63,9 +63,14 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from scipy.interpolate import CubicSpline
+
 from ._gates import check_xy, per_pathway, per_role, resolve_gates
+from ._stability import check_learning_rate
+from ._subspace import ReducedProblem, reduce_problem
 from ._validation import check_choice, check_int, check_real
 from .errors import InputError, ValueInputError, describe
+from .gdln import _resolve_inputs, _resolve_shared
 
 __all__ = ["MeanState", "exact_dynamics", "DEFAULT_RTOL"]
 
@@ -73,9 +78,6 @@ __all__ = ["MeanState", "exact_dynamics", "DEFAULT_RTOL"]
 #: max loss error against epoch-by-epoch stepping ≤ 0.1 % of L0 on the paper's 3/4/5-context
 #: tasks (both rules, ReLN and union gatings), ≤ 0.05 % on digits.
 DEFAULT_RTOL = 5e-4
-
-#: Relative size below which a singular value of the data counts as zero (subspace ranks).
-RANK_TOL = 1e-10
 
 #: Largest number of epochs one adaptive step may cover.
 MAX_STEP = 1000
@@ -167,64 +169,11 @@ def _mean_state(init: Any, n_paths: int, shared: np.ndarray) -> MeanState:
     return MeanState.from_pi0(pi0, source="init (π0)")
 
 
-# ---------------------------------------------------------------------------- reduction
-@dataclass
-class _Problem:
-    """Arrays the stepper works on: reduced gated inputs and targets."""
-
-    Xh: np.ndarray  # (p, P, n) gated, masked inputs in each pathway's input basis
-    Yr: np.ndarray  # (P, r) targets in the output basis
-    Qy: np.ndarray  # (m, r) output basis (orthonormal columns)
-    Vin: np.ndarray  # (p, n_full, n) input bases
-    valid: np.ndarray  # (p, n) 1 on the coordinates a pathway really has
-    own: np.ndarray  # (p,) bool: follows its own group's error (residual rule, shared)
-    L_perp: float  # loss of the target part outside the output basis (constant)
-
-    @property
-    def n_paths(self) -> int:
-        return int(self.Xh.shape[0])
-
-
-def _basis(A: np.ndarray, tol: float) -> np.ndarray:
-    """Orthonormal basis (columns) of the row space of ``A``."""
-    if A.size == 0 or not np.any(A):
-        return np.zeros((A.shape[1], 0))
-    _, s, Vt = np.linalg.svd(A, full_matrices=False)
-    k = int(np.sum(s > tol * s.max()))
-    return Vt[:k].T
-
-
-def _problem(
-    X: np.ndarray, Y: np.ndarray, G: np.ndarray, masks: np.ndarray, own: np.ndarray, reduce: bool
-) -> _Problem:
-    P, n_full = X.shape
-    Xg = G[:, :, None] * (X[None] * masks[:, None, :])  # (p, P, n_full)
-    if not reduce:
-        p = G.shape[0]
-        eye = np.broadcast_to(np.eye(n_full), (p, n_full, n_full)).copy()
-        return _Problem(Xg, Y.copy(), np.eye(Y.shape[1]), eye, masks.astype(float), own, 0.0)
-    Qy = _basis(Y, RANK_TOL)
-    if Qy.shape[1] == 0:
-        Qy = np.zeros((Y.shape[1], 1))
-        Qy[0, 0] = 1.0
-    Yr = Y @ Qy
-    perp = Y - Yr @ Qy.T
-    bases = [_basis(Xg[p], RANK_TOL) for p in range(G.shape[0])]
-    n = max(1, max(b.shape[1] for b in bases))
-    Vin = np.zeros((G.shape[0], n_full, n))
-    valid = np.zeros((G.shape[0], n))
-    for p, b in enumerate(bases):
-        Vin[p, :, : b.shape[1]] = b
-        valid[p, : b.shape[1]] = 1.0
-    Xh = Xg @ Vin
-    return _Problem(Xh, Yr, Qy, Vin, valid, own, 0.5 * float(np.vdot(perp, perp)))
-
-
 # ---------------------------------------------------------------------------- stepping
 class _Stepper:
     """The exact recursion on the stacked Gram states ``Ω`` (pathway, N, N), N = n + r."""
 
-    def __init__(self, prob: _Problem, lr: float) -> None:
+    def __init__(self, prob: ReducedProblem, lr: float) -> None:
         self.prob = prob
         self.lr = lr
         p, P, n = prob.Xh.shape
@@ -338,7 +287,7 @@ def _divergence_error(epoch: int, loss: float, lr: float) -> ValueInputError:
 
 
 def run_exact(
-    prob: _Problem,
+    prob: ReducedProblem,
     Om0: np.ndarray,
     *,
     lr: float,
@@ -399,8 +348,6 @@ def run_exact(
         return {"loss": loss, "sv": svs, "state": Om, "step_epochs": np.arange(epochs + 1),
                 "n_steps": epochs, "n_rejected": 0}
 
-    from scipy.interpolate import CubicSpline
-
     Om = Om0.copy()
     Et, L = st.errors(Om)
     ts, Ls, Ss = [0], [L], [_singular_values(st.maps(Om))[:, :q]]
@@ -458,7 +405,7 @@ def run_exact(
 
 
 # ---------------------------------------------------------------------------- states
-def _mean_omega(prob: _Problem, state: MeanState) -> np.ndarray:
+def _mean_omega(prob: ReducedProblem, state: MeanState) -> np.ndarray:
     p, n, r = prob.n_paths, prob.Xh.shape[2], prob.Yr.shape[1]
     Om = np.zeros((p, n + r, n + r))
     idx_n = np.arange(n)
@@ -564,9 +511,6 @@ def exact_dynamics(
         ``tau`` (``1/(lr P)``), ``rule``, ``step``, ``n_steps``, ``n_rejected``, ``init``,
         ``lr_bound``.
     """
-    from .gdln import _resolve_inputs, _resolve_shared  # noqa: PLC0415 (private helpers)
-    from ._stability import check_learning_rate
-
     Xn, Yn = check_xy(X, Y)
     lr = check_real("lr", lr, minimum=0.0, strict=True)
     epochs = check_int("epochs", epochs, minimum=1)
@@ -585,7 +529,7 @@ def exact_dynamics(
     if weights is not None:
         if init is not None:
             raise ValueInputError("pass either `init` (a mean state) or `weights`, not both.")
-        prob = _problem(Xn, Yn, G, masks, own, reduce=False)
+        prob = reduce_problem(Xn, Yn, G, masks, own, reduce=False)
         Om0 = _weights_omega(weights, masks, Yn.shape[1])
         state = MeanState(
             np.array([np.trace(Om0[p, Xn.shape[1]:, Xn.shape[1]:]) / Yn.shape[1] for p in range(len(Om0))]),
@@ -599,7 +543,7 @@ def exact_dynamics(
                 "from the network analysed, or π0 values), or pass explicit `weights`."
             )
         state = _mean_state(init, gating.n_pathways, shared_mask)
-        prob = _problem(Xn, Yn, G, masks, own, reduce=True)
+        prob = reduce_problem(Xn, Yn, G, masks, own, reduce=True)
         Om0 = _mean_omega(prob, state)
     sv_epochs = np.arange(0, epochs, sv_stride)
     if sv_epochs[-1] != epochs - 1:

@@ -37,8 +37,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from torch import nn
 
 from ._exact import MeanState
+from ._validation import check_int, check_real
 from .errors import InputError, ValueInputError, describe
 
 __all__ = [
@@ -150,8 +152,6 @@ def mean_state_from_init(
 
 def one_hidden_layer(model: Any) -> tuple[np.ndarray, np.ndarray]:
     """``(W1, W2)`` of a bias-free one-hidden-layer ReLU MLP (first and last ``nn.Linear``)."""
-    from torch import nn
-
     if not isinstance(model, nn.Module):
         raise InputError(f"`network` must be a torch.nn.Module, got {describe(model)}.")
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
@@ -220,8 +220,6 @@ class InitRule:
         width: Any = None,
         n_units: int = DEFAULT_N_UNITS,
     ) -> None:
-        from ._validation import check_int, check_real
-
         self.X, self.Y, self.context, self.items = X, Y, context, items
         self.masks_of = masks_of
         self.network = network

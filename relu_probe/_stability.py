@@ -57,7 +57,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from scipy.sparse.linalg import LinearOperator, eigsh
+
 from ._gates import sample_groups
+from ._subspace import reduce_problem
 from .errors import ValueInputError
 
 __all__ = ["least_squares_loss", "learning_rate_bounds", "max_stable_lr", "check_learning_rate"]
@@ -115,14 +118,10 @@ def _lambda_low(X: np.ndarray, T: np.ndarray, G: np.ndarray, masks: np.ndarray) 
 
 def _lambda_balanced(X: np.ndarray, T: np.ndarray, G: np.ndarray, masks: np.ndarray) -> float:
     """Largest Hessian eigenvalue at the balanced minimum-norm optimum (module docstring)."""
-    from scipy.sparse.linalg import LinearOperator, eigsh
-
-    from ._exact import _problem
-
     p = G.shape[0]
     if p == 0 or not np.any(G) or not np.any(T):
         return 0.0
-    prob = _problem(X, T, G, masks, np.zeros(p, dtype=bool), reduce=True)
+    prob = reduce_problem(X, T, G, masks, np.zeros(p, dtype=bool))
     Xh, Tr = prob.Xh, prob.Yr  # (p, P, n), (P, r)
     P, n, r = Xh.shape[1], Xh.shape[2], Tr.shape[1]
     Xc = Xh.transpose(1, 0, 2).reshape(P, p * n)

@@ -1,53 +1,89 @@
 """Load a model for the command line: a factory, its weights, TorchScript and torch.export
 archives (private; used by :mod:`relu_probe.cli`).
 
-* ``MODULE:FACTORY`` (``pkg.models:build`` or ``path/to/file.py:build``) is called with no
-  arguments and must return an ``nn.Module``.
-* Weights (``--weights FILE``) may be
+Only a state dict is read without the user's say-so; anything that can run code from a file
+needs an explicit opt-in:
 
-  - a state dict saved with ``torch.save`` — read with ``torch.load(weights_only=True)``, so
-    no pickled code runs (a dict holding it under ``"state_dict"`` /
-    ``"model_state_dict"``, as in training checkpoints, works too);
-  - a TorchScript archive (``torch.jit.save``): its ``state_dict()`` is loaded into the
-    factory's model. A scripted module runs no Python hooks, so its ReLUs cannot be
-    recorded directly; its weights in the eager model can;
-  - a ``torch.export`` archive (``.pt2``): its ``state_dict`` is loaded likewise.
+* ``MODULE:FACTORY`` (``pkg.models:build`` or ``path/to/file.py:build``) imports that module —
+  running its code — and calls the factory with no arguments; it must return an
+  ``nn.Module``. A dotted module is looked up on ``sys.path`` plus the current directory, which
+  is on ``sys.path`` only while the module is imported.
+* Weights (``--weights FILE``) are a state dict saved with ``torch.save``, read with
+  ``torch.load(weights_only=True)`` — PyTorch's restricted unpickler, which builds tensors
+  and plain containers only and runs no pickled code (a dict holding the state dict under
+  ``"state_dict"`` / ``"model_state_dict"``, as in training checkpoints, works too). Keys must
+  match the factory's model exactly.
+* TorchScript (``torch.jit.save``) and ``torch.export`` (``.pt2``) archives run code from the
+  file when loaded: ``torch.jit.load`` compiles and runs the archive's TorchScript (a module's
+  ``__setstate__`` runs on load), and ``torch.export.load`` unpickles parts of the archive
+  without ``weights_only``. They load only with ``trust_archive=True`` (the CLI's
+  ``--trust-archive``); otherwise they are refused before anything in them is read:
 
-  Keys must match the factory's model exactly.
-* A ``torch.export`` archive is also a model on its own (``--model FILE.pt2``):
-  :func:`exported_module` turns ``ExportedProgram.module()`` into a recordable module by
-  replacing each ``aten.relu`` call of its graph with an ``nn.ReLU`` submodule (named after
-  the graph node, e.g. ``relu``, ``relu_1``) and each ``aten.linear`` on stored weights with
-  an ``nn.Linear`` sharing them (so readout importance works). The graph runs as it was
-  exported (its train/eval behaviour was fixed at export), so ``train()`` / ``eval()`` are
-  made no-ops instead of raising.
+  - a TorchScript archive as weights: its ``state_dict()`` is loaded into the factory's model
+    (a scripted module runs no Python hooks, so its ReLUs cannot be recorded directly; its
+    weights in the eager model can);
+  - a ``torch.export`` archive as weights: its ``state_dict`` is loaded likewise;
+  - a ``torch.export`` archive as the model itself (``--model FILE.pt2``):
+    :func:`exported_module` turns ``ExportedProgram.module()`` into a recordable module by
+    replacing each ``aten.relu`` call of its graph with an ``nn.ReLU`` submodule (named after
+    the graph node, e.g. ``relu``, ``relu_1``) and each ``aten.linear`` on stored weights with
+    an ``nn.Linear`` sharing them (so readout importance works). The graph runs as it was
+    exported (its train/eval behaviour was fixed at export), so ``train()`` / ``eval()`` are
+    made no-ops instead of raising.
+
+  An archive is recognised from the file names in its zip directory alone, without reading them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import sys
 import types
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from torch import nn
 
 from .errors import InputError, ValueInputError, describe
 
-__all__ = ["archive_kind", "exported_module", "load_factory", "load_model", "load_weights"]
+__all__ = ["TRUST_OPTION", "archive_kind", "exported_module", "load_factory", "load_model", "load_weights"]
+
+#: The command-line option that allows loading TorchScript and torch.export archives.
+TRUST_OPTION = "--trust-archive"
+
+_ARCHIVE_NAMES = {"torchscript": "a TorchScript archive", "export": "a torch.export archive"}
 
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+@contextlib.contextmanager
+def _current_directory_importable() -> Iterator[None]:
+    """Put the current directory on ``sys.path`` for the duration of the block only."""
+    cwd = str(Path.cwd())
+    if "" in sys.path or cwd in sys.path:
+        yield
+        return
+    sys.path.insert(0, cwd)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(cwd)
+
+
 def load_factory(spec: str, *, option: str = "--model") -> Callable[[], Any]:
-    """Import ``MODULE:FACTORY`` (a dotted module or a ``.py`` path) and return the callable."""
+    """Import ``MODULE:FACTORY`` (a dotted module or a ``.py`` path) and return the callable.
+
+    Importing runs the module's code. A dotted module may live in the current directory,
+    which is on ``sys.path`` only while it is imported (it is not left there afterwards).
+    """
     module_name, sep, attr = spec.rpartition(":")
     if not sep or not module_name or not attr:
         raise ValueInputError(f"{option} must be MODULE:FACTORY (e.g. mypkg.models:build), got {spec!r}.")
@@ -64,9 +100,8 @@ def load_factory(spec: str, *, option: str = "--model") -> Callable[[], Any]:
             sys.modules[name] = module
             spec_obj.loader.exec_module(module)
         else:
-            if "" not in sys.path and str(Path.cwd()) not in sys.path:
-                sys.path.insert(0, str(Path.cwd()))
-            module = importlib.import_module(module_name)
+            with _current_directory_importable():
+                module = importlib.import_module(module_name)
     except ValueInputError:
         raise
     except Exception as exc:  # the user's module failed to import
@@ -95,8 +130,18 @@ def archive_kind(path: str | Path) -> str:
     return "state"
 
 
-def _state_from_file(path: Path, *, option: str) -> tuple[Mapping[str, torch.Tensor], str]:
+def _refuse_untrusted(path: Path, kind: str, *, option: str) -> NoReturn:
+    raise ValueInputError(
+        f"{option} {str(path)!r} is {_ARCHIVE_NAMES[kind]}, and loading it runs code from the file; "
+        f"pass {TRUST_OPTION} to load it if you trust its source (or save a state dict with "
+        "torch.save(model.state_dict(), path), which loads without running code)."
+    )
+
+
+def _state_from_file(path: Path, *, option: str, trust_archive: bool) -> tuple[Mapping[str, torch.Tensor], str]:
     kind = archive_kind(path)
+    if kind in _ARCHIVE_NAMES and not trust_archive:
+        _refuse_untrusted(path, kind, option=option)
     try:
         if kind == "torchscript":
             return torch.jit.load(str(path), map_location="cpu").state_dict(), kind
@@ -121,12 +166,18 @@ def _state_from_file(path: Path, *, option: str) -> tuple[Mapping[str, torch.Ten
     return obj, "state dict"
 
 
-def load_weights(model: nn.Module, path: str | Path, *, option: str = "--weights") -> str:
-    """Load the weights in *path* into *model* (keys must match exactly); returns the file kind."""
+def load_weights(
+    model: nn.Module, path: str | Path, *, option: str = "--weights", trust_archive: bool = False
+) -> str:
+    """Load the weights in *path* into *model* (keys must match exactly); returns the file kind.
+
+    A state dict is read with ``torch.load(weights_only=True)``. A TorchScript or torch.export
+    archive runs code from the file when loaded and is refused unless *trust_archive*.
+    """
     path = Path(path)
     if not path.is_file():
         raise ValueInputError(f"{option} {str(path)!r} does not exist.")
-    state, kind = _state_from_file(path, option=option)
+    state, kind = _state_from_file(path, option=option, trust_archive=trust_archive)
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shape mismatches
@@ -209,10 +260,14 @@ def exported_module(program: Any) -> tuple[nn.Module, int | None]:
     return gm, batch
 
 
-def load_model(model_spec: str, weights: str | None = None) -> tuple[nn.Module, dict[str, Any], str]:
+def load_model(
+    model_spec: str, weights: str | None = None, *, trust_archive: bool = False
+) -> tuple[nn.Module, dict[str, Any], str]:
     """The model named on the command line: ``(module, notes, description)``.
 
-    ``notes`` holds ``batch`` (a static export batch size, or None).
+    ``notes`` holds ``batch`` (a static export batch size, or None). A factory's module is
+    imported (its code runs); a torch.export archive as the model, or an archive as weights,
+    is loaded only with *trust_archive* (loading runs code from the file).
     """
     path = Path(model_spec)
     if path.is_file():
@@ -220,6 +275,8 @@ def load_model(model_spec: str, weights: str | None = None) -> tuple[nn.Module, 
         if weights is not None:
             raise ValueInputError("--weights applies to --model MODULE:FACTORY; an archive already holds its weights.")
         if kind == "export":
+            if not trust_archive:
+                _refuse_untrusted(path, kind, option="--model")
             try:
                 program = torch.export.load(str(path))
             except Exception as exc:
@@ -232,8 +289,8 @@ def load_model(model_spec: str, weights: str | None = None) -> tuple[nn.Module, 
         if kind == "torchscript":
             raise ValueInputError(
                 f"--model {str(path)!r} is a TorchScript archive, whose compiled graph runs no Python hooks; "
-                "pass --model MODULE:FACTORY (the eager model) with --weights "
-                f"{str(path)!r} to record it with the archive's weights."
+                f"pass --model MODULE:FACTORY (the eager model) with --weights {str(path)!r} {TRUST_OPTION} "
+                "to record it with the archive's weights (loading the archive runs code from it)."
             )
         raise ValueInputError(
             f"--model {str(path)!r} is a file but not a torch.export archive; pass --model MODULE:FACTORY "
@@ -250,6 +307,6 @@ def load_model(model_spec: str, weights: str | None = None) -> tuple[nn.Module, 
         raise InputError(f"--model {model_spec!r} must return a torch.nn.Module, got {describe(model)}.")
     description = f"{type(model).__name__} from {model_spec}"
     if weights is not None:
-        kind = load_weights(model, weights)
+        kind = load_weights(model, weights, trust_archive=trust_archive)
         description += f" with weights from {Path(weights).name} ({kind})"
     return model, {"batch": None}, description

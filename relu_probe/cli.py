@@ -6,9 +6,11 @@
     the last line printed.
 ``relu-probe analyze --model MODULE:FACTORY [--weights FILE] --inputs FILE.npz --by COORD``
     Analyse a saved model on saved inputs (the ``.npz`` holds the inputs under ``X`` and one
-    array per coord under its name); ``--targets KEY`` also fits the ReLN. TorchScript and
-    ``torch.export`` archives are accepted as weights, and a ``.pt2`` export as the model
-    itself (see :mod:`relu_probe._loading`).
+    array per coord under its name); ``--targets KEY`` also fits the ReLN. ``--model`` imports
+    the factory's module, running its code. ``--weights`` is read with
+    ``torch.load(weights_only=True)``; TorchScript and ``torch.export`` archives (as weights, or
+    a ``.pt2`` export as the model itself) run code from the file when loaded and are refused
+    unless ``--trust-archive`` is given (see :mod:`relu_probe._loading`).
 ``relu-probe report SOURCE --out DIR``
     Write the report of a saved analysis directory, a zarr gate store or a netCDF recording.
 
@@ -96,10 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Record and analyse a saved model on inputs from an .npz file (inputs "
                         "under X, one array per coord under its name).")
     an.add_argument("--model", required=True, metavar="MODULE:FACTORY",
-                    help="a factory returning the nn.Module (pkg.module:build or path/to/file.py:build), "
-                    "or a torch.export .pt2 archive")
+                    help="a factory returning the nn.Module (pkg.module:build or path/to/file.py:build): "
+                    "relu-probe imports that module, which runs its code, and calls the factory; "
+                    "or a torch.export .pt2 archive (needs --trust-archive)")
     an.add_argument("--weights", metavar="FILE",
-                    help="state dict (torch.save; read with weights_only=True), TorchScript or torch.export archive")
+                    help="state dict saved with torch.save, read with torch.load(weights_only=True), which "
+                    "runs no code from the file; a TorchScript or torch.export archive needs --trust-archive")
+    an.add_argument("--trust-archive", action="store_true",
+                    help="allow TorchScript and torch.export archives as --weights or --model. WARNING: "
+                    "loading such an archive runs code from the file (TorchScript code, pickled objects); "
+                    "use it only for files you trust")
     an.add_argument("--inputs", required=True, metavar="FILE.npz", help="inputs under X, coords under their names")
     an.add_argument("--by", required=True, metavar="COORD", help="condition coord the pathways are keyed by")
     an.add_argument("--within", metavar="COORD", help="item coord (items repeated across conditions)")
@@ -260,7 +268,7 @@ def _analyze(args: argparse.Namespace) -> int:
             listed = ", ".join(sorted(coords)) or "none"
             raise CLIError(f"{option} {name!r} is not a coord in {args.inputs!r} (coords, 1-D arrays with one "
                            f"value per sample: {listed})")
-    model, info, description = load_model(args.model, args.weights)
+    model, info, description = load_model(args.model, args.weights, trust_archive=args.trust_archive)
     param = next((p for p in model.parameters() if p.is_floating_point()), None)
     dtype = param.dtype if param is not None else torch.float32
     Xt = torch.as_tensor(X)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from .errors import CoordError, InputError, ValueInputError, describe
@@ -71,7 +72,12 @@ def sample_coord_names(ds: xr.Dataset) -> list[str]:
 
 
 def check_sample_coord(ds: xr.Dataset, value: Any, argname: str) -> str:
-    """Return *value* if it names a per-sample coord of *ds*; else raise listing the coords."""
+    """Return *value* if it names a per-sample coord of *ds* with a label for every sample.
+
+    Raises :class:`~relu_probe.errors.CoordError` listing the coords when *value* names none,
+    and :class:`~relu_probe.errors.InputError` naming the first sample whose label is missing
+    (None, NaN, NaT or ``pd.NA``): a condition or item without a label cannot be grouped.
+    """
     available = sample_coord_names(ds)
     if not isinstance(value, str):
         raise InputError(
@@ -84,7 +90,23 @@ def check_sample_coord(ds: xr.Dataset, value: Any, argname: str) -> str:
             f"`{argname}`={value!r} is not a sample coord of the dataset; available sample "
             f"coords: {listed}."
         )
+    labels = np.asarray(ds[value].values)
+    missing = np.flatnonzero(pd.isna(labels))
+    if missing.size:
+        first = int(missing[0])
+        sample = _plain(ds["sample"].values[first]) if "sample" in ds.coords else first
+        raise InputError(
+            f"`{argname}`={value!r}: the coord must label every sample, but sample {sample!r} "
+            f"(position {first}) has {_plain(labels[first])!r}; {missing.size} of {labels.size} samples "
+            "have no label. Give them a label or leave them out, e.g. "
+            f"ds.isel(sample=ds[{value!r}].notnull())."
+        )
     return value
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds (for messages: ``5``, not ``np.int64(5)``)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def gate_var(ds: xr.Dataset) -> xr.DataArray:

@@ -21,9 +21,11 @@ call (functional sites), so in-place ReLUs cannot overwrite them. Every handle i
 
 from __future__ import annotations
 
+import dataclasses
 import sys
+import types
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -586,16 +588,49 @@ def _channels_first(x: torch.Tensor, layout: SiteLayout) -> torch.Tensor:
     return x
 
 
+#: Values searched no further for tensors in a model's output.
+_LEAVES = (str, bytes, bytearray, int, float, complex, np.ndarray, nn.Module, type, types.ModuleType,
+           types.FunctionType, types.BuiltinFunctionType, types.MethodType)
+
+
 def _has_nonfinite(output: Any) -> bool:
-    """Whether any floating tensor in a model output (tensor, tuple/list, dict or an object
-    with tensor attributes such as a Hugging Face ``ModelOutput``) holds NaN or Inf."""
-    if isinstance(output, torch.Tensor):
-        return output.is_floating_point() and not bool(torch.isfinite(output).all())
-    if isinstance(output, dict):
-        return any(_has_nonfinite(v) for v in output.values())
-    if isinstance(output, (list, tuple)):
-        return any(_has_nonfinite(v) for v in output)
+    """Whether any floating tensor in a model output holds NaN or Inf.
+
+    Tensors are found wherever a model may put them: in mappings (dicts, a Hugging Face
+    ``ModelOutput``), sequences and sets (tuples, named tuples, lists), dataclass fields and
+    other objects' attributes (``__dict__`` and ``__slots__``). Each object is visited once,
+    so reference cycles end; modules, functions and classes are not searched.
+    """
+    pending, seen = [output], set()
+    while pending:
+        obj = pending.pop()
+        if isinstance(obj, torch.Tensor):
+            if obj.is_floating_point() and not bool(torch.isfinite(obj).all()):
+                return True
+            continue
+        if obj is None or isinstance(obj, _LEAVES) or id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        pending.extend(_members(obj))
     return False
+
+
+def _members(obj: Any) -> list[Any]:
+    """The values an output object holds (see :func:`_has_nonfinite`)."""
+    if isinstance(obj, Mapping):
+        return list(obj.values())
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return list(obj)
+    if dataclasses.is_dataclass(obj):
+        return [getattr(obj, f.name, None) for f in dataclasses.fields(obj)]
+    attributes = getattr(obj, "__dict__", None)
+    members = list(attributes.values()) if isinstance(attributes, dict) else []
+    for klass in type(obj).__mro__:
+        slots = getattr(klass, "__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
+            if name not in ("__dict__", "__weakref__"):
+                members.append(getattr(obj, name, None))
+    return members
 
 
 def _same_units(layout: SiteLayout, shape: tuple[int, ...], units: str) -> bool:

@@ -258,6 +258,60 @@ def test_bad_coords_and_importance():
         rp.find_pathways(ds.expand_dims(step=[0]), "context", "object")
 
 
+
+def _with_missing(values, missing):
+    """*values* with a missing label at positions 7 and 9 (float NaN or None)."""
+    out = np.asarray(values).astype(np.float64 if missing == "nan" else object)
+    out[[7, 9]] = np.nan if missing == "nan" else None
+    return out
+
+
+#: Every public consumer of a `by` / `within` coord: (call, argument name of each factor).
+FACTOR_CONSUMERS = {
+    "find_pathways": (lambda ds: rp.find_pathways(ds, "context", "object"), ("by", "within")),
+    "scores": (lambda ds: rp.scores(ds, by="context", within="object"), ("by", "within")),
+    "gating_profile": (lambda ds: rp.gating_profile(ds, ["context", "object"]), ("by", "by")),
+    "mixed_selectivity_score": (lambda ds: rp.mixed_selectivity_score(ds, by=("context", "object")), ("by", "within")),
+    "mixed_selectivity_index": (lambda ds: rp.mixed_selectivity_index(ds, "context", within="object"), ("by", "within")),
+    "ccgp_score": (lambda ds: rp.ccgp_score(ds, "context", "object"), ("by", "within")),
+    "parallelism_score": (lambda ds: rp.parallelism_score(ds, "context", "object"), ("by", "within")),
+    "dci_score": (lambda ds: rp.dci_score(ds, ("context", "object")), ("factors", "factors")),
+    "analyze": (lambda ds: rp.analyze(None, ds, by="context", within="object"), ("by", "within")),
+}
+
+
+@pytest.mark.parametrize("missing", ["nan", "none"])
+@pytest.mark.parametrize("coord", ["context", "object"])
+@pytest.mark.parametrize("consumer", FACTOR_CONSUMERS)
+def test_missing_labels_in_a_factor_coord_name_the_coord_and_first_sample(consumer, coord, missing):
+    net = k_minus_one_net(3, 4)
+    ds = _record(net)
+    ds = ds.assign_coords({"sample": ds["sample"].values + 100, coord: ("sample", _with_missing(ds[coord], missing))})
+    call, argnames = FACTOR_CONSUMERS[consumer]
+    argname = argnames[coord == "object"]
+    shown = "nan" if missing == "nan" else "None"
+    with pytest.raises(InputError, match=(
+        f"`{argname}`='{coord}': the coord must label every sample, but sample 107 \\(position 7\\) has "
+        f"{shown}; 2 of 12 samples have no label"
+    )):
+        call(ds)
+
+
+@pytest.mark.parametrize("missing", ["nan", "none"])
+def test_missing_labels_refused_when_analysing_or_monitoring_a_model(missing):
+    net = k_minus_one_net(3, 4)
+    coords = dict(net.coords, context=_with_missing(net.coords["context"], missing))
+    with pytest.raises(InputError, match="`by`='context'.*sample 7 \\(position 7\\)"):
+        rp.analyze(net.model, net.X, coords=coords, by="context", within="object")
+    mon = rp.TrainingMonitor(net.model, net.X, coords=coords, every=1, by="context", within="object")
+    mon.snapshot(0)
+    with pytest.raises(InputError, match="`by`='context'.*sample 7 \\(position 7\\)"):
+        mon.scores()
+    # a coord that is not used as a factor may have missing labels
+    other = dict(net.coords, note=_with_missing(net.coords["context"], missing))
+    rp.find_pathways(rp.record(net.model, net.X, coords=other), "context", "object")
+
+
 def test_importance_for_a_superset_of_units_is_aligned_by_id():
     net, model = _two_site_net()
     ds = rp.record(model, net.X, coords=net.coords, values=True)

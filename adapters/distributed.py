@@ -96,7 +96,8 @@ def record_distributed(
     """
     import torch.distributed as dist
 
-    from ..recorder import record, unwrap_model
+    from ..recorder import record
+    from ..recording.model import unwrap_model
     from ..store import StoreIncompleteWarning, load
 
     if not (dist.is_available() and dist.is_initialized()):

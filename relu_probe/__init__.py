@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 
-# public name -> submodule that defines it
+# public name -> module that defines it
 _EXPORTS: dict[str, str] = {
     # recording
     "list_sites": "recorder",
@@ -29,34 +29,42 @@ _EXPORTS: dict[str, str] = {
     "Recorder": "recorder",
     "load": "store",
     # pathways and scores
-    "unit_importance": "importance",
-    "gating_profile": "profiles",
-    "find_pathways": "pathways",
-    "Pathways": "pathways",
-    "PathwayClustering": "pathways",
-    "scores": "scoring",
-    "shared_score": "scoring",
-    "node_reuse_score": "scoring",
-    "modularity_score": "scoring",
-    "effective_pathways": "scoring",
-    "mixed_selectivity_score": "scoring",
-    "mixed_selectivity_index": "scoring",
-    "ccgp_score": "scoring",
-    "parallelism_score": "scoring",
-    "dci_score": "scoring",
+    "unit_importance": "pathways.importance",
+    "gating_profile": "pathways.profiles",
+    "find_pathways": "pathways.find",
+    "Pathways": "pathways.result",
+    "PathwayClustering": "pathways.clustering",
+    "scores": "scoring.table",
+    "shared_score": "scoring.structure",
+    "node_reuse_score": "scoring.structure",
+    "modularity_score": "scoring.structure",
+    "effective_pathways": "scoring.structure",
+    "mixed_selectivity_score": "scoring.selectivity",
+    "mixed_selectivity_index": "scoring.selectivity",
+    "ccgp_score": "scoring.abstraction",
+    "parallelism_score": "scoring.abstraction",
+    "dci_score": "scoring.dci",
     # gated deep linear networks
-    "GDLN": "gdln",
-    "race_dynamics": "race",
-    "ReLN": "reln",
-    "fastest_reln": "reln",
-    "compare_dynamics": "dynamics",
+    "GDLN": "reln.gdln",
+    "race_dynamics": "reln.race",
+    "ReLN": "reln.reln",
+    "fastest_reln": "reln.search",
+    "compare_dynamics": "reln.dynamics",
     # one-call analysis, monitoring
     "analyze": "analysis",
     "Analysis": "analysis",
     "TrainingMonitor": "monitor",
 }
 
-_SUBMODULES = ("tasks", "testing", "errors", "io", "dataset", "sites")
+# public submodule name -> module
+_SUBMODULES: dict[str, str] = {
+    "tasks": "tasks",
+    "testing": "testing",
+    "errors": "errors",
+    "io": "data.netcdf",
+    "dataset": "data.schema",
+    "sites": "recording.sites",
+}
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
 
@@ -68,7 +76,7 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value
         return value
     if name in _SUBMODULES:
-        module = importlib.import_module(f".{name}", __name__)
+        module = importlib.import_module(f".{_SUBMODULES[name]}", __name__)
         globals()[name] = module
         return module
     raise AttributeError(f"module 'relu_probe' has no attribute {name!r}")
@@ -81,15 +89,13 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from . import errors, tasks, testing
     from .analysis import Analysis, analyze
-    from .dynamics import compare_dynamics
-    from .gdln import GDLN
-    from .importance import unit_importance
+    from .data import netcdf as io
+    from .data import schema as dataset
     from .monitor import TrainingMonitor
-    from .pathways import PathwayClustering, Pathways, find_pathways
-    from .profiles import gating_profile
-    from .race import race_dynamics
+    from .pathways import PathwayClustering, Pathways, find_pathways, gating_profile, unit_importance
     from .recorder import Recorder, list_sites, record
-    from .reln import ReLN, fastest_reln
+    from .recording import sites
+    from .reln import GDLN, ReLN, compare_dynamics, fastest_reln, race_dynamics
     from .scoring import (
         ccgp_score,
         dci_score,

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+
 __all__ = [
     "ReluProbeError",
     "InputError",
@@ -24,6 +26,7 @@ __all__ = [
     "NotFittedError",
     "StoreError",
     "StoreMismatchError",
+    "CLIError",
     "ReluProbeWarning",
     "NonFiniteWarning",
     "DegenerateDataWarning",
@@ -63,8 +66,13 @@ class ForwardError(ReluProbeError, RuntimeError):
     """The model's forward raised while recording; the original exception is chained."""
 
 
-class NotFittedError(ReluProbeError, AttributeError):
-    """A fitted attribute was read before ``fit`` ran."""
+class NotFittedError(ReluProbeError, _SklearnNotFittedError):
+    """A fitted attribute was read before ``fit`` ran.
+
+    A subclass of :class:`sklearn.exceptions.NotFittedError` (itself a ``ValueError`` and an
+    ``AttributeError``), so scikit-learn's ``check_is_fitted`` conventions and ``except``
+    clauses written for scikit-learn estimators catch it too.
+    """
 
 
 class StoreError(ReluProbeError, OSError):
@@ -73,6 +81,10 @@ class StoreError(ReluProbeError, OSError):
 
 class StoreMismatchError(StoreError, ValueError):
     """A store was written by another model / site layout, or resumed with other inputs."""
+
+
+class CLIError(ReluProbeError):
+    """A user error the ``relu-probe`` command line reports in one line (exit status 2)."""
 
 
 class ReluProbeWarning(UserWarning):

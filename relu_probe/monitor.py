@@ -28,12 +28,12 @@ import pandas as pd
 import xarray as xr
 from torch import nn
 
-from ._progress import progress_bar
-from ._validation import check_int
-from .dataset import site_attr
+from ._util.checks import check_int
+from ._util.progress import progress_bar
+from .data.schema import site_attr
 from .errors import InputError, StoreError, StoreMismatchError, ValueInputError
 from .recorder import record
-from .sites import SiteSelector
+from .recording.sites import SiteSelector
 
 __all__ = ["TrainingMonitor"]
 
@@ -144,7 +144,7 @@ class TrainingMonitor:
         return True
 
     def _importance(self, ds: xr.Dataset) -> xr.DataArray:
-        from .importance import unit_importance
+        from .pathways.importance import unit_importance
 
         method = self.importance
         if method == "readout" and not all(site_attr(ds, "site_readouts")):
@@ -173,7 +173,7 @@ class TrainingMonitor:
 
         Each snapshot's pathways are found with its own importance; ``loss`` is a column too.
         """
-        from .scoring import scores as all_scores
+        from .scoring.table import scores as all_scores
 
         by, within = self._factors(by, within)
         ds = self.to_dataset()
@@ -195,7 +195,7 @@ class TrainingMonitor:
         (tuple of context values per pathway) and ``label`` (e.g. ``"{0, 1}"``); a context
         set absent at a step has mass 0 there.
         """
-        from .pathways import find_pathways
+        from .pathways.find import find_pathways
 
         by, _ = self._factors(by, within, need_within=False)
         within = within if within is not None else self.within

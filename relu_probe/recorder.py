@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -23,9 +22,9 @@ import torch
 import xarray as xr
 from torch import nn
 
-from ._progress import progress_bar
-from ._validation import check_choice, check_int
-from .dataset import build_dataset, check_coords, dataset_attrs, unit_coords
+from ._util.checks import check_choice, check_int
+from ._util.progress import progress_bar
+from .data.schema import build_dataset, check_coords, dataset_attrs, unit_coords
 from .errors import (
     ForwardError,
     InputError,
@@ -34,58 +33,13 @@ from .errors import (
     ValueInputError,
     describe,
 )
-from .hooks import GateTap
-from .inputs import count_batches, iter_batches
+from .recording.hooks import GateTap
+from .recording.inputs import count_batches, iter_batches
+from .recording.model import preserved_state, unwrap_model
+from .recording.sites import SiteSelector, activation_types
 from .sinks import MemorySink
-from .sites import SiteSelector, activation_types
 
-__all__ = ["record", "Recorder", "list_sites", "unwrap_model", "preserved_state", "MemorySink"]
-
-
-def unwrap_model(model: Any, *, argument: str = "model") -> nn.Module:
-    """Return the module whose forward passes should be hooked.
-
-    ``DataParallel`` / ``DistributedDataParallel`` wrappers are removed; a ``torch.compile``d
-    module is replaced by its original module (``_orig_mod``), whose eager forward hooks see.
-    TorchScript modules are refused: their compiled graph runs no Python hooks.
-    """
-    if isinstance(model, torch.jit.ScriptModule):
-        raise InputError(
-            f"`{argument}` is a TorchScript module ({type(model).__name__}); its compiled graph runs "
-            "no Python hooks, so its ReLUs cannot be recorded. Pass the eager nn.Module (or load a "
-            "state_dict into it)."
-        )
-    if not isinstance(model, nn.Module):
-        raise InputError(f"`{argument}` must be a torch.nn.Module, got {describe(model)}.")
-    while True:
-        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-            model = model.module
-        elif type(model).__name__ == "OptimizedModule" and isinstance(getattr(model, "_orig_mod", None), nn.Module):
-            model = model._orig_mod
-        else:
-            return model
-
-
-@contextlib.contextmanager
-def preserved_state(model: nn.Module, *, eval_mode: bool) -> Iterator[None]:
-    """Run the block without autograd, optionally in eval mode, and restore the model after.
-
-    Every module's ``training`` flag and every parameter's ``requires_grad`` flag are exactly
-    as before when the block exits, whether it returns or raises.
-    """
-    training = {m: m.training for m in model.modules()}
-    grads = {p: p.requires_grad for p in model.parameters()}
-    try:
-        if eval_mode:
-            model.eval()
-        with torch.no_grad():
-            yield
-    finally:
-        for module, flag in training.items():
-            module.training = flag
-        for param, flag in grads.items():
-            if param.requires_grad != flag:
-                param.requires_grad_(flag)
+__all__ = ["record", "Recorder", "list_sites"]
 
 
 class Recorder:

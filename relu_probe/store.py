@@ -412,7 +412,7 @@ def _decode_bits(ds: xr.Dataset, n_units: int) -> xr.Dataset:
     )
     dims = (*var.dims[:-1], "unit")
     if bits.ndim == 2:
-        from ._reduce import register_packed
+        from .data.reduce import register_packed
 
         register_packed(gate, bits, n_units)
     ds = ds.drop_vars("gate_bits")

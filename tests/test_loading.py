@@ -24,7 +24,7 @@ from packaging.requirements import Requirement
 from torch import nn
 
 import relu_probe as rp
-from relu_probe._loading import load_factory, load_model, load_weights
+from relu_probe.cli.loading import load_factory, load_model, load_weights
 from relu_probe.cli import main
 from relu_probe.errors import ValueInputError
 

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._validation import check_int
+from .._util.checks import check_int
 
 __all__ = ["PathwayNet", "modular_net", "shared_net", "k_minus_one_net", "pathway_task"]
 

@@ -30,7 +30,7 @@ from torch import nn
 
 from ._util.checks import check_int
 from ._util.progress import progress_bar
-from .data.schema import site_attr
+from .data.schema import context_set_label, site_attr
 from .errors import InputError, StoreError, StoreMismatchError, ValueInputError
 from .recorder import record
 from .recording.sites import SiteSelector
@@ -192,7 +192,7 @@ class TrainingMonitor:
         """Pathway masses over training: DataArray (step, pathway).
 
         Pathways are identified across snapshots by their context set: coord ``contexts``
-        (tuple of context values per pathway) and ``label`` (e.g. ``"{0, 1}"``); a context
+        (tuple of context values per pathway) and ``label`` (e.g. ``"{0,1}"``); a context
         set absent at a step has mass 0 there.
         """
         from .pathways.find import find_pathways
@@ -212,7 +212,7 @@ class TrainingMonitor:
         values = np.array([[masses.get(k, 0.0) for k in keys] for masses in per_step])
         contexts = np.empty(len(keys), dtype=object)
         contexts[:] = keys
-        labels = ["{" + ", ".join(map(str, k)) + "}" for k in keys]
+        labels = [context_set_label(k) for k in keys]
         return xr.DataArray(
             values, dims=("step", "pathway"),
             coords={"step": ds["step"].values, "pathway": np.arange(len(keys)), "contexts": ("pathway", contexts),

@@ -213,23 +213,10 @@ def analyze(
         with bar.step("race"), _noted(notes):
             dynamics, comparison = _race_step(reln, Xn, Yn, relu_loss, lr=lr, closed_form_init=closed_form_init,
                                               race_method=race_method, notes=notes)
-    params = {
-        "by": by,
-        "within": within,
-        "importance": imp.attrs["method"],
-        "pathway_method": pw.method,
-        "title": title if title is not None else f"{rec.ds.attrs.get('model_class', 'model')}: pathways by {by!r}",
-        "model_class": str(rec.ds.attrs.get("model_class", "")),
-        "sites": [str(s) for s in site_attr(rec.ds, "sites")],
-        "units": str(rec.ds.attrs.get("units", units)),
-        "n_samples": rec.n_samples,
-        "n_units": rec.n_units,
-        "lr": lr,
-        "epochs": None if reln is None else int(reln.epochs_),
-    }
     result = Analysis(
         dataset=rec.ds, importance=imp, pathways=pw, scores=sc, profile=profile, selectivity=selectivity,
-        attributions=attributions, reln=reln, dynamics=dynamics, comparison=comparison, params=params, notes=notes,
+        attributions=attributions, reln=reln, dynamics=dynamics, comparison=comparison, notes=notes,
+        params=_params(rec, pw, imp, reln, by=by, within=within, title=title, units=units, lr=lr),
     )
     if monitor is not None:
         result.attach_monitor(monitor)
@@ -371,6 +358,26 @@ def _race_step(reln: ReLN | None, X: np.ndarray | None, Y: np.ndarray | None, re
 
 
 # ----------------------------------------------------------------------------- helpers
+def _params(rec: Recording, pw: Any, imp: xr.DataArray, reln: ReLN | None, *, by: str, within: str | None,
+            title: str | None, units: str, lr: float) -> dict[str, Any]:
+    """How the analysis was run (:attr:`Analysis.params`)."""
+    attrs = rec.ds.attrs
+    return {
+        "by": by,
+        "within": within,
+        "importance": imp.attrs["method"],
+        "pathway_method": pw.method,
+        "title": title if title is not None else f"{attrs.get('model_class', 'model')}: pathways by {by!r}",
+        "model_class": str(attrs.get("model_class", "")),
+        "sites": [str(s) for s in site_attr(rec.ds, "sites")],
+        "units": str(attrs.get("units", units)),
+        "n_samples": rec.n_samples,
+        "n_units": rec.n_units,
+        "lr": lr,
+        "epochs": None if reln is None else int(reln.epochs_),
+    }
+
+
 @contextlib.contextmanager
 def _noted(notes: list[str]) -> Iterator[None]:
     """Keep the warnings of the block in *notes* (once each, as one line) and let them through."""

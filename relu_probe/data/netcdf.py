@@ -8,9 +8,10 @@ a tuple or a nested list, and it stores a one-element list exactly like a scalar
 * attrs (the dataset's and every variable's) that netCDF holds natively stay as they are, so
   any netCDF reader sees them; list-valued ones are named in ``relu_probe_list_attrs`` so a
   one-element list comes back as a list;
-* every other attr — and any attr name that netCDF / CF readers interpret themselves
-  (``units``, ``_FillValue``, ``scale_factor`` …) — is written as tagged JSON
-  (:func:`relu_probe._util.serial.to_jsonable`) and named in ``relu_probe_json_attrs``;
+* every other attr is written as tagged JSON (:func:`relu_probe._util.serial.to_jsonable`)
+  and named in ``relu_probe_json_attrs``; a variable attr whose name netCDF / CF readers
+  interpret themselves (``units``, ``_FillValue``, ``scale_factor`` …) is also renamed
+  ``relu_probe_attr_<name>``, so no reader rescales, masks or converts the data;
 * object arrays of tuples / lists / mixed values become one JSON string per element
   (named in ``relu_probe_json_values``); fixed-width string arrays keep their dtype.
 
@@ -54,6 +55,8 @@ JSON_ATTRS_KEY = "relu_probe_json_attrs"
 JSON_VALUES_KEY = "relu_probe_json_values"
 #: Variable attr holding the fixed-width string dtype of a variable (``"<U7"``).
 DTYPE_KEY = "relu_probe_dtype"
+#: Prefix of the variable attrs that CF readers would interpret, as written.
+RENAMED_PREFIX = "relu_probe_attr_"
 #: Group attrs of :func:`write_groups`: what the group holds, and a DataArray's name.
 KIND_KEY, NAME_KEY = "relu_probe_kind", "relu_probe_name"
 
@@ -95,7 +98,11 @@ def _encode_attrs(attrs: Mapping[Any, Any], *, variable: bool) -> dict[str, Any]
     as_json: list[str] = []
     for key, value in attrs.items():
         key = str(key)
-        if _native(value) and not (variable and key in _INTERPRETED):
+        if variable and key in _INTERPRETED:
+            key = RENAMED_PREFIX + key
+            out[key] = json.dumps(to_jsonable(value))
+            as_json.append(key)
+        elif _native(value):
             out[key] = value
             if isinstance(value, list):
                 lists.append(key)
@@ -120,11 +127,12 @@ def _decode_attrs(attrs: Mapping[Any, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in attrs.items():
         if key in as_json:
-            out[key] = from_jsonable(json.loads(str(value)))
+            value = from_jsonable(json.loads(str(value)))
         elif key in lists:
-            out[key] = [plain(value)] if np.ndim(value) == 0 else [plain(v) for v in value]
+            value = [plain(value)] if np.ndim(value) == 0 else [plain(v) for v in value]
         else:
-            out[key] = plain(value)
+            value = plain(value)
+        out[key[len(RENAMED_PREFIX):] if key.startswith(RENAMED_PREFIX) else key] = value
     return out
 
 

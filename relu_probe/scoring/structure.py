@@ -80,8 +80,8 @@ def shared_score(pathways: Any) -> float:
     .. math:: \mathrm{shared} = m_{S = \{1..K\}}
 
     where :math:`m_S` are the pathway masses (sum 1) and K the number of contexts. 1 for a
-    fully shared network, 0 for a strictly modular one (DESIGN.md "Scores"; the paper's
-    common pathway, Jarvis et al. 2025).
+    fully shared network, 0 for a strictly modular one (the paper's common pathway, Jarvis et
+    al. 2025, arXiv 2503.06181).
 
     Parameters
     ----------

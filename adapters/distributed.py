@@ -28,7 +28,11 @@ import numpy as np
 import torch
 import xarray as xr
 
+from ..data.store import StoreIncompleteWarning, load, read_layout
 from ..errors import InputError, StoreError, ValueInputError, describe
+from ..recording.inputs import DEFAULT_BATCH_SIZE
+from ..recording.model import unwrap_model
+from ..recording.recorder import create_store, record
 
 __all__ = ["record_distributed", "shard_rows"]
 
@@ -96,10 +100,6 @@ def record_distributed(
     """
     import torch.distributed as dist
 
-    from ..recorder import record
-    from ..recording.model import unwrap_model
-    from ..store import StoreIncompleteWarning, load
-
     if not (dist.is_available() and dist.is_initialized()):
         raise ValueInputError(
             "record_distributed needs an initialised torch.distributed process group: launch with "
@@ -109,7 +109,7 @@ def record_distributed(
     n = len(inputs)
     if n == 0:
         raise ValueInputError("`inputs` is empty: it holds no samples.")
-    loader_kwargs = {"batch_size": batch_size or 1024}
+    loader_kwargs = {"batch_size": batch_size or DEFAULT_BATCH_SIZE}
 
     def batches(data: Any) -> Any:
         return torch.utils.data.DataLoader(data, **loader_kwargs) if isinstance(data, torch.utils.data.Dataset) else data
@@ -127,41 +127,27 @@ def record_distributed(
     dist.broadcast_object_list(failure, src=0, group=group)
     if failure[0] is not None:
         raise StoreError(f"rank 0 could not create the store {str(store)!r}: {failure[0]}")
-    from ..store import _zarr
-
-    chunk_rows = int(_zarr().open_group(str(store), mode="r").attrs["chunk_rows"])
+    chunk_rows, sample_ids = read_layout(store)
     rows = shard_rows(n, chunk_rows, rank, world)
     if len(rows):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", StoreIncompleteWarning)  # other ranks are still writing
             record(module, batches(_take(inputs, rows)), store=store, resume=True,
-                   sample_ids=_ids_of(store, rows), batch_size=batch_size,
+                   sample_ids=sample_ids[rows], batch_size=batch_size,
                    **{k: v for k, v in record_kwargs.items() if k != "sample_ids"})
     dist.barrier(group)
     return load(store)
+
+
+#: The record() options that fix a store's layout (passed on to create_store).
+_LAYOUT_OPTIONS = ("sites", "values", "units", "channel_dim", "activations", "input_key", "eval_mode")
 
 
 def _create_store(module: torch.nn.Module, inputs: Any, store: Any, *, coords: Any, n: int,
                   batch_size: int | None, chunk_size: int | None, overwrite: bool, batches: Any,
                   **record_kwargs: Any) -> None:
     """Rank 0: discover the sites on the first batch and write the store skeleton."""
-    from ..recorder import Recorder, _run, _store_sink
-
-    sink = _store_sink(inputs, store, coords=coords, sample_ids=None, n_samples=n, resume=False,
-                       overwrite=overwrite, chunk_size=chunk_size)
-    first = _take(inputs, np.arange(min(n, batch_size or 1024)))
-    recorder = Recorder(module, record_kwargs.get("sites"), values=record_kwargs.get("values", False),
-                        units=record_kwargs.get("units", "element"), channel_dim=record_kwargs.get("channel_dim"),
-                        activations=record_kwargs.get("activations", ()), _sink=sink)
-    sink.attrs_for = recorder.attrs_for
-    sink.set_rows(np.arange(len(first)))
-    _run(module, batches(first), recorder, None, batch_size=batch_size, input_key=record_kwargs.get("input_key"),
-         progress=False, eval_mode=record_kwargs.get("eval_mode", True))
-    sink._staging.clear()  # rows of unfinished chunks are recorded again by their rank
-
-
-def _ids_of(store: Any, rows: np.ndarray) -> np.ndarray:
-    from ..store import _zarr
-
-    ids = np.asarray(_zarr().open_group(str(store), mode="r")["sample"][:], dtype=np.int64)
-    return ids[rows]
+    first = _take(inputs, np.arange(min(n, batch_size or DEFAULT_BATCH_SIZE)))
+    create_store(module, batches(first), store, n_samples=n, coords=coords, chunk_size=chunk_size,
+                 overwrite=overwrite, batch_size=batch_size,
+                 **{k: v for k, v in record_kwargs.items() if k in _LAYOUT_OPTIONS})

@@ -28,9 +28,9 @@ import numpy as np
 
 def build_store(path: Path, n_samples: int, n_units: int, chunk_rows: int, seed: int = 0) -> float:
     """Write a synthetic store with random packed gates; return its packed size in bytes."""
-    from relu_probe.hooks import SiteLayout
-    from relu_probe.dataset import dataset_attrs, unit_coords
-    from relu_probe.store import ZarrSink
+    from relu_probe.data.schema import dataset_attrs, unit_coords
+    from relu_probe.data.store import ZarrSink
+    from relu_probe.recording.sites import SiteLayout
 
     layouts = {"fc": SiteLayout((n_units,), None)}
     coords = {"context": np.arange(n_samples) % 3, "object": (np.arange(n_samples) // 3) % 8}

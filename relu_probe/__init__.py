@@ -24,10 +24,10 @@ from ._version import __version__
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
     # recording
-    "list_sites": "recorder",
-    "record": "recorder",
-    "Recorder": "recorder",
-    "load": "store",
+    "list_sites": "recording.recorder",
+    "record": "recording.recorder",
+    "Recorder": "recording.recorder",
+    "load": "data.store",
     # pathways and scores
     "unit_importance": "pathways.importance",
     "gating_profile": "pathways.profiles",
@@ -93,8 +93,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .data import schema as dataset
     from .monitor import TrainingMonitor
     from .pathways import PathwayClustering, Pathways, find_pathways, gating_profile, unit_importance
-    from .recorder import Recorder, list_sites, record
-    from .recording import sites
+    from .data.store import load
+    from .recording import Recorder, list_sites, record, sites
     from .reln import GDLN, ReLN, compare_dynamics, fastest_reln, race_dynamics
     from .scoring import (
         ccgp_score,
@@ -108,4 +108,3 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         scores,
         shared_score,
     )
-    from .store import load

@@ -30,14 +30,12 @@ from torch import nn
 
 from ._util.checks import check_int
 from ._util.progress import progress_bar
-from .data.schema import context_set_label, site_attr
+from .data.schema import as_list, context_set_label, site_attr
 from .errors import InputError, StoreError, StoreMismatchError, ValueInputError
-from .recorder import record
+from .recording.recorder import record
 from .recording.sites import SiteSelector
 
 __all__ = ["TrainingMonitor"]
-
-_STEP_VARS = ("gate", "gate_rate", "activation", "importance", "loss")
 
 
 class TrainingMonitor:
@@ -161,7 +159,7 @@ class TrainingMonitor:
         if not self.steps:
             raise ValueInputError("no snapshot yet: call `update(step)` during training first.")
         if self.store is not None:
-            from .store import load
+            from .data.store import load
 
             return load(self.store)
         return xr.concat(self._snapshots, dim="step", data_vars="minimal", coords="minimal",
@@ -197,8 +195,7 @@ class TrainingMonitor:
         """
         from .pathways.find import find_pathways
 
-        by, _ = self._factors(by, within, need_within=False)
-        within = within if within is not None else self.within
+        by, within = self._factors(by, within)
         ds = self.to_dataset()
         per_step: list[dict[tuple, float]] = []
         for step in progress_bar(list(ds["step"].values), enabled=progress, desc="pathways"):
@@ -220,7 +217,7 @@ class TrainingMonitor:
             name="mass",
         )
 
-    def _factors(self, by: str | None, within: str | None, need_within: bool = True) -> tuple[str, str | None]:
+    def _factors(self, by: str | None, within: str | None) -> tuple[str, str | None]:
         by = by if by is not None else self.by
         within = within if within is not None else self.within
         if by is None:
@@ -229,7 +226,7 @@ class TrainingMonitor:
 
     # ------------------------------------------------------------------ zarr store
     def _open_store(self, overwrite: bool) -> None:
-        from .store import _zarr
+        from .data.store import complete_steps, import_zarr
 
         path = self.store
         if path.exists() and any(path.iterdir()):
@@ -238,16 +235,16 @@ class TrainingMonitor:
 
                 shutil.rmtree(path)
                 return
-            group = _zarr().open_group(str(path), mode="r")
+            group = import_zarr().open_group(str(path), mode="r")
             if group.attrs.get("relu_probe_store_kind") != "monitor":
                 raise StoreError(
                     f"`store` {str(path)!r} exists and is not a TrainingMonitor store; pass overwrite=True "
                     "to replace it."
                 )
-            self.steps = [int(s) for s in np.asarray(group["step"][:])[: _complete_steps(group)]]
+            self.steps = [int(s) for s in np.asarray(group["step"][:])[: complete_steps(group)]]
 
     def _append(self, ds: xr.Dataset) -> None:
-        from .store import FORMAT_VERSION, pack_gates
+        from .data.store import FORMAT_VERSION, pack_gates
 
         out = ds.copy()
         if "gate" in out:
@@ -264,7 +261,7 @@ class TrainingMonitor:
             else:
                 group_attrs = _store_attrs(self.store)
                 for key in ("sites", "site_shapes", "units"):
-                    if _plain_list(group_attrs.get(key)) != _plain_list(ds.attrs.get(key)):
+                    if as_list(group_attrs.get(key)) != as_list(ds.attrs.get(key)):
                         raise StoreMismatchError(
                             f"`store` {str(self.store)!r} holds snapshots of another site layout: its {key} "
                             f"is {group_attrs.get(key)!r}, this model's is {ds.attrs.get(key)!r}."
@@ -276,21 +273,6 @@ class TrainingMonitor:
 
 
 def _store_attrs(path: Path) -> dict[str, Any]:
-    from .store import _zarr
+    from .data.store import import_zarr
 
-    return dict(_zarr().open_group(str(path), mode="r").attrs)
-
-
-def _plain_list(value: Any) -> Any:
-    if isinstance(value, str):
-        return [value]
-    return list(value) if isinstance(value, (list, tuple, np.ndarray)) else value
-
-
-def _complete_steps(group: Any) -> int:
-    """Number of snapshots present in every step variable (an append killed midway leaves
-    some variables one step longer)."""
-    lengths = [group[name].shape[0] for name in ("step", "gate_bits", "gate_rate", "activation", "importance", "loss")
-               if name in group]
-    return min(lengths)
-
+    return dict(import_zarr().open_group(str(path), mode="r").attrs)

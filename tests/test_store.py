@@ -16,7 +16,7 @@ import xarray as xr
 import relu_probe as rp
 from relu_probe import errors
 from relu_probe import testing as T
-from relu_probe.store import StoreIncompleteWarning, pack_gates, unpack_gates
+from relu_probe.data.store import StoreIncompleteWarning, pack_gates, unpack_gates
 
 pytest.importorskip("zarr")
 pytest.importorskip("dask")

@@ -47,7 +47,7 @@ from ..pathways.attribution import pathway_attributions
 from ..pathways.find import find_pathways
 from ..pathways.importance import IMPORTANCE_METHODS, given_importance, unit_importance
 from ..pathways.profiles import gating_profile
-from ..recorder import record
+from ..recording.recorder import record
 from ..recording.model import unwrap_model
 from ..reln.dynamics import as_loss_curve, compare_dynamics
 from ..reln.race import RACE_METHODS, race_from_spec

@@ -205,7 +205,7 @@ def _report(args: argparse.Namespace) -> int:
         res = Analysis.load(source)
     else:
         if source.is_dir():
-            from ..store import load
+            from ..data.store import load
 
             ds = load(source)
         else:

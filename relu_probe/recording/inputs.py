@@ -12,7 +12,7 @@ Accepted forms:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +23,7 @@ from torch import nn
 from ..errors import InputError, ValueInputError, describe
 from .model import model_device, model_float_dtype
 
-__all__ = ["Batch", "iter_batches", "count_batches", "DEFAULT_BATCH_SIZE"]
+__all__ = ["Batch", "iter_batches", "count_batches", "samples_in", "check_sample_count", "DEFAULT_BATCH_SIZE"]
 
 #: Batch size used to split a tensor when ``batch_size`` is not given.
 DEFAULT_BATCH_SIZE = 1024
@@ -145,3 +145,35 @@ def _size(x: torch.Tensor, index: int) -> int:
     if x.dim() == 0:
         raise ValueInputError(f"`inputs` batch {index} is a 0-d tensor; expected a leading sample dimension.")
     return len(x)
+
+
+def samples_in(inputs: Any, *, coords: Mapping[str, Sequence] | None, sample_ids: Any, n_samples: int | None) -> int | None:
+    """Best guess of how many samples *inputs* hold, without iterating them."""
+    if n_samples is not None:
+        return int(n_samples)
+    if sample_ids is not None:
+        return len(sample_ids)
+    if hasattr(inputs, "shape") and getattr(inputs, "ndim", 0):
+        return int(inputs.shape[0])
+    dataset = getattr(inputs, "dataset", None)
+    if dataset is not None and hasattr(dataset, "__len__") and not getattr(inputs, "drop_last", False):
+        return len(dataset)
+    if isinstance(inputs, (list, tuple)) and all(hasattr(b, "shape") for b in inputs):
+        return int(sum(b.shape[0] for b in inputs))
+    if coords:
+        first = next(iter(coords.values()))
+        if hasattr(first, "__len__"):
+            return len(first)
+    return None
+
+
+def check_sample_count(n: int | None, argument_hint: str) -> int:
+    """*n* from :func:`samples_in`, or a clear error when the inputs do not tell it (a store
+    needs the number of samples before the first batch)."""
+    if n is None:
+        raise ValueInputError(
+            "`store=` needs the number of samples up front, but it cannot be read off `inputs` "
+            f"({argument_hint}); pass `n_samples=` (or `coords` / `sample_ids`)."
+        )
+    return n
+

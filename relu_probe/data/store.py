@@ -22,25 +22,25 @@ from __future__ import annotations
 import os
 import shutil
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from .errors import ReluProbeWarning, StoreError, StoreMismatchError, ValueInputError
+from ..errors import ReluProbeWarning, StoreError, StoreMismatchError, ValueInputError
 
 __all__ = [
     "load",
-    "store_row_bytes",
-    "samples_in",
-    "check_sample_count",
     "pack_gates",
     "unpack_gates",
     "ZarrSink",
     "default_chunk_rows",
     "StoreIncompleteWarning",
+    "complete_steps",
+    "import_zarr",
+    "read_layout",
 ]
 
 FORMAT_VERSION = 1
@@ -55,7 +55,8 @@ class StoreIncompleteWarning(ReluProbeWarning):
     """:func:`load` met a store whose stream did not finish; only complete chunks are returned."""
 
 
-def _zarr():
+def import_zarr() -> Any:
+    """The zarr package, or a clear error naming the ``io`` extra when it is missing."""
     try:
         import zarr
     except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -139,7 +140,7 @@ class ZarrSink:
         self.n_written = 0
         self._check_target()
         if mode == "resume":
-            group = _zarr().open_group(str(self.path), mode="r")
+            group = import_zarr().open_group(str(self.path), mode="r")
             if group.attrs.get("relu_probe_store") != FORMAT_VERSION:
                 raise StoreMismatchError(f"`store` {str(self.path)!r} is not a relu_probe gate store.")
             self.n_samples = int(group.attrs["n_samples"])
@@ -184,7 +185,7 @@ class ZarrSink:
             self._configure(specs)
 
     def _configure(self, specs: Mapping[str, tuple[int, np.dtype]]) -> None:
-        zarr = _zarr()
+        zarr = import_zarr()
         self.specs = dict(specs)
         attrs, unit_coords = self.attrs_for(self.specs)
         width = next(iter(specs.values()))[0]
@@ -216,7 +217,7 @@ class ZarrSink:
         self._group = group
 
     def _create(self, attrs: dict, unit_coords: Mapping[str, np.ndarray]) -> None:
-        zarr = _zarr()
+        zarr = import_zarr()
         coords: dict[str, Any] = {"sample": ("sample", self.sample_ids)}
         coords.update({k: ("sample", v) for k, v in self.coords.items()})
         coords["unit"] = ("unit", np.arange(attrs["n_units"], dtype=np.int64))
@@ -322,6 +323,10 @@ class ZarrSink:
         self._done[chunk] = True
         self.n_written += stop - start
 
+    def discard_pending(self) -> None:
+        """Forget the rows of partly filled chunks (nothing of them is on disk yet)."""
+        self._staging.clear()
+
     def close(self, *, require: np.ndarray | None = None) -> None:
         """Check that every chunk this process touched is complete; mark the store complete
         when all chunks are."""
@@ -338,7 +343,7 @@ class ZarrSink:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 self._group.attrs["complete"] = True
-                _zarr().consolidate_metadata(str(self.path))
+                import_zarr().consolidate_metadata(str(self.path))
 
 
 def _plain(value: Any) -> Any:
@@ -366,7 +371,7 @@ def load(path: str | os.PathLike, *, chunks: Mapping[str, int] | None = None) ->
         stream did not finish, only the leading complete chunks are returned and a
         :class:`StoreIncompleteWarning` says how many samples are missing.
     """
-    zarr = _zarr()
+    zarr = import_zarr()
     path = Path(path)
     if not path.exists():
         raise StoreError(f"`path` {str(path)!r} does not exist.")
@@ -412,7 +417,7 @@ def _decode_bits(ds: xr.Dataset, n_units: int) -> xr.Dataset:
     )
     dims = (*var.dims[:-1], "unit")
     if bits.ndim == 2:
-        from .data.reduce import register_packed
+        from .reduce import register_packed
 
         register_packed(gate, bits, n_units)
     ds = ds.drop_vars("gate_bits")
@@ -426,14 +431,27 @@ def _unpack_last(bits: np.ndarray, n_units: int) -> np.ndarray:
     return unpack_gates(flat, n_units).reshape(*bits.shape[:-1], n_units)
 
 
-def _load_monitor(path: Path, group: Any) -> xr.Dataset:
-    from .monitor import _complete_steps
+def complete_steps(group: Any) -> int:
+    """Number of snapshots of a monitor store present in every step variable (an append killed
+    midway leaves some variables one step longer)."""
+    lengths = [group[name].shape[0] for name in ("step", "gate_bits", "gate_rate", "activation", "importance", "loss")
+               if name in group]
+    return min(lengths)
 
+
+def read_layout(path: str | os.PathLike) -> tuple[int, np.ndarray]:
+    """``(chunk_rows, sample_ids)`` of the record store at *path*: how its rows are chunked and
+    which sample id each row holds (so that writers can take whole chunks of it)."""
+    group = import_zarr().open_group(str(path), mode="r")
+    return int(group.attrs["chunk_rows"]), np.asarray(group["sample"][:], dtype=np.int64)
+
+
+def _load_monitor(path: Path, group: Any) -> xr.Dataset:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds = xr.open_zarr(str(path), consolidated=False, chunks={})
     attrs = dict(ds.attrs)
-    ds = ds.isel(step=slice(0, _complete_steps(group)))
+    ds = ds.isel(step=slice(0, complete_steps(group)))
     ds = _finish(ds, attrs, int(attrs["n_units"]))
     ds.attrs = {k: v for k, v in ds.attrs.items() if k not in ("relu_probe_store_kind", "every")}
     return ds
@@ -452,43 +470,3 @@ def _finish(ds: xr.Dataset, attrs: dict, n_units: int) -> xr.Dataset:
     ds.attrs = {k: _plain(v) for k, v in attrs.items() if k not in _INTERNAL_ATTRS}
     ordered = [v for v in ("gate", "gate_rate", "activation", "importance", "loss") if v in ds.data_vars]
     return ds[ordered]
-
-
-def store_row_bytes(path: str | os.PathLike) -> dict[str, int]:
-    """Bytes on disk per variable (sum of the chunk files), for size reporting."""
-    path = Path(path)
-    out: dict[str, int] = {}
-    for child in path.iterdir():
-        if child.is_dir():
-            out[child.name] = sum(f.stat().st_size for f in child.rglob("*") if f.is_file())
-    return out
-
-
-def samples_in(inputs: Any, *, coords: Mapping[str, Sequence] | None, sample_ids: Any, n_samples: int | None) -> int | None:
-    """Best guess of how many samples *inputs* hold, without iterating them."""
-    if n_samples is not None:
-        return int(n_samples)
-    if sample_ids is not None:
-        return len(sample_ids)
-    if hasattr(inputs, "shape") and getattr(inputs, "ndim", 0):
-        return int(inputs.shape[0])
-    dataset = getattr(inputs, "dataset", None)
-    if dataset is not None and hasattr(dataset, "__len__") and not getattr(inputs, "drop_last", False):
-        return len(dataset)
-    if isinstance(inputs, (list, tuple)) and all(hasattr(b, "shape") for b in inputs):
-        return int(sum(b.shape[0] for b in inputs))
-    if coords:
-        first = next(iter(coords.values()))
-        if hasattr(first, "__len__"):
-            return len(first)
-    return None
-
-
-def check_sample_count(n: int | None, argument_hint: str) -> int:
-    if n is None:
-        raise ValueInputError(
-            "`store=` needs the number of samples up front, but it cannot be read off `inputs` "
-            f"({argument_hint}); pass `n_samples=` (or `coords` / `sample_ids`)."
-        )
-    return n
-

@@ -1,5 +1,5 @@
 """Where recorded gates go: :class:`MemorySink` keeps them in memory (the zarr sink is
-:class:`relu_probe.store.ZarrSink`).
+:class:`relu_probe.data.store.ZarrSink`).
 
 A sink is filled in place by the hooks: ``configure(specs)`` once the sites are known,
 then per forward pass ``reserve(B)`` returns writable ``(B, n_units)`` arrays and

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,10 +22,10 @@ import torch
 import xarray as xr
 from torch import nn
 
-from ._util.checks import check_choice, check_int
-from ._util.progress import progress_bar
-from .data.schema import build_dataset, check_coords, dataset_attrs, unit_coords
-from .errors import (
+from .._util.checks import check_choice, check_int
+from .._util.progress import progress_bar
+from ..data.schema import SiteTable, check_coords
+from ..errors import (
     ForwardError,
     InputError,
     NonFiniteWarning,
@@ -33,13 +33,13 @@ from .errors import (
     ValueInputError,
     describe,
 )
-from .recording.hooks import GateTap
-from .recording.inputs import count_batches, iter_batches
-from .recording.model import preserved_state, unwrap_model
-from .recording.sites import SiteSelector, activation_types
+from .hooks import GateTap
+from .inputs import check_sample_count, count_batches, iter_batches, samples_in
+from .model import preserved_state, unwrap_model
 from .sinks import MemorySink
+from .sites import SiteSelector, activation_types
 
-__all__ = ["record", "Recorder", "list_sites"]
+__all__ = ["record", "Recorder", "list_sites", "create_store"]
 
 
 class Recorder:
@@ -173,7 +173,7 @@ class Recorder:
     def to_dataset(
         self, coords: Mapping[str, Any] | None = None, *, sample_ids: np.ndarray | None = None
     ) -> xr.Dataset:
-        """The recorded gates as an ``xarray.Dataset`` (layout in :mod:`relu_probe.dataset`).
+        """The recorded gates as an ``xarray.Dataset`` (layout in :mod:`relu_probe.data.schema`).
 
         Parameters
         ----------
@@ -192,25 +192,19 @@ class Recorder:
             raise ValueInputError(
                 f"`sample_ids` has {len(sample_ids)} values, expected {self._sink.n_samples}."
             )
-        return build_dataset(
-            self._sink.arrays(),
-            site_names=self.sites,
-            layouts=self._tap.layouts,
-            readouts=self._tap.readouts,
-            units=self.units,
-            model_class=type(self.module).__qualname__,
-            coords=checked,
-            sample_ids=sample_ids,
-            threshold=self._tap.threshold,
+        return self.site_table().dataset(self._sink.arrays(), checked, sample_ids)
+
+    def site_table(self) -> SiteTable:
+        """The recorded sites: what fixes the dataset's units, unit coords and attrs."""
+        return SiteTable(
+            site_names=tuple(self.sites), layouts=self._tap.layouts, readouts=self._tap.readouts, units=self.units,
+            model_class=type(self.module).__qualname__, threshold=self._tap.threshold,
         )
 
     def attrs_for(self, specs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """Dataset attrs and unit coords of the recorded sites (for sinks that write metadata)."""
-        attrs = dataset_attrs(
-            site_names=self.sites, layouts=self._tap.layouts, readouts=self._tap.readouts,
-            units=self.units, model_class=type(self.module).__qualname__, threshold=self._tap.threshold,
-        )
-        return attrs, unit_coords(self.sites, self._tap.layouts, self.units)
+        table = self.site_table()
+        return table.attrs(), table.unit_coords()
 
     def _warn_nonfinite(self, stacklevel: int = 3) -> None:
         counts = {k: self._tap.nonfinite[k] for k in self.sites if self._tap.nonfinite.get(k)}
@@ -357,16 +351,53 @@ def record(
                 f"{str(store)!r} (from the inputs' length, `n_samples`, `sample_ids` or `coords`)."
             )
         sink.close()
-        from .store import load
+        from ..data.store import load
 
         return load(store)
     ids = None if sample_ids is None else np.asarray(sample_ids)
     return recorder.to_dataset(coords, sample_ids=ids)
 
 
+def create_store(
+    model: nn.Module,
+    inputs: Any,
+    store: str | os.PathLike,
+    *,
+    n_samples: int,
+    coords: Mapping[str, Any] | None = None,
+    chunk_size: int | None = None,
+    overwrite: bool = False,
+    batch_size: int | None = None,
+    sites: SiteSelector = None,
+    values: bool = False,
+    units: str = "element",
+    channel_dim: int | Mapping[str, int] | None = None,
+    activations: Sequence[type[nn.Module]] = (),
+    input_key: str | None = None,
+    eval_mode: bool = True,
+) -> None:
+    """Write an empty gate store for *n_samples* samples, laid out for *model*.
+
+    The sites are found on a forward pass over *inputs* (the first samples); the store gets
+    its coords, attrs and arrays, and no chunk is left marked done unless *inputs* filled it.
+    Writers then fill it with ``record(..., store=store, resume=True, sample_ids=...)``, each a
+    disjoint set of whole chunks (:func:`relu_probe.data.store.read_layout` gives the chunking):
+    this is how :func:`relu_probe.adapters.distributed.record_distributed` lets every rank of a
+    job record into one store. The other arguments are as in :func:`record`.
+    """
+    module = unwrap_model(model)
+    sink = _store_sink(inputs, store, coords=coords, sample_ids=None, n_samples=n_samples, resume=False,
+                       overwrite=overwrite, chunk_size=chunk_size)
+    recorder = Recorder(module, sites, values=values, units=units, channel_dim=channel_dim, activations=activations,
+                        _sink=sink)
+    _run(module, inputs, recorder, sink, batch_size=batch_size, input_key=input_key, progress=False,
+         eval_mode=eval_mode)
+    sink.discard_pending()  # rows of unfinished chunks are recorded again by their writer
+
+
 def _store_sink(inputs: Any, store: Any, *, coords: Any, sample_ids: Any, n_samples: Any,
                 resume: bool, overwrite: bool, chunk_size: int | None) -> Any:
-    from .store import ZarrSink, check_sample_count, samples_in
+    from ..data.store import ZarrSink
 
     if resume and overwrite:
         raise ValueInputError("`resume=True` and `overwrite=True` contradict each other; pass one.")

@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+from _deps import require
 
 import relu_probe as rp
 
-pytest.importorskip("zarr")
+require("zarr")
 JOB = Path(__file__).with_name("_distributed_job.py")
 
 

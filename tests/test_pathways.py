@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import json
+import os
+import subprocess
+import sys
+import textwrap
 import warnings
 
 import numpy as np
@@ -9,6 +15,7 @@ import pandas as pd
 import pytest
 import torch
 import xarray as xr
+from _deps import require
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from torch import nn
 
@@ -363,12 +370,56 @@ def _expected_failures(estimator):
     return failures
 
 
-@parametrize_with_checks(
+def _check_name(check) -> str:
+    while isinstance(check, functools.partial):
+        check = check.func
+    return check.__name__
+
+
+# scikit-learn's array-API check runs only with SCIPY_ARRAY_API=1 set before scipy is first
+# imported, and that switches scipy into array-API mode for the whole process, which users
+# do not run in. So the check runs in an interpreter of its own
+# (test_sklearn_array_api_check_in_array_api_mode), and every other check runs here.
+_ARRAY_API_CHECK = "check_array_api_input"
+_ALL_CHECKS = parametrize_with_checks(
     [rp.PathwayClustering(), rp.PathwayClustering(method="cocluster")],
     expected_failed_checks=_expected_failures,
-)
+).mark
+_CHECKS = [p for p in _ALL_CHECKS.args[1] if _check_name(getattr(p, "values", p)[1]) != _ARRAY_API_CHECK]
+
+
+@pytest.mark.parametrize(_ALL_CHECKS.args[0], _CHECKS, **_ALL_CHECKS.kwargs)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
+
+
+ARRAY_API_SCRIPT = textwrap.dedent(f"""
+    import functools, json
+    import relu_probe as rp
+    from sklearn.utils.estimator_checks import estimator_checks_generator
+    ran = []
+    for estimator in (rp.PathwayClustering(), rp.PathwayClustering(method="cocluster")):
+        for estimator, check in estimator_checks_generator(estimator):
+            function = check
+            while isinstance(function, functools.partial):
+                function = function.func
+            if function.__name__ == {_ARRAY_API_CHECK!r}:
+                check(estimator)  # raises (SkipTest included) unless the check passes
+                ran.append(repr(estimator))
+    print(json.dumps(ran))
+""")
+
+
+def test_sklearn_array_api_check_in_array_api_mode():
+    # "with array API dispatch enabled and NumPy inputs, results do not change" (scikit-learn's
+    # check for estimators without array-API support of their own)
+    assert len(_CHECKS) < len(list(_ALL_CHECKS.args[1]))  # the check exists and is not run above
+    out = subprocess.run([sys.executable, "-c", ARRAY_API_SCRIPT], env={**os.environ, "SCIPY_ARRAY_API": "1"},
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [
+        "PathwayClustering()", "PathwayClustering(method='cocluster')"
+    ]
 
 
 def test_estimator_profiles_example_and_predict():
@@ -403,7 +454,7 @@ def test_estimator_cocluster_blocks():
 
 
 def test_dask_backed_recording_gives_the_same_pathways():
-    pytest.importorskip("dask")
+    require("dask")
     net = k_minus_one_net(3, 4)
     ds = _record(net)
     lazy = ds.chunk({"sample": 5})

@@ -12,14 +12,15 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+from _deps import require
 
 import relu_probe as rp
 from relu_probe import errors
 from relu_probe import testing as T
 from relu_probe.data.store import StoreIncompleteWarning, pack_gates, unpack_gates
 
-pytest.importorskip("zarr")
-pytest.importorskip("dask")
+require("zarr")
+require("dask")
 
 
 def coords_for(n):

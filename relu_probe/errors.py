@@ -10,9 +10,8 @@ Messages follow one pattern: they name the argument, say what was expected and w
 
 from __future__ import annotations
 
+import functools
 from typing import Any
-
-from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 
 __all__ = [
     "ReluProbeError",
@@ -66,15 +65,6 @@ class ForwardError(ReluProbeError, RuntimeError):
     """The model's forward raised while recording; the original exception is chained."""
 
 
-class NotFittedError(ReluProbeError, _SklearnNotFittedError):
-    """A fitted attribute was read before ``fit`` ran.
-
-    A subclass of :class:`sklearn.exceptions.NotFittedError` (itself a ``ValueError`` and an
-    ``AttributeError``), so scikit-learn's ``check_is_fitted`` conventions and ``except``
-    clauses written for scikit-learn estimators catch it too.
-    """
-
-
 class StoreError(ReluProbeError, OSError):
     """A gate store on disk cannot be written, read or resumed."""
 
@@ -97,6 +87,31 @@ class NonFiniteWarning(ReluProbeWarning, RuntimeWarning):
 
 class DegenerateDataWarning(ReluProbeWarning, RuntimeWarning):
     """A score or decomposition met all-off or constant gates and returned its defined value."""
+
+
+def __getattr__(name: str) -> Any:
+    # NotFittedError subclasses scikit-learn's, whose import takes about a second; it is made
+    # on first use, so that importing this module (every module of relu_probe does) stays cheap
+    if name == "NotFittedError":
+        return _not_fitted_error()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@functools.cache
+def _not_fitted_error() -> type:
+    from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+
+    class NotFittedError(ReluProbeError, SklearnNotFittedError):
+        """A fitted attribute was read before ``fit`` ran.
+
+        A subclass of :class:`sklearn.exceptions.NotFittedError` (itself a ``ValueError`` and
+        an ``AttributeError``), so scikit-learn's ``check_is_fitted`` conventions and
+        ``except`` clauses written for scikit-learn estimators catch it too.
+        """
+
+    NotFittedError.__module__, NotFittedError.__qualname__ = __name__, "NotFittedError"
+    globals()["NotFittedError"] = NotFittedError
+    return NotFittedError
 
 
 def describe(value: Any) -> str:

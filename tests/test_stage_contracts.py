@@ -4,6 +4,8 @@ was by every stage that runs it."""
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 import sklearn.exceptions
@@ -28,6 +30,8 @@ def test_one_not_fitted_error_that_scikit_learn_recognises():
         assert type(info.value) is errors.NotFittedError
     with pytest.raises(sklearn.exceptions.NotFittedError):
         check_is_fitted(rp.PathwayClustering())
+    # it travels between processes like any exception
+    assert type(pickle.loads(pickle.dumps(errors.NotFittedError("x")))) is errors.NotFittedError
 
 
 def test_cli_error_joins_the_hierarchy():

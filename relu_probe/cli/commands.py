@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CLIError, ReluProbeError
-from ..report.labels import RACE_LABELS, context_set_label
 from .parser import build_parser
 
 __all__ = ["main"]
@@ -45,6 +44,8 @@ def _finish(res: Any, out: Path, title: str | None) -> Path:
 
 
 def _describe_scores(res: Any) -> list[str]:
+    from ..report.labels import RACE_LABELS, context_set_label
+
     lines = ["pathways: " + ", ".join(
         f"{context_set_label(c)} {m:.3f}" for c, m in zip(res.pathways.contexts, res.pathways.mass.values)
     )]
@@ -140,6 +141,7 @@ def _analyze(args: argparse.Namespace) -> int:
     import torch
 
     from ..analysis import analyze
+    from ..tasks import PAPER_LR
     from .loading import load_model
 
     data = _load_npz(args.inputs)
@@ -183,7 +185,8 @@ def _analyze(args: argparse.Namespace) -> int:
         batch = info["batch"]
     print(f"analysing {description} on {P} samples from {args.inputs} …", flush=True)
     res = analyze(model, Xt, coords=coords, by=args.by, within=args.within, Y=Y, loss_curve=loss,
-                  importance=args.importance, units=args.units, lr=args.lr, epochs=args.epochs,
+                  importance=args.importance, units=args.units, lr=PAPER_LR if args.lr is None else args.lr,
+                  epochs=args.epochs,
                   literature=not args.no_literature, race_method=args.race,
                   feature_names=names, batch_size=batch,
                   title=args.title or f"{description}: pathways by {args.by!r}")

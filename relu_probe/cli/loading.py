@@ -50,11 +50,9 @@ import torch
 from torch import nn
 
 from ..errors import InputError, ValueInputError, describe
+from .parser import TRUST_OPTION
 
-__all__ = ["TRUST_OPTION", "archive_kind", "exported_module", "load_factory", "load_model", "load_weights"]
-
-#: The command-line option that allows loading TorchScript and torch.export archives.
-TRUST_OPTION = "--trust-archive"
+__all__ = ["archive_kind", "exported_module", "load_factory", "load_model", "load_weights"]
 
 _ARCHIVE_NAMES = {"torchscript": "a TorchScript archive", "export": "a torch.export archive"}
 

@@ -6,12 +6,13 @@ import argparse
 from typing import NoReturn
 
 from .._version import __version__
-from ..tasks import PAPER_EPOCHS, PAPER_LR
-from .loading import TRUST_OPTION
 
-__all__ = ["DEFAULT_OUT", "build_parser"]
+__all__ = ["DEFAULT_OUT", "TRUST_OPTION", "build_parser"]
 
 DEFAULT_OUT = "relu_probe_out"
+
+#: The command-line option that allows loading TorchScript and torch.export archives.
+TRUST_OPTION = "--trust-archive"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -66,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="context structures: all the hierarchy, or hierarchy/ring/cross (k=3 only)")
     demo.add_argument("--seed", type=int, default=0, help="initialisation seed (default 0)")
     demo.add_argument("--epochs", type=_positive, default=None,
-                      help=f"training epochs (default: the paper's {PAPER_EPOCHS})")
+                      help="training epochs (default: the paper's, rp.tasks.PAPER_EPOCHS)")
     demo.add_argument("--every", type=int, default=500, metavar="N",
                       help="measure the structure every N epochs during training (default 500; 0: off)")
 
@@ -94,8 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--units", choices=["element", "channel"], default="element",
                     help="conv/sequence sites: a unit per (channel, position) or per channel")
     an.add_argument("--epochs", type=_positive, default=None,
-                    help=f"ReLN epochs (default: the loss curve's length, else {PAPER_EPOCHS})")
-    an.add_argument("--lr", type=_positive_float, default=PAPER_LR, help=f"ReLN learning rate (default {PAPER_LR:g})")
+                    help="ReLN epochs (default: the loss curve's length, else the paper's, rp.tasks.PAPER_EPOCHS)")
+    an.add_argument("--lr", type=_positive_float, default=None,
+                    help="ReLN learning rate (default: the paper's, rp.tasks.PAPER_LR)")
     an.add_argument("--race", choices=["closed", "race", "live"], default=None,
                     help="prediction of the ReLN's curve (default: the closed form for the residual rule)")
     an.add_argument("--batch-size", type=_positive, default=None, help="recording batch size")

@@ -102,29 +102,15 @@ def pathway_attributions(
     and ``feature_name`` (``None`` when nothing could be attributed), and human-readable
     notes on what was skipped.
     """
-    from captum.attr import NeuronIntegratedGradients
-
     module = unwrap_model(model)
     usable, notes = _site_modules(module, ds)
-    kinds = dict(zip(site_attr(ds, "sites"), site_attr(ds, "site_kinds")))
-    units = str(ds.attrs.get("units", "element"))
     if not usable:
         return None, notes
-    mass = np.asarray(pathways.mass.values, dtype=np.float64)
-    order = [int(p) for p in np.argsort(-mass, kind="stable") if mass[p] >= min_mass][:max_pathways]
-    order.sort()
-    if len(order) < int((mass >= min_mass).sum()):
-        notes.append(f"input attributions computed for the {len(order)} largest pathways only")
+    order = _largest_pathways(pathways, min_mass, max_pathways, notes)
     if not order:
         return None, notes
-    n = int(X.shape[0])
-    idx = np.arange(n)
-    if n > max_samples:
-        rng = np.random.default_rng(random_state)
-        idx = np.sort(rng.choice(n, size=max_samples, replace=False))
-        notes.append(f"input attributions use {max_samples} of {n} samples (random subset)")
+    idx = _sample_subset(int(X.shape[0]), max_samples, random_state, notes)
     Xs = model_float_tensor(module, X[torch.as_tensor(idx)].detach())
-    dtype = Xs.dtype
     feature_shape = tuple(Xs.shape[1:])
     names = list(feature_names) if feature_names is not None else default_feature_names(feature_shape)
     n_features = int(np.prod(feature_shape))
@@ -133,29 +119,14 @@ def pathway_attributions(
             f"`feature_names` must name every input feature ({n_features}), got {len(names)} names."
         )
     membership = pathways.membership.transpose("unit", "pathway").values
-    shares = np.zeros((len(order), n_features))
     with preserved_state(module, eval_mode=True), torch.enable_grad():
-        for row, p in enumerate(order):
-            total = torch.zeros(Xs.shape, dtype=dtype, device=Xs.device)
-            for site, layer in usable.items():
-                mask = ds["site"].values.astype(str) == site
-                if not np.any(membership[mask, p] > 0):
-                    continue
-                select = _selector(ds, site, membership[:, p], kinds.get(site, "dense"), units, dtype)
-                ig = NeuronIntegratedGradients(module, layer)
-                # one forward per integration step, each exactly the attributed batch
-                attr = ig.attribute(Xs, neuron_selector=select, n_steps=n_steps, internal_batch_size=len(idx))
-                total += attr.detach()
-            magnitude = total.abs().reshape(len(idx), -1).mean(0).double().cpu().numpy()
-            s = magnitude.sum()
-            shares[row] = magnitude / s if s > 0 else magnitude
-    contexts = object_array(pathways.mass["contexts"].values[p] for p in order)
-    da = xr.DataArray(
+        shares = np.stack([_feature_shares(module, ds, usable, membership[:, p], Xs, n_steps) for p in order])
+    return xr.DataArray(
         shares,
         dims=("pathway", "feature"),
         coords={
             "pathway": np.asarray(order, dtype=np.int64),
-            "contexts": ("pathway", contexts),
+            "contexts": ("pathway", object_array(pathways.mass["contexts"].values[p] for p in order)),
             "feature": np.arange(n_features, dtype=np.int64),
             "feature_name": ("feature", np.asarray(names, dtype=object)),
         },
@@ -166,5 +137,44 @@ def pathway_attributions(
             "n_samples": len(idx),
             "feature_shape": [int(s) for s in feature_shape],
         },
-    )
-    return da, notes
+    ), notes
+
+
+def _largest_pathways(pathways: Any, min_mass: float, max_pathways: int, notes: list[str]) -> list[int]:
+    """The pathways to attribute, in id order: the *max_pathways* largest of mass >= *min_mass*."""
+    mass = np.asarray(pathways.mass.values, dtype=np.float64)
+    order = sorted([int(p) for p in np.argsort(-mass, kind="stable") if mass[p] >= min_mass][:max_pathways])
+    if len(order) < int((mass >= min_mass).sum()):
+        notes.append(f"input attributions computed for the {len(order)} largest pathways only")
+    return order
+
+
+def _sample_subset(n: int, max_samples: int, random_state: int | None, notes: list[str]) -> np.ndarray:
+    """All *n* samples, or a seeded random subset of *max_samples* of them (in order)."""
+    if n <= max_samples:
+        return np.arange(n)
+    notes.append(f"input attributions use {max_samples} of {n} samples (random subset)")
+    return np.sort(np.random.default_rng(random_state).choice(n, size=max_samples, replace=False))
+
+
+def _feature_shares(module: nn.Module, ds: xr.Dataset, usable: dict[str, nn.Module], weights: np.ndarray,
+                    Xs: torch.Tensor, n_steps: int) -> np.ndarray:
+    """``share_f`` of one pathway (module docstring): integrated gradients of its activity
+    ``A(x) = Σ_u w_u a_u(x)``, summed over the sites holding its units, then the mean
+    magnitude per feature normalised to sum to 1."""
+    from captum.attr import NeuronIntegratedGradients
+
+    kinds = dict(zip(site_attr(ds, "sites"), site_attr(ds, "site_kinds")))
+    units = str(ds.attrs.get("units", "element"))
+    unit_sites = ds["site"].values.astype(str)
+    total = torch.zeros(Xs.shape, dtype=Xs.dtype, device=Xs.device)
+    for site, layer in usable.items():
+        if not np.any(weights[unit_sites == site] > 0):
+            continue
+        select = _selector(ds, site, weights, kinds.get(site, "dense"), units, Xs.dtype)
+        ig = NeuronIntegratedGradients(module, layer)
+        # one forward per integration step, each exactly the attributed batch
+        total += ig.attribute(Xs, neuron_selector=select, n_steps=n_steps, internal_batch_size=len(Xs)).detach()
+    magnitude = total.abs().reshape(len(Xs), -1).mean(0).double().cpu().numpy()
+    s = magnitude.sum()
+    return magnitude / s if s > 0 else magnitude

@@ -248,7 +248,7 @@ def record(
         Any model; ``DataParallel``/``DDP`` wrappers are unwrapped and a ``torch.compile``d
         model is recorded through its original module.
     inputs : Tensor, ndarray, sequence of Tensors, DataLoader or iterable of batches
-        See :mod:`relu_probe.inputs` for the accepted batch forms.
+        See :mod:`relu_probe.recording.inputs` for the accepted batch forms.
     sites : selector, optional
         Exact names, globs, module types or predicates (see :func:`list_sites`).
     coords : mapping of str to array-like, optional

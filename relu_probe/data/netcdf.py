@@ -154,8 +154,8 @@ def encode(ds: xr.Dataset) -> xr.Dataset:
     json_values: list[str] = []
     for name in list(out.variables):
         var = out.variables[name]
-        values = np.asarray(var.values)
-        if _needs_json(values):
+        # only object arrays are read here: a dask-backed variable is written chunk by chunk
+        if var.dtype == object and _needs_json(values := np.asarray(var.values)):
             flat = [json.dumps(to_jsonable(v)) for v in values.ravel().tolist()]
             new = xr.Variable(var.dims, np.array(flat, dtype=object).reshape(var.shape))
             json_values.append(str(name))

@@ -72,3 +72,16 @@ def test_a_recording_and_its_pathways_use_the_one_encoding(tmp_path):
         back = rp.Pathways.from_dataset(stored.load())
     assert back.contexts == pw.contexts and back.within == pw.within
     xr.testing.assert_identical(back.membership, pw.membership)
+
+
+def test_encoding_a_lazy_recording_computes_nothing(tmp_path):
+    from dask.callbacks import Callback
+
+    net = T.k_minus_one_net(3, 4)
+    lazy = rp.record(net.model, net.X, coords=net.coords, values=True, store=tmp_path / "s.zarr")
+    computes = []
+    with Callback(start=lambda dsk, state: computes.append(len(dsk))):
+        encoded = netcdf.encode(lazy)
+    assert computes == [] and hasattr(encoded["gate"].data, "dask")
+    netcdf.to_netcdf(lazy, tmp_path / "r.nc")
+    xr.testing.assert_identical(netcdf.open_netcdf(tmp_path / "r.nc"), lazy.load())

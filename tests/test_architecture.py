@@ -161,6 +161,35 @@ def test_the_cycle_check_sees_function_level_imports(tmp_path):
     assert graph["pkg.c"] == {"pkg.a"}
 
 
+#: The stages in the order of ARCHITECTURE.md: a stage may import only the stages before it.
+STAGE_ORDER = [
+    {"errors", "_version", "_util", "tasks", "testing"},
+    {"data"},
+    {"recording"},
+    {"pathways"},
+    {"scoring"},
+    {"reln"},
+    {"report"},
+    {"analysis"},
+    {"monitor"},
+    {"cli"},
+    {"adapters"},
+]
+
+
+def _rank(module: str) -> int:
+    parts = module.split(".")
+    if len(parts) == 1:
+        return len(STAGE_ORDER)  # the lazy public face of relu_probe names every stage
+    return next(i for i, stages in enumerate(STAGE_ORDER) if parts[1] in stages)
+
+
+def test_stages_import_only_the_stages_before_them():
+    graph = import_graph(source_modules())
+    upward = sorted(f"{a} -> {b}" for a, targets in graph.items() for b in targets if _rank(b) > _rank(a))
+    assert not upward, upward
+
+
 def test_torch_hooks_are_registered_only_in_the_hooks_module():
     users: dict[str, list[str]] = {}
     for name, path in source_modules().items():

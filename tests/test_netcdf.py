@@ -85,3 +85,15 @@ def test_encoding_a_lazy_recording_computes_nothing(tmp_path):
     assert computes == [] and hasattr(encoded["gate"].data, "dask")
     netcdf.to_netcdf(lazy, tmp_path / "r.nc")
     xr.testing.assert_identical(netcdf.open_netcdf(tmp_path / "r.nc"), lazy.load())
+
+
+def test_recordings_saved_by_earlier_versions_still_open(tmp_path):
+    # earlier versions named the list-valued attrs in one space-separated string
+    ds = rp.record(T.SequentialReLUNet(), T.toy_inputs(6))
+    old = ds.copy()
+    old.attrs = {**ds.attrs, "sites": ["1"], "relu_probe_list_attrs": "sites site_readouts site_shapes site_kinds"}
+    old.attrs["site_readouts"], old.attrs["site_shapes"], old.attrs["site_kinds"] = ["2"], ["3"], ["dense"]
+    old.to_netcdf(tmp_path / "old.nc", engine="netcdf4")
+    back = netcdf.open_netcdf(tmp_path / "old.nc")
+    assert back.attrs["sites"] == ["1"] and back.attrs["site_kinds"] == ["dense"]
+    xr.testing.assert_equal(back, ds)

@@ -117,7 +117,12 @@ def _encode_attrs(attrs: Mapping[Any, Any], *, variable: bool) -> dict[str, Any]
 
 
 def _names(value: Any) -> list[str]:
-    return [] if value is None else list(json.loads(str(value)))
+    """The attr names listed in a key attr: a JSON list (files written before relu_probe's one
+    encoding separate them by spaces)."""
+    if value is None:
+        return []
+    text = str(value)
+    return list(json.loads(text)) if text.startswith("[") else text.split()
 
 
 def _decode_attrs(attrs: Mapping[Any, Any]) -> dict[str, Any]:

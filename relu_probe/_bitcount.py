@@ -18,16 +18,23 @@ many units at once without unpacking the bits:
 * every 255 rows the eight-bit lanes are added to the int64 result.
 
 :func:`group_bit_counts` runs that loop compiled with numba (``nogil``, so dask's threads
-run chunks in parallel) when numba is installed, at several GB/s; otherwise a numpy version
-of the same arithmetic (eight one-bit lanes per byte). Both are exact integer arithmetic, so
-their results are identical.
+run chunks in parallel), at several GB/s; otherwise a numpy version of the same arithmetic
+(eight one-bit lanes per byte), about 5 times slower. Both are exact integer arithmetic, so
+their results are identical. :func:`choose_kernel` picks one for a reduction: starting
+numba in a fresh process (importing it and loading its cached kernel) costs about 0.5 s of
+CPU, what the numpy kernel needs for roughly half a gigabyte of packed gates, so the
+compiled kernel is used when numba is already loaded or the reduction reads at least
+:data:`COMPILED_MIN_BYTES`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["group_bit_counts", "group_bit_counts_numpy", "numba_available"]
+__all__ = ["COMPILED_MIN_BYTES", "choose_kernel", "group_bit_counts", "group_bit_counts_numpy", "numba_available"]
+
+#: Packed bytes from which a reduction starts numba when it is not loaded yet (module docstring).
+COMPILED_MIN_BYTES = 512 * 2**20
 
 _RUN = 255  # rows an eight-bit lane can count without overflow
 _LANES = np.uint64(0x0101010101010101)  # bit 0 of each byte of a 64-bit word
@@ -38,6 +45,16 @@ _kernel = None  # the compiled kernel, once built (None: not tried yet; False: n
 def numba_available() -> bool:
     """Whether the compiled kernel can be used (numba imports)."""
     return _compiled() is not False
+
+
+def choose_kernel(n_bytes: int) -> str:
+    """``"compiled"`` or ``"numpy"`` for a reduction over *n_bytes* packed bytes (module
+    docstring); ``"numpy"`` whenever numba is not installed."""
+    if _kernel is False:
+        return "numpy"
+    if _kernel is None and n_bytes < COMPILED_MIN_BYTES:
+        return "numpy"
+    return "compiled" if _compiled() is not False else "numpy"
 
 
 def _compiled():
@@ -60,7 +77,8 @@ def _grouping(codes: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]
 
 
 def group_bit_counts(
-    bits: np.ndarray, codes: np.ndarray, n_groups: int, n_units: int, *, dtype: type = np.int64
+    bits: np.ndarray, codes: np.ndarray, n_groups: int, n_units: int, *, dtype: type = np.int64,
+    kernel: str = "compiled",
 ) -> np.ndarray:
     """Per-group counts of set bits of packed gates (module docstring).
 
@@ -74,19 +92,21 @@ def group_bit_counts(
     dtype : numpy integer type, default=numpy.int64
         Type of the counts; a narrower one (``uint16`` for at most 65535 rows) holds the
         same counts in fewer bytes.
+    kernel : {"compiled", "numpy"}, default="compiled"
+        The numba kernel (the numpy one where numba is not installed) or the numpy kernel.
 
     Returns
     -------
     ndarray, shape (n_groups, n_units)
         ``out[g, u]`` = number of rows of group *g* whose bit *u* is set.
     """
-    kernel = _compiled()
-    if kernel is False:
+    compiled = _compiled() if kernel == "compiled" else False
+    if compiled is False:
         return group_bit_counts_numpy(bits, codes, n_groups, n_units).astype(dtype, copy=False)
     bits = np.ascontiguousarray(bits, dtype=np.uint8)
     order, bounds = _grouping(np.asarray(codes), n_groups)
     out = np.zeros((n_groups, bits.shape[1] * 8), dtype=dtype)
-    kernel(bits, order, bounds, out)
+    compiled(bits, order, bounds, out)
     return out[:, :n_units]
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ._bitcount import group_bit_counts
+from ._bitcount import choose_kernel, group_bit_counts
 
 __all__ = ["grouped_sum", "group_codes", "register_packed"]
 
@@ -40,9 +40,10 @@ def register_packed(gate: object, bits: object, n_units: int) -> None:
     _PACKED[gate.name] = (bits, int(n_units))
 
 
-def _packed_partial(bits: np.ndarray, codes: np.ndarray, n_groups: int, n_units: int, count_dtype: type) -> np.ndarray:
+def _packed_partial(bits: np.ndarray, codes: np.ndarray, n_groups: int, n_units: int, count_dtype: type,
+                    kernel: str) -> np.ndarray:
     """One chunk's per-group counts straight from its packed gates (:mod:`relu_probe._bitcount`)."""
-    return group_bit_counts(bits, codes, n_groups, n_units, dtype=count_dtype)[None]
+    return group_bit_counts(bits, codes, n_groups, n_units, dtype=count_dtype, kernel=kernel)[None]
 
 
 def _count_dtype(max_rows: int) -> type:
@@ -152,7 +153,7 @@ def grouped_sum(var: xr.DataArray, by: Sequence[str]) -> tuple[xr.DataArray, xr.
         dtype = _count_dtype(max(bits.chunks[0]))
         partial = da.blockwise(
             _packed_partial, "sgu", bits, "su", code_array, "s", n_groups=n_groups, n_units=n_units,
-            count_dtype=dtype, dtype=dtype, new_axes={"g": n_groups}, adjust_chunks={"s": 1, "u": n_units}, concatenate=True,
+            count_dtype=dtype, kernel=choose_kernel(bits.nbytes), dtype=dtype, new_axes={"g": n_groups}, adjust_chunks={"s": 1, "u": n_units}, concatenate=True,
         )
         sums = _sum_partials(partial).compute()
     elif hasattr(data, "dask"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -50,3 +52,34 @@ def test_without_numba_the_numpy_kernel_gives_the_same_counts(monkeypatch):
     assert not numba_available()
     np.testing.assert_array_equal(group_bit_counts(pack_gates(gates), codes, 4, 77), fast)
     np.testing.assert_array_equal(fast, _plain_counts(gates, codes, 4))
+
+
+def test_the_kernel_is_chosen_by_size_unless_numba_is_loaded(monkeypatch):
+    monkeypatch.setattr(_bitcount, "_kernel", None)  # a fresh process: numba not loaded yet
+    small = _bitcount.COMPILED_MIN_BYTES - 1
+    assert _bitcount.choose_kernel(small) == "numpy"
+    assert _bitcount._kernel is None  # deciding did not import numba
+    expected = "compiled" if importlib.util.find_spec("numba") else "numpy"
+    assert _bitcount.choose_kernel(_bitcount.COMPILED_MIN_BYTES) == expected
+    assert _bitcount.choose_kernel(small) == expected  # once loaded, it is used for any size
+    monkeypatch.setattr(_bitcount, "_kernel", False)  # numba not installed
+    assert _bitcount.choose_kernel(10 * _bitcount.COMPILED_MIN_BYTES) == "numpy"
+
+
+@pytest.mark.parametrize("threshold", [0, 2**62])
+def test_store_profiles_are_identical_with_either_kernel(tmp_path, monkeypatch, threshold):
+    pytest.importorskip("zarr")
+    import relu_probe as rp
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 203), torch.nn.ReLU(), torch.nn.Linear(203, 77), torch.nn.ReLU())
+    X = torch.randn(700, 6)
+    coords = {"context": np.arange(700) % 3, "object": (np.arange(700) // 3) % 5}
+    memory = rp.record(model, X, coords=coords)
+    lazy = rp.record(model, X, coords=coords, store=tmp_path / "g.zarr", chunk_size=300)
+    monkeypatch.setattr(_bitcount, "COMPILED_MIN_BYTES", threshold)  # 0: compiled; huge: numpy
+    monkeypatch.setattr(_bitcount, "_kernel", None)
+    for by in ("context", ["context", "object"]):
+        np.testing.assert_array_equal(rp.gating_profile(lazy, by).values, rp.gating_profile(memory, by).values)
+    assert (_bitcount._kernel is None) == (threshold > 0)

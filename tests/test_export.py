@@ -11,7 +11,10 @@ from torch import nn
 import relu_probe as rp
 from relu_probe.errors import CoordError, ValueInputError
 
-rsatoolbox = pytest.importorskip("rsatoolbox")  # in the test extra; CI always has it
+
+@pytest.fixture(scope="module")
+def rsatoolbox():
+    return pytest.importorskip("rsatoolbox")  # the rsa extra, part of the test extra: CI has it
 
 
 def _net() -> nn.Module:
@@ -37,7 +40,7 @@ def ds():
     return out
 
 
-def test_to_rsatoolbox_keeps_values_and_every_coord_as_descriptors(ds):
+def test_to_rsatoolbox_keeps_values_and_every_coord_as_descriptors(ds, rsatoolbox):
     data = rp.to_rsatoolbox(ds)
     assert isinstance(data, rsatoolbox.data.Dataset)
     np.testing.assert_array_equal(data.measurements, ACT)
@@ -53,7 +56,7 @@ def test_to_rsatoolbox_keeps_values_and_every_coord_as_descriptors(ds):
     assert "site" not in data.descriptors
 
 
-def test_to_rsatoolbox_gates_and_one_site(ds):
+def test_to_rsatoolbox_gates_and_one_site(ds, rsatoolbox):
     gates = rp.to_rsatoolbox(ds, variable="gate")
     np.testing.assert_array_equal(gates.measurements, GATE)
     one = rp.to_rsatoolbox(ds, sites="3")
@@ -62,7 +65,7 @@ def test_to_rsatoolbox_gates_and_one_site(ds):
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered in cast:RuntimeWarning")  # rsatoolbox averaging int descriptors
-def test_rsatoolbox_computes_an_rdm_over_a_coord(ds):
+def test_rsatoolbox_computes_an_rdm_over_a_coord(ds, rsatoolbox):
     rdm = rsatoolbox.rdm.calc_rdm(rp.to_rsatoolbox(ds), method="euclidean", descriptor="context")
     # context means: a = (4/3, 1, 1, 10/3), b = (1, 1, 3/2, 7/2); squared distance 7/18 over 4 channels
     np.testing.assert_allclose(rdm.dissimilarities, [[7 / 72]], rtol=1e-12)
@@ -96,10 +99,17 @@ def test_condition_means_of_a_store_equal_those_in_memory(tmp_path, ds):
         a = rp.condition_means(ds, "context", "object", variable=variable)
         b = rp.condition_means(lazy, "context", "object", variable=variable)
         np.testing.assert_array_equal(a.values, b.values)
-    np.testing.assert_array_equal(rp.to_rsatoolbox(lazy, variable="gate").measurements, GATE)
 
 
-def test_export_refuses_what_is_not_there(ds):
+def test_to_rsatoolbox_reads_a_store(tmp_path, rsatoolbox):
+    pytest.importorskip("zarr")
+    lazy = rp.record(_net(), X, coords=COORDS, values=True, store=tmp_path / "g.zarr", chunk_size=2)
+    data = rp.to_rsatoolbox(lazy, variable="gate")
+    np.testing.assert_array_equal(data.measurements, GATE)
+    np.testing.assert_array_equal(data.obs_descriptors["context"], ["a", "a", "a", "b", "b"])
+
+
+def test_export_refuses_what_is_not_there(ds, rsatoolbox):
     gates_only = rp.record(_net(), X, coords=COORDS)
     with pytest.raises(ValueInputError, match="`variable`='activation'.*values=True"):
         rp.condition_means(gates_only, "context", variable="activation")
@@ -110,3 +120,12 @@ def test_export_refuses_what_is_not_there(ds):
     with pytest.raises(CoordError, match="`within` must differ"):
         rp.condition_means(ds, "context", "context")
     assert rp.to_rsatoolbox(gates_only).descriptors["variable"] == "gate"
+
+
+def test_to_rsatoolbox_without_rsatoolbox_names_the_extra(ds, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "rsatoolbox", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "rsatoolbox.data", None)
+    with pytest.raises(ImportError, match=r"relu_probe\[rsa\]"):
+        rp.to_rsatoolbox(ds)

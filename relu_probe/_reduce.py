@@ -100,18 +100,24 @@ def _keep(block: np.ndarray, axis: tuple, keepdims: bool) -> np.ndarray:
 
 
 def _add_parts(parts: list, axis: tuple, keepdims: bool) -> np.ndarray:
-    """Sum a (nested) list of ``(1, …)`` partials into a new int64 / float64 array, adding in
-    place after the first: no concatenation, so each partial is read once."""
+    """Sum a (nested) list of ``(1, …)`` partials into a new array, adding in place after the
+    first: no concatenation, so each partial is read once. Integer partials are summed in
+    int64 (exact for any count)."""
     stack = [parts]
-    total = None
+    items = []
     while stack:
         item = stack.pop()
         if isinstance(item, list):
             stack.extend(item)
-        elif total is None:
-            total = np.array(item, dtype=np.int64 if item.dtype.kind in "iub" else np.float64)
         else:
-            np.add(total, item, out=total)
+            items.append(item)
+    dtype = np.float64 if any(i.dtype.kind == "f" for i in items) else np.int64
+    if dtype == np.int64 and all(i.dtype == np.uint16 for i in items) and len(items) <= 65537:
+        dtype = np.uint32  # holds the sum of up to 65537 uint16 partials, in half the bytes
+    total = np.array(items[0], dtype=dtype)
+    for item in items[1:]:
+        np.add(total, item, out=total)
+    total = total.astype(np.int64) if dtype == np.uint32 else total
     return total if keepdims else total[0]
 
 

@@ -18,7 +18,7 @@ def _plain_counts(gates: np.ndarray, codes: np.ndarray, n_groups: int) -> np.nda
 
 # rows over 255 and 15 per group exercise every flush; unit counts that are not a multiple
 # of 8 or 64 exercise the tail bytes and the padding bits of the last byte
-CASES = [(1, 1, 1), (7, 13, 2), (40, 64, 3), (600, 999, 3), (1100, 130, 5), (300, 8, 1)]
+CASES = [(1, 1, 1), (7, 13, 2), (40, 64, 3), (600, 999, 3), (1100, 130, 5), (300, 8, 1), (700, 130, 2), (600, 512, 1)]
 
 
 @pytest.mark.parametrize("kernel", ["compiled", "numpy"])

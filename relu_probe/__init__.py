@@ -50,6 +50,9 @@ _EXPORTS: dict[str, str] = {
     "ReLN": "reln",
     "fastest_reln": "reln",
     "compare_dynamics": "dynamics",
+    # export to representation-analysis tools
+    "to_rsatoolbox": "export",
+    "condition_means": "export",
     # one-call analysis, monitoring
     "analyze": "analysis",
     "Analysis": "analysis",
@@ -82,6 +85,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from . import errors, tasks, testing
     from .analysis import Analysis, analyze
     from .dynamics import compare_dynamics
+    from .export import condition_means, to_rsatoolbox
     from .gdln import GDLN
     from .importance import unit_importance
     from .monitor import TrainingMonitor

@@ -26,6 +26,7 @@ import os
 import socket
 import time
 import warnings
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,8 +44,9 @@ __all__ = ["LOCK_NAME", "Job", "StoreLock"]
 #: Name of the lock file inside a store.
 LOCK_NAME = ".relu_probe.lock"
 
-#: Locks this process holds, by the store's resolved path.
-_HELD: dict[str, StoreLock] = {}
+#: Locks this process holds, by the store's resolved path (a writer dropped without closing
+#: is collected, and its lock released, like a closed one).
+_HELD: weakref.WeakValueDictionary[str, StoreLock] = weakref.WeakValueDictionary()
 
 
 def _nothing() -> None:

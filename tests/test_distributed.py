@@ -73,6 +73,7 @@ def finish(procs: list[subprocess.Popen], timeout: float = 100) -> list[tuple[in
     finally:
         for p in procs:
             p.kill()
+            p.communicate()
 
 
 def test_a_failing_rank_stops_every_rank_quickly_and_the_store_resumes(tmp_path):

@@ -366,7 +366,7 @@ def test_a_second_writer_is_refused_until_the_first_dies(tmp_path):
             rp.TrainingMonitor(model, x, store=path, overwrite=True)
     finally:
         proc.kill()
-        proc.wait()
+        proc.communicate()
     # the OS released the dead writer's lock: the store can be overwritten (or resumed) now
     ds = rp.record(model, x, store=path, chunk_size=8, overwrite=True)
     np.testing.assert_array_equal(ds.gate.values[:, :3], T.SequentialReLUNet.expected_gates(x)["1"])

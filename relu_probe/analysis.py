@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import shutil
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -39,6 +38,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
+from ._outputs import ANALYSIS, ANALYSIS_FORMAT, claim_output
 from ._progress import progress_enabled
 from ._validation import check_choice, check_int, check_real
 from .errors import (
@@ -54,7 +54,7 @@ from .errors import (
 __all__ = ["FORMAT", "PAPER_CLOSED_FORM_PI0", "Analysis", "analyze"]
 
 #: Name and version of the on-disk layout written by :meth:`Analysis.save`.
-FORMAT = {"name": "relu_probe.Analysis", "version": 1}
+FORMAT = {"name": ANALYSIS_FORMAT, "version": 1}
 
 #: Initial mode strengths ``π0`` of the paper's closed-form scripts (``closed3/4/5.py``,
 #: paper-brief §4.1), per number of contexts: pass ``closed_form_init=PAPER_CLOSED_FORM_PI0[k]``
@@ -727,8 +727,10 @@ class Analysis:
         path : str or Path
             Directory to create.
         overwrite : bool, default=False
-            Replace an existing saved analysis there (any other non-empty directory is
-            refused).
+            Replace an analysis saved there before. Only a directory relu_probe wrote is ever
+            replaced (recognised by its ``.relu_probe`` marker, written first): any other
+            non-empty path — or a saved analysis next to files relu_probe did not write — is
+            refused, naming what is there.
         """
         from . import __version__
         from ._serial import dumps
@@ -742,21 +744,8 @@ class Analysis:
                 "pip install 'relu_probe[io]'"
             ) from None
         path = Path(path)
-        if path.exists():
-            if not path.is_dir():
-                raise StoreError(f"`path` {str(path)!r} exists and is not a directory.")
-            if any(path.iterdir()):
-                if not (path / "summary.json").exists():
-                    raise StoreError(
-                        f"`path` {str(path)!r} is a non-empty directory that holds no saved analysis; "
-                        "choose another directory."
-                    )
-                if not overwrite:
-                    raise StoreError(
-                        f"`path` {str(path)!r} already holds a saved analysis; pass overwrite=True to replace it."
-                    )
-                shutil.rmtree(path)
-        path.mkdir(parents=True, exist_ok=True)
+        claim_output(path, kind=ANALYSIS, overwrite=overwrite, argument="path",
+                     exists_hint="pass overwrite=True to replace it.")
         files = ["recording.nc", "pathways.nc", "units.nc"]
         to_netcdf(self.dataset, path / "recording.nc")
         _write_arrays(path / "pathways.nc", {"pathways": self.pathways.to_dataset()})

@@ -50,6 +50,9 @@ _EXPORTS: dict[str, str] = {
     "ReLN": "reln.reln",
     "fastest_reln": "reln.search",
     "compare_dynamics": "reln.dynamics",
+    # export to representation-analysis tools
+    "to_rsatoolbox": "data.export",
+    "condition_means": "data.export",
     # one-call analysis, monitoring
     "analyze": "analysis",
     "Analysis": "analysis",
@@ -91,9 +94,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .analysis import Analysis, analyze
     from .data import netcdf as io
     from .data import schema as dataset
+    from .data.export import condition_means, to_rsatoolbox
+    from .data.store import load
     from .monitor import TrainingMonitor
     from .pathways import PathwayClustering, Pathways, find_pathways, gating_profile, unit_importance
-    from .data.store import load
     from .recording import Recorder, list_sites, record, sites
     from .reln import GDLN, ReLN, compare_dynamics, fastest_reln, race_dynamics
     from .scoring import (

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from .._util.checks import check_int
 from .._util.serial import dumps, loads
 from .._version import __version__
 from ..data import netcdf
+from ..data.outputs import ANALYSIS, ANALYSIS_FORMAT, claim_output
 from ..data.schema import context_set_label
 from ..errors import InputError, NotFittedError, StoreError, ValueInputError, describe
 from ..pathways.result import Pathways
@@ -29,7 +29,7 @@ __all__ = ["FORMAT", "Analysis"]
 #: Name and version of the on-disk layout written by :meth:`Analysis.save` (version 2: one
 #: netCDF encoding for every file, :mod:`relu_probe.data.netcdf`; each part saved by its own
 #: object).
-FORMAT = {"name": "relu_probe.Analysis", "version": 2}
+FORMAT = {"name": ANALYSIS_FORMAT, "version": 2}
 
 
 class Analysis:
@@ -285,12 +285,15 @@ class Analysis:
         path : str or Path
             Directory to create.
         overwrite : bool, default=False
-            Replace an existing saved analysis there (any other non-empty directory is
-            refused).
+            Replace an analysis saved there before. Only a directory relu_probe wrote is ever
+            replaced (recognised by its ``.relu_probe`` marker, written first): any other
+            non-empty path — or a saved analysis next to files relu_probe did not write — is
+            refused, naming what is there.
         """
         netcdf.require_netcdf4("saving an analysis")
         path = Path(path)
-        _claim(path, overwrite=overwrite)
+        claim_output(path, kind=ANALYSIS, overwrite=overwrite, argument="path",
+                     exists_hint="pass overwrite=True to replace it.")
         files = ["recording.nc", "pathways.nc", "units.nc"]
         netcdf.to_netcdf(self.dataset, path / "recording.nc")
         self.pathways.to_dataset().to_netcdf(path / "pathways.nc", engine="netcdf4")
@@ -350,25 +353,6 @@ class Analysis:
             params=meta.get("params") or {},
             notes=meta.get("notes") or [],
         )
-
-
-def _claim(path: Path, *, overwrite: bool) -> None:
-    """Make *path* an empty directory to save into; only a saved analysis is ever replaced."""
-    if path.exists():
-        if not path.is_dir():
-            raise StoreError(f"`path` {str(path)!r} exists and is not a directory.")
-        if any(path.iterdir()):
-            if not (path / "summary.json").exists():
-                raise StoreError(
-                    f"`path` {str(path)!r} is a non-empty directory that holds no saved analysis; "
-                    "choose another directory."
-                )
-            if not overwrite:
-                raise StoreError(
-                    f"`path` {str(path)!r} already holds a saved analysis; pass overwrite=True to replace it."
-                )
-            shutil.rmtree(path)
-    path.mkdir(parents=True, exist_ok=True)
 
 
 def _read_summary(path: Path) -> dict[str, Any]:

@@ -6,7 +6,7 @@ sums. :func:`grouped_sum` does that reduction one sample chunk at a time (a dask
 size, not by the number of samples; in-memory arrays take the same kernel in one call.
 
 Kernels: gates loaded from a store are counted straight from their packed bits (SWAR,
-:func:`_packed_sums`); other boolean gates are summed as uint8 over runs of at most 255 rows
+:func:`relu_probe.data.bitcount.group_bit_counts`); other boolean gates are summed as uint8 over runs of at most 255 rows
 (no overflow, 8× less memory traffic than widening first) and accumulated in int64; floats
 go through a one-hot matrix product in float64.
 """
@@ -19,10 +19,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .bitcount import choose_kernel, group_bit_counts
+
 __all__ = ["grouped_sum", "group_codes", "register_packed"]
 
 _RUN = 255  # rows a uint8 accumulator can sum without overflow
-_LANES = np.uint64(0x0101010101010101)  # bit 0 of each byte of a 64-bit word
 
 #: dask name of an unpacked ``gate`` array -> (its packed uint8 source, n_units); filled by
 #: :func:`relu_probe.load` so reductions can read the packed bits directly (1/8 of the bytes).
@@ -39,32 +40,15 @@ def register_packed(gate: object, bits: object, n_units: int) -> None:
     _PACKED[gate.name] = (bits, int(n_units))
 
 
-def _packed_sums(bits: np.ndarray, codes: np.ndarray, n_groups: int, n_units: int) -> np.ndarray:
-    """Per-group counts of set bits straight from packed gates (SWAR on 64-bit words).
-
-    For bit plane *b*, ``(word >> b) & 0x0101…01`` leaves one 0/1 lane per byte; adding at most
-    255 rows of such words cannot carry between lanes, so one uint64 addition counts 8 units.
-    Byte *j*'s lane of plane *b* counts unit ``8 j + b`` (little bit order, as packed).
-    """
-    rows, n_bytes = bits.shape
-    padded = -(-n_bytes // 8) * 8
-    order = np.argsort(codes, kind="stable")
-    words = np.zeros((rows, padded), dtype=np.uint8)
-    words[:, :n_bytes] = bits[order]
-    words = words.view(np.uint64)
-    bounds = np.searchsorted(codes[order], np.arange(n_groups + 1))
-    out = np.zeros((n_groups, padded, 8), dtype=np.int64)
-    for g in range(n_groups):
-        for start in range(bounds[g], bounds[g + 1], _RUN):
-            run = words[start : min(start + _RUN, bounds[g + 1])]
-            for b in range(8):
-                lanes = np.add.reduce((run >> np.uint64(b)) & _LANES, axis=0)
-                out[g, :, b] += lanes.view(np.uint8)
-    return out.reshape(n_groups, padded * 8)[:, :n_units]
+def _packed_partial(bits: np.ndarray, codes: np.ndarray, n_groups: int, n_units: int, count_dtype: type,
+                    kernel: str) -> np.ndarray:
+    """One chunk's per-group counts straight from its packed gates (:mod:`relu_probe.data.bitcount`)."""
+    return group_bit_counts(bits, codes, n_groups, n_units, dtype=count_dtype, kernel=kernel)[None]
 
 
-def _packed_partial(bits: np.ndarray, codes: np.ndarray, n_groups: int, n_units: int) -> np.ndarray:
-    return _packed_sums(bits, codes, n_groups, n_units)[None]
+def _count_dtype(max_rows: int) -> type:
+    """The narrowest type that holds a count of *max_rows* rows (the sum tree then reads less)."""
+    return np.uint16 if max_rows <= np.iinfo(np.uint16).max else np.int64
 
 
 def group_codes(ds_or_var: xr.Dataset | xr.DataArray, by: Sequence[str]) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -111,6 +95,41 @@ def _partial(block: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
     return _sums(block, codes, n_groups)[None]
 
 
+def _keep(block: np.ndarray, axis: tuple, keepdims: bool) -> np.ndarray:
+    return block
+
+
+def _add_parts(parts: list, axis: tuple, keepdims: bool) -> np.ndarray:
+    """Sum a (nested) list of ``(1, …)`` partials into a new array, adding in place after the
+    first: no concatenation, so each partial is read once. Integer partials are summed in
+    int64 (exact for any count)."""
+    stack = [parts]
+    items = []
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        else:
+            items.append(item)
+    dtype = np.float64 if any(i.dtype.kind == "f" for i in items) else np.int64
+    if dtype == np.int64 and all(i.dtype == np.uint16 for i in items) and len(items) <= 65537:
+        dtype = np.uint32  # holds the sum of up to 65537 uint16 partials, in half the bytes
+    total = np.array(items[0], dtype=dtype)
+    for item in items[1:]:
+        np.add(total, item, out=total)
+    total = total.astype(np.int64) if dtype == np.uint32 else total
+    return total if keepdims else total[0]
+
+
+def _sum_partials(partial):
+    """Sum dask partials ``(chunk, …)`` over their first axis, 16 at a time."""
+    import dask.array as da
+
+    dtype = np.int64 if partial.dtype.kind in "iub" else np.float64
+    return da.reduction(partial, _keep, _add_parts, combine=_add_parts, axis=0, concatenate=False,
+                        split_every=16, dtype=dtype, meta=np.empty((0,) * (partial.ndim - 1), dtype=dtype))
+
+
 def grouped_sum(var: xr.DataArray, by: Sequence[str]) -> tuple[xr.DataArray, xr.DataArray]:
     r"""Sum *var* (sample, unit) over the samples of every combination of the *by* coords.
 
@@ -137,12 +156,12 @@ def grouped_sum(var: xr.DataArray, by: Sequence[str]) -> tuple[xr.DataArray, xr.
 
         bits, n_units = packed
         code_array = da.from_array(codes, chunks=(bits.chunks[0],))
+        dtype = _count_dtype(max(bits.chunks[0]))
         partial = da.blockwise(
             _packed_partial, "sgu", bits, "su", code_array, "s", n_groups=n_groups, n_units=n_units,
-            new_axes={"g": n_groups}, adjust_chunks={"s": 1, "u": n_units}, dtype=np.int64,
-            concatenate=True,
+            count_dtype=dtype, kernel=choose_kernel(bits.nbytes), dtype=dtype, new_axes={"g": n_groups}, adjust_chunks={"s": 1, "u": n_units}, concatenate=True,
         )
-        sums = partial.sum(axis=0).compute()
+        sums = _sum_partials(partial).compute()
     elif hasattr(data, "dask"):
         import dask.array as da
 

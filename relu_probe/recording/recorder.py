@@ -33,13 +33,14 @@ from ..errors import (
     ValueInputError,
     describe,
 )
+from .fingerprint import batch_inputs
 from .hooks import GateTap
 from .inputs import check_sample_count, count_batches, iter_batches, samples_in
 from .model import preserved_state, unwrap_model
 from .sinks import MemorySink
 from .sites import SiteSelector, activation_types
 
-__all__ = ["record", "Recorder", "list_sites", "create_store"]
+__all__ = ["record", "Recorder", "list_sites", "create_store", "record_shard"]
 
 
 class Recorder:
@@ -239,6 +240,7 @@ def record(
     n_samples: int | None = None,
     chunk_size: int | None = None,
     check_finite: bool | str = "auto",
+    _job: Any = None,
 ) -> xr.Dataset:
     """Run *model* over *inputs* and return which ReLU units are on for which sample.
 
@@ -264,12 +266,18 @@ def record(
         Stream the gates to a bit-packed zarr store instead of memory (one bit per unit per
         sample, written a sample chunk at a time) and return it lazily loaded
         (:func:`relu_probe.load`). Needs the number of samples up front (read off the
-        inputs, ``coords``, ``sample_ids`` or ``n_samples``).
+        inputs, ``coords``, ``sample_ids`` or ``n_samples``). The path is created, checked
+        and locked before the model runs: an unusable path raises :class:`StoreError` at
+        once, and a second process writing the same store is refused until this call ends.
     resume : bool, default=False
         Continue an interrupted stream into *store* (a killed process included): chunks
-        already on disk are skipped, the rest are recorded. The inputs must be the same.
+        already on disk are skipped, the rest are recorded. The inputs must be the same:
+        each chunk on disk carries a fingerprint of its inputs, and inputs with other values
+        or order (any batch size is fine), or *coords* other than the store's, are refused
+        with :class:`StoreMismatchError` naming the first chunk or coord that differs.
     overwrite : bool, default=False
-        Replace an existing non-empty *store* (otherwise refused).
+        Replace an existing relu_probe store at *store*. Only a directory relu_probe wrote
+        is ever deleted: any other non-empty path is refused, naming what is there.
     progress : bool, optional
         tqdm bar over batches (default: on when stderr is a terminal).
     input_key : str, optional
@@ -323,34 +331,39 @@ def record(
     if chunk_size is not None:
         chunk_size = check_int("chunk_size", chunk_size, minimum=1)
     module = unwrap_model(model)
-    sink = None
-    if store is not None:
-        sink = _store_sink(inputs, store, coords=coords, sample_ids=sample_ids, n_samples=n_samples,
-                           resume=resume, overwrite=overwrite, chunk_size=chunk_size)
-    elif resume or overwrite:
-        raise ValueInputError("`resume` and `overwrite` apply to a `store`; pass `store=path`.")
     if check_finite not in ("auto", True, False):
         raise ValueInputError(f"`check_finite` must be 'auto', True or False; got {check_finite!r}.")
+    if store is None and (resume or overwrite):
+        raise ValueInputError("`resume` and `overwrite` apply to a `store`; pass `store=path`.")
     every_site = check_finite is True or (check_finite == "auto" and not eval_mode)
-    recorder = Recorder(
-        module, sites, values=values, units=units, channel_dim=channel_dim, activations=activations,
-        check_finite=every_site, _sink=sink,
-    )
     recount = check_finite == "auto" and not every_site
-    if sink is None and isinstance(inputs, (torch.Tensor, np.ndarray)) and inputs.ndim:
-        recorder._sink.expected_rows = len(inputs)
-    n_seen = _run(module, inputs, recorder, sink, batch_size=batch_size, input_key=input_key,
-                  progress=progress, eval_mode=eval_mode, recount=recount)
-    if n_seen == 0:
-        raise ValueInputError(f"`inputs` is empty: it yielded no samples ({describe(inputs)}).")
-    recorder._warn_nonfinite(stacklevel=2)
+    sink = None
+    if store is not None:  # claims (creates, checks, locks) the store before the model runs
+        sink = _store_sink(inputs, store, coords=coords, sample_ids=sample_ids, n_samples=n_samples,
+                           resume=resume, overwrite=overwrite, chunk_size=chunk_size, job=_job)
+    try:
+        recorder = Recorder(
+            module, sites, values=values, units=units, channel_dim=channel_dim, activations=activations,
+            check_finite=every_site, _sink=sink,
+        )
+        if sink is None and isinstance(inputs, (torch.Tensor, np.ndarray)) and inputs.ndim:
+            recorder._sink.expected_rows = len(inputs)
+        n_seen = _run(module, inputs, recorder, sink, batch_size=batch_size, input_key=input_key,
+                      progress=progress, eval_mode=eval_mode, recount=recount)
+        if n_seen == 0:
+            raise ValueInputError(f"`inputs` is empty: it yielded no samples ({describe(inputs)}).")
+        recorder._warn_nonfinite(stacklevel=2)
+        if sink is not None:
+            if n_seen != len(sink.rows):
+                raise ValueInputError(
+                    f"`inputs` yielded {n_seen} samples but {len(sink.rows)} were expected for `store` "
+                    f"{str(store)!r} (from the inputs' length, `n_samples`, `sample_ids` or `coords`)."
+                )
+            sink.close()
+    finally:
+        if sink is not None:
+            sink.release()  # the store's writer lock, whatever happened
     if sink is not None:
-        if n_seen != len(sink.rows):
-            raise ValueInputError(
-                f"`inputs` yielded {n_seen} samples but {len(sink.rows)} were expected for `store` "
-                f"{str(store)!r} (from the inputs' length, `n_samples`, `sample_ids` or `coords`)."
-            )
-        sink.close()
         from ..data.store import load
 
         return load(store)
@@ -375,28 +388,43 @@ def create_store(
     activations: Sequence[type[nn.Module]] = (),
     input_key: str | None = None,
     eval_mode: bool = True,
-) -> None:
-    """Write an empty gate store for *n_samples* samples, laid out for *model*.
+    job: Any = None,
+) -> Any:
+    """Claim, lock and lay out an empty gate store for *n_samples* samples, for *model*.
 
     The sites are found on a forward pass over *inputs* (the first samples); the store gets
     its coords, attrs and arrays, and no chunk is left marked done unless *inputs* filled it.
-    Writers then fill it with ``record(..., store=store, resume=True, sample_ids=...)``, each a
-    disjoint set of whole chunks (:func:`relu_probe.data.store.read_layout` gives the chunking):
-    this is how :func:`relu_probe.adapters.distributed.record_distributed` lets every rank of a
-    job record into one store. The other arguments are as in :func:`record`.
+    Returns the store's writer lock, still held (release it when the job ends): writers of
+    the job (:class:`relu_probe.data.lock.Job`) then fill disjoint sets of whole chunks with
+    :func:`record_shard` (:func:`relu_probe.data.store.read_layout` gives the chunking). This
+    is how :func:`relu_probe.adapters.distributed.record_distributed` lets every rank of a job
+    record into one store. The other arguments are as in :func:`record`.
     """
     module = unwrap_model(model)
     sink = _store_sink(inputs, store, coords=coords, sample_ids=None, n_samples=n_samples, resume=False,
-                       overwrite=overwrite, chunk_size=chunk_size)
-    recorder = Recorder(module, sites, values=values, units=units, channel_dim=channel_dim, activations=activations,
-                        _sink=sink)
-    _run(module, inputs, recorder, sink, batch_size=batch_size, input_key=input_key, progress=False,
-         eval_mode=eval_mode)
+                       overwrite=overwrite, chunk_size=chunk_size, job=job)
+    try:
+        recorder = Recorder(module, sites, values=values, units=units, channel_dim=channel_dim,
+                            activations=activations, _sink=sink)
+        _run(module, inputs, recorder, sink, batch_size=batch_size, input_key=input_key, progress=False,
+             eval_mode=eval_mode)
+    except BaseException:
+        sink.release()
+        raise
     sink.discard_pending()  # rows of unfinished chunks are recorded again by their writer
+    return sink.lock
+
+
+def record_shard(model: nn.Module, inputs: Any, store: str | os.PathLike, *, job: Any, sample_ids: Any,
+                 **record_kwargs: Any) -> xr.Dataset:
+    """Record *inputs* into the rows *sample_ids* of a store laid out by :func:`create_store`,
+    as one writer of the multi-process *job* that holds its lock
+    (:class:`relu_probe.data.lock.Job`); the other arguments are as in :func:`record`."""
+    return record(model, inputs, store=store, resume=True, sample_ids=sample_ids, _job=job, **record_kwargs)
 
 
 def _store_sink(inputs: Any, store: Any, *, coords: Any, sample_ids: Any, n_samples: Any,
-                resume: bool, overwrite: bool, chunk_size: int | None) -> Any:
+                resume: bool, overwrite: bool, chunk_size: int | None, job: Any = None) -> Any:
     from ..data.store import ZarrSink
 
     if resume and overwrite:
@@ -407,18 +435,19 @@ def _store_sink(inputs: Any, store: Any, *, coords: Any, sample_ids: Any, n_samp
     ids = None if sample_ids is None else np.asarray(sample_ids)
     if ids is not None and len(ids) != n:
         raise ValueInputError(f"`sample_ids` has {len(ids)} values, expected {n} (one per sample).")
-    checked = {} if resume else check_coords(coords, n)
+    checked = check_coords(coords, n)
     mode = "resume" if resume else ("overwrite" if overwrite else "create")
     return ZarrSink(store, n_inputs=n, sample_ids=ids, coords=checked, attrs_for=None, mode=mode,
-                    chunk_rows=chunk_size)
+                    chunk_rows=chunk_size, job=job)
 
 
 def _run(module: nn.Module, inputs: Any, recorder: Recorder, sink: Any, *, batch_size: int | None,
          input_key: str | None, progress: bool | None, eval_mode: bool, recount: bool = False) -> int:
     """Call *module* on every batch of *inputs* inside *recorder*; return the samples seen.
 
-    With a store *sink*, each batch's target rows are set first, and batches whose rows are
-    all on disk already (a resumed stream) are skipped once the sites are known. With
+    With a store *sink*, each batch's target rows and input fingerprints are set first (a
+    resumed stream checks them against the chunks on disk), and batches whose rows are all
+    on disk already are skipped once the sites are known. With
     *recount*, a batch whose output is not finite is run once more, recording nothing, to
     count its non-finite pre-activations per site.
     """
@@ -438,10 +467,10 @@ def _run(module: nn.Module, inputs: Any, recorder: Recorder, sink: Any, *, batch
                     raise ValueInputError(
                         f"`inputs` yielded more samples than the {len(sink.rows)} expected for the store."
                     )
+                sink.set_rows(rows, batch_inputs(batch))  # checks chunks already on disk
                 if recorder.sites and sink.rows_done(rows):
                     start += batch.size
                     continue
-                sink.set_rows(rows)
             try:
                 module(*batch.args, **batch.kwargs)
             except ReluProbeError:

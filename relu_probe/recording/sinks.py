@@ -46,9 +46,14 @@ class MemorySink:
     """Keeps recorded passes in memory: rows are reserved, filled in place by the hooks, and
     committed once their pass completed (a failed pass's rows are simply reused).
 
-    Storage grows in chunks (or is allocated once when the number of samples is known),
-    so no per-batch concatenation happens; :meth:`arrays` joins the chunks once. The pages
-    of a large chunk are mapped by a helper thread while the model runs (:func:`_populate`).
+    Storage is allocated once when the number of samples is known. Otherwise it grows
+    geometrically: the first chunk holds the first batch, and each new chunk as many rows as
+    are recorded so far (at least one batch), so the capacity never exceeds twice the rows
+    recorded plus one batch, and no per-batch concatenation happens. :meth:`arrays` joins
+    the chunks once, freeing each chunk as soon as it is copied, so the peak stays within
+    that capacity plus the first chunk (about 2× the recorded data; the result alone
+    afterwards). The pages of a large chunk are mapped by a helper thread while the model
+    runs (:func:`_populate`).
     """
 
     def __init__(self, expected_rows: int | None = None) -> None:
@@ -81,7 +86,7 @@ class MemorySink:
     def reserve(self, n: int) -> dict[str, np.ndarray]:
         if not self._chunks or self._used[-1] + n > len(next(iter(self._chunks[-1].values()))):
             remaining = (self.expected_rows or 0) - self.n_samples
-            rows = remaining if remaining >= n else max(n, 8 * n, self.n_samples)
+            rows = remaining if remaining >= n else max(n, self.n_samples)
             self._new_chunk(rows)
         start = self._used[-1]
         return {k: a[start : start + n] for k, a in self._chunks[-1].items()}
@@ -91,12 +96,27 @@ class MemorySink:
         self.n_samples += n
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """The committed rows, one ``(n_samples, n_units)`` array per variable."""
+        """The committed rows, one ``(n_samples, n_units)`` array per variable.
+
+        Several chunks are joined into one array each, which then replaces them (each chunk
+        is released right after it is copied).
+        """
         self._join_populate()
-        parts = [{k: a[:used] for k, a in chunk.items()} for chunk, used in zip(self._chunks, self._used) if used]
-        if len(parts) == 1:
-            return parts[0]
-        return {k: np.concatenate([p[k] for p in parts], axis=0) for k in self.specs}
+        kept = [(chunk, used) for chunk, used in zip(self._chunks, self._used) if used]
+        if len(kept) == 1:
+            chunk, used = kept[0]
+            return {k: a[:used] for k, a in chunk.items()}
+        joined = {k: np.empty((self.n_samples, width), dtype) for k, (width, dtype) in self.specs.items()}
+        self._chunks, self._used = [], []
+        start = 0
+        while kept:
+            chunk, used = kept.pop(0)
+            for name, array in chunk.items():
+                joined[name][start : start + used] = array[:used]
+            start += used
+            del chunk, array  # the last references: the chunk is freed before the next is copied
+        self._chunks, self._used = [joined], [self.n_samples]
+        return dict(joined)
 
     def clear(self) -> None:
         self._join_populate()

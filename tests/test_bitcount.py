@@ -10,6 +10,7 @@ import pytest
 from relu_probe.data import bitcount as _bitcount
 from relu_probe.data.bitcount import group_bit_counts, group_bit_counts_numpy, numba_available
 from relu_probe.data.store import pack_gates
+from _deps import require
 
 
 def _plain_counts(gates: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
@@ -39,7 +40,7 @@ def test_group_bit_counts_equal_a_plain_count(kernel, rows, n_units, n_groups):
 
 
 def test_the_compiled_kernel_is_used_where_numba_is_installed():
-    pytest.importorskip("numba")  # CI installs the io extra, which has numba
+    require("numba")  # CI installs the io extra, which has numba
     assert numba_available()
 
 
@@ -68,7 +69,7 @@ def test_the_kernel_is_chosen_by_size_unless_numba_is_loaded(monkeypatch):
 
 @pytest.mark.parametrize("threshold", [0, 2**62])
 def test_store_profiles_are_identical_with_either_kernel(tmp_path, monkeypatch, threshold):
-    pytest.importorskip("zarr")
+    require("zarr")
     import relu_probe as rp
     import torch
 

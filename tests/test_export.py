@@ -10,11 +10,12 @@ from torch import nn
 
 import relu_probe as rp
 from relu_probe.errors import CoordError, ValueInputError
+from _deps import require
 
 
 @pytest.fixture(scope="module")
 def rsatoolbox():
-    return pytest.importorskip("rsatoolbox")  # the rsa extra, part of the test extra: CI has it
+    return require("rsatoolbox")  # the rsa extra, part of the test extra: CI has it
 
 
 def _net() -> nn.Module:
@@ -93,7 +94,7 @@ def test_condition_means_are_cell_means_with_nan_for_empty_cells(ds):
 
 
 def test_condition_means_of_a_store_equal_those_in_memory(tmp_path, ds):
-    pytest.importorskip("zarr")
+    require("zarr")
     lazy = rp.record(_net(), X, coords=COORDS, values=True, store=tmp_path / "g.zarr", chunk_size=2)
     for variable in ("activation", "gate"):
         a = rp.condition_means(ds, "context", "object", variable=variable)
@@ -102,7 +103,7 @@ def test_condition_means_of_a_store_equal_those_in_memory(tmp_path, ds):
 
 
 def test_to_rsatoolbox_reads_a_store(tmp_path, rsatoolbox):
-    pytest.importorskip("zarr")
+    require("zarr")
     lazy = rp.record(_net(), X, coords=COORDS, values=True, store=tmp_path / "g.zarr", chunk_size=2)
     data = rp.to_rsatoolbox(lazy, variable="gate")
     np.testing.assert_array_equal(data.measurements, GATE)

@@ -15,8 +15,9 @@ import pytest
 import xarray as xr
 
 import relu_probe as rp
+from _deps import require
 
-pytest.importorskip("zarr")
+require("zarr")
 sys.path.insert(0, str(Path(__file__).parent))
 import _monitor_kill_job as job  # noqa: E402
 

@@ -9,8 +9,9 @@ import xarray as xr
 import relu_probe as rp
 from relu_probe import testing as T
 from relu_probe.data import netcdf
+from _deps import require
 
-pytest.importorskip("netCDF4")
+require("netCDF4")
 
 
 def _awkward() -> xr.Dataset:

@@ -10,8 +10,9 @@ import pytest
 import relu_probe as rp
 from relu_probe import errors
 from relu_probe import testing as T
+from _deps import require
 
-pytest.importorskip("zarr")
+require("zarr")
 
 
 def users_folder(path):

@@ -17,6 +17,7 @@ import relu_probe as rp
 from relu_probe import errors
 from relu_probe.data import access
 from relu_probe.testing import k_minus_one_net
+from _deps import require
 
 
 # ----------------------------------------------------------------------------- errors
@@ -93,7 +94,7 @@ def test_one_context_set_label_everywhere(net, tmp_path):
 # ----------------------------------------------------------------------------- networks save themselves
 @pytest.mark.parametrize("cls", [rp.GDLN, rp.ReLN])
 def test_a_fitted_network_saves_and_loads_itself(cls, tmp_path):
-    pytest.importorskip("netCDF4")
+    require("netCDF4")
     X, Y, coords = rp.tasks.contextual_task(3)
     g = cls([(0, 1, 2), (0, 1), (1, 2), (0, 2)], hidden=6, trunk=[5], epochs=20, lr=1e-2, seed=3)
     g.fit(X, Y, context=coords["context"])

@@ -4,7 +4,7 @@ For the paper's K-context hierarchy tasks (lr 1e-3, float64, one thread) and two
 the mixed ReLN (full set + all (K−1)-sets, joint rule, inputs "auto") and the union of all
 2^K − 1 context sets — time
 
-- ``relu_probe._exact.exact_dynamics`` (adaptive exact powers, the default) and its
+- ``relu_probe.reln.exact.exact_dynamics`` (adaptive exact powers, the default) and its
   epoch-by-epoch mode (``step="exact"``), from the mean state of 100-unit pathways;
 - ``rp.GDLN(...).fit`` with 100 and 1000 units per pathway (the same σ² h for every width,
   σ = 0.005/700 at 100 units);
@@ -20,7 +20,7 @@ such); its loss is then compared on those E epochs.
 
 ``--tasks digits`` runs a non-paper task: scikit-learn's bundled digits (1797 samples, 64
 pixels / 16, one-hot targets), contexts = digit mod 3 (unbalanced: 4, 3 and 3 classes), at
-half the largest stable learning rate (:func:`relu_probe._stability.max_stable_lr`).
+half the largest stable learning rate (:func:`relu_probe.reln.stability.max_stable_lr`).
 
 Targets (issue 12): >= 10x at 100 units per pathway, >= 50x at 1000, within 1 % of L0.
 
@@ -40,7 +40,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 import relu_probe as rp
-from relu_probe._exact import MeanState, exact_dynamics
+from relu_probe.reln.exact import MeanState, exact_dynamics
 
 SIGMA_100 = 0.005 / 700
 
@@ -67,8 +67,8 @@ def load(task: str):
     if task == "digits":
         from sklearn.datasets import load_digits
 
-        from relu_probe._gates import resolve_gates
-        from relu_probe._stability import max_stable_lr
+        from relu_probe.reln.gating import resolve_gates
+        from relu_probe.reln.stability import max_stable_lr
 
         X, y = load_digits(return_X_y=True)
         X = X / 16.0

@@ -3,7 +3,9 @@
 Records the same model and inputs three ways in one run — a plain forward pass, an
 in-memory ``rp.record`` and ``rp.record(..., store=path)`` — interleaved and repeated, and
 reports each time as a ratio to the plain forward (median over rounds) plus the store's size in bits per
-unit-sample (packed gates only, and the whole store with coords and metadata).
+unit-sample (packed gates only, and the whole store with coords and metadata). Also timed
+alone: the input fingerprints a store record computes (SHA-256 over the input bytes, so
+that a resume can check its inputs), part of the store's time.
 
 Run: ``python benchmarks/store_throughput.py [--samples N] [--repeats R]``.
 Target: <= 1.05 bits per unit-sample on disk.
@@ -22,6 +24,9 @@ import torch
 from torch import nn
 
 import relu_probe as rp
+from relu_probe.data.fingerprint import ChunkHasher
+from relu_probe.recording.fingerprint import batch_inputs
+from relu_probe.recording.inputs import Batch
 
 
 def folder_bytes(path: Path) -> int:
@@ -55,7 +60,14 @@ def main() -> None:
     def store() -> None:
         rp.record(model, x, batch_size=512, progress=False, store=root / "g.zarr", overwrite=True)
 
-    runs = {"plain forward": plain, "record in memory": memory, "record to zarr store": store}
+    def fingerprints() -> None:
+        hasher, start = ChunkHasher(4096, len(x)), 0
+        for b in batches:
+            hasher.add(torch.arange(start, start + len(b)).numpy(), batch_inputs(Batch((b,), {}, len(b))))
+            start += len(b)
+
+    runs = {"plain forward": plain, "record in memory": memory, "record to zarr store": store,
+            "  of which fingerprints": fingerprints}
     try:
         for fn in runs.values():
             fn()
@@ -72,7 +84,7 @@ def main() -> None:
               f"(torch threads {args.threads}); ratio = median over rounds of time / plain forward")
         for key, value in med.items():
             rate = unit_samples / value / 1e6
-            print(f"  {key:<22} {value * 1e3:8.1f} ms  ratio {ratio[key]:5.2f}  ({rate:,.0f} M unit-samples/s)")
+            print(f"  {key:<22} {value * 1e3:8.1f} ms  ratio {ratio[key]:6.3f}  ({rate:,.0f} M unit-samples/s)")
         gate_bits = folder_bytes(root / "g.zarr" / "gate_bits") * 8 / unit_samples
         total = folder_bytes(root / "g.zarr") * 8 / unit_samples
         print(f"  on disk: packed gates {gate_bits:.4f} bits per unit-sample; whole store {total:.4f} "

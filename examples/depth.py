@@ -1,7 +1,7 @@
 """Two hidden layers: where the gating structure sits, and a ReLN built from it.
 
 Trains the paper's two-hidden-layer ReLU network (11 → 420 → 420 → 60, init std 0.0006,
-lr 1e-3, 30001 epochs; paper-brief §4.1 and §7 item 10) on the 3-context task, records its
+lr 1e-3, 30001 epochs, as in the authors' code for arXiv 2503.06181) on the 3-context task, records its
 gates, and reports the context-set masses of each hidden layer (``rp.find_pathways`` per
 site). Expect layer 1 mostly shared and, in layer 2, more mass on two-context sets than on
 single contexts. It then builds a ReLN from the layer-2 pathways on the paper's graph (a shared

@@ -1,7 +1,7 @@
 """Learning dynamics of a ReLU network, its ReLN, and the neural-race prediction.
 
 Reproduces the loss and singular-value panels of Jarvis et al., *Make Haste Slowly* (ICLR
-2025), with the settings of the authors' code (paper-brief §4.1):
+2025, arXiv 2503.06181), with the settings of the authors' code:
 
 1. trains the paper's bias-free ReLU network on ``rp.tasks.contextual_task(k)``;
 2. trains two ReLNs (gated deep linear networks, ``rule="residual"``): the mixed-selective one

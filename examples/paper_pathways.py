@@ -1,7 +1,7 @@
 """Which pathways does a ReLU network trained on the paper's contextual task use?
 
-Trains the paper's one-hidden-layer network (Jarvis et al., *Make Haste Slowly*, ICLR 2025;
-paper-brief §4.1 settings) on ``rp.tasks.contextual_task(k)``, records its gates, and prints
+Trains the paper's one-hidden-layer network (Jarvis et al., *Make Haste Slowly*, ICLR 2025,
+arXiv 2503.06181, with the settings of the authors' code) on ``rp.tasks.contextual_task(k)``, records its gates, and prints
 the context-set pathways and the structure scores at two points of training. Expect one
 shared pathway plus k pathways on k−1 contexts each, almost no single-context mass, and
 nonlinear mixed selectivity that appears only late in training.

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 import relu_probe as rp
-from relu_probe.analysis import PAPER_CLOSED_FORM_PI0
+from relu_probe.tasks import PAPER_CLOSED_FORM_PI0
 
 #: task name -> (number of contexts, variant)
 TASKS = {"3-diff": (3, "diff"), "4": (4, "hierarchy"), "5": (5, "hierarchy")}

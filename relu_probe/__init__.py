@@ -21,45 +21,56 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 
-# public name -> submodule that defines it
+# public name -> module that defines it
 _EXPORTS: dict[str, str] = {
     # recording
-    "list_sites": "recorder",
-    "record": "recorder",
-    "Recorder": "recorder",
-    "load": "store",
+    "list_sites": "recording.recorder",
+    "record": "recording.recorder",
+    "Recorder": "recording.recorder",
+    "load": "data.store",
     # pathways and scores
-    "unit_importance": "importance",
-    "gating_profile": "profiles",
-    "find_pathways": "pathways",
-    "Pathways": "pathways",
-    "PathwayClustering": "pathways",
-    "scores": "scoring",
-    "shared_score": "scoring",
-    "node_reuse_score": "scoring",
-    "modularity_score": "scoring",
-    "effective_pathways": "scoring",
-    "mixed_selectivity_score": "scoring",
-    "mixed_selectivity_index": "scoring",
-    "ccgp_score": "scoring",
-    "parallelism_score": "scoring",
-    "dci_score": "scoring",
+    "unit_importance": "pathways.importance",
+    "gating_profile": "pathways.profiles",
+    "find_pathways": "pathways.find",
+    "Pathways": "pathways.result",
+    "PathwayClustering": "pathways.clustering",
+    "scores": "scoring.table",
+    "shared_score": "scoring.structure",
+    "node_reuse_score": "scoring.structure",
+    "modularity_score": "scoring.structure",
+    "effective_pathways": "scoring.structure",
+    "mixed_selectivity_score": "scoring.selectivity",
+    "mixed_selectivity_index": "scoring.selectivity",
+    "ccgp_score": "scoring.abstraction",
+    "parallelism_score": "scoring.abstraction",
+    "dci_score": "scoring.dci",
     # gated deep linear networks
-    "GDLN": "gdln",
-    "race_dynamics": "race",
-    "ReLN": "reln",
-    "fastest_reln": "reln",
-    "compare_dynamics": "dynamics",
-    "predict_structure": "_predict",
-    "compare_structure": "_predict",
-    "PredictedStructure": "_predict",
+    "GDLN": "reln.gdln",
+    "race_dynamics": "reln.race",
+    "ReLN": "reln.reln",
+    "fastest_reln": "reln.search",
+    "compare_dynamics": "reln.dynamics",
+    "predict_structure": "reln.predict",
+    "compare_structure": "reln.predict",
+    "PredictedStructure": "reln.predict",
+    # export to representation-analysis tools
+    "to_rsatoolbox": "data.export",
+    "condition_means": "data.export",
     # one-call analysis, monitoring
     "analyze": "analysis",
     "Analysis": "analysis",
     "TrainingMonitor": "monitor",
 }
 
-_SUBMODULES = ("tasks", "testing", "errors", "io", "dataset", "sites")
+# public submodule name -> module
+_SUBMODULES: dict[str, str] = {
+    "tasks": "tasks",
+    "testing": "testing",
+    "errors": "errors",
+    "io": "data.netcdf",
+    "dataset": "data.schema",
+    "sites": "recording.sites",
+}
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
 
@@ -71,7 +82,7 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value
         return value
     if name in _SUBMODULES:
-        module = importlib.import_module(f".{name}", __name__)
+        module = importlib.import_module(f".{_SUBMODULES[name]}", __name__)
         globals()[name] = module
         return module
     raise AttributeError(f"module 'relu_probe' has no attribute {name!r}")
@@ -84,15 +95,23 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from . import errors, tasks, testing
     from .analysis import Analysis, analyze
-    from .dynamics import compare_dynamics
-    from .gdln import GDLN
-    from .importance import unit_importance
+    from .data import netcdf as io
+    from .data import schema as dataset
+    from .data.export import condition_means, to_rsatoolbox
+    from .data.store import load
     from .monitor import TrainingMonitor
-    from .pathways import PathwayClustering, Pathways, find_pathways
-    from .profiles import gating_profile
-    from .race import race_dynamics
-    from .recorder import Recorder, list_sites, record
-    from .reln import ReLN, fastest_reln
+    from .pathways import PathwayClustering, Pathways, find_pathways, gating_profile, unit_importance
+    from .recording import Recorder, list_sites, record, sites
+    from .reln import (
+        GDLN,
+        PredictedStructure,
+        ReLN,
+        compare_dynamics,
+        compare_structure,
+        fastest_reln,
+        predict_structure,
+        race_dynamics,
+    )
     from .scoring import (
         ccgp_score,
         dci_score,
@@ -105,4 +124,3 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         scores,
         shared_score,
     )
-    from .store import load

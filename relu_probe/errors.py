@@ -10,6 +10,7 @@ Messages follow one pattern: they name the argument, say what was expected and w
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "NotFittedError",
     "StoreError",
     "StoreMismatchError",
+    "CLIError",
     "ReluProbeWarning",
     "NonFiniteWarning",
     "DegenerateDataWarning",
@@ -63,16 +65,16 @@ class ForwardError(ReluProbeError, RuntimeError):
     """The model's forward raised while recording; the original exception is chained."""
 
 
-class NotFittedError(ReluProbeError, AttributeError):
-    """A fitted attribute was read before ``fit`` ran."""
-
-
 class StoreError(ReluProbeError, OSError):
     """A gate store on disk cannot be written, read or resumed."""
 
 
 class StoreMismatchError(StoreError, ValueError):
     """A store was written by another model / site layout, or resumed with other inputs."""
+
+
+class CLIError(ReluProbeError):
+    """A user error the ``relu-probe`` command line reports in one line (exit status 2)."""
 
 
 class ReluProbeWarning(UserWarning):
@@ -85,6 +87,31 @@ class NonFiniteWarning(ReluProbeWarning, RuntimeWarning):
 
 class DegenerateDataWarning(ReluProbeWarning, RuntimeWarning):
     """A score or decomposition met all-off or constant gates and returned its defined value."""
+
+
+def __getattr__(name: str) -> Any:
+    # NotFittedError subclasses scikit-learn's, whose import takes about a second; it is made
+    # on first use, so that importing this module (every module of relu_probe does) stays cheap
+    if name == "NotFittedError":
+        return _not_fitted_error()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@functools.cache
+def _not_fitted_error() -> type:
+    from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+
+    class NotFittedError(ReluProbeError, SklearnNotFittedError):
+        """A fitted attribute was read before ``fit`` ran.
+
+        A subclass of :class:`sklearn.exceptions.NotFittedError` (itself a ``ValueError`` and
+        an ``AttributeError``), so scikit-learn's ``check_is_fitted`` conventions and
+        ``except`` clauses written for scikit-learn estimators catch it too.
+        """
+
+    NotFittedError.__module__, NotFittedError.__qualname__ = __name__, "NotFittedError"
+    globals()["NotFittedError"] = NotFittedError
+    return NotFittedError
 
 
 def describe(value: Any) -> str:

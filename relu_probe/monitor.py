@@ -28,16 +28,21 @@ import pandas as pd
 import xarray as xr
 from torch import nn
 
-from ._progress import progress_bar
-from ._validation import check_int
-from .dataset import site_attr
-from .errors import InputError, StoreError, StoreMismatchError, ValueInputError
-from .recorder import record
-from .sites import SiteSelector
+from ._util.checks import check_int
+from ._util.progress import progress_bar
+from .data.monitor_store import MonitorStore
+from .data.schema import check_coords, context_set_label, site_attr
+from .errors import InputError, ValueInputError
+from .pathways.find import find_pathways
+from .pathways.importance import unit_importance
+from .recording.fingerprint import fingerprint_of
+from .recording.inputs import iter_batches
+from .recording.model import unwrap_model
+from .recording.recorder import record
+from .recording.sites import SiteSelector
+from .scoring.table import scores as all_scores
 
 __all__ = ["TrainingMonitor"]
-
-_STEP_VARS = ("gate", "gate_rate", "activation", "importance", "loss")
 
 
 class TrainingMonitor:
@@ -56,8 +61,12 @@ class TrainingMonitor:
         Snapshot when ``step % every == 0`` (:meth:`update`); :meth:`snapshot` forces one.
     store : path, optional
         Append snapshots to this zarr store instead of keeping them in memory. An existing
-        monitor store is continued (steps already stored are skipped), unless
-        ``overwrite=True``.
+        monitor store is continued (steps already stored are skipped; the probe inputs and
+        coords must be the ones it was started with), unless ``overwrite=True`` (which
+        replaces only a relu_probe store). Each snapshot is appended atomically: a process
+        killed during an append leaves the store with its earlier snapshots, and continuing
+        it gives the same store as an uninterrupted run. The store is locked against other
+        processes until :meth:`close` (or the process's end).
     by, within : str, optional
         Default coords for :meth:`scores` and :meth:`pathways_over_time`.
     sites, values, units, batch_size, input_key :
@@ -106,8 +115,38 @@ class TrainingMonitor:
         self.importance = importance
         self._snapshots: list[xr.Dataset] = []
         self.steps: list[int] = []
+        self._store: MonitorStore | None = None
+        self._fingerprint = ""
         if self.store is not None:
-            self._open_store(overwrite)
+            self._fingerprint, n_probe = self._probe_fingerprint()
+            checked = check_coords(coords, n_probe)
+            self._store = MonitorStore(self.store, overwrite=overwrite, every=self.every)
+            try:
+                self._store.check_probe(self._fingerprint, checked)
+            except BaseException:
+                self._store.close()
+                raise
+            self.steps = list(self._store.steps)
+
+    def _probe_fingerprint(self) -> tuple[str, int]:
+        """Fingerprint of the probe set (:mod:`relu_probe.recording.fingerprint`) and its size."""
+        fingerprint, n = fingerprint_of(iter_batches(
+            self.probe_inputs, model=unwrap_model(self.model), batch_size=self.record_kwargs["batch_size"],
+            input_key=self.record_kwargs["input_key"]))
+        return fingerprint.tobytes().hex(), n
+
+    # ------------------------------------------------------------------ the store's lock
+    def close(self) -> None:
+        """Release the store's writer lock (snapshots on disk stay readable; a new monitor
+        continues the store). Also released when the process exits or is killed."""
+        if self._store is not None:
+            self._store.close()
+
+    def __enter__(self) -> TrainingMonitor:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     # ------------------------------------------------------------------ taking snapshots
     def update(self, step: int, loss: float | None = None) -> bool:
@@ -136,16 +175,14 @@ class TrainingMonitor:
         ds = ds.expand_dims(step=[step])
         ds["loss"] = ("step", [loss_value])
         ds["importance"] = ds["importance"].astype(np.float32)
-        if self.store is not None:
-            self._append(ds)
+        if self._store is not None:
+            self._store.append(ds, fingerprint=self._fingerprint)
         else:
             self._snapshots.append(ds)
         self.steps.append(step)
         return True
 
     def _importance(self, ds: xr.Dataset) -> xr.DataArray:
-        from .importance import unit_importance
-
         method = self.importance
         if method == "readout" and not all(site_attr(ds, "site_readouts")):
             method = "activity"
@@ -161,7 +198,7 @@ class TrainingMonitor:
         if not self.steps:
             raise ValueInputError("no snapshot yet: call `update(step)` during training first.")
         if self.store is not None:
-            from .store import load
+            from .data.store import load
 
             return load(self.store)
         return xr.concat(self._snapshots, dim="step", data_vars="minimal", coords="minimal",
@@ -173,8 +210,6 @@ class TrainingMonitor:
 
         Each snapshot's pathways are found with its own importance; ``loss`` is a column too.
         """
-        from .scoring import scores as all_scores
-
         by, within = self._factors(by, within)
         ds = self.to_dataset()
         rows = []
@@ -192,13 +227,10 @@ class TrainingMonitor:
         """Pathway masses over training: DataArray (step, pathway).
 
         Pathways are identified across snapshots by their context set: coord ``contexts``
-        (tuple of context values per pathway) and ``label`` (e.g. ``"{0, 1}"``); a context
+        (tuple of context values per pathway) and ``label`` (e.g. ``"{0,1}"``); a context
         set absent at a step has mass 0 there.
         """
-        from .pathways import find_pathways
-
-        by, _ = self._factors(by, within, need_within=False)
-        within = within if within is not None else self.within
+        by, within = self._factors(by, within)
         ds = self.to_dataset()
         per_step: list[dict[tuple, float]] = []
         for step in progress_bar(list(ds["step"].values), enabled=progress, desc="pathways"):
@@ -212,7 +244,7 @@ class TrainingMonitor:
         values = np.array([[masses.get(k, 0.0) for k in keys] for masses in per_step])
         contexts = np.empty(len(keys), dtype=object)
         contexts[:] = keys
-        labels = ["{" + ", ".join(map(str, k)) + "}" for k in keys]
+        labels = [context_set_label(k) for k in keys]
         return xr.DataArray(
             values, dims=("step", "pathway"),
             coords={"step": ds["step"].values, "pathway": np.arange(len(keys)), "contexts": ("pathway", contexts),
@@ -220,77 +252,9 @@ class TrainingMonitor:
             name="mass",
         )
 
-    def _factors(self, by: str | None, within: str | None, need_within: bool = True) -> tuple[str, str | None]:
+    def _factors(self, by: str | None, within: str | None) -> tuple[str, str | None]:
         by = by if by is not None else self.by
         within = within if within is not None else self.within
         if by is None:
             raise ValueInputError("`by` is needed (pass it here or to TrainingMonitor(by=...)).")
         return by, within
-
-    # ------------------------------------------------------------------ zarr store
-    def _open_store(self, overwrite: bool) -> None:
-        from .store import _zarr
-
-        path = self.store
-        if path.exists() and any(path.iterdir()):
-            if overwrite:
-                import shutil
-
-                shutil.rmtree(path)
-                return
-            group = _zarr().open_group(str(path), mode="r")
-            if group.attrs.get("relu_probe_store_kind") != "monitor":
-                raise StoreError(
-                    f"`store` {str(path)!r} exists and is not a TrainingMonitor store; pass overwrite=True "
-                    "to replace it."
-                )
-            self.steps = [int(s) for s in np.asarray(group["step"][:])[: _complete_steps(group)]]
-
-    def _append(self, ds: xr.Dataset) -> None:
-        from .store import FORMAT_VERSION, pack_gates
-
-        out = ds.copy()
-        if "gate" in out:
-            bits = pack_gates(out["gate"].values[0])[None]
-            out = out.drop_vars("gate")
-            out["gate_bits"] = (("step", "sample", "unit_byte"), bits)
-        first = not (self.store.exists() and any(self.store.iterdir()))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if first:
-                out.attrs = {**ds.attrs, "relu_probe_store": FORMAT_VERSION, "relu_probe_store_kind": "monitor",
-                             "n_units": int(ds.sizes["unit"]), "every": self.every}
-                out.to_zarr(str(self.store), mode="w", consolidated=False)
-            else:
-                group_attrs = _store_attrs(self.store)
-                for key in ("sites", "site_shapes", "units"):
-                    if _plain_list(group_attrs.get(key)) != _plain_list(ds.attrs.get(key)):
-                        raise StoreMismatchError(
-                            f"`store` {str(self.store)!r} holds snapshots of another site layout: its {key} "
-                            f"is {group_attrs.get(key)!r}, this model's is {ds.attrs.get(key)!r}."
-                        )
-                keep = [v for v in out.data_vars if "step" in out[v].dims]
-                out = out[keep].drop_vars([c for c in out.coords if "step" not in out[c].dims])
-                out.attrs = group_attrs  # appending rewrites the group's attrs: keep them
-                out.to_zarr(str(self.store), append_dim="step", consolidated=False)
-
-
-def _store_attrs(path: Path) -> dict[str, Any]:
-    from .store import _zarr
-
-    return dict(_zarr().open_group(str(path), mode="r").attrs)
-
-
-def _plain_list(value: Any) -> Any:
-    if isinstance(value, str):
-        return [value]
-    return list(value) if isinstance(value, (list, tuple, np.ndarray)) else value
-
-
-def _complete_steps(group: Any) -> int:
-    """Number of snapshots present in every step variable (an append killed midway leaves
-    some variables one step longer)."""
-    lengths = [group[name].shape[0] for name in ("step", "gate_bits", "gate_rate", "activation", "importance", "loss")
-               if name in group]
-    return min(lengths)
-

@@ -8,6 +8,12 @@ holds context ``c``'s structure on context-``c`` samples and zeros elsewhere.
 
 Unlike the paper's code (features × samples), arrays here are **sample-major** as PyTorch
 expects: ``X`` has shape ``(P, n + k)`` and ``Y`` shape ``(P, (2n - 1)(k + 1))``.
+
+Every constant of the paper lives here, named (Jarvis, Klein, Rosman & Saxe, arXiv 2503.06181,
+and the authors' released code): widths, initial scales, learning rate, epochs and the
+closed-form initial strengths. relu_probe uses them as defaults only where the public API
+has always documented the paper's value (``epochs=8001``, ``lr=1e-3``, the ReLN's
+initialisation); every other default comes from the network analysed.
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._validation import check_choice, check_int, check_real
+from ._util.checks import check_choice, check_int, check_real
+from ._util.progress import progress_bar
 from .errors import ValueInputError
 
 __all__ = [
@@ -32,6 +39,14 @@ __all__ = [
     "paper_network",
     "paper_hyperparameters",
     "train_full_batch",
+    "CONTEXT_SCALE",
+    "PAPER_WIDTH",
+    "PAPER_EPOCHS",
+    "PAPER_LR",
+    "PAPER_INIT_GAIN",
+    "PAPER_DEEP",
+    "PAPER_INIT_SCALE",
+    "PAPER_CLOSED_FORM_PI0",
 ]
 
 #: Context-input scale used by the authors' generators (1.0 for any other k).
@@ -39,6 +54,31 @@ CONTEXT_SCALE = {3: 1.0, 4: 1.1, 5: 1.35}
 
 #: Hidden width of the one-hidden-layer networks in the paper, per number of contexts.
 PAPER_WIDTH = {3: 700, 4: 500, 5: 600}
+
+#: Full-batch gradient steps of the paper's one-hidden-layer runs.
+PAPER_EPOCHS = 8001
+
+#: Learning rate of every run in the paper (summed squared loss, full batch).
+PAPER_LR = 1e-3
+
+#: The paper initialises weights with std ``PAPER_INIT_GAIN / width`` (0.005 / width).
+PAPER_INIT_GAIN = 0.005
+
+#: The paper's two-hidden-layer runs: width, initial weight std and epochs.
+PAPER_DEEP: dict[str, float | int] = {"width": 420, "init_std": 0.0006, "epochs": 30001}
+
+#: The paper's ReLN initialisation (``gdln3.py``): weight std 10 × 0.0005/700 for the shared
+#: pathway and 20 × 0.0005/700 for the context pathways, 100 hidden units each.
+PAPER_INIT_SCALE: dict[str, float] = {"shared": PAPER_INIT_GAIN / 700, "context": 2 * PAPER_INIT_GAIN / 700}
+
+#: Initial mode strengths ``π0`` of the paper's closed-form scripts (``closed3/4/5.py``), per
+#: number of contexts: ``rp.analyze(..., closed_form_init=PAPER_CLOSED_FORM_PI0[k])``
+#: reproduces the paper's closed-form curve on its tasks.
+PAPER_CLOSED_FORM_PI0: dict[int, dict[str, float]] = {
+    3: {"shared": 5e-9, "context": 5e-5},
+    4: {"shared": 1e-8, "context": 1e-4},
+    5: {"shared": 1e-9, "context": 3e-4},
+}
 
 
 class ContextualTask(NamedTuple):
@@ -170,7 +210,7 @@ def contextual_task(
 
 
 def paper_hyperparameters(n_contexts: int = 3, depth: int = 1) -> dict[str, float | int]:
-    """The paper's training settings for a task (paper-brief §4.1).
+    """The paper's training settings for a task (arXiv 2503.06181, and the authors' code).
 
     Returns a dict with ``width``, ``init_std``, ``lr`` and ``epochs``. One hidden layer:
     width 700 / 500 / 600 for k = 3 / 4 / 5 (700 otherwise), ``init_std = 0.005 / width``,
@@ -180,9 +220,10 @@ def paper_hyperparameters(n_contexts: int = 3, depth: int = 1) -> dict[str, floa
     k = check_int("n_contexts", n_contexts, minimum=1)
     check_choice("depth", depth, [1, 2])
     if depth == 2:
-        return {"width": 420, "init_std": 0.0006, "lr": 1e-3, "epochs": 30001}
+        return {"width": PAPER_DEEP["width"], "init_std": PAPER_DEEP["init_std"], "lr": PAPER_LR,
+                "epochs": PAPER_DEEP["epochs"]}
     width = PAPER_WIDTH.get(k, 700)
-    return {"width": width, "init_std": 0.005 / width, "lr": 1e-3, "epochs": 8001}
+    return {"width": width, "init_std": PAPER_INIT_GAIN / width, "lr": PAPER_LR, "epochs": PAPER_EPOCHS}
 
 
 def paper_network(
@@ -227,8 +268,8 @@ def train_full_batch(
     X: torch.Tensor,
     Y: torch.Tensor,
     *,
-    lr: float = 1e-3,
-    epochs: int = 8001,
+    lr: float = PAPER_LR,
+    epochs: int = PAPER_EPOCHS,
     callback: Callable[[int, float], None] | None = None,
     progress: bool | None = None,
 ) -> np.ndarray:
@@ -258,8 +299,6 @@ def train_full_batch(
         ``loss[e]`` is the loss of the forward pass of epoch ``e``, before its update, so
         ``loss[0]`` is the loss at initialisation.
     """
-    from ._progress import progress_bar
-
     lr = check_real("lr", lr, minimum=0.0, strict=True)
     epochs = check_int("epochs", epochs, minimum=1)
     params = [p for p in model.parameters() if p.requires_grad]

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
+from _deps import require
 
 import relu_probe as rp
 from relu_probe import testing as T
 
 
 def test_lightning_callback_monitors_a_real_trainer_run(tmp_path):
-    L = pytest.importorskip("lightning")
+    L = require("lightning")
     from relu_probe.adapters.lightning import GatingCallback
 
     X, Y, coords = rp.tasks.contextual_task(3)
@@ -54,7 +54,7 @@ def test_lightning_callback_monitors_a_real_trainer_run(tmp_path):
 
 
 def test_transformers_callback_monitors_a_tiny_relu_bert(tmp_path):
-    transformers = pytest.importorskip("transformers")
+    transformers = require("transformers")
     from relu_probe.adapters.transformers import GatingTrainerCallback
 
     config = transformers.BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,

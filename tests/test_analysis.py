@@ -178,7 +178,7 @@ def test_save_and_load_refuse_foreign_directories(full, tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     (other / "data.txt").write_text("mine")
-    with pytest.raises(StoreError, match="holds no saved analysis"):
+    with pytest.raises(StoreError, match="is not empty and is not a relu_probe output: it holds .data.txt."):
         full.save(other, overwrite=True)
     assert (other / "data.txt").read_text() == "mine"
     with pytest.raises(StoreError, match="no summary.json"):

@@ -122,7 +122,11 @@ def test_analyze_archives_record_the_same_gates(capsys, files, tmp_path, kind):
         argv = ["--model", f"{files['factory']}:build", "--weights", root / "scripted.pt"]
     else:
         argv = ["--model", root / "exported.pt2"]
+    # archives run code from the file when loaded: they need the explicit opt-in
     code, _, err = run(capsys, "analyze", *argv, "--inputs", root / "inputs.npz", "--by", "context",
+                       "--within", "object", "--no-literature", "--out", tmp_path)
+    assert code == 2 and "pass --trust-archive to load it" in err
+    code, _, err = run(capsys, "analyze", *argv, "--trust-archive", "--inputs", root / "inputs.npz", "--by", "context",
                          "--within", "object", "--no-literature", "--out", tmp_path)
     assert code == 0, err
     res = rp.Analysis.load(tmp_path / "analysis")
@@ -154,6 +158,8 @@ def test_analyze_archives_record_the_same_gates(capsys, files, tmp_path, kind):
         (["--weights", "{root}/inputs.npz"], "is not a readable PyTorch state dict"),
         (["--model", "{factory}:wide", "--weights", "{root}/weights.pt"], "does not fit the model: Error(s) in loading"),
         (["--model", "{root}/scripted.pt"], "is a TorchScript archive, whose compiled graph runs no Python hooks"),
+        (["--model", "{root}/exported.pt2"], "is a torch.export archive, and loading it runs code from the file"),
+        (["--weights", "{root}/scripted.pt"], "is a TorchScript archive, and loading it runs code from the file"),
         (["--model", "{root}/weights.pt"], "is a file but not a torch.export archive"),
     ],
 )

@@ -7,8 +7,8 @@ import pytest
 import xarray as xr
 
 import relu_probe as rp
-import relu_probe.dataset
-import relu_probe.io
+import relu_probe.data.schema
+import relu_probe.data.netcdf
 from relu_probe import testing as T
 
 

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import xarray as xr
+from _deps import require
 
 import relu_probe as rp
 
-pytest.importorskip("zarr")
+require("zarr")
 JOB = Path(__file__).with_name("_distributed_job.py")
 
 
@@ -54,6 +57,61 @@ def test_resumed_job_finds_every_chunk_done(tmp_path):
     proc = torchrun(tmp_path / "multi.zarr", "resume")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     xr.testing.assert_identical(reference, rp.load(tmp_path / "multi.zarr").load())
+
+
+def two_processes(store: Path, mode: str) -> list[subprocess.Popen]:
+    """Start ranks 0 and 1 as plain processes (no torchrun agent that would kill the others
+    when one fails)."""
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "WORLD_SIZE": "2"}
+    return [subprocess.Popen([sys.executable, str(JOB), str(store), mode], env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for r in range(2)]
+
+
+def finish(procs: list[subprocess.Popen], timeout: float = 100) -> list[tuple[int, str]]:
+    """Each process's exit code and output."""
+    try:
+        return [(p.wait(timeout=timeout), p.stdout.read()) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+            p.communicate()
+
+
+def test_a_failing_rank_stops_every_rank_quickly_and_the_store_resumes(tmp_path):
+    """Rank 1 raises on its second batch; rank 0 (1 s per batch, 10 batches to go) stops at its
+    next batch instead of finishing — or waiting at a barrier for the process-group timeout."""
+    import zarr
+
+    path = tmp_path / "multi.zarr"
+    start = time.monotonic()
+    (code0, out0), (code1, out1) = finish(two_processes(path, "fail-rank1"))
+    elapsed = time.monotonic() - start
+    assert code1 == 1 and "rank 1 raised" in out1 and "rank 1's model broke" in out1, out1
+    assert code0 == 1 and "rank 0 raised" in out0, out0
+    assert "recording failed on 1 rank(s) — rank 1: ForwardError" in out0 and "resume=True" in out0, out0
+    assert elapsed < 60, f"the ranks took {elapsed:.0f} s to stop"
+    done = np.asarray(zarr.open_group(str(path), mode="r")["chunk_done"][:], dtype=bool)
+    assert not done[:4].all(), "rank 0 did not stop early"
+    assert not done[4:].any()
+    proc = torchrun(path, "resume")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    xr.testing.assert_identical(single_process_reference(tmp_path).load(), rp.load(path).load())
+
+
+def test_the_ranks_share_the_store_lock_and_other_processes_are_refused(tmp_path):
+    """While a job runs, its ranks write under rank 0's lock and any other process is refused."""
+    path = tmp_path / "multi.zarr"
+    procs = two_processes(path, "slow")
+    try:
+        while not (path / "zarr.json").exists() and procs[0].poll() is None:
+            time.sleep(0.05)
+        model = rp.tasks.paper_network(3, seed=0, init_std=0.3)
+        with pytest.raises(rp.errors.StoreError, match=rf"being written by another process \(pid {procs[0].pid} "):
+            rp.record(model, rp.tasks.contextual_task(3).X.repeat(5, 1), store=path, resume=True, values=True)
+    finally:
+        outcome = finish(procs)
+    assert [code for code, _ in outcome] == [0, 0], outcome
+    xr.testing.assert_identical(single_process_reference(tmp_path).load(), rp.load(path).load())
 
 
 def test_shards_are_disjoint_whole_chunks():

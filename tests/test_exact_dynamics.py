@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 import relu_probe as rp
-from relu_probe._exact import MeanState, exact_dynamics
-from relu_probe._gates import cue_inputs, resolve_gates
-from relu_probe._init import items_of, mean_state_from_init, mean_state_from_network
-from relu_probe._stability import learning_rate_bounds, least_squares_loss, max_stable_lr
+from relu_probe.reln.exact import MeanState, exact_dynamics
+from relu_probe.reln.gating import cue_inputs, resolve_gates
+from relu_probe.reln.init import items_of, mean_state_from_init, mean_state_from_network
+from relu_probe.reln.stability import learning_rate_bounds, least_squares_loss, max_stable_lr
 from relu_probe.errors import InputError, ValueInputError
 
 MIXED3 = [(0, 1, 2), (0, 1), (1, 2), (0, 2)]
@@ -223,8 +223,8 @@ def test_mean_state_from_network_uses_its_own_units(task3):
 def test_bad_input_gets_one_clear_error(task3):
     X, Y, coords = task3
     ctx = coords["context"]
-    with pytest.raises(ValueInputError, match="`init` is required"):
-        exact_dynamics(X, Y, MIXED3, context=ctx)
+    with pytest.raises(ValueInputError, match="`init` or `weights`|either `init`"):
+        exact_dynamics(X, Y, MIXED3, context=ctx, init=1e-6, weights=[(np.zeros((3, 11)), np.zeros((60, 3)))] * 4)
     with pytest.raises(ValueInputError, match="`step` must be one of"):
         exact_dynamics(X, Y, MIXED3, context=ctx, init=1e-6, step="rk4")
     with pytest.raises(ValueInputError, match=r"`weights\[0\]`"):
@@ -233,6 +233,17 @@ def test_bad_input_gets_one_clear_error(task3):
         exact_dynamics(X, Y, MIXED3, context=ctx, weights="no")
     with pytest.raises(ValueInputError, match="MeanState for 2 pathways"):
         exact_dynamics(X, Y, MIXED3, context=ctx, init=MeanState([1.0, 1.0], [1.0, 1.0]))
+
+
+def test_default_state_is_the_gdln_of_hidden_and_init_scale(task3):
+    """Without ``init`` the mean state is the GDLN's: ``a0 = σ_out² h``, ``b0 = σ_in² h`` per
+    pathway, read from ``hidden`` / ``init_scale`` exactly as rp.GDLN reads them."""
+    X, Y, coords = task3
+    ds = exact_dynamics(X, Y, MIXED3, context=coords["context"], inputs="auto", epochs=5,
+                        hidden={"shared": 50, "context": 20}, init_scale=[(0.01, 0.02), 0.03, 0.03, 0.03])
+    np.testing.assert_allclose(ds["a0"].values, [0.02**2 * 50] + [0.03**2 * 20] * 3)
+    np.testing.assert_allclose(ds["b0"].values, [0.01**2 * 50] + [0.03**2 * 20] * 3)
+    np.testing.assert_allclose(ds["pi0"].values, (ds["a0"].values + ds["b0"].values) / 4)
 
 
 def test_result_layout(task3):

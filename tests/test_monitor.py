@@ -106,7 +106,7 @@ def test_store_of_another_layout_is_refused(tmp_path, task):
     with pytest.raises(errors.StoreMismatchError, match="sites"):
         other.snapshot(1)
     rp.record(rp.tasks.paper_network(3), X, store=tmp_path / "gates.zarr")
-    with pytest.raises(errors.StoreError, match="not a TrainingMonitor store"):
+    with pytest.raises(errors.StoreError, match="already holds a relu_probe gate store; pass overwrite=True"):
         rp.TrainingMonitor(rp.tasks.paper_network(3), X, store=tmp_path / "gates.zarr")
 
 
@@ -132,3 +132,19 @@ def test_models_without_readouts_use_activity_importance():
     mon = rp.TrainingMonitor(model, T.toy_inputs(8), coords={"c": np.arange(8) % 2})
     mon.snapshot(0)
     assert mon.to_dataset().importance.sum().item() == pytest.approx(1.0, rel=1e-5)
+
+
+def test_continuing_a_store_with_another_probe_set_is_refused(tmp_path, task):
+    X, _, coords = task
+    path = tmp_path / "mon.zarr"
+    model = rp.tasks.paper_network(3)
+    with rp.TrainingMonitor(model, X, coords=coords, store=path) as mon:
+        mon.snapshot(0)
+    with pytest.raises(errors.StoreMismatchError, match="with other probe inputs"):
+        rp.TrainingMonitor(model, X.flip(0), coords=coords, store=path)
+    other = {**coords, "object": np.roll(np.asarray(coords["object"]), 1)}
+    with pytest.raises(errors.StoreMismatchError, match=r"`coords\['object'\]` differs at probe sample 0"):
+        rp.TrainingMonitor(model, X, coords=other, store=path)
+    with rp.TrainingMonitor(model, X, coords=coords, store=path) as again:  # the same probe set continues
+        assert again.steps == [0] and again.snapshot(1)
+    assert list(rp.load(path).step.values) == [0, 1]

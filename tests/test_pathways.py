@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import json
+import os
+import subprocess
+import sys
+import textwrap
 import warnings
 
 import numpy as np
@@ -9,6 +15,7 @@ import pandas as pd
 import pytest
 import torch
 import xarray as xr
+from _deps import require
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from torch import nn
 
@@ -258,6 +265,60 @@ def test_bad_coords_and_importance():
         rp.find_pathways(ds.expand_dims(step=[0]), "context", "object")
 
 
+
+def _with_missing(values, missing):
+    """*values* with a missing label at positions 7 and 9 (float NaN or None)."""
+    out = np.asarray(values).astype(np.float64 if missing == "nan" else object)
+    out[[7, 9]] = np.nan if missing == "nan" else None
+    return out
+
+
+#: Every public consumer of a `by` / `within` coord: (call, argument name of each factor).
+FACTOR_CONSUMERS = {
+    "find_pathways": (lambda ds: rp.find_pathways(ds, "context", "object"), ("by", "within")),
+    "scores": (lambda ds: rp.scores(ds, by="context", within="object"), ("by", "within")),
+    "gating_profile": (lambda ds: rp.gating_profile(ds, ["context", "object"]), ("by", "by")),
+    "mixed_selectivity_score": (lambda ds: rp.mixed_selectivity_score(ds, by=("context", "object")), ("by", "within")),
+    "mixed_selectivity_index": (lambda ds: rp.mixed_selectivity_index(ds, "context", within="object"), ("by", "within")),
+    "ccgp_score": (lambda ds: rp.ccgp_score(ds, "context", "object"), ("by", "within")),
+    "parallelism_score": (lambda ds: rp.parallelism_score(ds, "context", "object"), ("by", "within")),
+    "dci_score": (lambda ds: rp.dci_score(ds, ("context", "object")), ("factors", "factors")),
+    "analyze": (lambda ds: rp.analyze(None, ds, by="context", within="object"), ("by", "within")),
+}
+
+
+@pytest.mark.parametrize("missing", ["nan", "none"])
+@pytest.mark.parametrize("coord", ["context", "object"])
+@pytest.mark.parametrize("consumer", FACTOR_CONSUMERS)
+def test_missing_labels_in_a_factor_coord_name_the_coord_and_first_sample(consumer, coord, missing):
+    net = k_minus_one_net(3, 4)
+    ds = _record(net)
+    ds = ds.assign_coords({"sample": ds["sample"].values + 100, coord: ("sample", _with_missing(ds[coord], missing))})
+    call, argnames = FACTOR_CONSUMERS[consumer]
+    argname = argnames[coord == "object"]
+    shown = "nan" if missing == "nan" else "None"
+    with pytest.raises(InputError, match=(
+        f"`{argname}`='{coord}': the coord must label every sample, but sample 107 \\(position 7\\) has "
+        f"{shown}; 2 of 12 samples have no label"
+    )):
+        call(ds)
+
+
+@pytest.mark.parametrize("missing", ["nan", "none"])
+def test_missing_labels_refused_when_analysing_or_monitoring_a_model(missing):
+    net = k_minus_one_net(3, 4)
+    coords = dict(net.coords, context=_with_missing(net.coords["context"], missing))
+    with pytest.raises(InputError, match="`by`='context'.*sample 7 \\(position 7\\)"):
+        rp.analyze(net.model, net.X, coords=coords, by="context", within="object")
+    mon = rp.TrainingMonitor(net.model, net.X, coords=coords, every=1, by="context", within="object")
+    mon.snapshot(0)
+    with pytest.raises(InputError, match="`by`='context'.*sample 7 \\(position 7\\)"):
+        mon.scores()
+    # a coord that is not used as a factor may have missing labels
+    other = dict(net.coords, note=_with_missing(net.coords["context"], missing))
+    rp.find_pathways(rp.record(net.model, net.X, coords=other), "context", "object")
+
+
 def test_importance_for_a_superset_of_units_is_aligned_by_id():
     net, model = _two_site_net()
     ds = rp.record(model, net.X, coords=net.coords, values=True)
@@ -309,12 +370,56 @@ def _expected_failures(estimator):
     return failures
 
 
-@parametrize_with_checks(
+def _check_name(check) -> str:
+    while isinstance(check, functools.partial):
+        check = check.func
+    return check.__name__
+
+
+# scikit-learn's array-API check runs only with SCIPY_ARRAY_API=1 set before scipy is first
+# imported, and that switches scipy into array-API mode for the whole process, which users
+# do not run in. So the check runs in an interpreter of its own
+# (test_sklearn_array_api_check_in_array_api_mode), and every other check runs here.
+_ARRAY_API_CHECK = "check_array_api_input"
+_ALL_CHECKS = parametrize_with_checks(
     [rp.PathwayClustering(), rp.PathwayClustering(method="cocluster")],
     expected_failed_checks=_expected_failures,
-)
+).mark
+_CHECKS = [p for p in _ALL_CHECKS.args[1] if _check_name(getattr(p, "values", p)[1]) != _ARRAY_API_CHECK]
+
+
+@pytest.mark.parametrize(_ALL_CHECKS.args[0], _CHECKS, **_ALL_CHECKS.kwargs)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
+
+
+ARRAY_API_SCRIPT = textwrap.dedent(f"""
+    import functools, json
+    import relu_probe as rp
+    from sklearn.utils.estimator_checks import estimator_checks_generator
+    ran = []
+    for estimator in (rp.PathwayClustering(), rp.PathwayClustering(method="cocluster")):
+        for estimator, check in estimator_checks_generator(estimator):
+            function = check
+            while isinstance(function, functools.partial):
+                function = function.func
+            if function.__name__ == {_ARRAY_API_CHECK!r}:
+                check(estimator)  # raises (SkipTest included) unless the check passes
+                ran.append(repr(estimator))
+    print(json.dumps(ran))
+""")
+
+
+def test_sklearn_array_api_check_in_array_api_mode():
+    # "with array API dispatch enabled and NumPy inputs, results do not change" (scikit-learn's
+    # check for estimators without array-API support of their own)
+    assert len(_CHECKS) < len(list(_ALL_CHECKS.args[1]))  # the check exists and is not run above
+    out = subprocess.run([sys.executable, "-c", ARRAY_API_SCRIPT], env={**os.environ, "SCIPY_ARRAY_API": "1"},
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [
+        "PathwayClustering()", "PathwayClustering(method='cocluster')"
+    ]
 
 
 def test_estimator_profiles_example_and_predict():
@@ -349,7 +454,7 @@ def test_estimator_cocluster_blocks():
 
 
 def test_dask_backed_recording_gives_the_same_pathways():
-    pytest.importorskip("dask")
+    require("dask")
     net = k_minus_one_net(3, 4)
     ds = _record(net)
     lazy = ds.chunk({"sample": 5})

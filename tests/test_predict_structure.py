@@ -13,11 +13,11 @@ import pytest
 import torch
 
 import relu_probe as rp
-from relu_probe._assumption import ASSUMPTION_GAP, assumption_gap
-from relu_probe._exact import exact_dynamics
-from relu_probe._gates import cue_inputs
-from relu_probe._init import items_of, mean_state_from_network
-from relu_probe._predict import rank_gatings, structure_mass
+from relu_probe.reln.assumption import ASSUMPTION_GAP, assumption_gap
+from relu_probe.reln.exact import exact_dynamics
+from relu_probe.reln.gating import cue_inputs
+from relu_probe.reln.init import items_of, mean_state_from_network
+from relu_probe.reln.predict import rank_gatings, structure_mass
 from relu_probe.errors import InputError, ReluProbeWarning, ValueInputError
 from relu_probe.testing._pathway_nets import k_minus_one_net
 

@@ -9,7 +9,8 @@ from scipy.integrate import solve_ivp
 
 import relu_probe as rp
 from relu_probe.errors import ValueInputError
-from relu_probe.race import closed_form, gated_correlations, gram_simulate
+from relu_probe.reln.correlations import gated_correlations
+from relu_probe.reln.race import closed_form, gram_simulate
 
 MIXED3 = [(0, 1, 2), (0, 1), (1, 2), (0, 2)]
 MODULAR3 = [(0, 1, 2), (0,), (1,), (2,)]

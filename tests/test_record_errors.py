@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import warnings
+from collections import namedtuple
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -181,3 +183,64 @@ def test_check_finite_modes():
     assert rec.nonfinite == {"act": 1}
     with pytest.raises(errors.ValueInputError, match="`check_finite` must be"):
         rp.record(T.SequentialReLUNet(), x, check_finite="sometimes")
+
+
+@dataclass
+class DataclassOutput:
+    logits: torch.Tensor
+    hidden: torch.Tensor | None = None
+    owner: object = None
+
+
+class SlotsOutput:
+    __slots__ = ("logits",)
+
+    def __init__(self, logits):
+        self.logits = logits
+
+
+class AttributeOutput:
+    def __init__(self, logits):
+        self.extras = {"scale": 1.0}
+        self.logits = logits
+
+
+NamedOutput = namedtuple("NamedOutput", ["logits", "aux"])
+
+OUTPUTS = {
+    "dataclass": lambda y: DataclassOutput(logits=y),
+    "dataclass-with-cycle": lambda y: (lambda out: (setattr(out, "owner", out), out)[1])(DataclassOutput(y)),
+    "slots": SlotsOutput,
+    "attributes": AttributeOutput,
+    "namedtuple": lambda y: NamedOutput(logits=y, aux=None),
+    "nested": lambda y: [{"out": (torch.arange(3), DataclassOutput(logits=y))}],
+}
+
+
+class WrappedOutput(nn.Module):
+    """:class:`SequentialReLUNet` whose output is wrapped in a container."""
+
+    def __init__(self, wrap):
+        super().__init__()
+        self.net, self.wrap = T.SequentialReLUNet(), wrap
+
+    def forward(self, x):
+        return self.wrap(self.net(x))
+
+
+@pytest.mark.parametrize("kind", list(OUTPUTS))
+def test_auto_check_finite_finds_tensors_in_any_output_container(kind):
+    model = WrappedOutput(OUTPUTS[kind])
+    x = T.toy_inputs(6)
+    x[2, 1] = float("nan")
+    with pytest.warns(errors.NonFiniteWarning) as every:
+        rp.record(model, x, batch_size=2, check_finite=True)
+    with pytest.warns(errors.NonFiniteWarning) as auto:  # "auto": the output's NaN triggers the count
+        rp.record(model, x, batch_size=2)
+    assert str(auto[0].message) == str(every[0].message)
+    with np.errstate(invalid="ignore"):
+        z1 = x.numpy() @ T.A_WEIGHTS.T
+    assert f"'net.1': {int((~np.isfinite(z1)).sum())}" in str(auto[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rp.record(model, T.toy_inputs(6), batch_size=2)  # finite output: no warning

@@ -8,7 +8,8 @@ import xarray as xr
 
 import relu_probe as rp
 from relu_probe.errors import InputError, ValueInputError
-from relu_probe.reln import PAPER_INIT_SCALE, _rank, cardinality_candidates
+from relu_probe.reln.search import _rank, cardinality_candidates
+from relu_probe.tasks import PAPER_INIT_SCALE
 
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
 import re
 from collections import OrderedDict
 
@@ -16,6 +15,7 @@ import pytest
 import torch
 import xarray as xr
 from _chromium import check_pages, find_chromium
+from _deps import unavailable
 from torch import nn
 
 import relu_probe as rp
@@ -123,9 +123,7 @@ def test_report_from_loaded_analysis_is_identical(evil, tmp_path):
 def test_chromium_loads_reports_without_errors(reports, tmp_path):
     chromium = find_chromium()
     if chromium is None:
-        if os.environ.get("RELU_PROBE_REQUIRE_CHROMIUM") == "1":
-            pytest.fail("RELU_PROBE_REQUIRE_CHROMIUM=1 but no chromium executable was found")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+        unavailable("chromium is not installed (apt-get install chromium)")
     # a negative control proves the check can fail: a broken image and a throwing script
     control = tmp_path / "control.html"
     control.write_text('<!DOCTYPE html><html><head><title>control</title></head><body>'

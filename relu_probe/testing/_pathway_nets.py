@@ -13,8 +13,8 @@ below put every unit exactly on or off (margins of at least 0.5) with activation
 - :func:`shared_net`: one unit per object, on for that object in every context: all mass on
   the shared pathway; shared 1, node reuse 1, mixed selectivity 0.
 - :func:`k_minus_one_net`: for every context :math:`\bar c` and object o a unit on for o in
-  all contexts but :math:`\bar c`, plus one shared unit per object (the paper's structure,
-  paper-brief §5): :math:`m_{\mathrm{all}} = 1/K`, each (K−1)-set :math:`(K-1)/K^2`.
+  all contexts but :math:`\bar c`, plus one shared unit per object (the structure Jarvis et
+  al., arXiv 2503.06181, find in ReLU networks): :math:`m_{\mathrm{all}} = 1/K`, each (K−1)-set :math:`(K-1)/K^2`.
 
 The expected values are derived in closed form (not by running relu_probe). For the mixed
 selectivity, every unit's cell means are rank one, :math:`M = 1.5\, p q^\top` (context
@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._validation import check_int
+from .._util.checks import check_int
 
 __all__ = ["PathwayNet", "modular_net", "shared_net", "k_minus_one_net", "pathway_task"]
 
@@ -122,7 +122,7 @@ def _expected(n: int, K: int, units: list[tuple[int | None, list[int]]]) -> dict
         activity.append(total / P)
         sets.append(tuple(ctx))
         ss.append(_rank_one_ss(p, q))
-        # the readout norm is 1, so a unit's mass is its summed activation (paper-brief §6.2)
+        # the readout norm is 1, so a unit's mass is its summed activation (find_pathways, Notes)
         masses[tuple(ctx)] = masses.get(tuple(ctx), 0.0) + total
     grand = sum(masses.values())
     masses = {S: m / grand for S, m in masses.items()}

@@ -1,0 +1,399 @@
+"""One call from a model to everything relu_probe measures: :func:`analyze` → :class:`Analysis`.
+
+>>> import relu_probe as rp
+>>> X, Y, coords = rp.tasks.contextual_task(3)
+>>> model = rp.tasks.paper_network(3)
+>>> loss = rp.tasks.train_full_batch(model, X, Y, epochs=300)
+>>> res = rp.analyze(model, X, coords=coords, by="context", within="object",
+...                  Y=Y, loss_curve=loss)                       # doctest: +SKIP
+>>> res.scores["node_reuse_score"]                               # doctest: +SKIP
+>>> res.to_html("report.html"); res.save("analysis/")            # doctest: +SKIP
+
+The pipeline is a list of named steps (:data:`STEPS`), each also a public function:
+
+1. ``record``: :func:`relu_probe.record` the gates (and post-ReLU values) on ``inputs``;
+2. ``importance``: :func:`relu_probe.unit_importance` (``"readout"`` when every site feeds a
+   Linear / Conv, else ``"activity"``, unless given);
+3. ``pathways``: :func:`relu_probe.find_pathways` by ``by`` (and ``within``);
+4. ``scores``: :func:`relu_probe.scores`;
+5. ``selectivity``: the per-unit :func:`relu_probe.gating_profile` and
+   :func:`relu_probe.mixed_selectivity_index`;
+6. ``attribution``: with tensor inputs, the input features that drive each pathway (captum
+   integrated gradients, :mod:`relu_probe.pathways.attribution`);
+7. ``ReLN``: with targets ``Y``, the ReLN (:meth:`relu_probe.ReLN.from_pathways`, trained by
+   gradient descent);
+8. ``race``: its race prediction (:func:`relu_probe.race_dynamics`) and, with the ReLU
+   network's ``loss_curve``, :func:`relu_probe.compare_dynamics` of each against it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+
+from .._util.arrays import as_2d_float
+from .._util.checks import check_choice, check_int, check_real
+from .._util.progress import StepBar
+from ..data.access import Recording, as_recording
+from ..data.schema import site_attr
+from ..errors import InputError, ReluProbeWarning, ValueInputError, describe
+from ..pathways.attribution import pathway_attributions
+from ..pathways.find import find_pathways
+from ..pathways.importance import IMPORTANCE_METHODS, given_importance, unit_importance
+from ..pathways.profiles import gating_profile
+from ..recording.recorder import record
+from ..recording.model import unwrap_model
+from ..reln.dynamics import as_loss_curve, compare_dynamics
+from ..reln.race import RACE_METHODS, race_from_spec
+from ..reln.reln import ReLN
+from ..scoring.selectivity import mixed_selectivity_index
+from ..scoring.table import scores
+from ..tasks import PAPER_EPOCHS, PAPER_LR
+from .result import Analysis
+
+__all__ = ["STEPS", "analyze"]
+
+#: The steps of :func:`analyze`, in order (module docstring).
+STEPS = ("record", "importance", "pathways", "scores", "selectivity", "attribution", "ReLN", "race")
+
+
+def analyze(
+    model: Any,
+    inputs: Any,
+    *,
+    coords: Mapping[str, Any] | None = None,
+    by: str = "context",
+    within: str | None = None,
+    Y: Any = None,
+    loss_curve: Any = None,
+    importance: Any = "auto",
+    method: str = "auto",
+    literature: bool = True,
+    sites: Any = None,
+    units: str = "element",
+    values: bool = True,
+    X: Any = None,
+    feature_names: Sequence[str] | None = None,
+    attribution: bool = True,
+    attribution_samples: int = 256,
+    lr: float = PAPER_LR,
+    epochs: int | None = None,
+    reln_params: Mapping[str, Any] | None = None,
+    closed_form_init: Any = None,
+    race_method: str | None = None,
+    monitor: Any = None,
+    title: str | None = None,
+    batch_size: int | None = None,
+    record_kwargs: Mapping[str, Any] | None = None,
+    random_state: int | None = 0,
+    progress: bool | None = None,
+) -> Analysis:
+    r"""Record, decompose and score a ReLU network in one call (and fit its ReLN).
+
+    Parameters
+    ----------
+    model : torch.nn.Module or None
+        The trained network. ``None`` only when ``inputs`` is already a recording.
+    inputs : Tensor, ndarray, DataLoader, iterable of batches, or xarray.Dataset
+        What :func:`relu_probe.record` accepts, or a recording it returned (e.g. a gate store
+        opened with :func:`relu_probe.load`), which is then analysed as is.
+    coords : mapping of str to array-like, optional
+        Per-sample labels (``context``, ``object`` …), passed to ``record``.
+    by : str, default="context"
+        The condition coord pathways are keyed by.
+    within : str, optional
+        The item coord (items repeated across conditions): enables the context-set
+        decomposition, the mixed-selectivity index and the literature scores.
+    Y : array-like (sample, output), optional
+        Targets. When given, the ReLN is built from the pathways and trained on
+        ``(X, Y)``, and its closed-form race is computed (needs tensor/array inputs, or
+        ``X``).
+    loss_curve : array-like (epochs,), optional
+        The ReLU network's training loss, ``loss[e]`` before update ``e`` (as
+        :func:`relu_probe.tasks.train_full_batch` returns): compared with the ReLN's curves
+        (:func:`relu_probe.compare_dynamics`).
+    importance : {"auto", "readout", "conductance", "activity"} or DataArray, default="auto"
+        Unit importance. ``"auto"``: ``"readout"`` when a model is given and every site feeds
+        a Linear/Conv directly, else ``"activity"``. A DataArray / array is used as is.
+    method : str, default="auto"
+        Pathway method for :func:`relu_probe.find_pathways`.
+    literature : bool, default=True
+        Also compute the literature scores (CCGP, parallelism, DCI; need ``within``). They
+        fit many small decoders: switch them off for quick looks at wide networks.
+    sites, units, values, batch_size :
+        Passed to :func:`relu_probe.record` (``values=True`` stores post-ReLU values, which
+        the pathway masses and mixed selectivity use).
+    X : array-like, optional
+        The input tensor when ``inputs`` is a recording (for the ReLN and attributions).
+    feature_names : sequence of str, optional
+        Names of the input features (flattened), for the attribution tables.
+    attribution : bool, default=True
+        Attribute every pathway's activity to the input features with captum (needs the model
+        and tensor inputs).
+    attribution_samples : int, default=256
+        At most this many samples (a seeded random subset) are attributed.
+    lr : float, default=1e-3
+        Learning rate of the ReLN and of its closed form (use the ReLU network's).
+    epochs : int, optional
+        ReLN epochs; default ``len(loss_curve)``, else 8001 (the paper's).
+    reln_params : mapping, optional
+        Extra :meth:`relu_probe.ReLN.from_pathways` parameters (``hidden``, ``init_scale``,
+        ``rule``, ``min_mass``, ``seed`` …).
+    closed_form_init : float or mapping, optional
+        Initial mode strength ``π0`` of the closed form (``{"shared": …, "context": …}``);
+        default: the ReLN's own initial scale. :data:`relu_probe.tasks.PAPER_CLOSED_FORM_PI0`
+        holds the paper's values for its tasks.
+    race_method : {"closed", "race", "live"}, optional
+        How :func:`relu_probe.race_dynamics` predicts the ReLN's curve: ``"closed"`` (Eq. 1
+        per mode; the default for the paper's ``"residual"`` rule), ``"race"`` (the coupled
+        race, Eq. 2; the default for ``"joint"``) or ``"live"`` (exact reduced gradient
+        descent, no alignment assumption: use it when the data break Assumption 2.1).
+    monitor : TrainingMonitor, optional
+        Attach training-time measurements (see :meth:`Analysis.attach_monitor`).
+    title : str, optional
+        Title of the report.
+    record_kwargs : mapping, optional
+        Other :func:`relu_probe.record` arguments (``input_key``, ``eval_mode`` …).
+    random_state : int or None, default=0
+        Seed of the pathway clustering and the attribution subset.
+    progress : bool, optional
+        Progress bars (default: only on a terminal).
+
+    Returns
+    -------
+    Analysis
+
+    Notes
+    -----
+    The analysis runs as the named steps of :data:`STEPS`, each a function of this module on
+    the recording checked once at the start (:func:`relu_probe.data.access.as_recording`).
+
+    The ReLN's predicted curve is :func:`relu_probe.race_dynamics` with the ReLN's gates,
+    input masks and training rule: by default, for the paper's ``"residual"`` rule, the
+    closed form (Eq. 1 per mode, context pathways on the shared pathway's final residual,
+    ``d`` divided by the mean number of context pathways open on their samples); for
+    ``"joint"`` the coupled race. Warnings of these steps (e.g. that the data break the
+    alignment assumption) are kept in :attr:`Analysis.notes`.
+    """
+    attribution_samples = check_int("attribution_samples", attribution_samples, minimum=1)
+    lr = check_real("lr", lr, minimum=0.0, strict=True)
+    if title is not None and not isinstance(title, str):
+        raise InputError(f"`title` must be a str, got {describe(title)}.")
+    if reln_params is not None and not isinstance(reln_params, Mapping):
+        raise InputError(f"`reln_params` must be a mapping of ReLN parameters, got {describe(reln_params)}.")
+    if race_method is not None:
+        check_choice("race_method", race_method, RACE_METHODS)
+    notes: list[str] = []
+    with StepBar(STEPS, enabled=progress, desc="analyze") as bar:
+        with bar.step("record"):
+            rec, X_t = _record_step(model, inputs, X=X, coords=coords, sites=sites, units=units, values=values,
+                                    batch_size=batch_size, record_kwargs=record_kwargs, progress=progress)
+        with bar.step("importance"):
+            imp = _importance_step(model, rec, importance, X_t)
+        with bar.step("pathways"):
+            pw = find_pathways(rec, by, within, importance=imp, method=method, random_state=random_state)
+        with bar.step("scores"):
+            sc = scores(pw, rec, literature=bool(literature), random_state=random_state)
+        with bar.step("selectivity"):
+            profile = gating_profile(rec, by)
+            selectivity = mixed_selectivity_index(rec, by, within=within) if within is not None else None
+        with bar.step("attribution"):
+            attributions = _attribution_step(model, rec, pw, X_t, enabled=attribution, feature_names=feature_names,
+                                             max_samples=attribution_samples, random_state=random_state, notes=notes)
+        relu_loss = None if loss_curve is None else as_loss_curve("loss_curve", loss_curve)
+        with bar.step("ReLN"), _noted(notes):
+            reln, Xn, Yn = _reln_step(pw, rec, X_t, Y, relu_loss, inputs=inputs, lr=lr, epochs=epochs,
+                                      params=dict(reln_params or {}), progress=progress)
+        with bar.step("race"), _noted(notes):
+            dynamics, comparison = _race_step(reln, Xn, Yn, relu_loss, lr=lr, closed_form_init=closed_form_init,
+                                              race_method=race_method, notes=notes)
+    result = Analysis(
+        dataset=rec.ds, importance=imp, pathways=pw, scores=sc, profile=profile, selectivity=selectivity,
+        attributions=attributions, reln=reln, dynamics=dynamics, comparison=comparison, notes=notes,
+        params=_params(rec, pw, imp, reln, by=by, within=within, title=title, units=units, lr=lr),
+    )
+    if monitor is not None:
+        result.attach_monitor(monitor)
+    return result
+
+
+# ----------------------------------------------------------------------------- the steps
+def _record_step(model: Any, inputs: Any, *, X: Any, coords: Any, sites: Any, units: str, values: bool,
+                 batch_size: int | None, record_kwargs: Mapping[str, Any] | None,
+                 progress: bool | None) -> tuple[Recording, torch.Tensor | None]:
+    """Record *inputs* (or take the recording given as *inputs*) and check it, once: the
+    checked, in-memory recording and the input tensor (``None`` when there is none)."""
+    if isinstance(inputs, xr.Dataset):
+        if coords is not None:
+            raise InputError("`coords` must be omitted when `inputs` is already a recording.")
+        ds, X_t = inputs, _as_tensor(X)
+    else:
+        if model is None:
+            raise InputError(
+                "`model` is None: pass the trained torch.nn.Module, or a recording (xarray.Dataset) as `inputs`."
+            )
+        ds = record(model, inputs, sites=sites, coords=coords, values=values, units=units, batch_size=batch_size,
+                    progress=progress, **dict(record_kwargs or {}))
+        X_t = _as_tensor(inputs) if X is None else _as_tensor(X)
+    return as_recording(ds, "inputs").loaded(), X_t
+
+
+def _importance_step(model: Any, rec: Recording, importance: Any, X_t: torch.Tensor | None) -> xr.DataArray:
+    """The unit importance: given (a DataArray / array), or by the method named;
+    ``"auto"`` is ``"readout"`` when a model is given and every site has a Linear/Conv
+    readout, else ``"activity"``. ``attrs["method"]`` says which."""
+    if not isinstance(importance, str):
+        return given_importance(importance, rec)
+    check_choice("importance", importance, ("auto", *IMPORTANCE_METHODS))
+    if importance == "auto":
+        readouts = [str(r) for r in site_attr(rec.ds, "site_readouts")]
+        importance = "readout" if model is not None and readouts and all(readouts) else "activity"
+    kwargs = {"inputs": X_t} if importance == "conductance" else {}
+    return unit_importance(model if importance != "activity" else None, rec, method=importance, **kwargs)
+
+
+def _attribution_step(model: Any, rec: Recording, pw: Any, X_t: torch.Tensor | None, *, enabled: bool,
+                      feature_names: Sequence[str] | None, max_samples: int, random_state: int | None,
+                      notes: list[str]) -> xr.DataArray | None:
+    """The input features that drive each pathway; an extra: a failure is warned about and
+    noted, never raised (bad ``feature_names`` are)."""
+    if not enabled:
+        return None
+    if model is None or X_t is None:
+        notes.append("input attributions need the model and the inputs as one tensor; skipped")
+        return None
+    if feature_names is not None:
+        feature_names = [str(f) for f in feature_names]
+        n_features = int(np.prod(tuple(X_t.shape[1:])))
+        if len(feature_names) != n_features:
+            raise ValueInputError(
+                f"`feature_names` must name every input feature ({n_features}), got {len(feature_names)} names."
+            )
+    try:
+        attributions, more = pathway_attributions(
+            unwrap_model(model), rec.ds, pw, X_t, feature_names=feature_names, max_samples=max_samples,
+            random_state=random_state,
+        )
+    except Exception as exc:  # noqa: BLE001 - attributions are an extra: report, do not fail
+        message = f"input attributions failed ({type(exc).__name__}: {' '.join(str(exc).split())})"
+        warnings.warn(message, ReluProbeWarning, stacklevel=3)
+        notes.append(message)
+        return None
+    notes.extend(more)
+    return attributions
+
+
+def _reln_step(pw: Any, rec: Recording, X_t: torch.Tensor | None, Y: Any, relu_loss: np.ndarray | None, *,
+               inputs: Any, lr: float, epochs: int | None, params: dict[str, Any],
+               progress: bool | None) -> tuple[ReLN | None, np.ndarray | None, np.ndarray | None]:
+    """With targets: the ReLN of the pathways, trained for ``len(loss_curve)`` epochs (else
+    *epochs*, else the paper's); returns it with the input and target matrices."""
+    if Y is None:
+        return None, None, None
+    if X_t is None:
+        raise InputError(
+            "`Y` was given but the inputs are not one tensor/array: the ReLN needs the "
+            f"input matrix; pass `X=` (got inputs {describe(inputs)})."
+        )
+    Xn = as_2d_float("X", X_t, n_rows=rec.n_samples)
+    Yn = as_2d_float("Y", Y, n_rows=rec.n_samples)
+    if epochs is None:
+        epochs = relu_loss.size if relu_loss is not None else PAPER_EPOCHS
+    epochs = check_int("epochs", epochs, minimum=1)
+    if relu_loss is not None and relu_loss.size != epochs:
+        raise ValueInputError(
+            f"`epochs` ({epochs}) must equal the length of `loss_curve` ({relu_loss.size}) so the "
+            "curves can be compared epoch by epoch."
+        )
+    params.setdefault("progress", progress)
+    reln = ReLN.from_pathways(pw, Xn, Yn, lr=lr, epochs=epochs, **params).fit(Xn, Yn)
+    return reln, Xn, Yn
+
+
+def _race_step(reln: ReLN | None, X: np.ndarray | None, Y: np.ndarray | None, relu_loss: np.ndarray | None, *,
+               lr: float, closed_form_init: Any, race_method: str | None,
+               notes: list[str]) -> tuple[xr.Dataset | None, dict[str, Any]]:
+    """The learning dynamics: the ReLU network's, the ReLN's and its race prediction (for
+    one-hidden-layer pathways without a trunk), and their comparisons."""
+    if reln is None:
+        if relu_loss is None:
+            return None, {}
+        return xr.Dataset({"loss_relu": ("epoch", relu_loss)}, coords={"epoch": np.arange(relu_loss.size)}), {}
+    epochs = int(reln.epochs_)
+    sv = reln.singular_values_.rename(epoch="sv_epoch")
+    data: dict[str, Any] = {"loss_reln": ("epoch", reln.loss_curve_), "sv_reln": sv}
+    race = None
+    method = race_method
+    spec = reln.spec_
+    if all(d == 1 for d in spec.depths) and not spec.trunk:
+        method = method or ("closed" if reln.rule == "residual" else "race")
+        race = race_from_spec(
+            X, Y, spec, context=reln.context_, lr=lr, epochs=epochs, init=closed_form_init, rule=reln.rule,
+            method=method, d_scale="overlap" if (reln.rule == "residual" and method == "closed") else None,
+        )
+        data["loss_race"] = ("epoch", race["loss"].values)
+        sv_race = race["singular_values"].sel(epoch=sv["sv_epoch"].values).rename(epoch="sv_epoch")
+        data["sv_race"] = sv_race.drop_vars([c for c in sv_race.coords if c not in sv_race.dims])
+    else:
+        notes.append("the neural-race prediction covers one-hidden-layer pathways without a trunk only; "
+                     "skipped for this ReLN")
+    if relu_loss is not None:
+        data["loss_relu"] = ("epoch", relu_loss)
+    dynamics = xr.Dataset(data, coords={"epoch": np.arange(epochs)})
+    dynamics.attrs = {"lr": lr, "L0": float(reln.L0_), "rule": reln.rule, "race_method": method or ""}
+    comparison: dict[str, Any] = {}
+    if relu_loss is not None:
+        comparison["reln"] = compare_dynamics(relu_loss, reln.loss_curve_)
+        if race is not None:
+            comparison["race"] = compare_dynamics(relu_loss, race["loss"].values)
+    elif race is not None:
+        comparison["race_vs_reln"] = compare_dynamics(reln.loss_curve_, race["loss"].values)
+    return dynamics, comparison
+
+
+# ----------------------------------------------------------------------------- helpers
+def _params(rec: Recording, pw: Any, imp: xr.DataArray, reln: ReLN | None, *, by: str, within: str | None,
+            title: str | None, units: str, lr: float) -> dict[str, Any]:
+    """How the analysis was run (:attr:`Analysis.params`)."""
+    attrs = rec.ds.attrs
+    return {
+        "by": by,
+        "within": within,
+        "importance": imp.attrs["method"],
+        "pathway_method": pw.method,
+        "title": title if title is not None else f"{attrs.get('model_class', 'model')}: pathways by {by!r}",
+        "model_class": str(attrs.get("model_class", "")),
+        "sites": [str(s) for s in site_attr(rec.ds, "sites")],
+        "units": str(attrs.get("units", units)),
+        "n_samples": rec.n_samples,
+        "n_units": rec.n_units,
+        "lr": lr,
+        "epochs": None if reln is None else int(reln.epochs_),
+    }
+
+
+@contextlib.contextmanager
+def _noted(notes: list[str]) -> Iterator[None]:
+    """Keep the warnings of the block in *notes* (once each, as one line) and let them through."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        text = " ".join(str(w.message).split())
+        if text not in notes:
+            notes.append(text)
+
+
+def _as_tensor(inputs: Any) -> torch.Tensor | None:
+    if isinstance(inputs, torch.Tensor):
+        return inputs
+    if isinstance(inputs, np.ndarray) and inputs.dtype != object:
+        return torch.from_numpy(inputs)
+    return None

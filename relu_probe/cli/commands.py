@@ -1,0 +1,257 @@
+"""The ``relu-probe`` command line.
+
+``relu-probe demo``
+    Train the paper's contextual-task network (3 contexts by default) in seconds, record its
+    gates, find its pathways, fit the ReLN, and write the HTML report; the report's path is
+    the last line printed.
+``relu-probe analyze --model MODULE:FACTORY [--weights FILE] --inputs FILE.npz --by COORD``
+    Analyse a saved model on saved inputs (the ``.npz`` holds the inputs under ``X`` and one
+    array per coord under its name); ``--targets KEY`` also fits the ReLN. ``--model`` imports
+    the factory's module, running its code. ``--weights`` is read with
+    ``torch.load(weights_only=True)``; TorchScript and ``torch.export`` archives (as weights, or
+    a ``.pt2`` export as the model itself) run code from the file when loaded and are refused
+    unless ``--trust-archive`` is given (see :mod:`relu_probe.cli.loading`).
+``relu-probe report SOURCE --out DIR``
+    Write the report of a saved analysis directory, a zarr gate store or a netCDF recording.
+
+Every command writes into ``--out`` (default ``./relu_probe_out``): ``report.html`` and the
+saved analysis (``analysis/``). A bad file, a missing key or an unknown coord exits with
+status 2 and one line on stderr (``--debug`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import CLIError, ReluProbeError
+from .parser import build_parser
+
+__all__ = ["main"]
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _finish(res: Any, out: Path, title: str | None) -> Path:
+    res.save(out / "analysis", overwrite=True)
+    report = res.to_html(out / "report.html", title=title)
+    return report.resolve()
+
+
+def _describe_scores(res: Any) -> list[str]:
+    from ..report.labels import RACE_LABELS, context_set_label
+
+    lines = ["pathways: " + ", ".join(
+        f"{context_set_label(c)} {m:.3f}" for c, m in zip(res.pathways.contexts, res.pathways.mass.values)
+    )]
+    keys = [k for k in ("shared_score", "node_reuse_score", "modularity_score", "mixed_selectivity_score")
+            if k in res.scores.index]
+    lines.append("scores: " + ", ".join(f"{k} {res.scores[k]:.3f}" for k in keys))
+    race = RACE_LABELS.get(str(res.dynamics.attrs.get("race_method", "")), "race") if res.dynamics is not None else ""
+    for key, label in (("reln", "ReLN vs ReLU"), ("race", f"{race} vs ReLU"), ("race_vs_reln", f"{race} vs ReLN")):
+        if key in res.comparison:
+            c = res.comparison[key]
+            lines.append(f"{label}: mean |ΔL| {c['mean_abs_diff']:.3f} ({c['mean_abs_diff_pct']:.2f}% of L0)")
+    return lines
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import torch
+
+    from .. import tasks
+
+    k = args.contexts
+    if k < 2:
+        raise CLIError(f"--contexts must be >= 2, got {k}")
+    if args.every < 0:
+        raise CLIError(f"--every must be >= 0, got {args.every}")
+    if args.variant == "diff" and k != 3:
+        raise CLIError(f"--variant diff is defined for 3 contexts, got --contexts {k}")
+    task = tasks.contextual_task(k, variant=args.variant)
+    hp = tasks.paper_hyperparameters(k)
+    epochs = int(hp["epochs"]) if args.epochs is None else args.epochs
+    model = tasks.paper_network(k, seed=args.seed)
+    n_in, n_out = task.X.shape[1], task.Y.shape[1]
+    print(f"training the {k}-context {args.variant} task network ({n_in} → {hp['width']} → {n_out}, "
+          f"seed {args.seed}) for {epochs} epochs …", flush=True)
+    # these matrices are tiny: one thread is fastest, and several fight over busy cores
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _run_demo(args, task, model, hp, epochs, k)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_demo(args: argparse.Namespace, task: Any, model: Any, hp: dict, epochs: int, k: int) -> int:
+    from .. import tasks
+    from ..analysis import analyze
+
+    monitor = None
+    if args.every > 0:
+        from ..monitor import TrainingMonitor
+
+        monitor = TrainingMonitor(model, task.X, coords=task.coords, every=args.every, by="context", within="object")
+    loss = tasks.train_full_batch(model, task.X, task.Y, lr=hp["lr"], epochs=epochs,
+                                  callback=None if monitor is None else monitor.update)
+    print(f"loss {loss[0]:.2f} → {loss[-1]:.4f}; recording, finding pathways and fitting the ReLN …", flush=True)
+    n = task.X.shape[1] - k
+    names = [f"object {i}" for i in range(n)] + [f"context {c}" for c in range(k)]
+    title = args.title or f"Paper task: {k} contexts ({args.variant}), seed {args.seed}, {epochs} epochs"
+    res = analyze(model, task.X, coords=task.coords, by="context", within="object", Y=task.Y, loss_curve=loss,
+                  lr=hp["lr"], feature_names=names, closed_form_init=tasks.PAPER_CLOSED_FORM_PI0.get(k), title=title,
+                  monitor=monitor, literature=not args.no_literature)
+    for line in _describe_scores(res):
+        print(line)
+    print(_finish(res, Path(args.out), args.title))
+    return 0
+
+
+def _load_npz(path: str) -> dict[str, Any]:
+    import numpy as np
+
+    p = Path(path)
+    if not p.is_file():
+        raise CLIError(f"--inputs {path!r} does not exist")
+    try:
+        with np.load(p, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
+            raise CLIError(f"--inputs {path!r} holds object arrays; save plain numeric/string arrays "
+                           "(numpy.savez with numbers or fixed-width strings)") from exc
+        raise CLIError(f"--inputs {path!r} is not a readable .npz file: {' '.join(str(exc).split())}") from exc
+    except (OSError, EOFError) as exc:
+        raise CLIError(f"--inputs {path!r} is not a readable .npz file: {' '.join(str(exc).split())}") from exc
+
+
+def _key(data: dict[str, Any], key: str, option: str, path: str) -> Any:
+    if key not in data:
+        raise CLIError(f"{option} {key!r} is not a key of {path!r} (keys: {', '.join(sorted(data))})")
+    return data[key]
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from ..analysis import analyze
+    from ..tasks import PAPER_LR
+    from .loading import load_model
+
+    data = _load_npz(args.inputs)
+    if "X" not in data:
+        raise CLIError(f"--inputs {args.inputs!r} has no array 'X' (the inputs); keys: {', '.join(sorted(data)) or 'none'}")
+    X = data["X"]
+    if X.dtype.kind not in "fiub" or X.ndim < 2:
+        raise CLIError(f"'X' in {args.inputs!r} must be a numeric array (sample, ...), got dtype {X.dtype} "
+                       f"and shape {X.shape}")
+    P = X.shape[0]
+    special = {"X"}
+    Y = loss = names = None
+    if args.targets:
+        Y = _key(data, args.targets, "--targets", args.inputs)
+        special.add(args.targets)
+        if Y.shape[:1] != (P,):
+            raise CLIError(f"--targets {args.targets!r} must have one row per sample ({P}), got shape {Y.shape}")
+    if args.loss_curve:
+        loss = _key(data, args.loss_curve, "--loss-curve", args.inputs)
+        special.add(args.loss_curve)
+    if args.feature_names:
+        names = [str(s) for s in np.asarray(_key(data, args.feature_names, "--feature-names", args.inputs)).ravel()]
+        special.add(args.feature_names)
+    coords = {k: v for k, v in data.items() if k not in special and v.ndim == 1 and v.shape[0] == P}
+    for option, name in (("--by", args.by), ("--within", args.within)):
+        if name is not None and name not in coords:
+            listed = ", ".join(sorted(coords)) or "none"
+            raise CLIError(f"{option} {name!r} is not a coord in {args.inputs!r} (coords, 1-D arrays with one "
+                           f"value per sample: {listed})")
+    model, info, description = load_model(args.model, args.weights, trust_archive=args.trust_archive)
+    param = next((p for p in model.parameters() if p.is_floating_point()), None)
+    dtype = param.dtype if param is not None else torch.float32
+    Xt = torch.as_tensor(X)
+    if Xt.is_floating_point():  # integer inputs (token ids) stay integers
+        Xt = Xt.to(dtype)
+    batch = args.batch_size
+    if info.get("batch") is not None:
+        if P % info["batch"]:
+            raise CLIError(f"--model was exported with a fixed batch size of {info['batch']}, which does not divide "
+                           f"the {P} samples; export with a dynamic batch dimension (torch.export.Dim)")
+        batch = info["batch"]
+    print(f"analysing {description} on {P} samples from {args.inputs} …", flush=True)
+    res = analyze(model, Xt, coords=coords, by=args.by, within=args.within, Y=Y, loss_curve=loss,
+                  importance=args.importance, units=args.units, lr=PAPER_LR if args.lr is None else args.lr,
+                  epochs=args.epochs,
+                  literature=not args.no_literature, race_method=args.race,
+                  feature_names=names, batch_size=batch,
+                  title=args.title or f"{description}: pathways by {args.by!r}")
+    for line in _describe_scores(res):
+        print(line)
+    print(_finish(res, Path(args.out), args.title))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from ..analysis import Analysis, analyze
+
+    source = Path(args.source)
+    if not source.exists():
+        raise CLIError(f"{args.source!r} does not exist")
+    if source.is_dir() and (source / "summary.json").is_file():
+        if args.by or args.within:
+            raise CLIError("--by/--within apply to recordings; a saved analysis already has its pathways")
+        res = Analysis.load(source)
+    else:
+        if source.is_dir():
+            from ..data.store import load
+
+            ds = load(source)
+        else:
+            from ..data.netcdf import open_netcdf
+
+            try:
+                ds = open_netcdf(source)
+            except (OSError, ValueError) as exc:
+                raise CLIError(f"{args.source!r} is neither a saved analysis, a zarr gate store nor a netCDF "
+                               f"recording: {' '.join(str(exc).split())}") from exc
+        if not args.by:
+            raise CLIError(f"--by is required to analyse the recording {args.source!r} (the condition coord)")
+        res = analyze(None, ds, by=args.by, within=args.within, title=args.title,
+                      literature=not args.no_literature)
+        print(_finish(res, Path(args.out), args.title))
+        return 0
+    print(res.to_html(Path(args.out) / "report.html", title=args.title).resolve())
+    return 0
+
+
+def _one_line_warnings(message, category, filename, lineno, file=None, line=None) -> None:
+    text = " ".join(str(message).split())
+    print(f"relu-probe: warning: {category.__name__}: {text}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``relu-probe``; returns the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    handlers = {"demo": _demo, "analyze": _analyze, "report": _report}
+    previous = warnings.showwarning
+    warnings.showwarning = _one_line_warnings
+    try:
+        return handlers[args.command](args)
+    except (CLIError, ReluProbeError, OSError, ValueError, KeyError) as exc:
+        if args.debug:
+            raise
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"relu-probe {args.command}: error: {text}", file=sys.stderr)
+        return 2
+    finally:
+        warnings.showwarning = previous
+

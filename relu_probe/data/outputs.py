@@ -1,0 +1,161 @@
+"""Directories relu_probe writes (gate stores, TrainingMonitor stores, saved analyses): how
+they are recognised, claimed for writing, and replaced with ``overwrite=True``.
+
+Every such directory gets a marker file, ``.relu_probe``, written first when the directory
+is claimed: ``{"relu_probe_output": kind, "format_version": 1}``. A directory is relu_probe's
+when its marker names a kind (or, for directories written before markers existed, when its
+zarr metadata carries ``relu_probe_store`` or its ``summary.json`` is a relu_probe analysis
+summary). ``overwrite=True`` deletes only such a directory, and only when everything in it is
+something relu_probe writes there; anything else is refused with a message naming what is
+there. :func:`claim_output` is the one place where that is decided.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import StoreError
+from .lock import LOCK_NAME, StoreLock
+
+__all__ = ["MARKER_NAME", "GATE_STORE", "MONITOR_STORE", "ANALYSIS", "ANALYSIS_FILES", "ANALYSIS_FORMAT",
+           "claim_output", "output_kind", "open_output", "write_marker"]
+
+MARKER_NAME = ".relu_probe"
+GATE_STORE, MONITOR_STORE, ANALYSIS = "gate store", "monitor store", "analysis"
+_KINDS = (GATE_STORE, MONITOR_STORE, ANALYSIS)
+#: Files of a saved analysis (``Analysis.save``).
+ANALYSIS_FILES = ("recording.nc", "pathways.nc", "units.nc", "dynamics.nc", "reln.nc", "monitor.nc",
+                  "summary.json")
+#: The ``format`` field of a saved analysis's ``summary.json``.
+ANALYSIS_FORMAT = "relu_probe.Analysis"
+_OWN = (MARKER_NAME, LOCK_NAME)
+
+
+def write_marker(path: Path, kind: str) -> None:
+    """Write the marker of *kind* into directory *path* (atomically: temp file + rename)."""
+    tmp = path / f"{MARKER_NAME}.partial"
+    tmp.write_text(json.dumps({"relu_probe_output": kind, "format_version": 1}), encoding="utf-8")
+    os.replace(tmp, path / MARKER_NAME)
+
+
+def output_kind(path: Path) -> str | None:
+    """Which relu_probe output directory *path* is (``None`` if it is none)."""
+    try:
+        marker = json.loads((path / MARKER_NAME).read_text(encoding="utf-8"))
+        if isinstance(marker, dict) and marker.get("relu_probe_output") in _KINDS:
+            return marker["relu_probe_output"]
+    except (OSError, ValueError):
+        pass
+    try:  # a zarr store written before markers existed
+        attrs = json.loads((path / "zarr.json").read_text(encoding="utf-8")).get("attributes", {})
+        if "relu_probe_store" in attrs:
+            return MONITOR_STORE if attrs.get("relu_probe_store_kind") == "monitor" else GATE_STORE
+    except (OSError, ValueError, AttributeError):
+        pass
+    try:  # an analysis saved before markers existed
+        summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
+        if isinstance(summary, dict) and summary.get("format") == ANALYSIS_FORMAT:
+            return ANALYSIS
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _written_by_us(kind: str) -> Callable[[Path], bool]:
+    """Whether a top-level entry of a *kind* directory is something relu_probe writes there."""
+
+    def zarr_entry(entry: Path) -> bool:  # zarr metadata, zarr nodes, zarr's atomic-write temp files
+        return (entry.name == "zarr.json" or entry.name.endswith(".partial")
+                or (entry.is_dir() and (entry / "zarr.json").is_file()))
+
+    def analysis_entry(entry: Path) -> bool:
+        return entry.name in ANALYSIS_FILES and entry.is_file()
+
+    test = analysis_entry if kind == ANALYSIS else zarr_entry
+    return lambda entry: entry.name in _OWN or test(entry)
+
+
+def _listing(entries: list[Path], limit: int = 5) -> str:
+    names = [repr(e.name + ("/" if e.is_dir() else "")) for e in sorted(entries)[:limit]]
+    more = f" and {len(entries) - limit} more" if len(entries) > limit else ""
+    return ", ".join(names) + more
+
+
+def claim_output(
+    path: Path,
+    *,
+    kind: str,
+    overwrite: bool,
+    argument: str,
+    exists_hint: str,
+    lock: bool = False,
+    job: str | None = None,
+) -> StoreLock | None:
+    """Make *path* an empty *kind* directory owned by this writer, before anything is computed.
+
+    * missing, or empty (or holding only relu_probe's marker and lock): created / used;
+    * a relu_probe output directory: refused unless *overwrite*, which deletes what relu_probe
+      wrote there — and refuses if anything else is in it;
+    * anything else (a file, a directory with other contents): refused, naming what is there.
+
+    With *lock*, the store's writer lock is taken (before anything is deleted) and returned.
+    Errors of the file system (no permission, a parent that is a file …) are raised here as
+    :class:`StoreError` naming *path* and the OS error.
+    """
+    where = f"`{argument}` {str(path)!r}"
+    try:
+        if path.exists() and not path.is_dir():
+            raise StoreError(f"{where} exists and is a file, not a directory; relu_probe never deletes it. "
+                             "Choose another path.")
+        entries = list(path.iterdir()) if path.is_dir() else []
+    except OSError as exc:
+        if isinstance(exc, StoreError):
+            raise
+        raise StoreError(f"{where} cannot be used: {type(exc).__name__}: {exc}") from exc
+    found = output_kind(path) if entries else None
+    if entries and all(e.name in _OWN for e in entries):
+        found, entries = None, []  # a claim that was interrupted before anything was written
+    if entries and found is None:
+        raise StoreError(
+            f"{where} is not empty and is not a relu_probe output: it holds {_listing(entries)}. "
+            "relu_probe only replaces what it wrote itself; choose another path."
+        )
+    if found is not None:
+        if not overwrite:
+            raise StoreError(f"{where} already holds a relu_probe {found}; {exists_hint}")
+        foreign = [e for e in entries if not _written_by_us(found)(e)]
+        if foreign:
+            raise StoreError(
+                f"{where} holds a relu_probe {found} but also {_listing(foreign)}, which relu_probe "
+                "did not write; overwrite=True deletes only relu_probe's own files. Move them out or "
+                "choose another path."
+            )
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"{where} cannot be created: {type(exc).__name__}: {exc}") from exc
+    held = StoreLock(path, job=job).acquire() if lock else None
+    try:
+        for entry in entries:  # overwrite: what relu_probe wrote, under the lock
+            if entry.name == LOCK_NAME:
+                continue
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+        write_marker(path, kind)
+    except OSError as exc:
+        if held is not None:
+            held.release()
+        raise StoreError(f"{where} cannot be written: {type(exc).__name__}: {exc}") from exc
+    return held
+
+
+def open_output(path: Path, *, kind: str, argument: str, job: str | None = None) -> StoreLock:
+    """Lock an existing *kind* store for continuing it (resume / a continued monitor)."""
+    found = output_kind(path)
+    if found != kind:
+        what = f"a relu_probe {found}" if found else "not a relu_probe output"
+        raise StoreError(f"`{argument}` {str(path)!r} is {what}, not a relu_probe {kind}.")
+    return StoreLock(path, job=job).acquire()

@@ -1,0 +1,267 @@
+"""The recorded ``xarray.Dataset``: its names, how it is built, and how its attrs read back.
+
+Layout (the contract of the public API): dims ``sample`` × ``unit``; ``gate`` (bool) or
+``gate_rate`` (float32, channel units) and optionally ``activation`` (float32); unit coords
+``site``, ``neuron`` (+ ``channel``, ``position`` when any site has positions); sample coords
+``sample`` and the user's coords; attrs plain str / number / list so netCDF round-trips.
+Training snapshots add a ``step`` dim and the ``importance`` and ``loss`` variables.
+
+The names are the public contract (users write ``ds.gate.sel(unit=3)``), so they cannot
+change; the constants below enumerate them for the code that builds, validates and stores
+the layout. Reading a recording is :mod:`relu_probe.data.access`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from .._util.arrays import plain
+from .._version import __version__
+from ..errors import CoordError, InputError, describe
+
+__all__ = [
+    "SAMPLE", "UNIT", "SITE", "NEURON", "CHANNEL", "POSITION", "STEP",
+    "GATE", "GATE_RATE", "ACTIVATION", "IMPORTANCE", "LOSS",
+    "GATE_VARIABLES", "VARIABLES", "LONG_NAMES", "RESERVED_NAMES",
+    "as_list",
+    "build_dataset",
+    "check_coords",
+    "context_set_label",
+    "dataset_attrs",
+    "gate_name",
+    "plain_attr",
+    "site_attr",
+    "unit_coords",
+]
+
+# dims
+SAMPLE, UNIT, STEP = "sample", "unit", "step"
+# unit coords
+SITE, NEURON, CHANNEL, POSITION = "site", "neuron", "channel", "position"
+# data variables
+GATE, GATE_RATE, ACTIVATION, IMPORTANCE, LOSS = "gate", "gate_rate", "activation", "importance", "loss"
+
+#: The gate variable of a recording: ``gate`` (0/1), or ``gate_rate`` for channel units.
+GATE_VARIABLES = (GATE, GATE_RATE)
+#: Every data variable a recording (or a training snapshot) may hold, in their stored order.
+VARIABLES = (GATE, GATE_RATE, ACTIVATION, IMPORTANCE, LOSS)
+#: ``long_name`` attr of each recorded variable.
+LONG_NAMES = {
+    GATE: "ReLU input > threshold",
+    GATE_RATE: "fraction of positions with ReLU input > threshold",
+    ACTIVATION: "post-ReLU activation",
+}
+#: Names a user coord may not take (they are the dataset's own dims, coords and vars).
+RESERVED_NAMES = frozenset({SAMPLE, UNIT, SITE, NEURON, CHANNEL, POSITION, GATE, GATE_RATE, ACTIVATION, STEP})
+
+
+def gate_name(ds: xr.Dataset) -> str | None:
+    """Name of the gate variable of *ds* (:data:`GATE_VARIABLES`), or None when it has none."""
+    return next((name for name in GATE_VARIABLES if name in ds.data_vars), None)
+
+
+def context_set_label(contexts: Iterable[Any]) -> str:
+    """How a context set is written everywhere (pathway names, reports, tables): ``{0,1,2}``."""
+    return "{" + ",".join(str(plain(c)) for c in contexts) + "}"
+
+
+def plain_attr(value: Any) -> Any:
+    """An attr as plain Python: numpy scalars become Python scalars, arrays, tuples and lists
+    become lists (recursively), anything else is unchanged (for comparing stored attrs)."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [plain_attr(v) for v in value]
+    return plain(value)
+
+
+def as_list(value: Any) -> list:
+    """A list-valued attr as read back from a file: netCDF stores a one-element list as a
+    scalar, so a scalar comes back as ``[scalar]``; None as ``[]``."""
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes)) or np.ndim(value) == 0:
+        return [plain(value)]
+    return [plain_attr(v) for v in value]
+
+
+def check_coords(coords: Mapping[str, Any] | None, n_samples: int, *, argument: str = "coords") -> dict[str, np.ndarray]:
+    """Validate per-sample coords: a mapping of name → array-like of length *n_samples*.
+
+    Any dtype is accepted (ints, strings, categoricals → numpy arrays). Raises
+    :class:`~relu_probe.errors.CoordError` naming the coord, its length and the expected one.
+    """
+    if coords is None:
+        return {}
+    if not hasattr(coords, "items"):
+        raise InputError(
+            f"`{argument}` must be a mapping of coord name to per-sample values "
+            f"(e.g. {{'context': labels}}), got {describe(coords)}."
+        )
+    out: dict[str, np.ndarray] = {}
+    for name, values in coords.items():
+        if not isinstance(name, str) or not name:
+            raise CoordError(f"`{argument}` keys must be non-empty strings, got {name!r}.")
+        if name in RESERVED_NAMES:
+            raise CoordError(
+                f"`{argument}` cannot use the name {name!r}: it is reserved for the dataset's own "
+                f"dims, coords and variables ({', '.join(sorted(RESERVED_NAMES))})."
+            )
+        if hasattr(values, "detach"):
+            values = values.detach().cpu().numpy()
+        array = np.asarray(values)
+        if array.ndim == 0:
+            raise CoordError(
+                f"`{argument}[{name!r}]` must hold one value per sample ({n_samples}), got a scalar {array.item()!r}."
+            )
+        if array.ndim != 1:
+            raise CoordError(
+                f"`{argument}[{name!r}]` must be 1-D (one value per sample), got shape {array.shape}."
+            )
+        if len(array) != n_samples:
+            raise CoordError(
+                f"`{argument}[{name!r}]` has {len(array)} values, expected {n_samples} "
+                "(one per recorded sample)."
+            )
+        out[name] = array
+    return out
+
+
+def unit_coords(site_names: Sequence[str], layouts: Mapping[str, Any], units: str) -> dict[str, np.ndarray]:
+    """Per-unit coords for sites in order: ``site``, ``neuron`` and, when any site has
+    positions, ``channel`` and ``position`` (dense units: ``channel = neuron``,
+    ``position = -1``; channel units: ``position = -1``)."""
+    site, neuron, channel, position = [], [], [], []
+    any_positions = False
+    for name in site_names:
+        layout = layouts[name]
+        n = layout.n_units(units)
+        site.append(np.repeat(np.array([name], dtype=object), n))
+        neuron.append(np.arange(n))
+        any_positions |= layout.channel_dim is not None
+        if layout.channel_dim is None or units == "channel":
+            channel.append(np.arange(n))
+            position.append(np.full(n, -1))
+        else:
+            channel.append(np.repeat(np.arange(layout.n_channels), layout.n_positions))
+            position.append(np.tile(np.arange(layout.n_positions), layout.n_channels))
+    coords = {
+        "site": np.concatenate(site) if site else np.array([], dtype=object),
+        "neuron": np.concatenate(neuron).astype(np.int64) if neuron else np.array([], dtype=np.int64),
+    }
+    if any_positions:
+        coords["channel"] = np.concatenate(channel).astype(np.int64)
+        coords["position"] = np.concatenate(position).astype(np.int64)
+    return coords
+
+
+def dataset_attrs(
+    *,
+    site_names: Sequence[str],
+    layouts: Mapping[str, Any],
+    readouts: Mapping[str, str],
+    units: str,
+    model_class: str,
+    threshold: float = 0.0,
+) -> dict[str, Any]:
+    """The recorded dataset's attrs (plain str / number / list values)."""
+    return {
+        "relu_probe_version": __version__,
+        "model_class": model_class,
+        "sites": list(site_names),
+        "site_readouts": [readouts.get(name, "") for name in site_names],
+        "site_shapes": ["x".join(map(str, layouts[name].shape)) for name in site_names],
+        "site_kinds": [layouts[name].kind for name in site_names],
+        "units": units,
+        "threshold": float(threshold),
+    }
+
+
+def build_dataset(
+    data: Mapping[str, np.ndarray],
+    *,
+    site_names: Sequence[str],
+    layouts: Mapping[str, Any],
+    readouts: Mapping[str, str],
+    units: str,
+    model_class: str,
+    coords: Mapping[str, np.ndarray],
+    sample_ids: np.ndarray | None = None,
+    threshold: float = 0.0,
+) -> xr.Dataset:
+    """Assemble the recorded dataset from ``(sample, unit)`` arrays (see the module docstring)."""
+    n_samples = next(iter(data.values())).shape[0]
+    ucoords = unit_coords(site_names, layouts, units)
+    n_units = len(ucoords["site"])
+    ids = np.arange(n_samples, dtype=np.int64) if sample_ids is None else np.asarray(sample_ids, dtype=np.int64)
+    variables = {name: (("sample", "unit"), array) for name, array in data.items()}
+    all_coords: dict[str, Any] = {
+        "sample": ("sample", ids),
+        "unit": ("unit", np.arange(n_units, dtype=np.int64)),
+    }
+    for name, values in ucoords.items():
+        all_coords[name] = ("unit", values)
+    for name, values in coords.items():
+        all_coords[name] = ("sample", values)
+    attrs = dataset_attrs(
+        site_names=site_names, layouts=layouts, readouts=readouts, units=units,
+        model_class=model_class, threshold=threshold,
+    )
+    ds = xr.Dataset(variables, coords=all_coords, attrs=attrs)
+    for name, long_name in LONG_NAMES.items():
+        if name in ds:
+            ds[name].attrs["long_name"] = long_name
+    return ds
+
+
+def site_attr(ds: xr.Dataset, key: str) -> list:
+    """A per-site attr (``sites``, ``site_readouts``, ``site_shapes``, ``site_kinds``) as a list.
+
+    netCDF returns one-element list attributes as scalars; this undoes that. ``sites`` falls
+    back to the unique ``site`` coord values in unit order when the attr is absent.
+    """
+    value = ds.attrs.get(key)
+    if value is None and key == "sites" and SITE in ds.coords:
+        return list(dict.fromkeys(ds[SITE].values.tolist()))
+    return as_list(value)
+
+
+@dataclass(frozen=True)
+class SiteTable:
+    """The recorded sites, as the recorder knows them after its first pass: what fixes a
+    recording's units, unit coords and attrs.
+
+    ``layouts`` maps each site name to an object with ``shape``, ``kind``, ``channel_dim``,
+    ``n_channels``, ``n_positions`` and ``n_units(units)``
+    (:class:`relu_probe.recording.sites.SiteLayout`).
+    """
+
+    site_names: tuple[str, ...]
+    layouts: Mapping[str, Any]
+    readouts: Mapping[str, str]
+    units: str
+    model_class: str
+    threshold: float = 0.0
+
+    def attrs(self) -> dict[str, Any]:
+        """The dataset attrs (:func:`dataset_attrs`)."""
+        return dataset_attrs(
+            site_names=self.site_names, layouts=self.layouts, readouts=self.readouts, units=self.units,
+            model_class=self.model_class, threshold=self.threshold,
+        )
+
+    def unit_coords(self) -> dict[str, np.ndarray]:
+        """The per-unit coords (:func:`unit_coords`)."""
+        return unit_coords(self.site_names, self.layouts, self.units)
+
+    def dataset(
+        self, data: Mapping[str, np.ndarray], coords: Mapping[str, np.ndarray], sample_ids: np.ndarray | None = None
+    ) -> xr.Dataset:
+        """The recorded dataset of ``(sample, unit)`` arrays *data* (:func:`build_dataset`)."""
+        return build_dataset(
+            data, site_names=self.site_names, layouts=self.layouts, readouts=self.readouts, units=self.units,
+            model_class=self.model_class, coords=coords, sample_ids=sample_ids, threshold=self.threshold,
+        )

@@ -1,0 +1,314 @@
+"""How much each recorded ReLU unit matters to the network's output: ``rp.unit_importance``."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import nn
+
+from .._util.checks import check_choice, check_int
+from ..data.access import Recording, align_importance, as_recording
+from ..data.schema import site_attr
+from ..errors import DegenerateDataWarning, InputError, ValueInputError, describe
+from ..recording.model import model_float_tensor, preserved_modes
+
+__all__ = ["unit_importance", "given_importance", "IMPORTANCE_METHODS"]
+
+#: The measures :func:`unit_importance` offers.
+IMPORTANCE_METHODS = ("readout", "conductance", "activity")
+
+
+def unit_importance(
+    model: nn.Module | None,
+    ds: xr.Dataset,
+    method: str = "readout",
+    inputs: torch.Tensor | None = None,
+    *,
+    target: Any = None,
+    baselines: Any = None,
+    n_steps: int = 50,
+    batch_size: int | None = None,
+) -> xr.DataArray:
+    r"""Importance of every recorded unit: a DataArray over ``unit``, ``>= 0``, summing to 1.
+
+    Parameters
+    ----------
+    model : torch.nn.Module or None
+        The recorded model (``None`` only for ``method="activity"``).
+    ds : xarray.Dataset
+        A recording from :func:`relu_probe.record` (dims ``sample`` × ``unit``).
+    method : {"readout", "conductance", "activity"}, default="readout"
+        Which measure to use — see Notes for when each applies.
+    inputs : torch.Tensor, optional
+        The recorded inputs, in the recorded sample order. Required for ``"conductance"``.
+    target : int, tuple or Tensor, optional
+        ``"conductance"`` only: the output index (captum's ``target``). Default: attribute
+        the per-sample scalar :math:`F(x) = \tfrac12 \lVert f(x) \rVert^2`, so every output
+        counts.
+    baselines : scalar or Tensor, optional
+        ``"conductance"`` only: integration baseline (captum's default, zero).
+    n_steps : int, default=50
+        ``"conductance"`` only: integration steps (Gauss–Legendre).
+    batch_size : int, optional
+        ``"conductance"`` only: samples per attribution call (default: all at once).
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims ``(unit,)`` with the dataset's unit coords (``site``, ``neuron``, …), name
+        ``"importance"``, ``attrs["method"]``. Values are ``>= 0`` and sum to 1.
+
+    Notes
+    -----
+    ``"readout"`` — for ReLUs whose output goes straight into an ``nn.Linear`` or
+    ``nn.ConvNd`` (``ds.attrs["site_readouts"]`` names it). Importance of unit *u* is
+
+    .. math:: I_u \propto \lVert W_{:,u} \rVert_2 \cdot \overline{|a_u|}
+
+    the norm of the unit's outgoing weights times its mean activation magnitude over the
+    recorded samples (the mean post-ReLU value when ``values=True`` was recorded, else the
+    mean gate rate). For a Linear readout that consumes the site's (flattened) output the
+    column of the unit is used; for a Conv readout — and for ``units="element"`` conv units —
+    the unit's *channel*: the norm of ``W[:, c]`` over output channels and kernel (with
+    grouped convolutions, over the outputs of the channel's group). Cheap, exact for the
+    paper's networks, and needs no inputs. Use it whenever every site has a readout.
+
+    ``"conductance"`` — for arbitrary downstream computation (residual streams, attention,
+    norms, ReLUs not followed by a Linear/Conv): captum's ``LayerConductance`` on each site's
+    ``nn.ReLU`` module, :math:`I_u \propto \operatorname{mean}_x |\mathrm{Cond}_u(x)|`, the
+    path-integrated gradient flowing through unit *u* (Dhamdhere, Sundararajan & Yan 2019).
+    Channel units sum the conductance over positions before the magnitude. Needs ``inputs``
+    and an ``nn.ReLU`` module per site (functional ReLUs and reused modules have no layer
+    captum can hook: use ``"readout"`` or ``"activity"`` there).
+
+    ``"activity"`` — data only: :math:`I_u \propto \overline{|a_u|}` (mean activation, or mean
+    gate rate). This is what the pathway and score functions use when no importance is given.
+
+    When every unit has zero importance (all gates off), the uniform importance ``1/U`` is
+    returned with a :class:`~relu_probe.errors.DegenerateDataWarning`.
+    """
+    check_choice("method", method, IMPORTANCE_METHODS)
+    rec = as_recording(ds)
+    if method != "activity" and not isinstance(model, nn.Module):
+        raise InputError(
+            f"`model` must be the recorded torch.nn.Module for method={method!r}, got "
+            f"{describe(model)}."
+        )
+    magnitude = rec.activity().mean("sample").values
+    if method == "activity":
+        raw = magnitude
+    elif method == "readout":
+        raw = _readout_norms(model, rec.ds) * magnitude
+    else:
+        if inputs is None:
+            raise ValueInputError(
+                "`inputs` is required for method='conductance': pass the recorded inputs "
+                "in the recorded sample order."
+            )
+        raw = _conductance(model, rec.ds, inputs, target, baselines, check_int("n_steps", n_steps, minimum=1), batch_size)
+    return _normalised(raw, rec, method)
+
+
+def given_importance(importance: Any, rec: Recording, argname: str = "importance") -> xr.DataArray:
+    """A user's per-unit importance, aligned with the recording's units (see
+    :func:`relu_probe.data.access.align_importance`) and normalised to sum to 1 (uniform
+    ``1/U`` when it is all zero); ``attrs["method"]`` is ``"given"``."""
+    imp = align_importance(importance, rec, argname)
+    total = float(imp.sum())
+    imp = imp / total if total > 0 else xr.full_like(imp, 1.0 / imp.size)
+    imp.name = "importance"
+    imp.attrs = {"method": "given"}
+    return imp
+
+
+def _normalised(raw: np.ndarray, rec: Recording, method: str) -> xr.DataArray:
+    raw = np.asarray(raw, dtype=np.float64)
+    total = raw.sum()
+    if not np.isfinite(total):
+        raise ValueInputError(
+            f"importance ({method}) is not finite: the model's weights or the recorded "
+            "activations contain NaN/Inf."
+        )
+    if total <= 0:
+        warnings.warn(
+            f"every unit has zero {method} importance (all gates off or zero readout); "
+            "returning the uniform importance 1/U.",
+            DegenerateDataWarning,
+            stacklevel=3,
+        )
+        values = np.full(raw.shape, 1.0 / raw.size)
+    else:
+        values = raw / total
+    return xr.DataArray(
+        values, dims=("unit",), coords=rec.unit_coords(), name="importance", attrs={"method": method}
+    )
+
+
+# --------------------------------------------------------------------------- readout
+
+
+def _site_blocks(ds: xr.Dataset) -> list[tuple[str, str, np.ndarray]]:
+    """``(site, readout module path, positions of its units in ds)`` for every site."""
+    if "site" not in ds.coords:
+        raise ValueInputError("`ds` has no 'site' unit coord; pass a Dataset from rp.record.")
+    sites = [str(s) for s in site_attr(ds, "sites")]
+    readouts = [str(r) for r in site_attr(ds, "site_readouts")]
+    unit_sites = ds["site"].values.astype(str)
+    if len(readouts) != len(sites):
+        raise ValueInputError(
+            "method='readout' needs ds.attrs['site_readouts'] (one module path per site, as "
+            f"written by rp.record); got {len(readouts)} readouts for {len(sites)} sites. "
+            "Use method='conductance' with inputs, or method='activity'."
+        )
+    blocks = []
+    for site, readout in zip(sites, readouts):
+        idx = np.flatnonzero(unit_sites == str(site))
+        if idx.size:
+            blocks.append((str(site), str(readout), idx))
+    return blocks
+
+
+def _readout_norms(model: nn.Module, ds: xr.Dataset) -> np.ndarray:
+    """Outgoing weight norm of every unit (see :func:`unit_importance`, Notes)."""
+    blocks = _site_blocks(ds)
+    missing = [site for site, readout, _ in blocks if not readout]
+    if missing:
+        raise ValueInputError(
+            f"method='readout' needs a Linear/Conv layer consuming each site, but none was found "
+            f"for site(s) {missing}. Use method='conductance' (with inputs) for arbitrary "
+            "downstream computation, or method='activity'."
+        )
+    neuron = ds["neuron"].values.astype(np.int64) if "neuron" in ds.coords else None
+    channel = ds["channel"].values.astype(np.int64) if "channel" in ds.coords else neuron
+    if neuron is None:
+        raise ValueInputError("`ds` has no 'neuron' unit coord; pass a Dataset from rp.record.")
+    channel_units = ds.attrs.get("units", "element") == "channel"
+    out = np.zeros(ds.sizes["unit"])
+    for site, path, idx in blocks:
+        try:
+            layer = model.get_submodule(path)
+        except AttributeError:
+            raise ValueInputError(
+                f"site {site!r}: its readout module {path!r} (ds.attrs['site_readouts']) is not "
+                "in `model`; pass the model that was recorded."
+            ) from None
+        weight = getattr(layer, "weight", None)
+        if not isinstance(weight, torch.Tensor):
+            raise ValueInputError(f"site {site!r}: readout module {path!r} has no weight tensor.")
+        w = weight.detach().to("cpu", torch.float64)
+        n_ch = int(channel[idx].max()) + 1
+        if isinstance(layer, nn.Linear):
+            n_in = w.shape[1]
+            if not channel_units and n_in == idx.size and n_in > int(neuron[idx].max()):
+                out[idx] = torch.linalg.vector_norm(w, dim=0).numpy()[neuron[idx]]
+            elif n_in == n_ch:
+                out[idx] = torch.linalg.vector_norm(w, dim=0).numpy()[channel[idx]]
+            elif n_in % n_ch == 0:  # a flattened (channel, position...) output, channel-major
+                block = w.reshape(w.shape[0], n_ch, n_in // n_ch)
+                out[idx] = torch.linalg.vector_norm(block, dim=(0, 2)).numpy()[channel[idx]]
+            else:
+                raise ValueInputError(
+                    f"site {site!r}: readout Linear {path!r} has in_features={n_in}, which matches "
+                    f"neither the site's {idx.size} units nor its {n_ch} channels. Use "
+                    "method='conductance'."
+                )
+        elif isinstance(layer, nn.modules.conv._ConvNd):
+            if layer.transposed:
+                # ConvTranspose weight: (in, out/groups, *k): input channel c is row c.
+                norms = torch.linalg.vector_norm(w.flatten(1), dim=1)
+            else:
+                groups = layer.groups
+                out_ch, in_per_group = w.shape[0], w.shape[1]
+                out_per_group = out_ch // groups
+                per = torch.linalg.vector_norm(
+                    w.reshape(groups, out_per_group, in_per_group, -1), dim=(1, 3)
+                )  # (groups, in_per_group): norm over the group's outputs and kernel
+                norms = per.reshape(-1)
+            if norms.numel() < n_ch:
+                raise ValueInputError(
+                    f"site {site!r}: readout conv {path!r} takes {norms.numel()} input channels but "
+                    f"the site has {n_ch}. Use method='conductance'."
+                )
+            out[idx] = norms.numpy()[channel[idx]]
+        else:
+            raise ValueInputError(
+                f"site {site!r}: readout module {path!r} is a {type(layer).__name__}, not an "
+                "nn.Linear / nn.ConvNd. Use method='conductance'."
+            )
+    return out
+
+
+# --------------------------------------------------------------------------- conductance
+
+
+def _conductance(
+    model: nn.Module,
+    ds: xr.Dataset,
+    inputs: Any,
+    target: Any,
+    baselines: Any,
+    n_steps: int,
+    batch_size: int | None,
+) -> np.ndarray:
+    from captum.attr import LayerConductance
+
+    if not isinstance(inputs, torch.Tensor):
+        raise InputError(f"`inputs` must be a torch.Tensor for method='conductance', got {describe(inputs)}.")
+    n = ds.sizes["sample"]
+    if inputs.shape[0] != n:
+        raise ValueInputError(
+            f"`inputs` must hold the {n} recorded samples in order, got {inputs.shape[0]} rows."
+        )
+    size = n if batch_size is None else check_int("batch_size", batch_size, minimum=1)
+    forward = _scalarised(model) if target is None else model
+    inputs = model_float_tensor(model, inputs)
+    neuron = ds["neuron"].values.astype(np.int64)
+    channel = ds["channel"].values.astype(np.int64) if "channel" in ds.coords else neuron
+    channel_units = ds.attrs.get("units", "element") == "channel"
+    out = np.zeros(ds.sizes["unit"])
+    with preserved_modes(model, eval_mode=True):
+        for site, _, idx in _site_blocks(ds):
+            layer = _relu_module(model, site)
+            cond = LayerConductance(forward, layer)
+            total = None
+            for start in range(0, n, size):
+                batch = inputs[start : start + size]
+                attr = cond.attribute(batch, baselines=baselines, target=target, n_steps=n_steps)
+                attr = attr.detach().to("cpu", torch.float64)
+                flat = attr.reshape(attr.shape[0], -1)
+                if channel_units:
+                    per = attr.reshape(attr.shape[0], attr.shape[1], -1).sum(-1)
+                    values = per.abs().sum(0).numpy()[channel[idx]]
+                else:
+                    values = flat.abs().sum(0).numpy()[neuron[idx]]
+                total = values if total is None else total + values
+            out[idx] = total / n
+    return out
+
+
+def _scalarised(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        y = model(x)
+        return 0.5 * y.reshape(y.shape[0], -1).pow(2).sum(1)
+
+    return forward
+
+
+def _relu_module(model: nn.Module, site: str) -> nn.Module:
+    if "#" in site or "::" in site:
+        raise ValueInputError(
+            f"method='conductance' needs an nn.ReLU module per site; site {site!r} is a reused "
+            "module call or a functional relu, which captum cannot hook separately. Use "
+            "method='readout' or method='activity'."
+        )
+    try:
+        return model.get_submodule(site)
+    except AttributeError:
+        raise ValueInputError(
+            f"site {site!r} is not a module of `model`; pass the model that was recorded."
+        ) from None

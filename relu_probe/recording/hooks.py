@@ -1,0 +1,609 @@
+"""The one place where relu_probe touches a model: hook registration and removal.
+
+:class:`GateTap` attaches to a module tree and, for every forward pass of its root, turns
+each ReLU call into a block of gates (``input > threshold``) and, optionally, post-ReLU
+values. It works in two phases:
+
+1. **Discovery** (the first pass): hooks on every module track the module stack (to name
+   functional ReLUs by their owner), which module produced each site's input (to tell
+   channel-first conv tensors from channel-last sequence tensors) and which ``Linear`` /
+   ``ConvNd`` consumes each site's output (for readout importance). A
+   :class:`torch.overrides.TorchFunctionMode` sees ``F.relu`` / ``torch.relu`` /
+   ``Tensor.relu(_)`` calls.
+2. **Steady state**: only the hooks the selected sites need remain; the function mode is
+   pushed only when a functional site was selected.
+
+Gates are computed from the ReLU's *input* in a forward pre-hook (module sites) or before the
+call (functional sites), so in-place ReLUs cannot overwrite them. Every handle is kept and
+:meth:`GateTap.detach` removes all of them; the root's forward hook is registered with
+``always_call=True`` so a forward that raises still closes its pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import types
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils.hooks import RemovableHandle
+
+from ..errors import NoSitesError, SiteNeverFiredError, ValueInputError
+from .sites import Site, SiteLayout, SiteSelector, select_sites, site_name
+
+__all__ = ["GateTap", "FUNCTIONAL_RELUS"]
+
+#: Functional ReLUs intercepted by the function mode, mapped to their site function name.
+FUNCTIONAL_RELUS: dict[Any, str] = {
+    F.relu: "relu",
+    torch.relu: "relu",
+    torch.relu_: "relu",
+    torch.Tensor.relu: "relu",
+    torch.Tensor.relu_: "relu",
+    F.leaky_relu: "leaky_relu",
+}
+for _name, _fn in (("relu_", "relu"), ("leaky_relu_", "leaky_relu")):
+    if hasattr(F, _name):
+        FUNCTIONAL_RELUS[getattr(F, _name)] = _fn
+for _name in ("leaky_relu", "leaky_relu_"):
+    if hasattr(torch._C._nn, _name):
+        FUNCTIONAL_RELUS[getattr(torch._C._nn, _name)] = "leaky_relu"
+
+#: Modules whose output has its features last: a site fed by one is a channel-last sequence site.
+_CHANNEL_LAST_PRODUCERS = (nn.Linear, nn.Bilinear, nn.LayerNorm, nn.Embedding) + (
+    (nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()
+)
+_READOUT_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+@dataclass
+class _Fire:
+    """What one site call produced in the current pass."""
+
+    key: tuple
+    seq: int
+    module: nn.Module
+    function: str
+    gate: np.ndarray | None = None
+    value: np.ndarray | None = None
+    layout: SiteLayout | None = None
+    nonfinite: int = 0
+    out_ptr: tuple[int, int] | None = None
+
+
+@dataclass
+class _PassState:
+    module_calls: defaultdict = field(default_factory=lambda: defaultdict(int))
+    owner_stack: list = field(default_factory=list)
+    fn_ordinals: defaultdict = field(default_factory=lambda: defaultdict(int))
+    fires: dict = field(default_factory=dict)
+    pending_value: dict = field(default_factory=dict)
+    suppress: int = 0
+    seq: int = 0
+    producers: dict = field(default_factory=dict)
+    readouts: dict = field(default_factory=dict)
+    outer_exc: BaseException | None = None
+    mode_pushed: bool = False
+    block: dict | None = None
+    batch: int = -1
+    fired: set = field(default_factory=set)
+
+
+class _ReluMode(TorchFunctionMode):
+    """Sees functional ReLU calls and hands them to the tap (passes everything else through)."""
+
+    def __init__(self, tap: GateTap) -> None:
+        super().__init__()
+        self.tap = tap
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: D105
+        kwargs = kwargs or {}
+        try:
+            fn = FUNCTIONAL_RELUS.get(func)
+        except TypeError:  # unhashable callables
+            fn = None
+        if fn is None or self.tap._state.suppress > 0:
+            return func(*args, **kwargs)
+        return self.tap._functional_call(func, fn, args, kwargs)
+
+
+class GateTap:
+    """Records gates from every forward pass of *root* until :meth:`detach`.
+
+    Parameters
+    ----------
+    root : torch.nn.Module
+        The (unwrapped) model whose forward passes are recorded.
+    selector : site selector
+        Which sites to keep (see :func:`relu_probe.sites.select_sites`).
+    activation_types : tuple of nn.Module types
+        Module types treated as ReLU sites.
+    values : bool
+        Also keep the post-activation values.
+    units : {"element", "channel"}
+        Unit granularity for conv and sequence sites.
+    channel_dim : int or dict, optional
+        Override the channel axis (1 or -1) for all sites or per site name.
+    sink : object
+        Receives the data: ``sink.configure(specs)`` once the sites are known (``specs``
+        maps ``"gate"``/``"gate_rate"``/``"activation"`` to ``(n_units, dtype)``), then per
+        pass ``sink.reserve(B)`` returns writable ``(B, n_units)`` arrays that the hooks
+        fill in place, and ``sink.commit(B)`` keeps them once the pass completed.
+    threshold : float
+        A unit is on when its pre-activation is ``> threshold``.
+    check_finite : bool
+        Count NaN/Inf pre-activations at every site of every pass (one extra read of each
+        site's input). When False, only :attr:`output_nonfinite` is set per pass (from the
+        model's output) and a caller may re-run the batch with :attr:`recount` set, which
+        counts per site without recording anything.
+    """
+
+    def __init__(
+        self,
+        root: nn.Module,
+        *,
+        selector: SiteSelector,
+        activation_types: tuple[type[nn.Module], ...],
+        values: bool,
+        units: str,
+        sink: Any,
+        channel_dim: int | dict[str, int] | None = None,
+        threshold: float = 0.0,
+        check_finite: bool = True,
+    ) -> None:
+        self.root = root
+        self.selector = selector
+        self.activation_types = activation_types
+        self.values = values
+        self.units = units
+        self.channel_dim = channel_dim
+        self.threshold = threshold
+        self.sink = sink
+        self.check_finite = check_finite
+        self.recount = False
+        self.output_nonfinite = False
+        self.gate_var = "gate"
+        self._offsets: dict[tuple, tuple[int, int]] = {}
+        self._handles: list[RemovableHandle] = []
+        self._paths = {m: p for p, m in root.named_modules(remove_duplicate=False)}
+        self._mode = _ReluMode(self)
+        self._state = _PassState()
+        self._discovering = True
+        self.passes = 0
+        self.all_sites: list[Site] = []
+        self.sites: list[Site] = []
+        self.layouts: dict[str, SiteLayout] = {}
+        self.readouts: dict[str, str] = {}
+        self.nonfinite: dict[str, int] = defaultdict(int)
+        self.last_site: str | None = None
+        self._key_to_site: dict[tuple, str] = {}
+        self._selected_keys: set[tuple] = set()
+        self._use_mode = True
+        self._attached = False
+
+    # ------------------------------------------------------------------ lifecycle
+    def attach(self) -> GateTap:
+        """Register the discovery hooks (or the steady-state ones if discovery is done)."""
+        if self._attached:
+            return self
+        self._attached = True
+        root = self.root
+        # The root's hooks never change while attached: torch iterates the root's hook
+        # dicts while they run, so they must not be edited from inside them.
+        self._root_handles = [
+            root.register_forward_pre_hook(self._begin_pass),
+            root.register_forward_pre_hook(self._pre_hook),
+            root.register_forward_hook(self._post_hook, always_call=True),
+            root.register_forward_hook(self._end_pass, always_call=True),
+        ]
+        self._register(discovery=self._discovering)
+        return self
+
+    def detach(self) -> None:
+        """Remove every hook this tap registered and pop its function mode if still pushed."""
+        for handle in [*self._handles, *getattr(self, "_root_handles", [])]:
+            handle.remove()
+        self._handles.clear()
+        self._root_handles = []
+        self._pop_mode()
+        self._attached = False
+
+    def _register(self, discovery: bool) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        add = self._handles.append
+        act_modules = {m for m in self._paths if isinstance(m, self.activation_types)}
+        if discovery:
+            hooked = list(self._paths)
+        else:
+            selected_paths = {s.module_path for s in self.sites if s.kind == "module"}
+            owners = {s.module_path for s in self.sites if s.kind == "functional"}
+            hooked = [
+                m
+                for m, p in self._paths.items()
+                if (m in act_modules and (self._use_mode or p in selected_paths)) or p in owners
+            ]
+        for module in dict.fromkeys(hooked):
+            if module is self.root:
+                continue
+            add(module.register_forward_pre_hook(self._pre_hook))
+            add(module.register_forward_hook(self._post_hook, always_call=True))
+
+    def _push_mode(self) -> None:
+        if not self._state.mode_pushed:
+            self._mode.__enter__()
+            self._state.mode_pushed = True
+
+    def _pop_mode(self) -> None:
+        if self._state.mode_pushed:
+            self._state.mode_pushed = False
+            self._mode.__exit__(None, None, None)
+
+    # ------------------------------------------------------------------ pass boundaries
+    def _begin_pass(self, module: nn.Module, args: tuple) -> None:
+        self._state = _PassState(outer_exc=sys.exc_info()[1])
+        self._state.owner_stack.append(("", 0))
+        self.last_site = None
+        if self._use_mode:
+            self._push_mode()
+
+    def _end_pass(self, module: nn.Module, args: tuple, output: Any) -> None:
+        state = self._state
+        self._pop_mode()
+        if sys.exc_info()[1] is not state.outer_exc:
+            return  # the forward raised: drop the partial pass, the caller sees the error
+        if self.recount:
+            return
+        self.output_nonfinite = _has_nonfinite(output)
+        if self._discovering:
+            self._finish_discovery()
+        self._emit(self.passes)
+        self.passes += 1
+
+    # ------------------------------------------------------------------ per-module hooks
+    def _pre_hook(self, module: nn.Module, args: tuple) -> None:
+        state = self._state
+        path = self._paths[module]
+        if module is self.root:
+            call = 0
+        else:
+            call = state.module_calls[path]
+            state.module_calls[path] = call + 1
+        if isinstance(module, self.activation_types):
+            state.suppress += 1
+            key = ("module", path, call)
+            if (self._discovering or key in self._selected_keys) and args and isinstance(args[0], torch.Tensor):
+                self._fire(key, module, type(module).__name__, args[0])
+                if self.values or self._discovering:
+                    state.pending_value[id(module)] = key
+            return
+        if module is not self.root:
+            state.owner_stack.append((path, call))
+        if self._discovering and args and isinstance(args[0], torch.Tensor):
+            self._check_readout(module, args[0])
+
+    def _post_hook(self, module: nn.Module, args: tuple, output: Any) -> None:
+        state = self._state
+        if isinstance(module, self.activation_types):
+            state.suppress -= 1
+            key = state.pending_value.pop(id(module), None)
+            if key is not None and isinstance(output, torch.Tensor):
+                self._store_value(key, output)
+            return
+        if module is not self.root and state.owner_stack:
+            state.owner_stack.pop()
+        if self._discovering and isinstance(output, torch.Tensor) and not list(module.children()):
+            state.producers[_ptr(output)] = module
+
+    def _functional_call(self, func: Callable, fn: str, args: tuple, kwargs: dict) -> Any:
+        state = self._state
+        owner_path, owner_call = state.owner_stack[-1] if state.owner_stack else ("", 0)
+        ordinal_key = (owner_path, owner_call, fn)
+        ordinal = state.fn_ordinals[ordinal_key]
+        state.fn_ordinals[ordinal_key] = ordinal + 1
+        key = ("functional", owner_path, owner_call, fn, ordinal)
+        x = args[0] if args else kwargs.get("input")
+        wanted = (self._discovering or key in self._selected_keys) and isinstance(x, torch.Tensor)
+        if wanted:
+            owner = self.root.get_submodule(owner_path) if owner_path else self.root
+            self._fire(key, owner, fn, x)
+        out = func(*args, **kwargs)
+        if wanted and isinstance(out, torch.Tensor):
+            self._store_value(key, out)
+        return out
+
+    # ------------------------------------------------------------------ gate extraction
+    def _fire(self, key: tuple, module: nn.Module, function: str, x: torch.Tensor) -> None:
+        state = self._state
+        if x.dim() < 2:
+            raise ValueInputError(
+                f"ReLU site {self._describe_key(key)!r} received a tensor of shape {tuple(x.shape)}; "
+                "expected a batch dimension first (at least 2 dims)."
+            )
+        x = x.detach()
+        nonfinite = 0
+        if (self.check_finite or self.recount) and x.is_floating_point() and not bool(torch.isfinite(x.sum())):
+            nonfinite = int((~torch.isfinite(x)).sum())
+        if self.recount:  # a re-run only to count non-finite pre-activations per site
+            if nonfinite:
+                self.nonfinite[self._key_to_site[key]] += nonfinite
+            return
+        if self._discovering:
+            fire = _Fire(key=key, seq=state.seq, module=module, function=function)
+            state.seq += 1
+            fire.layout = layout = self._layout_for(key, x)
+            rate = self.units == "channel" and layout.channel_dim is not None
+            fire.gate = np.empty((x.shape[0], layout.n_units(self.units)), np.float32 if rate else bool)
+            _write_gates(x, layout, self.units, self.threshold, fire.gate)
+            fire.nonfinite = nonfinite
+            state.fires[key] = fire
+            self.last_site = self._describe_key(key)
+            return
+        name = self._key_to_site[key]
+        layout = self.layouts[name]
+        if not _same_units(layout, tuple(x.shape[1:]), self.units):
+            raise ValueInputError(
+                f"site {name!r} received per-sample shape {tuple(x.shape[1:])} but "
+                f"{layout.shape} in the first batch; element units need a fixed shape — "
+                "record with units='channel' for variable-length inputs."
+            )
+        if state.block is None:
+            state.batch = x.shape[0]
+            state.block = self.sink.reserve(state.batch)
+        elif x.shape[0] != state.batch:
+            raise ValueInputError(
+                f"site {name!r} saw {x.shape[0]} samples but an earlier site of the same forward "
+                f"pass saw {state.batch}; the first dimension of every ReLU input must be the "
+                "sample dimension."
+            )
+        u0, u1 = self._offsets[key]
+        _write_gates(x, layout, self.units, self.threshold, state.block[self.gate_var][:, u0:u1])
+        if nonfinite:
+            self.nonfinite[name] += nonfinite
+        state.fired.add(key)
+        self.last_site = name
+
+    def _store_value(self, key: tuple, out: torch.Tensor) -> None:
+        if self.recount:
+            return
+        state = self._state
+        if self._discovering:
+            fire = state.fires.get(key)
+            if fire is None:
+                return
+            fire.out_ptr = _ptr(out)
+            if self.values:
+                fire.value = np.empty((out.shape[0], fire.layout.n_units(self.units)), np.float32)
+                _write_values(out.detach(), fire.layout, self.units, fire.value)
+            return
+        if self.values and key in state.fired:
+            u0, u1 = self._offsets[key]
+            layout = self.layouts[self._key_to_site[key]]
+            _write_values(out.detach(), layout, self.units, state.block["activation"][:, u0:u1])
+
+    def _layout_for(self, key: tuple, x: torch.Tensor) -> SiteLayout:
+        shape = tuple(x.shape[1:])
+        if x.dim() == 2:
+            return SiteLayout(shape, None)
+        override = self.channel_dim
+        if isinstance(override, dict):
+            override = override.get(self._describe_key(key))
+        if override is not None:
+            if override not in (1, -1):
+                raise ValueInputError(f"`channel_dim` must be 1 or -1, got {override!r}.")
+            return SiteLayout(shape, int(override))
+        producer = self._state.producers.get(_ptr(x))
+        if producer is not None:
+            channel_last = isinstance(producer, _CHANNEL_LAST_PRODUCERS)
+        else:
+            channel_last = x.dim() == 3
+        return SiteLayout(shape, -1 if channel_last else 1)
+
+    def _check_readout(self, module: nn.Module, x: torch.Tensor) -> None:
+        if not isinstance(module, _READOUT_TYPES):
+            return
+        ptr = _ptr(x)
+        for fire in self._state.fires.values():
+            if fire.out_ptr == ptr and fire.key not in self._state.readouts:
+                self._state.readouts[fire.key] = self._paths[module]
+
+    # ------------------------------------------------------------------ discovery result
+    def _finish_discovery(self) -> None:
+        state = self._state
+        fires = sorted(state.fires.values(), key=lambda f: f.seq)
+        module_calls = dict(state.module_calls)
+        sites: list[Site] = []
+        for fire in fires:
+            if fire.key[0] == "module":
+                _, path, call = fire.key
+                name = site_name("module", path, call, module_calls.get(path, 1))
+                sites.append(Site(name, "module", path, fire.module, fire.function, call))
+            else:
+                _, owner, call, fn, ordinal = fire.key
+                name = site_name("functional", owner, call, 1, fn, ordinal, owner_calls=module_calls.get(owner, 1) or 1)
+                sites.append(Site(name, "functional", owner, fire.module, fn, call))
+        self.all_sites = sites
+        if not sites:
+            types = ", ".join(t.__name__ for t in self.activation_types)
+            raise NoSitesError(
+                f"`model` ({type(self.root).__name__}) has no ReLU site: no {types} module ran and no "
+                "functional relu (F.relu, torch.relu, Tensor.relu, leaky_relu) was called in the "
+                "forward pass. Record other activations with sites=[nn.GELU] (module type)."
+            )
+        self.sites = select_sites(sites, self.selector)
+        chosen = {s.name for s in self.sites}
+        self._key_to_site = {f.key: s.name for f, s in zip(fires, sites)}
+        self._selected_keys = {k for k, n in self._key_to_site.items() if n in chosen}
+        self.layouts = {s.name: f.layout for f, s in zip(fires, sites) if s.name in chosen}
+        self.readouts = {
+            self._key_to_site[k]: v for k, v in state.readouts.items() if self._key_to_site.get(k) in chosen
+        }
+        offset = 0
+        for key in self._ordered_keys():
+            n = self.layouts[self._key_to_site[key]].n_units(self.units)
+            self._offsets[key] = (offset, offset + n)
+            offset += n
+        rate = self.units == "channel" and any(l.channel_dim is not None for l in self.layouts.values())
+        self.gate_var = "gate_rate" if rate else "gate"
+        specs = {self.gate_var: (offset, np.dtype(np.float32) if rate else np.dtype(bool))}
+        if self.values:
+            specs["activation"] = (offset, np.dtype(np.float32))
+        self.sink.configure(specs)
+        # the discovery pass's own data goes to the sink like any other pass
+        batch = {f.gate.shape[0] for k, f in state.fires.items() if k in self._selected_keys}
+        if len(batch) != 1:
+            detail = ", ".join(f"{self._key_to_site[k]}: {f.gate.shape[0]}" for k, f in state.fires.items())
+            raise ValueInputError(
+                f"sites saw different batch sizes in the first forward pass ({detail}); the first "
+                "dimension of every ReLU input must be the sample dimension."
+            )
+        state.batch = batch.pop()
+        state.block = self.sink.reserve(state.batch)
+        for key in self._selected_keys:
+            fire = state.fires[key]
+            u0, u1 = self._offsets[key]
+            state.block[self.gate_var][:, u0:u1] = fire.gate
+            if self.values:
+                if fire.value is None:
+                    raise ValueInputError(
+                        f"site {self._key_to_site[key]!r} returned no tensor, so `values=True` "
+                        "cannot record its post-activation."
+                    )
+                state.block["activation"][:, u0:u1] = fire.value
+            if fire.nonfinite:
+                self.nonfinite[self._key_to_site[key]] += fire.nonfinite
+            state.fired.add(key)
+        state.fires = {}
+        self._discovering = False
+        self._use_mode = any(s.kind == "functional" for s in self.sites)
+        self._register(discovery=False)
+
+    def _emit(self, pass_index: int) -> None:
+        state = self._state
+        missing = [self._key_to_site[k] for k in self._selected_keys if k not in state.fired]
+        if missing:
+            raise SiteNeverFiredError(
+                f"selected site(s) {sorted(missing)} did not fire in forward pass {pass_index}, "
+                "although they fired in the first pass; recording needs the same sites in every "
+                "pass (data-dependent control flow?). Select fewer sites with `sites=`."
+            )
+        self.sink.commit(state.batch)
+        state.block = None
+        state.fired = set()
+
+    def _ordered_keys(self) -> list[tuple]:
+        order = {s.name: i for i, s in enumerate(self.sites)}
+        return sorted(self._selected_keys, key=lambda k: order[self._key_to_site[k]])
+
+    def _describe_key(self, key: tuple) -> str:
+        if key in self._key_to_site:
+            return self._key_to_site[key]
+        if key[0] == "module":
+            return key[1] or "<root>"
+        return f"{key[1]}::{key[3]}#{key[4]}"
+
+
+_NUMPY_FLOATS = (torch.float16, torch.float32, torch.float64)
+
+
+def _write_gates(x: torch.Tensor, layout: SiteLayout, units: str, threshold: float, out: np.ndarray) -> None:
+    """Write the gates of *x* ``(B, …)`` into *out* ``(B, n_units)`` (a view into the sink).
+
+    Element units: ``out[b, u] = x[b, …] > threshold`` in channel-major unit order; channel
+    units of a conv/sequence site: the fraction of positions above threshold per channel.
+    CPU float tensors go through numpy's ``greater`` straight into *out* (several times
+    faster than ``torch.gt`` plus a copy).
+    """
+    xf = _channels_first(x, layout)
+    if units == "channel" and layout.channel_dim is not None:
+        out[...] = (xf > threshold).flatten(2).to(torch.float32).mean(2).cpu().numpy()
+        return
+    if out.dtype == bool and xf.device.type == "cpu" and xf.dtype in _NUMPY_FLOATS:
+        array = xf.numpy()
+        target = out.view()
+        target.shape = array.shape  # a view: splitting the unit axis never copies
+        np.greater(array, threshold, out=target)
+        return
+    out[...] = (xf > threshold).reshape(xf.shape[0], -1).cpu().numpy()
+
+
+def _write_values(y: torch.Tensor, layout: SiteLayout, units: str, out: np.ndarray) -> None:
+    """Write post-activation values (per-channel means for channel units) into *out*."""
+    yf = _channels_first(y, layout)
+    if units == "channel" and layout.channel_dim is not None:
+        yf = yf.flatten(2).to(torch.float32).mean(2)
+    out[...] = yf.reshape(yf.shape[0], -1).to("cpu", torch.float32).numpy()
+
+
+def _channels_first(x: torch.Tensor, layout: SiteLayout) -> torch.Tensor:
+    """View *x* as (B, C, *positions) for conv/sequence sites; dense sites unchanged."""
+    if layout.channel_dim == -1:
+        return x.movedim(-1, 1)
+    return x
+
+
+#: Values searched no further for tensors in a model's output.
+_LEAVES = (str, bytes, bytearray, int, float, complex, np.ndarray, nn.Module, type, types.ModuleType,
+           types.FunctionType, types.BuiltinFunctionType, types.MethodType)
+
+
+def _has_nonfinite(output: Any) -> bool:
+    """Whether any floating tensor in a model output holds NaN or Inf.
+
+    Tensors are found wherever a model may put them: in mappings (dicts, a Hugging Face
+    ``ModelOutput``), sequences and sets (tuples, named tuples, lists), dataclass fields and
+    other objects' attributes (``__dict__`` and ``__slots__``). Each object is visited once,
+    so reference cycles end; modules, functions and classes are not searched.
+    """
+    pending, seen = [output], set()
+    while pending:
+        obj = pending.pop()
+        if isinstance(obj, torch.Tensor):
+            if obj.is_floating_point() and not bool(torch.isfinite(obj).all()):
+                return True
+            continue
+        if obj is None or isinstance(obj, _LEAVES) or id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        pending.extend(_members(obj))
+    return False
+
+
+def _members(obj: Any) -> list[Any]:
+    """The values an output object holds (see :func:`_has_nonfinite`)."""
+    if isinstance(obj, Mapping):
+        return list(obj.values())
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return list(obj)
+    if dataclasses.is_dataclass(obj):
+        return [getattr(obj, f.name, None) for f in dataclasses.fields(obj)]
+    attributes = getattr(obj, "__dict__", None)
+    members = list(attributes.values()) if isinstance(attributes, dict) else []
+    for klass in type(obj).__mro__:
+        slots = getattr(klass, "__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
+            if name not in ("__dict__", "__weakref__"):
+                members.append(getattr(obj, name, None))
+    return members
+
+
+def _same_units(layout: SiteLayout, shape: tuple[int, ...], units: str) -> bool:
+    """Whether a per-sample *shape* maps to the same units as the site's first-pass layout
+    (channel units only need the same channel count; element units the same shape)."""
+    if units == "channel" and layout.channel_dim is not None and len(shape) == len(layout.shape):
+        return SiteLayout(shape, layout.channel_dim).n_channels == layout.n_channels
+    return shape == layout.shape
+
+
+def _ptr(t: torch.Tensor) -> tuple[int, int]:
+    return (t.data_ptr(), t.numel())
+

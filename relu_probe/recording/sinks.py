@@ -1,0 +1,126 @@
+"""Where recorded gates go: :class:`MemorySink` keeps them in memory (the zarr sink is
+:class:`relu_probe.data.store.ZarrSink`).
+
+A sink is filled in place by the hooks: ``configure(specs)`` once the sites are known,
+then per forward pass ``reserve(B)`` returns writable ``(B, n_units)`` arrays and
+``commit(B)`` keeps them (a failed pass is simply not committed and its rows are reused).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+import threading
+
+import numpy as np
+
+__all__ = ["MemorySink"]
+
+#: Chunks at least this large have their pages mapped ahead of the hooks (Linux only).
+POPULATE_BYTES = 8 * 2**20
+_MADV_POPULATE_WRITE = 23  # Linux >= 5.14
+
+
+def _populate(arrays: list[np.ndarray]) -> None:
+    """Ask the kernel to map every page of *arrays* now (``madvise(MADV_POPULATE_WRITE)``).
+
+    Fresh memory is mapped one 4 KiB page fault at a time when first written; for a large
+    recording those faults cost as much as computing the gates. Run from a helper thread
+    (ctypes releases the GIL), the mapping overlaps the model's forward pass. It writes no
+    data, so it cannot race with the hooks filling the same rows. Where the call is not
+    supported it does nothing and the pages fault in as usual.
+    """
+    try:
+        madvise = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return
+    page = 4096
+    for array in arrays:
+        start = array.ctypes.data - array.ctypes.data % page
+        length = array.nbytes + (array.ctypes.data - start)
+        if madvise(ctypes.c_void_p(start), ctypes.c_size_t(length), _MADV_POPULATE_WRITE) != 0:
+            return
+
+
+class MemorySink:
+    """Keeps recorded passes in memory: rows are reserved, filled in place by the hooks, and
+    committed once their pass completed (a failed pass's rows are simply reused).
+
+    Storage is allocated once when the number of samples is known. Otherwise it grows
+    geometrically: the first chunk holds the first batch, and each new chunk as many rows as
+    are recorded so far (at least one batch), so the capacity never exceeds twice the rows
+    recorded plus one batch, and no per-batch concatenation happens. :meth:`arrays` joins
+    the chunks once, freeing each chunk as soon as it is copied, so the peak stays within
+    that capacity plus the first chunk (about 2× the recorded data; the result alone
+    afterwards). The pages of a large chunk are mapped by a helper thread while the model
+    runs (:func:`_populate`).
+    """
+
+    def __init__(self, expected_rows: int | None = None) -> None:
+        self.expected_rows = expected_rows
+        self.specs: dict[str, tuple[int, np.dtype]] = {}
+        self._chunks: list[dict[str, np.ndarray]] = []
+        self._used: list[int] = []
+        self._populating: threading.Thread | None = None
+        self.n_samples = 0
+
+    def configure(self, specs: dict[str, tuple[int, np.dtype]]) -> None:
+        self.specs = dict(specs)
+
+    def _new_chunk(self, rows: int) -> None:
+        chunk = {k: np.empty((rows, n), dtype) for k, (n, dtype) in self.specs.items()}
+        self._chunks.append(chunk)
+        self._used.append(0)
+        if sys.platform.startswith("linux") and sum(a.nbytes for a in chunk.values()) >= POPULATE_BYTES:
+            self._join_populate()
+            self._populating = threading.Thread(
+                target=_populate, args=(list(chunk.values()),), name="relu_probe-populate", daemon=True
+            )
+            self._populating.start()
+
+    def _join_populate(self) -> None:
+        if self._populating is not None:
+            self._populating.join()
+            self._populating = None
+
+    def reserve(self, n: int) -> dict[str, np.ndarray]:
+        if not self._chunks or self._used[-1] + n > len(next(iter(self._chunks[-1].values()))):
+            remaining = (self.expected_rows or 0) - self.n_samples
+            rows = remaining if remaining >= n else max(n, self.n_samples)
+            self._new_chunk(rows)
+        start = self._used[-1]
+        return {k: a[start : start + n] for k, a in self._chunks[-1].items()}
+
+    def commit(self, n: int) -> None:
+        self._used[-1] += n
+        self.n_samples += n
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The committed rows, one ``(n_samples, n_units)`` array per variable.
+
+        Several chunks are joined into one array each, which then replaces them (each chunk
+        is released right after it is copied).
+        """
+        self._join_populate()
+        kept = [(chunk, used) for chunk, used in zip(self._chunks, self._used) if used]
+        if len(kept) == 1:
+            chunk, used = kept[0]
+            return {k: a[:used] for k, a in chunk.items()}
+        joined = {k: np.empty((self.n_samples, width), dtype) for k, (width, dtype) in self.specs.items()}
+        self._chunks, self._used = [], []
+        start = 0
+        while kept:
+            chunk, used = kept.pop(0)
+            for name, array in chunk.items():
+                joined[name][start : start + used] = array[:used]
+            start += used
+            del chunk, array  # the last references: the chunk is freed before the next is copied
+        self._chunks, self._used = [joined], [self.n_samples]
+        return dict(joined)
+
+    def clear(self) -> None:
+        self._join_populate()
+        self._chunks.clear()
+        self._used.clear()
+        self.n_samples = 0
+        self.expected_rows = None

@@ -1,0 +1,664 @@
+"""The neural race: predict a GDLN's learning from the gated correlations of the data
+(Saxe, Sodhani & Lewallen, arXiv 2207.10430; Jarvis, Klein, Rosman & Saxe, arXiv 2503.06181).
+
+Notation (:mod:`relu_probe.reln.correlations`). ``P`` samples, inputs ``x_μ``, targets ``y_μ``; pathway ``p``
+has gate ``g_{pμ} ∈ {0,1}`` and input mask ``m_p``, ``x̃_{pμ} = m_p ⊙ x_μ``. The gated
+correlations are averages over *all* ``P`` samples (the paper's convention)::
+
+    Σ^{yx}(p)   = (1/P) Σ_μ g_{pμ} y_μ x̃_{pμ}ᵀ          = U_p S_p V_pᵀ   (SVD)
+    Σ^{x}(q, p) = (1/P) Σ_μ g_{qμ} g_{pμ} x̃_{qμ} x̃_{pμ}ᵀ
+
+Mode ``α`` of pathway ``p`` has ``s_{pα}`` (singular value), ``d_{pα} = v_{pα}ᵀ Σ^x(p,p)
+v_{pα}`` and strength ``π_{pα}`` (the singular value of the pathway map ``M_p`` along
+``u_{pα} v_{pα}ᵀ``). For a summed loss trained at learning rate ``η`` the time constant is
+``τ = 1 / (η P)`` epochs.
+
+Uncoupled modes follow the logistic law (Eq. 1)::
+
+    τ dπ/dt = 2 π (s − d π)
+    π(t)    = (s/d) / (1 − (1 − s/(d π0)) e^{−r t}),   r = 2 s / τ
+
+and coupled pathways the race (Eq. 2), with overlaps computed from the data::
+
+    τ dπ_{pα}/dt = 2 π_{pα} (s_{pα} − Σ_{qβ} K_{pα,qβ} π_{qβ}),
+    K_{pα,qβ}    = (u_{pα}ᵀ u_{qβ}) (v_{qβ}ᵀ Σ^x(q,p) v_{pα}).
+
+``time="continuous"`` uses these gradient-flow equations as written (the paper's closed
+form). ``time="discrete"`` (default) uses the per-epoch growth of gradient *descent* on a
+balanced mode, ``π ← π (1 + e/τ)²`` with ``e`` the bracket above: the rate becomes
+``r = 2 ln(1 + s/τ)`` and the race is integrated as ``d ln π/dt = 2 ln(1 + e/τ)``, which is
+what a simulated GDLN does epoch by epoch.
+
+Methods
+-------
+``"closed"``  Eq. 1 for every mode (pathways uncoupled).
+``"race"``    Eq. 2 with the data-computed couplings ``K`` (integrated numerically).
+``"live"``    Exact gradient descent of the pathway maps, reduced to Gram matrices
+              (``M_p = W2 W1``, ``A_p = W2 W2ᵀ``, ``B_p = W1ᵀ W1`` evolve in closed form, see
+              :func:`gram_simulate`) from the mean initial state ``A = a0·I``,
+              ``B = b0·I``, ``M = 0`` — the infinite-width limit of the GDLN at fixed
+              ``σ² h``. It needs no alignment assumption; with ``rule="residual"`` the context
+              pathways chase the shared pathway's *live* residual from t = 0.
+
+Training rules (as :class:`relu_probe.GDLN`)
+--------------------------------------------
+``"joint"``     every pathway races on ``Y``; couplings between all pathways.
+``"residual"``  the paper's rule: shared pathways race on ``Y`` alone; the others on the
+                residual ``R = Y − Ŷ_shared``. With ``"closed"``/``"race"`` that residual is the
+                *final* one (the shared pathway's converged map ``Σ_α (s_α/d_α) u_α v_αᵀ``),
+                as in the paper's closed form; with ``"closed"``, ``d_scale`` may divide the
+                context pathways' ``d`` (``"k-1"``: the paper's ``d/(k−1)``). ``"live"`` uses
+                the live residual.
+
+Diagnostics: ``attrs["off_mode_gradient"]`` is the largest share of the drive that the exact
+gradient puts outside the pathways' modes along the predicted trajectory (0 when Assumption
+2.1 holds); above 5 % ``"closed"``/``"race"`` warn and point to ``"live"``.
+
+The predicted loss is computed exactly from the mode strengths::
+
+    L(t) = L0 − Σ_{pα} c_{pα} π_{pα} + ½ Σ_{pα,qβ} π_{pα} Q_{pα,qβ} π_{qβ},
+    c_{pα} = P u_{pα}ᵀ Σ^{yx}_Y(p) v_{pα},   Q_{pα,qβ} = P (u_{pα}ᵀ u_{qβ}) v_{pα}ᵀ Σ^x(p,q) v_{qβ}.
+"""
+
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from .._util.arrays import check_xy
+from .._util.checks import check_choice, check_int, check_real
+from ..errors import ReluProbeWarning, ValueInputError
+from ..tasks import PAPER_EPOCHS, PAPER_LR
+from .correlations import (
+    DEFAULT_TOL,
+    coupled_fixed_point,
+    coupling,
+    gated_correlations,
+    modes,
+    off_mode_gradient,
+    predict_outputs,
+    rank,
+    row_basis,
+)
+from .dynamics import check_divergence, divergence_limit
+from .gating import sample_groups
+from .spec import PathwaySpec, per_pathway, per_role, resolve_spec
+
+__all__ = ["race_dynamics", "race_from_spec", "closed_form", "gram_simulate", "RACE_METHODS", "DEFAULT_TOL"]
+
+#: The predictions :func:`race_dynamics` offers (module docstring).
+RACE_METHODS = ("closed", "race", "live")
+
+#: Off-mode gradient (share of the drive) above which the mode race warns (Assumption 2.1).
+OFF_MODE_WARN = 0.05
+
+
+# ----------------------------------------------------------------------------- the laws
+def closed_form(
+    s: np.ndarray, d: np.ndarray, pi0: np.ndarray, tau: float, epochs: np.ndarray, *, time: str = "discrete"
+) -> np.ndarray:
+    """Eq. 1 for every mode: ``π(t) = (s/d) / (1 − (1 − s/(d π0)) e^{−r t})``.
+
+    ``r = 2s/τ`` (``time="continuous"``) or ``2 ln(1 + s/τ)`` (``"discrete"``). Modes with
+    ``s = 0`` decay as ``π0 / (1 + 2 d π0 t/τ)``; modes with ``d = 0`` (no input variance) keep
+    ``π0``. ``s``, ``d``, ``pi0`` broadcast to one shape; the epoch axis is appended last.
+    """
+    s_, d_, p_ = np.broadcast_arrays(
+        np.asarray(s, float), np.asarray(d, float), np.asarray(pi0, float)
+    )
+    shape = s_.shape
+    s_, d_, p_ = s_.reshape(-1), d_.reshape(-1), p_.reshape(-1)
+    t = np.asarray(epochs, float)
+    out = np.empty((s_.size, t.size))
+    grow = (s_ > 0) & (d_ > 0)
+    decay = (s_ <= 0) & (d_ > 0)
+    still = ~(grow | decay)
+    if grow.any():
+        sg, dg, pg = s_[grow], d_[grow], p_[grow]
+        r = 2.0 * sg / tau if time == "continuous" else 2.0 * np.log1p(sg / tau)
+        target = sg / dg
+        expo = np.exp(np.multiply.outer(-r, t))
+        expo *= (1.0 - target / pg)[:, None]
+        np.subtract(1.0, expo, out=expo)
+        np.divide(target[:, None], expo, out=expo)
+        out[grow] = expo
+    if decay.any():
+        dd, pd = d_[decay], p_[decay]
+        out[decay] = pd[:, None] / (1.0 + np.multiply.outer(2.0 * dd * pd / tau, t))
+    if still.any():
+        out[still] = p_[still, None]
+    return out.reshape(shape + t.shape)
+
+
+def _half_rise(s: np.ndarray, d: np.ndarray, pi0: np.ndarray, tau: float, time: str) -> np.ndarray:
+    """Half-rise time of Eq. 1: ``t½ = ln(s/(d π0) − 1) / r`` (0 when π0 ≥ s/(2d), ∞ for s = 0)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = 2.0 * s / tau if time == "continuous" else 2.0 * np.log1p(s / tau)
+        ratio = s / (d * pi0)
+        t = np.log(ratio - 1.0) / r
+    t = np.where(ratio <= 2.0, 0.0, t)
+    t = np.where(s > 0, t, np.inf)
+    return t
+
+
+def _integrate_race(
+    s: np.ndarray,
+    K: np.ndarray,
+    pi0: np.ndarray,
+    tau: float,
+    epochs: int,
+    time: str,
+    rtol: float = 1e-6,
+    atol: float = 1e-6,
+) -> np.ndarray:
+    """Integrate ``d ln π/dt = rate(s − K π)`` over epochs 0..epochs−1; returns (N, epochs).
+
+    ``rate(e) = 2e/τ`` (continuous) or ``2 ln(1 + e/τ)`` (discrete). Uses LSODA (scipy's
+    ``odeint``) with the analytic Jacobian in ``y = ln π``.
+    """
+    from scipy.integrate import odeint
+
+    y0 = np.log(np.maximum(pi0, 1e-300))
+
+    if time == "continuous":
+
+        def f(y: np.ndarray, t: float) -> np.ndarray:
+            return (2.0 / tau) * (s - K @ np.exp(y))
+
+        def jac(y: np.ndarray, t: float) -> np.ndarray:
+            return -(2.0 / tau) * K * np.exp(y)[None, :]
+
+    else:
+
+        def f(y: np.ndarray, t: float) -> np.ndarray:
+            e = (s - K @ np.exp(y)) / tau
+            return 2.0 * np.log1p(np.maximum(e, -0.999999))
+
+        def jac(y: np.ndarray, t: float) -> np.ndarray:
+            e = (s - K @ np.exp(y)) / tau
+            g = 2.0 / (1.0 + np.maximum(e, -0.999999)) / tau
+            return -(g[:, None] * K) * np.exp(y)[None, :]
+
+    t = np.arange(epochs, dtype=float)
+    y = odeint(f, y0, t, Dfun=jac, rtol=rtol, atol=atol, mxstep=100000)
+    return np.exp(y.T)
+
+
+def gram_simulate(
+    X: np.ndarray,
+    Y: np.ndarray,
+    G: np.ndarray,
+    masks: np.ndarray,
+    *,
+    lr: float,
+    epochs: int,
+    A0: np.ndarray,
+    B0: np.ndarray,
+    M0: np.ndarray,
+    own_error: np.ndarray | None = None,
+    n_sv: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact gradient descent of one-hidden-layer gated pathways in map space.
+
+    For pathway ``p`` with weights ``W1`` (h×n), ``W2`` (m×h), let ``M = W2 W1``,
+    ``A = W2 W2ᵀ``, ``B = W1ᵀ W1`` and ``Ẽ = Σ_μ g_{pμ} (y_μ − ŷ_μ) x̃_{pμ}ᵀ`` (the negative
+    gradient of the summed loss w.r.t. ``M``). One step ``W2 += η Ẽ W1ᵀ``, ``W1 += η W2ᵀ Ẽ``
+    gives, with no approximation::
+
+        M ← M + η (A Ẽ + Ẽ B) + η² Ẽ Mᵀ Ẽ
+        A ← A + η (Ẽ Mᵀ + M Ẽᵀ) + η² Ẽ B Ẽᵀ
+        B ← B + η (Ẽᵀ M + Mᵀ Ẽ) + η² Ẽᵀ A Ẽ
+
+    so the GDLN can be run on (m×n, m×m, n×n) matrices whatever its hidden width.
+
+    Parameters
+    ----------
+    X (P, n), Y (P, m), G (p, P), masks (p, n)
+    A0 (p, m, m), B0 (p, n, n), M0 (p, m, n)
+    own_error : (p,) bool, optional
+        Pathways that follow only their own group's error (the residual rule's shared
+        pathways: ``Ẽ`` uses ``y − ŷ_shared``); the others use the total error.
+    n_sv : int, optional
+        Number of singular values per pathway to return (default ``min(m, n)``).
+
+    Returns
+    -------
+    loss (epochs,), singular values (p, n_sv, epochs), final maps (p, m, n)
+    """
+    P, n = X.shape
+    p_count = G.shape[0]
+    M, A, B = M0.copy(), A0.copy(), B0.copy()
+    m = Y.shape[1]
+    n_sv = min(m, n) if n_sv is None else n_sv
+    Xm = X[None, :, :] * masks[:, None, :]  # (p, P, n)
+    Xg = Xm * G[:, :, None]
+    own = np.zeros(p_count, dtype=bool) if own_error is None else np.asarray(own_error, bool)
+    use_own = bool(own.any())
+    loss = np.empty(epochs)
+    svs = np.zeros((p_count, n_sv, epochs))
+    eta, eta2 = lr, lr * lr
+    for t in range(epochs):
+        Z = Xg @ np.swapaxes(M, 1, 2)  # (p, P, m): gated pathway outputs
+        Yhat = Z.sum(0)
+        R = Y - Yhat
+        loss[t] = 0.5 * np.vdot(R, R)
+        ev = np.linalg.eigvalsh(np.swapaxes(M, 1, 2) @ M)[:, ::-1]  # (p, n) descending
+        k = min(n_sv, ev.shape[1])
+        svs[:, :k, t] = np.sqrt(np.clip(ev[:, :k], 0.0, None))
+        if use_own:
+            Rs = Y - Z[own].sum(0)
+            E = np.where(own[:, None, None], Rs.T[None], R.T[None]) @ Xg  # (p, m, n)
+        else:
+            E = R.T[None] @ Xg  # (p, m, n)
+        AE = A @ E
+        EB = E @ B
+        EMt = E @ np.swapaxes(M, 1, 2)  # (p, m, m)
+        EtM = np.swapaxes(E, 1, 2) @ M  # (p, n, n)
+        Et = np.swapaxes(E, 1, 2)
+        M_new = M + eta * (AE + EB) + eta2 * (EMt @ E)
+        A = A + eta * (EMt + np.swapaxes(EMt, 1, 2)) + eta2 * (EB @ Et)
+        B = B + eta * (EtM + np.swapaxes(EtM, 1, 2)) + eta2 * (Et @ AE)
+        M = M_new
+        if not math.isfinite(loss[t]) or loss[t] > divergence_limit(loss[0]):
+            check_divergence(loss[: t + 1], loss[0], lr=lr, what="the predicted dynamics")
+    return loss, svs, M
+
+
+# ----------------------------------------------------------------------------- public
+def race_dynamics(
+    X: Any,
+    Y: Any,
+    gates: Any,
+    *,
+    lr: float = PAPER_LR,
+    epochs: int = PAPER_EPOCHS,
+    init: Any = None,
+    rule: str = "joint",
+    method: str | None = None,
+    context: Any = None,
+    inputs: Any = None,
+    shared: Any = None,
+    d_scale: Any = None,
+    time: str = "discrete",
+    hidden: Any = 100,
+    init_scale: Any = None,
+    tol: float = DEFAULT_TOL,
+) -> xr.Dataset:
+    """Predict the learning dynamics of a GDLN from the gated correlations of the data.
+
+    See the module docstring for the equations.
+
+    Parameters
+    ----------
+    X, Y : array-like (sample, feature), (sample, output)
+    gates : array-like (pathway, sample), DataArray, or list of context sets
+        As for :class:`relu_probe.GDLN` (context sets need ``context``).
+    lr : float, default=1e-3
+        Learning rate of the gradient descent being predicted (``τ = 1/(lr·P)``).
+    epochs : int, default=8001
+        Epochs predicted.
+    init : float, sequence, or mapping, optional
+        Initial mode strength ``π0`` (one value, one per pathway, or
+        ``{"shared": π0_s, "context": π0_c}``). Default: the value that matches a GDLN with
+        ``hidden`` units and weight stds ``init_scale``, ``π0 = (σ_in² + σ_out²) h / 4``
+        (a randomly initialised pathway grows as ``((σ_in² + σ_out²) h / 2) sinh(r t)``, i.e.
+        like Eq. 1 from that π0). For ``method="live"`` the initial state is
+        ``A = σ_out² h I``, ``B = σ_in² h I`` (or ``2 π0 I`` when ``init`` is given), ``M = 0``.
+    rule : {"joint", "residual"}, default="joint"
+    method : {"closed", "race", "live"}, optional
+        Default ``"closed"`` for ``rule="residual"`` (the paper's closed form), ``"race"`` for
+        ``rule="joint"``.
+    context : array-like (sample,), optional
+        Per-sample context labels.
+    inputs : None, "all", "auto", or masks
+        Input masks as in :class:`relu_probe.GDLN`.
+    shared : optional
+        Shared pathways (default: those open on every sample).
+    d_scale : None, "k-1", "overlap" or float
+        Residual rule with ``method="closed"`` only: divide the context pathways' ``d`` by
+        ``k − 1`` (the paper's rule), by the mean number of context pathways open on their
+        samples (``"overlap"``, equal to ``k − 1`` for the paper's (k−1)-sets), or by a number.
+        It stands in for the coupling between context pathways that ``"race"`` computes, and
+        is exact only for symmetric gatings such as the paper's (k−1)-sets.
+    time : {"discrete", "continuous"}, default="discrete"
+        Growth per epoch of gradient descent, or the gradient-flow rate of Eq. 1/2.
+    hidden, init_scale :
+        The GDLN's hidden width and initial weight std, read exactly as :class:`relu_probe.GDLN`
+        reads them (:mod:`relu_probe.reln.spec`: one value, one per pathway, or a mapping
+        ``{"shared": …, "context": …}``; per pathway, the pair (input-layer, output-layer)
+        of stds), used when ``init`` is not given. Default
+        ``init_scale = 0.005 / Σ_p hidden_p``.
+    tol : float, default=1e-9
+        Singular values below ``tol × max s`` are treated as zero.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``loss`` (epoch); ``singular_values`` (pathway, mode, epoch): predicted ``π``;
+        ``s``, ``d``, ``half_rise`` (pathway, mode); ``pi0`` (pathway); ``sigma_yx``
+        (pathway, output, feature): the correlation each pathway races on (``Y``, or the
+        final residual for the residual rule's context pathways); ``sigma_yx_Y``: the same for
+        ``Y``; ``sigma_x`` (pathway, pathway_, feature, feature_); ``U`` (pathway, output,
+        mode), ``V`` (pathway, feature, mode); ``inputs`` (pathway, feature). Attrs: ``tau``,
+        ``L0``, ``lr``, ``rule``, ``method``, ``time``, ``n_samples``.
+
+    Examples
+    --------
+    >>> import relu_probe as rp
+    >>> X, Y, coords = rp.tasks.contextual_task(3)
+    >>> ds = rp.race_dynamics(X, Y, [(0, 1, 2), (0, 1), (1, 2), (0, 2)],
+    ...                       context=coords["context"], rule="residual", inputs="auto",
+    ...                       init={"shared": 5e-9, "context": 5e-5}, d_scale="k-1",
+    ...                       time="continuous")
+    >>> round(float(ds.singular_values.sel(pathway=0, mode=3).isel(epoch=-1)), 3)
+    3.055
+    """
+    Xn, Yn = check_xy(X, Y)
+    spec = resolve_spec(gates, Xn, context=context, shared=shared, inputs=inputs, hidden=hidden, depth=1,
+                        init_scale=init_scale)
+    return race_from_spec(Xn, Yn, spec, context=context, lr=lr, epochs=epochs, init=init, rule=rule,
+                          method=method, d_scale=d_scale, time=time, tol=tol)
+
+
+def race_from_spec(
+    X: np.ndarray,
+    Y: np.ndarray,
+    spec: PathwaySpec,
+    *,
+    context: Any = None,
+    lr: float = PAPER_LR,
+    epochs: int = PAPER_EPOCHS,
+    init: Any = None,
+    rule: str = "joint",
+    method: str | None = None,
+    d_scale: Any = None,
+    time: str = "discrete",
+    tol: float = DEFAULT_TOL,
+) -> xr.Dataset:
+    """:func:`race_dynamics` of the pathways of a resolved :class:`PathwaySpec` (e.g. a fitted
+    GDLN's ``spec_``), on checked float arrays *X*, *Y*; the other arguments as there."""
+    lr = check_real("lr", lr, minimum=0.0, strict=True)
+    epochs = check_int("epochs", epochs, minimum=1)
+    check_choice("rule", rule, ["joint", "residual"])
+    if method is None:
+        method = "closed" if rule == "residual" else "race"
+    check_choice("method", method, RACE_METHODS)
+    check_choice("time", time, ["discrete", "continuous"])
+    tol = check_real("tol", tol, minimum=0.0)
+    if any(len(w) != 1 for w in spec.widths) or spec.trunk:
+        raise ValueInputError("the neural race covers pathways with one hidden layer and no trunk.")
+    if d_scale is not None and (rule != "residual" or method != "closed"):
+        raise ValueInputError(
+            "`d_scale` applies to rule='residual' with method='closed' (the paper's uncoupled "
+            "closed form, where d/(k−1) stands in for the coupling the race computes); got "
+            f"rule={rule!r}, method={method!r}."
+        )
+    pi0, a0, b0 = _initial_state(init, spec)
+    P = X.shape[0]
+    masks = spec.inputs.astype(np.float64)
+    tau = 1.0 / (lr * P)
+    residual = rule == "residual" and bool(spec.shared.any()) and bool((~spec.shared).any())
+    target = _targets(X, Y, spec, masks, residual=residual, tol=tol)
+    _check_stable(target["s"], lr, P)
+    div = _d_divisor(d_scale, spec, context) if d_scale is not None else np.ones(spec.n_pathways)
+    target["d_eff"] = target["d"] / div[:, None]
+    if method == "live":
+        loss, pi = _live(X, Y, spec, masks, a0, b0, lr=lr, epochs=epochs, residual=residual)
+        off_mode = 0.0
+    else:
+        if method == "closed":
+            pi = _closed(target, pi0, tau, epochs, time)
+        else:
+            pi = _race(target, spec, div, pi0, tau, epochs, time, residual=residual, n_samples=P)
+        loss = _mode_loss(pi, target, L0=0.5 * float(np.vdot(Y, Y)), n_samples=P, lr=lr)
+        off_mode = _warn_off_mode(pi, target, spec, residual=residual, method=method)
+    return _race_dataset(X, Y, spec, target, pi, loss, pi0, tau, lr=lr, rule=rule, method=method, time=time,
+                         d_scale=d_scale, off_mode=off_mode)
+
+
+# ----------------------------------------------------------------------------- steps
+def _initial_state(init: Any, spec: PathwaySpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""π0 per pathway, and the Gram initial scales ``a0 = σ_out² h``, ``b0 = σ_in² h``.
+
+    Without ``init``, a pathway with ``h`` hidden units and initial weight stds
+    :math:`\sigma_{in}, \sigma_{out}` starts in the mean-field state
+    :math:`A = a_0 I,\ B = b_0 I,\ M = 0`, which grows as
+    :math:`\pi \approx \tfrac{a_0 + b_0}{2} \sinh(r t)`, i.e. like Eq. 1 from
+    :math:`\pi_0 = (a_0 + b_0)/4`. With ``init`` (π0 given), :math:`A = B = 2\pi_0 I`.
+    """
+    n = spec.n_pathways
+    if init is not None:
+        if isinstance(init, Mapping):
+            values = per_role("init", init, list(spec.shared), require_both=True)
+        else:
+            values = per_pathway("init", init, n)
+        pi0 = np.array([check_real("init", v, minimum=0.0, strict=True) for v in values])
+        return pi0, 2.0 * pi0, 2.0 * pi0
+    for scales in spec.init_scales:
+        for value in scales:
+            if value <= 0:
+                raise ValueInputError(f"`init_scale` must be > 0.0, got {value}.")
+    h = np.array([w[0] for w in spec.widths], dtype=np.float64)
+    s_in = np.array([s[0] for s in spec.init_scales])
+    s_out = np.array([s[1] for s in spec.init_scales])
+    a0, b0 = s_out**2 * h, s_in**2 * h
+    return (a0 + b0) / 4.0, a0, b0
+
+
+def _targets(X: np.ndarray, Y: np.ndarray, spec: PathwaySpec, masks: np.ndarray, *, residual: bool,
+             tol: float) -> dict[str, np.ndarray]:
+    """The correlation each pathway races on and its modes.
+
+    Every pathway races on ``Y``; with the residual rule the context pathways race on the
+    *final* residual of the shared pathways, ``R = Y − Ŷ_shared`` with the shared maps at their
+    converged values ``Σ_α (s_α/d_α) u_α v_αᵀ`` (their coupled fixed point when there are
+    several). Singular values below ``tol × max s`` are set to 0.
+    """
+    G = spec.gating.G
+    n_modes = min(Y.shape[1], X.shape[1])
+    syx_Y, sx = gated_correlations(X, Y, G, masks)
+    syx = syx_Y.copy()
+    U, s, V, d = modes(syx_Y, sx, n_modes)
+    if residual:
+        sh = np.flatnonzero(spec.shared)
+        smax = max(float(s.max()), 1e-300)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            final = np.where(s[sh] > tol * smax, s[sh] / d[sh], 0.0)
+        if len(sh) > 1:
+            final = coupled_fixed_point(U[sh], s[sh], V[sh], sx[np.ix_(sh, sh)], tol * smax)
+        shared_maps = np.einsum("poa,pa,pfa->pof", U[sh], final, V[sh])
+        R = Y - predict_outputs(G[sh], shared_maps, masks[sh], X)
+        syx_R, _ = gated_correlations(X, R, G, masks)
+        ctx = np.flatnonzero(~spec.shared)
+        syx[ctx] = syx_R[ctx]
+        U[ctx], s[ctx], V[ctx], d[ctx] = modes(syx_R[ctx], sx[np.ix_(ctx, ctx)], n_modes)
+    s_max = max(float(s.max()), 1e-300)
+    s = np.where(s > tol * s_max, s, 0.0)
+    return {"syx": syx, "syx_Y": syx_Y, "sx": sx, "U": U, "s": s, "V": V, "d": d}
+
+
+def _check_stable(s: np.ndarray, lr: float, n_samples: int) -> None:
+    """Gradient descent on a balanced mode, ``π ← π (1 + (s − dπ)/τ)²``, is stable at its fixed
+    point only when ``s/τ = lr·P·s < 1`` (the sharpness there is ``2·P·s``)."""
+    top = float(s.max())
+    if top * lr * n_samples >= 1.0:
+        raise ValueInputError(
+            f"gradient descent at this learning rate diverges: lr·P·s_max = {top * lr * n_samples:.3g} >= 1 "
+            f"(s_max = {top:.4g}, P = {n_samples}); lower the learning rate `lr` (got {lr}) below "
+            f"{1.0 / (top * n_samples):.3g}."
+        )
+
+
+def _d_divisor(d_scale: Any, spec: PathwaySpec, context: Any) -> np.ndarray:
+    """Divisor of each pathway's ``d`` (1 for the shared ones): ``k − 1``, the mean number of
+    context pathways open on the pathway's samples (``"overlap"``), or a number."""
+    gating = spec.gating
+    div = np.ones(gating.n_pathways)
+    ctx_paths = ~spec.shared
+    if isinstance(d_scale, str):
+        check_choice("d_scale", d_scale, ["k-1", "overlap"])
+        if d_scale == "k-1":
+            k = len(np.unique(sample_groups(gating.G, context)))
+            if k < 2:
+                raise ValueInputError("`d_scale='k-1'` needs at least two contexts; found one.")
+            div[ctx_paths] = k - 1
+        else:
+            cover = gating.G[ctx_paths].sum(0)  # context pathways open per sample
+            for p in np.flatnonzero(ctx_paths):
+                open_ = gating.G[p] == 1
+                div[p] = cover[open_].mean() if open_.any() else 1.0
+        return div
+    div[ctx_paths] = check_real("d_scale", d_scale, minimum=0.0, strict=True)
+    return div
+
+
+def _closed(target: dict[str, np.ndarray], pi0: np.ndarray, tau: float, epochs: int, time: str) -> np.ndarray:
+    """``method="closed"``: Eq. 1 for every mode, uncoupled (:func:`closed_form`)."""
+    s, d = target["s"], target["d_eff"]
+    n_paths, n_modes = s.shape
+    return closed_form(
+        s.reshape(-1), d.reshape(-1), np.repeat(pi0, n_modes), tau, np.arange(epochs), time=time
+    ).reshape(n_paths, n_modes, epochs)
+
+
+def _race(target: dict[str, np.ndarray], spec: PathwaySpec, div: np.ndarray, pi0: np.ndarray, tau: float,
+          epochs: int, time: str, *, residual: bool, n_samples: int) -> np.ndarray:
+    r"""``method="race"``: Eq. 2, ``τ dπ_{pα}/dt = 2 π_{pα} (s_{pα} − Σ_{qβ} K_{pα,qβ} π_{qβ})`` with
+    ``K_{pα,qβ} = (u_{pα}ᵀ u_{qβ})(v_{qβ}ᵀ Σ^x(q,p) v_{pα})`` computed from the data, integrated
+    numerically (:func:`_integrate_race`). Under the residual rule shared and context pathways
+    do not couple (the context ones race on the shared pathways' final residual). Modes with
+    ``s = 0`` only decay (:func:`closed_form`)."""
+    U, V, sx, s, d_eff = target["U"], target["V"], target["sx"], target["s"], target["d_eff"]
+    n_paths, n_modes = s.shape
+    N = n_paths * n_modes
+    K = coupling(U, V, sx).reshape(N, N).copy()
+    allow = np.ones((n_paths, n_paths), dtype=bool)
+    if residual:
+        allow[np.ix_(spec.shared, ~spec.shared)] = False  # shared ignores contexts
+        allow[np.ix_(~spec.shared, spec.shared)] = False  # final residual: shared done
+    K = np.where(np.repeat(np.repeat(allow, n_modes, 0), n_modes, 1), K, 0.0)
+    # the d_scale divisor applies to a pathway's coupling with itself
+    own_block = np.repeat(np.repeat(np.diag(1.0 / div), n_modes, 0), n_modes, 1)
+    same = np.repeat(np.repeat(np.eye(n_paths, dtype=bool), n_modes, 0), n_modes, 1)
+    K = np.where(same, K * own_block, K)
+    active = (s > 0).reshape(-1)
+    pi = np.zeros((N, epochs))
+    pi0_modes = np.repeat(pi0, n_modes)
+    if active.any():
+        pi[active] = _integrate_race(s.reshape(-1)[active], K[np.ix_(active, active)], pi0_modes[active], tau,
+                                     epochs, time)
+    if (~active).any():
+        pi[~active] = closed_form(np.zeros((~active).sum()), d_eff.reshape(-1)[~active], pi0_modes[~active], tau,
+                                  np.arange(epochs), time=time)
+    return pi.reshape(n_paths, n_modes, epochs)
+
+
+def _mode_loss(pi: np.ndarray, target: dict[str, np.ndarray], *, L0: float, n_samples: int, lr: float) -> np.ndarray:
+    r"""The loss of mode strengths *pi*, exactly:
+
+    .. math:: L(t) = L_0 - \sum_{pα} c_{pα} π_{pα} + \tfrac12 \sum_{pα,qβ} π_{pα} Q_{pα,qβ} π_{qβ},\quad
+              c_{pα} = P\, u_{pα}^\top Σ^{yx}_Y(p) v_{pα},\quad
+              Q = P \cdot \mathrm{coupling}(U, V, Σ^x)
+
+    (always against ``Y``). Modes with ``s = 0`` stay below π0: they enter the linear term
+    exactly, the quadratic one only through their coupling with active modes at π0 (an
+    :math:`O(π_0^2)` omission).
+    """
+    U, V, s = target["U"], target["V"], target["s"]
+    P = n_samples
+    c = P * np.einsum("poa,pof,pfa->pa", U, target["syx_Y"], V)
+    n_paths, n_modes, epochs = pi.shape
+    N = n_paths * n_modes
+    Qf = (P * coupling(U, V, target["sx"])).reshape(N, N)
+    flat = pi.reshape(N, epochs)
+    active = (s > 0).reshape(-1)
+    fa = flat[active]
+    quad = np.einsum("nt,nt->t", fa, Qf[np.ix_(active, active)] @ fa)
+    if (~active).any():
+        quad += 2.0 * np.einsum("nt,n->t", fa, Qf[np.ix_(active, ~active)] @ flat[~active, 0])
+    loss = L0 - c.reshape(-1) @ flat + 0.5 * quad
+    check_divergence(loss, L0, lr=lr, what="the predicted dynamics")
+    return loss
+
+
+def _live(X: np.ndarray, Y: np.ndarray, spec: PathwaySpec, masks: np.ndarray, a0: np.ndarray, b0: np.ndarray, *,
+          lr: float, epochs: int, residual: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``method="live"``: exact reduced gradient descent of the pathway maps
+    (:func:`gram_simulate`) from ``A = a0·I``, ``B = b0·I`` (on each pathway's inputs),
+    ``M = 0``, on the row space of ``Y`` (the part of ``Y`` outside it adds a constant to the
+    loss); with the residual rule the shared pathways follow their own error."""
+    n_paths, n_in = spec.n_pathways, X.shape[1]
+    n_modes = min(Y.shape[1], n_in)
+    basis = row_basis(Y, rank(Y))  # (m, r)
+    Yr = Y @ basis
+    A0 = a0[:, None, None] * np.eye(Yr.shape[1])[None]
+    B0 = b0[:, None, None] * (np.eye(n_in)[None] * masks[:, None, :])
+    M0 = np.zeros((n_paths, Yr.shape[1], n_in))
+    loss, svs, _ = gram_simulate(X, Yr, spec.gating.G, masks, lr=lr, epochs=epochs, A0=A0, B0=B0, M0=M0,
+                                 own_error=spec.shared if residual else None, n_sv=n_modes)
+    outside = Y - Yr @ basis.T
+    return loss + 0.5 * float(np.vdot(outside, outside)), svs
+
+
+def _warn_off_mode(pi: np.ndarray, target: dict[str, np.ndarray], spec: PathwaySpec, *, residual: bool,
+                   method: str) -> float:
+    """The off-mode share of the drive along the predicted trajectory
+    (:func:`relu_probe.reln.correlations.off_mode_gradient`); warns above ``OFF_MODE_WARN``."""
+    couple = np.ones((spec.n_pathways, spec.n_pathways), dtype=bool)
+    if residual:  # the final-residual model: shared and context pathways race apart
+        couple[np.ix_(spec.shared, ~spec.shared)] = False
+        couple[np.ix_(~spec.shared, spec.shared)] = False
+    off_mode = off_mode_gradient(pi, target["U"], target["V"], target["syx"], target["sx"], couple)
+    if off_mode > OFF_MODE_WARN:
+        warnings.warn(
+            f"race_dynamics(method={method!r}): the gated correlations are not mutually "
+            "diagonalisable (Assumption 2.1) along this trajectory — the gradient of the "
+            f"predicted state has {100 * off_mode:.1f}% of the drive outside the pathways' "
+            "modes, so the mode picture is approximate. method='live' integrates the exact "
+            "reduced gradient descent instead.",
+            ReluProbeWarning,
+            stacklevel=4,
+        )
+    return off_mode
+
+
+def _race_dataset(X: np.ndarray, Y: np.ndarray, spec: PathwaySpec, target: dict[str, np.ndarray], pi: np.ndarray,
+                  loss: np.ndarray, pi0: np.ndarray, tau: float, *, lr: float, rule: str, method: str, time: str,
+                  d_scale: Any, off_mode: float) -> xr.Dataset:
+    """The result of :func:`race_dynamics` (its Returns section)."""
+    s, d_eff = target["s"], target["d_eff"]
+    return xr.Dataset(
+        {
+            "loss": ("epoch", np.asarray(loss, dtype=np.float64)),
+            "singular_values": (("pathway", "mode", "epoch"), pi),
+            "s": (("pathway", "mode"), s),
+            "d": (("pathway", "mode"), d_eff),
+            "half_rise": (("pathway", "mode"), _half_rise(s, d_eff, pi0[:, None], tau, time)),
+            "pi0": ("pathway", pi0),
+            "sigma_yx": (("pathway", "output", "feature"), target["syx"]),
+            "sigma_yx_Y": (("pathway", "output", "feature"), target["syx_Y"]),
+            "sigma_x": (("pathway", "pathway_", "feature", "feature_"), target["sx"]),
+            "U": (("pathway", "output", "mode"), target["U"]),
+            "V": (("pathway", "feature", "mode"), target["V"]),
+            "inputs": (("pathway", "feature"), spec.inputs.copy()),
+            "gates": (("pathway", "sample"), spec.gating.G),
+        },
+        coords={**spec.coords(), "mode": np.arange(s.shape[1]), "epoch": np.arange(pi.shape[-1])},
+        attrs={
+            "tau": tau,
+            "L0": 0.5 * float(np.vdot(Y, Y)),
+            "lr": lr,
+            "rule": rule,
+            "method": method,
+            "time": time,
+            "n_samples": X.shape[0],
+            "d_scale": "none" if d_scale is None else str(d_scale),
+            "off_mode_gradient": float(off_mode),
+        },
+    )

@@ -1,0 +1,324 @@
+"""The pathways of a gated deep linear network, resolved once: :class:`PathwaySpec`.
+
+A GDLN (:class:`relu_probe.GDLN`), its race prediction (:func:`relu_probe.race_dynamics`) and
+the ReLN built from a ReLU network (:class:`relu_probe.ReLN`) describe their pathways with the
+same parameters — ``gates``, ``shared``, ``inputs``, ``hidden``, ``depth``, ``init_scale``
+(and a GDLN's ``trunk``). :func:`resolve_spec` turns them into one :class:`PathwaySpec`, so the
+three read every parameter the same way:
+
+``hidden``
+    one width for every pathway, one per pathway (an int, or a list with one width per hidden
+    layer), or ``{"shared": h_s, "context": h_c}``;
+``init_scale``
+    the standard deviation of the Gaussian initial weights: one value, one per pathway, per
+    pathway a list with one value per weight matrix (``depth + 1`` of them, input side first:
+    for one hidden layer the pair (input-layer, output-layer)), or
+    ``{"shared": σ_s, "context": σ_c}`` (a missing key takes the default). The default is
+    ``0.005 / Σ_p hidden_p`` (the paper's ``0.005 / width``,
+    :data:`relu_probe.tasks.PAPER_INIT_GAIN`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from .._util.arrays import object_array, to_numpy
+from .._util.checks import check_choice, check_int, check_real
+from ..errors import InputError, ValueInputError, describe
+from ..tasks import PAPER_INIT_GAIN
+from .gating import Gating, cue_inputs, resolve_gates, sample_groups
+
+__all__ = [
+    "PathwaySpec",
+    "default_init_scale",
+    "per_pathway",
+    "per_role",
+    "resolve_inputs",
+    "resolve_shared",
+    "resolve_spec",
+]
+
+
+@dataclass(frozen=True)
+class PathwaySpec:
+    """Everything a GDLN, its race and its ReLN need to know about their pathways.
+
+    Attributes
+    ----------
+    gating : Gating
+        When each pathway is open (``G`` of shape (pathway, sample)), its name and context set.
+    shared : numpy.ndarray (pathway,) bool
+        The shared pathways (the residual rule's, and those reading every input with
+        ``inputs="auto"``).
+    inputs : numpy.ndarray (pathway, feature) bool
+        Which input features each pathway reads (with a trunk: the trunk's last layer, all).
+    widths : tuple of tuple of int
+        Hidden widths of each pathway, one per hidden layer.
+    init_scales : tuple of tuple of float
+        Initial weight std of each pathway, one per weight matrix, input side first.
+    trunk, trunk_scales : tuple
+        Widths and initial weight stds of ungated layers shared by all pathways (a GDLN's
+        ``trunk``; empty otherwise).
+    """
+
+    gating: Gating
+    shared: np.ndarray
+    inputs: np.ndarray
+    widths: tuple[tuple[int, ...], ...]
+    init_scales: tuple[tuple[float, ...], ...]
+    trunk: tuple[int, ...] = ()
+    trunk_scales: tuple[float, ...] = ()
+
+    @property
+    def n_pathways(self) -> int:
+        return self.gating.n_pathways
+
+    @property
+    def depths(self) -> list[int]:
+        return [len(w) for w in self.widths]
+
+    def coords(self) -> dict[str, Any]:
+        """The pathway coords of every per-pathway result: ``pathway``, ``name``, ``contexts``
+        (when known: the context set of each pathway) and ``shared``."""
+        coords: dict[str, Any] = {
+            "pathway": np.arange(self.n_pathways),
+            "name": ("pathway", list(self.gating.names)),
+        }
+        if self.gating.contexts is not None:
+            coords["contexts"] = ("pathway", object_array(self.gating.contexts))
+        coords["shared"] = ("pathway", self.shared.copy())
+        return coords
+
+
+def default_init_scale(widths: Sequence[Sequence[int]]) -> float:
+    """``0.005 / Σ_p h_p`` over the pathways' first hidden widths (the paper's ``0.005 / width``
+    for the network whose hidden layer they share)."""
+    return PAPER_INIT_GAIN / sum(w[0] for w in widths)
+
+
+def resolve_spec(
+    gates: Any,
+    X: np.ndarray,
+    *,
+    context: Any = None,
+    shared: Any = None,
+    inputs: Any = None,
+    hidden: Any = 100,
+    depth: Any = 1,
+    init_scale: Any = None,
+    trunk: Any = None,
+    trunk_init_scale: Any = None,
+) -> PathwaySpec:
+    """Resolve the pathway parameters of a GDLN / race / ReLN into a :class:`PathwaySpec`
+    (the module docstring describes each parameter)."""
+    gating = resolve_gates(gates, X.shape[0], context)
+    shared_mask = resolve_shared(shared, gating)
+    trunk_widths = _trunk(trunk)
+    if trunk_widths:
+        if not (inputs is None or (isinstance(inputs, str) and inputs in ("all", "auto"))):
+            raise ValueInputError(
+                "`inputs` masks cannot be combined with a `trunk`: every input goes through the "
+                "shared trunk; use inputs=None."
+            )
+        in_mask = np.ones((gating.n_pathways, X.shape[1]), dtype=bool)
+    else:
+        in_mask = resolve_inputs(inputs, gating, shared_mask, X, context)
+    widths = resolve_widths(hidden, depth, shared_mask)
+    scales = resolve_init_scales(init_scale, widths, shared_mask)
+    trunk_scales = _trunk_scales(trunk_init_scale, trunk_widths, default_init_scale(widths))
+    return PathwaySpec(
+        gating, shared_mask, in_mask, tuple(map(tuple, widths)), tuple(map(tuple, scales)),
+        tuple(trunk_widths), tuple(trunk_scales),
+    )
+
+
+# ----------------------------------------------------------------------------- pieces
+def per_role(name: str, mapping: Any, shared: Sequence[bool], *, require_both: bool = False) -> list[Any]:
+    """Per-pathway values from a ``{"shared": …, "context": …}`` mapping (missing roles: None).
+
+    Raises a :class:`~relu_probe.errors.ValueInputError` naming *name* for any other key, and,
+    with *require_both*, when a role the pathways need is missing.
+    """
+    unknown = set(mapping) - {"shared", "context"}
+    if unknown:
+        raise ValueInputError(
+            f"`{name}` as a mapping takes keys 'shared' and 'context', got {sorted(map(str, unknown))}."
+        )
+    values = [mapping.get("shared" if is_shared else "context") for is_shared in shared]
+    if require_both and any(v is None for v in values):
+        raise ValueInputError(f"`{name}` mapping must give both 'shared' and 'context' values.")
+    return values
+
+
+def per_pathway(name: str, value: Any, n_pathways: int, *, kind: str = "real") -> list[Any]:
+    """Broadcast a scalar or check a per-pathway sequence of length ``n_pathways``."""
+    if np.isscalar(value) or value is None:
+        return [value] * n_pathways
+    try:
+        items = list(value)
+    except TypeError as exc:
+        raise InputError(
+            f"`{name}` must be a {kind} number or one value per pathway, got {describe(value)}."
+        ) from exc
+    if len(items) != n_pathways:
+        raise ValueInputError(
+            f"`{name}` must be a single value or one value per pathway ({n_pathways}), got "
+            f"{len(items)} values."
+        )
+    return items
+
+
+def _per_pathway_or_role(name: str, value: Any, shared: np.ndarray, *, kind: str = "real") -> list[Any]:
+    if isinstance(value, Mapping):
+        return per_role(name, value, list(shared))
+    return per_pathway(name, value, len(shared), kind=kind)
+
+
+def resolve_shared(shared: Any, gating: Gating) -> np.ndarray:
+    """The shared pathways as a (pathway,) bool mask: given as indices, names or a mask;
+    default the pathways open on every sample."""
+    n = gating.n_pathways
+    if shared is None:
+        return np.all(gating.G == 1.0, axis=1)
+    if isinstance(shared, (bool, np.bool_)):
+        raise InputError("`shared` must be pathway indices/names or a boolean mask, got a bool.")
+    arr = np.atleast_1d(np.asarray(shared))
+    out = np.zeros(n, dtype=bool)
+    if arr.dtype == bool:
+        if arr.shape != (n,):
+            raise ValueInputError(f"`shared` as a mask must have one entry per pathway ({n}).")
+        return arr.copy()
+    for item in arr.tolist():
+        if isinstance(item, str):
+            if item not in gating.names:
+                raise ValueInputError(
+                    f"`shared` names pathway {item!r}, which does not exist; pathways: {gating.names}."
+                )
+            out[gating.names.index(item)] = True
+        elif isinstance(item, int) and -n <= item < n:
+            out[item] = True
+        else:
+            raise ValueInputError(f"`shared` must list pathway indices in [0, {n}) or names, got {item!r}.")
+    return out
+
+
+def resolve_inputs(inputs: Any, gating: Gating, shared: np.ndarray, X: np.ndarray, context: Any) -> np.ndarray:
+    """Input masks (pathway, feature) bool from the ``inputs`` parameter.
+
+    ``None`` / ``"all"``: every pathway reads every input. ``"auto"``: shared pathways read
+    every input; the others only the inputs that vary within a context — cue inputs, constant
+    within every group of samples the gates (or the context labels) cannot tell apart, are
+    left out (:func:`relu_probe.reln.gating.cue_inputs`). Otherwise a (pathway, feature) 0/1
+    mask, one mask for all pathways, or one list of feature indices (or mask, or None) per
+    pathway.
+    """
+    n_paths, n_in = gating.n_pathways, X.shape[1]
+    if inputs is None or (isinstance(inputs, str) and inputs == "all"):
+        return np.ones((n_paths, n_in), dtype=bool)
+    if isinstance(inputs, str):
+        check_choice("inputs", inputs, ["all", "auto"])
+        cue = cue_inputs(X, sample_groups(gating.G, context))
+        if not (~cue).any():
+            raise ValueInputError(
+                "`inputs='auto'`: every input feature is constant within each context, so the "
+                "non-shared pathways would read nothing; pass explicit `inputs` masks."
+            )
+        mask = np.ones((n_paths, n_in), dtype=bool)
+        mask[~shared] = ~cue
+        return mask
+    if isinstance(inputs, xr.DataArray) or callable(getattr(inputs, "detach", None)):
+        inputs = to_numpy(inputs)
+    if isinstance(inputs, np.ndarray) and inputs.dtype != object:
+        arr = inputs
+        if arr.ndim == 1:
+            arr = np.broadcast_to(arr, (n_paths, arr.shape[0]))
+        if arr.ndim != 2 or arr.shape != (n_paths, n_in):
+            raise ValueInputError(
+                f"`inputs` must be a (pathway, feature) mask of shape ({n_paths}, {n_in}), got shape {inputs.shape}."
+            )
+        if not np.all((arr == 0) | (arr == 1)):
+            raise ValueInputError("`inputs` masks must contain only 0/1 or booleans.")
+        return arr.astype(bool).copy()
+    mask = np.zeros((n_paths, n_in), dtype=bool)
+    for p, item in enumerate(per_pathway("inputs", inputs, n_paths, kind="mask")):
+        if item is None or (isinstance(item, str) and item == "all"):
+            mask[p] = True
+            continue
+        idx = np.asarray(item)
+        if idx.dtype == bool and idx.shape == (n_in,):
+            mask[p] = idx
+            continue
+        if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
+            raise InputError(
+                f"`inputs[{p}]` must be a list of feature indices, a boolean mask of length "
+                f"{n_in}, or None; got {describe(item)}."
+            )
+        if idx.size and (idx.min() < -n_in or idx.max() >= n_in):
+            raise ValueInputError(f"`inputs[{p}]` has feature indices outside [0, {n_in}): {idx.tolist()}.")
+        mask[p, idx] = True
+    return mask
+
+
+def resolve_widths(hidden: Any, depth: Any, shared: np.ndarray) -> list[list[int]]:
+    """Hidden widths of each pathway, one per hidden layer (module docstring)."""
+    n_paths = len(shared)
+    depths = [check_int("depth", d, minimum=1) for d in per_pathway("depth", depth, n_paths, kind="integer")]
+    if isinstance(hidden, Mapping) and (set(hidden) - {"shared", "context"} or len(hidden) != 2):
+        raise ValueInputError(
+            f"`hidden` as a mapping needs exactly the keys 'shared' and 'context', got {sorted(hidden)}."
+        )
+    widths: list[list[int]] = []
+    for p, h in enumerate(_per_pathway_or_role("hidden", hidden, shared, kind="integer")):
+        if np.isscalar(h):
+            widths.append([check_int("hidden", h, minimum=1)] * depths[p])
+            continue
+        hs = [check_int("hidden", v, minimum=1) for v in h]
+        if len(hs) != depths[p]:
+            raise ValueInputError(f"`hidden[{p}]` lists {len(hs)} widths but pathway {p} has depth {depths[p]}.")
+        widths.append(hs)
+    return widths
+
+
+def resolve_init_scales(init_scale: Any, widths: Sequence[Sequence[int]], shared: np.ndarray) -> list[list[float]]:
+    """Initial weight std of each pathway, one per weight matrix, input side first (module
+    docstring); ``None`` (or a role missing from a mapping) takes :func:`default_init_scale`."""
+    default = default_init_scale(widths)
+    scales: list[list[float]] = []
+    for p, s in enumerate(_per_pathway_or_role("init_scale", init_scale, shared)):
+        n_weights = len(widths[p]) + 1
+        if s is None:
+            scales.append([default] * n_weights)
+        elif np.isscalar(s):
+            scales.append([check_real("init_scale", s, minimum=0.0)] * n_weights)
+        else:
+            values = [check_real("init_scale", v, minimum=0.0) for v in s]
+            if len(values) != n_weights:
+                raise ValueInputError(
+                    f"`init_scale[{p}]` lists {len(values)} values but pathway {p} has "
+                    f"{n_weights} weight matrices (depth {n_weights - 1} + 1)."
+                )
+            scales.append(values)
+    return scales
+
+
+def _trunk(trunk: Any) -> list[int]:
+    raw = [] if trunk is None else ([trunk] if np.isscalar(trunk) else list(trunk))
+    return [check_int("trunk", w, minimum=1) for w in raw]
+
+
+def _trunk_scales(trunk_init_scale: Any, trunk: Sequence[int], default: float) -> list[float]:
+    if not trunk:
+        return []
+    raw = [trunk_init_scale] * len(trunk) if trunk_init_scale is None or np.isscalar(trunk_init_scale) else list(
+        trunk_init_scale
+    )
+    if len(raw) != len(trunk):
+        raise ValueInputError(
+            f"`trunk_init_scale` must be one value or one per trunk layer ({len(trunk)}), got {len(raw)}."
+        )
+    return [default if v is None else check_real("trunk_init_scale", v, minimum=0.0) for v in raw]

@@ -1,4 +1,4 @@
-"""rp.predict_structure / rp.compare_structure / rank_gatings and the Assumption 2.1 check;
+"""rp.predict_structure / rp.compare_structure / fastest_reln's ranking and the Assumption 2.1 check;
 the paper reproductions (ReLU networks trained by their own loop) are marked slow."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from relu_probe.reln.assumption import ASSUMPTION_GAP, assumption_gap
 from relu_probe.reln.exact import exact_dynamics
 from relu_probe.reln.gating import cue_inputs
 from relu_probe.reln.init import items_of, mean_state_from_network
-from relu_probe.reln.predict import rank_gatings, structure_mass
+from relu_probe.reln.predict import structure_mass
 from relu_probe.errors import InputError, ReluProbeWarning, ValueInputError
 from relu_probe.testing._pathway_nets import k_minus_one_net
 
@@ -183,29 +183,26 @@ def test_predict_structure_bad_input(task3):
         rp.predict_structure(X, Y, context=coords["context"], network=rp.tasks.paper_network(3, depth=2))
 
 
-def test_rank_gatings_ranks_the_mixed_reln_first_with_parsimony(task3):
-    """The mixed ReLN (full set + pairs) learns faster than the modular one (full set +
-    singles); the union of both is as fast as the mixed one, and the parsimony tolerance —
-    not the ranking by speed — prefers the mixed one's fewer pathways."""
+def test_fastest_reln_ranks_the_mixed_reln_first_with_parsimony(task3):
+    """Default init (not the paper's): the mixed ReLN (full set + pairs) learns faster than the
+    modular one (full set + singles); the union of both is as fast as the mixed one, and the
+    parsimony tolerance — not the ranking by speed — prefers the mixed one's fewer pathways."""
     X, Y, coords = task3
     mixed = [(0, 1, 2), (0, 1), (1, 2), (0, 2)]
     modular = [(0, 1, 2), (0,), (1,), (2,)]
-    out = rank_gatings(X, Y, [modular, mixed], context=coords["context"], epochs=6000)
-    table = out["ranking"]
-    assert out["best"] == [tuple(S) for S in mixed]
-    scores = dict(zip(table["candidate"], table["score"]))
-    assert scores[tuple(mixed)] < scores[tuple(modular)]
-    union = table.loc[table["is_union"], "candidate"].iloc[0]
-    assert len(union) == 7
-    assert abs(scores[union] - scores[tuple(mixed)]) <= 0.01 * scores[tuple(mixed)]
-    u = out["union"]
-    single_mass = u["mass"].values[[len(S) == 1 for S in u["contexts"].values]]
-    assert single_mass.max() < 0.01
-    by_speed = rank_gatings(X, Y, [modular, mixed], context=coords["context"], epochs=6000, parsimony=0.0)
-    assert by_speed["ranking"]["score"].is_monotonic_increasing
+    out = rp.fastest_reln(X, Y, [modular, mixed], context=coords["context"], epochs=6000)
+    assert set(out[0]["candidate"]) == set(mixed) and not out[0]["is_union"]
+    scores = {frozenset(r["candidate"]): r["score"] for r in out}
+    assert scores[frozenset(mixed)] < scores[frozenset(modular)]
+    union = next(r for r in out if r["is_union"])
+    assert union["n_pathways"] == 7
+    assert abs(union["score"] - scores[frozenset(mixed)]) <= 0.01 * scores[frozenset(mixed)]
+    assert max(union["mass"][S] for S in [(0,), (1,), (2,)]) < 0.01
+    by_speed = rp.fastest_reln(X, Y, [modular, mixed], context=coords["context"], epochs=6000, parsimony=0.0)
+    assert [r["score"] for r in by_speed] == sorted(r["score"] for r in by_speed)
     # without candidates: predict_structure's search
-    free = rank_gatings(X, Y, context=coords["context"], epochs=6000)
-    assert set(free["best"]) == set(map(tuple, mixed))
+    free = rp.fastest_reln(X, Y, context=coords["context"], epochs=6000)
+    assert set(free[0]["candidate"]) == set(mixed)
 
 
 def test_closed_form_gap_warns_on_the_diff_task_only():
@@ -218,7 +215,7 @@ def test_closed_form_gap_warns_on_the_diff_task_only():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             race = rp.race_dynamics(X, Y, gates, context=coords["context"], rule="residual",
-                                    inputs="auto", init=1e-6, d_scale="k-1", epochs=10)
+                                    inputs="auto", init=1e-6, d_scale="k-1", epochs=10, method="closed")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             out[variant] = assumption_gap(race, X, Y)
@@ -227,6 +224,15 @@ def test_closed_form_gap_warns_on_the_diff_task_only():
     assert out["diff"]["optimum"] < 1e-9  # the gates can fit the diff task exactly
     assert out["diff"]["gap"] == pytest.approx(0.595, abs=0.01)
     assert out["diff"]["gap_share"] > ASSUMPTION_GAP and out["diff_warned"]
+    # race_dynamics(method="closed") itself warns on the diff task only
+    for variant, warns in (("hierarchy", False), ("diff", True)):
+        X, Y, coords = rp.tasks.contextual_task(3, variant=variant)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            rp.race_dynamics(X, Y, gates, context=coords["context"], rule="residual", inputs="auto",
+                             init=1e-6, d_scale="k-1", epochs=10, method="closed")
+        hits = [w for w in caught if issubclass(w.category, ReluProbeWarning) and "Assumption 2.1" in str(w.message)]
+        assert bool(hits) is warns, variant
 
 
 # ----------------------------------------------------------------------------- slow

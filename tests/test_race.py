@@ -10,7 +10,8 @@ from scipy.integrate import solve_ivp
 import relu_probe as rp
 from relu_probe.errors import ValueInputError
 from relu_probe.reln.correlations import gated_correlations
-from relu_probe.reln.race import closed_form, gram_simulate
+from relu_probe.reln.exact import exact_dynamics
+from relu_probe.reln.race import closed_form
 
 MIXED3 = [(0, 1, 2), (0, 1), (1, 2), (0, 2)]
 MODULAR3 = [(0, 1, 2), (0,), (1,), (2,)]
@@ -80,7 +81,7 @@ def test_loss_formula_equals_direct_prediction(task3):
     """The loss from mode strengths equals ½‖Y − Σ_p g_p U_p diag(π_p) V_pᵀ x̃‖² exactly."""
     X, Y, ctx = task3
     ds = rp.race_dynamics(X, Y, MIXED3, context=ctx, rule="residual", inputs="auto",
-                          init=PAPER_PI0_3, d_scale="k-1", epochs=4001)
+                          init=PAPER_PI0_3, d_scale="k-1", epochs=4001, method="closed")
     G, masks = ds["gates"].values, ds["inputs"].values
     for e in (0, 400, 1500, 4000):
         pi = ds["singular_values"].isel(epoch=e).values
@@ -95,7 +96,7 @@ def test_paper_closed_form_numbers(task3):
     """paper-brief §5.2: singular values, s/d and half-rise times of the closed form."""
     X, Y, ctx = task3
     ds = rp.race_dynamics(X, Y, MIXED3, context=ctx, rule="residual", inputs="auto",
-                          init=PAPER_PI0_3, d_scale="k-1", time="continuous")
+                          init=PAPER_PI0_3, d_scale="k-1", time="continuous", method="closed")
     final = ds["singular_values"].isel(epoch=-1)
     assert float(final.sel(pathway=0).max()) == pytest.approx(3.0551, abs=1e-3)
     np.testing.assert_allclose(final.sel(mode=0).values[1:], 2.16, atol=0.01)
@@ -116,7 +117,7 @@ def test_final_residual_closed_form_cannot_tell_mixed_from_modular(task3):
     """On the final residual, shared + 2-of-3 and shared + single-context pathways have the
     same s and d/(number of covering pathways): identical curves (paper-brief §5.2)."""
     X, Y, ctx = task3
-    kw = dict(context=ctx, rule="residual", inputs="auto", init=PAPER_PI0_3, d_scale="overlap")
+    kw = dict(context=ctx, rule="residual", inputs="auto", init=PAPER_PI0_3, d_scale="overlap", method="closed")
     a = rp.race_dynamics(X, Y, MIXED3, **kw)
     b = rp.race_dynamics(X, Y, MODULAR3, **kw)
     np.testing.assert_allclose(a["s"].values, b["s"].values, atol=1e-12)
@@ -132,22 +133,20 @@ def test_final_residual_closed_form_cannot_tell_mixed_from_modular(task3):
 
 @pytest.mark.parametrize("rule", ["joint", "residual"])
 def test_gram_reduction_is_exact(task3, rule):
-    """gram_simulate reproduces gradient descent on the weights to rounding error."""
+    """The Gram recursion of the exact dynamics, stepped epoch by epoch from a GDLN's own
+    weights, reproduces gradient descent on the weights to rounding error."""
     X, Y, ctx = task3
     kw = dict(hidden=[9, 5, 6, 7], inputs="auto", rule=rule, init_scale=0.05, seed=2)
     init = rp.GDLN(MIXED3, epochs=1, lr=1e-300, **kw).fit(X, Y, context=ctx)
-    W = init.weights_
-    A0 = np.stack([w[1] @ w[1].T for w in W])
-    B0 = np.stack([w[0].T @ w[0] for w in W])
-    M0 = np.stack([w[1] @ w[0] for w in W])
+    W = [(w[0], w[1]) for w in init.weights_]
     g = rp.GDLN(MIXED3, epochs=150, lr=2e-3, sv_stride=149, **kw).fit(X, Y, context=ctx)
-    loss, svs, M = gram_simulate(
-        X, Y, init.gates_.values, init.inputs_.values.astype(float), lr=2e-3, epochs=150,
-        A0=A0, B0=B0, M0=M0, own_error=init.shared_ if rule == "residual" else None,
-    )
-    np.testing.assert_allclose(loss, g.loss_curve_, rtol=1e-12)
-    np.testing.assert_allclose(M, g.maps_.values, atol=1e-13)
-    np.testing.assert_allclose(svs[:, :, -1], g.singular_values_.isel(epoch=-1).values, atol=1e-6)
+    ds = exact_dynamics(X, Y, MIXED3, context=ctx, inputs="auto", rule=rule, weights=W, lr=2e-3, epochs=150,
+                        step="exact", sv_stride=149)
+    np.testing.assert_allclose(ds["loss"].values, g.loss_curve_, rtol=1e-12)
+    np.testing.assert_allclose(ds["maps"].values, g.maps_.values, atol=1e-13)
+    q = ds.sizes["mode"]
+    np.testing.assert_allclose(ds["singular_values"].isel(sv_epoch=-1).values,
+                               g.singular_values_.isel(epoch=-1).values[:, :q], atol=1e-6)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -158,7 +157,7 @@ def test_agrees_with_simulation_on_aligned_shared_pathway(task3, seed):
     sigma = 0.005 / 700
     gates = np.ones((1, 24))
     g = rp.GDLN(gates, hidden=100, init_scale=sigma, seed=seed, sv_stride=100).fit(X, Y)
-    for method in ("closed", "race", "live"):
+    for method in ("auto", "closed", "race", "live"):
         ds = rp.race_dynamics(X, Y, gates, hidden=100, init_scale=sigma, method=method)
         r = rp.compare_dynamics(g.loss_curve_, ds["loss"])
         assert r["max_abs_diff_pct"] <= 2.0, (method, r["max_abs_diff_pct"])
@@ -201,12 +200,13 @@ def test_off_mode_diagnostic(task3):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ok = rp.race_dynamics(X, Y, MIXED3, context=ctx, rule="residual", inputs="auto",
-                              init=PAPER_PI0_3, d_scale="k-1")
+                              init=PAPER_PI0_3, d_scale="k-1", method="closed")
         ok2 = rp.race_dynamics(X, Y, MIXED3, context=ctx, rule="residual", inputs="auto",
                                init=PAPER_PI0_3, method="race")
     assert ok.attrs["off_mode_gradient"] < 1e-6 and ok2.attrs["off_mode_gradient"] < 1e-6
     with pytest.warns(ReluProbeWarning, match="Assumption 2.1"):
-        bad = rp.race_dynamics(X, Y, MIXED3, context=ctx, rule="joint", inputs="auto", init=1e-8)
+        bad = rp.race_dynamics(X, Y, MIXED3, context=ctx, rule="joint", inputs="auto", init=1e-8,
+                               method="race")
     assert bad.attrs["off_mode_gradient"] > 0.05
     live = rp.race_dynamics(X, Y, MIXED3, context=ctx, rule="joint", inputs="auto", init=1e-8,
                             method="live", epochs=8001)
@@ -227,7 +227,7 @@ def test_live_residual_tracks_gdln(task3):
 def test_dataset_layout(task3):
     X, Y, ctx = task3
     ds = rp.race_dynamics(X, Y, MIXED3, context=ctx, rule="residual", inputs="auto", epochs=50,
-                          init=PAPER_PI0_3)
+                          init=PAPER_PI0_3, method="closed")
     assert ds["loss"].dims == ("epoch",) and ds.sizes["epoch"] == 50
     assert ds["singular_values"].dims == ("pathway", "mode", "epoch")
     assert ds["sigma_x"].dims == ("pathway", "pathway_", "feature", "feature_")
@@ -250,7 +250,7 @@ def test_default_init_matches_gdln_default(task3):
 
 
 # ----------------------------------------------------------------------------- bad input
-@pytest.mark.parametrize("method", ["closed", "race", "live"])
+@pytest.mark.parametrize("method", ["auto", "closed", "race", "live"])
 def test_unstable_lr_named(task3, method):
     X, Y, _ = task3
     with pytest.raises(ValueInputError, match="`lr`"):

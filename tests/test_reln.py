@@ -8,7 +8,7 @@ import xarray as xr
 
 import relu_probe as rp
 from relu_probe.errors import InputError, ValueInputError
-from relu_probe.reln.search import _rank, cardinality_candidates
+from relu_probe.reln.search import DEFAULT_PARSIMONY, _rank, cardinality_candidates
 from relu_probe.tasks import PAPER_INIT_SCALE
 
 
@@ -118,27 +118,52 @@ def test_cardinality_candidates():
 
 
 def test_fastest_reln_picks_the_mixed_reln_k3(task3):
+    """The cardinality family with the paper's ReLN init (requested explicitly) and rule: the
+    mixed ReLN first, the union of the candidates' sets (raced as well) second — marginally
+    faster, but ranked behind by the parsimony tolerance — and the modular ReLN far behind."""
     X, Y, coords = task3
-    ranking = rp.fastest_reln(X, Y, context=coords["context"])
-    assert [r["rank"] for r in ranking] == [0, 1]
-    best, other = ranking
+    ranking = rp.fastest_reln(X, Y, cardinality_candidates((0, 1, 2)), context=coords["context"],
+                              rule="residual", init_scale=PAPER_INIT_SCALE)
+    assert [r["rank"] for r in ranking] == [0, 1, 2]
+    best, union, other = ranking
     assert best["names"] == ["{0,1,2}", "{0,1}", "{0,2}", "{1,2}"]
     assert other["names"] == ["{0,1,2}", "{0}", "{1}", "{2}"]
+    assert union["is_union"] and union["n_pathways"] == 7 and not best["is_union"]
+    assert union["score"] < best["score"] <= union["score"] * (1 + DEFAULT_PARSIMONY)
     # well separated: the modular ReLN is much slower and stalls
     assert other["mean_loss"] - best["mean_loss"] > 2.0
     assert best["final_loss"] < 0.05 and other["final_loss"] > 2.5
     assert best["epochs_to"][0.1] < other["epochs_to"][0.1]
     assert other["epochs_to"][0.01] is None
     assert best["loss"].shape == (8001,)
+    # by speed alone the union comes first
+    by_speed = rp.fastest_reln(X, Y, cardinality_candidates((0, 1, 2)), context=coords["context"],
+                               rule="residual", init_scale=PAPER_INIT_SCALE, parsimony=0.0)
+    assert by_speed[0]["is_union"] and [r["score"] for r in by_speed] == sorted(r["score"] for r in by_speed)
+
+
+def test_fastest_reln_without_candidates_is_the_structure_search(task3):
+    """No candidates: the structure predict_structure finds (full set + pairs; the singles do
+    not grow in the race of all seven sets), ranked ahead of that seven-set race by parsimony."""
+    X, Y, coords = task3
+    ranking = rp.fastest_reln(X, Y, context=coords["context"])
+    assert len(ranking) == 2
+    best, union = ranking
+    assert set(best["candidate"]) == {(0, 1, 2), (0, 1), (1, 2), (0, 2)}
+    assert union["is_union"] and union["n_pathways"] == 7
+    assert max(union["mass"][S] for S in [(0,), (1,), (2,)]) < 0.01
+    pred = rp.predict_structure(X, Y, context=coords["context"])
+    assert set(pred.contexts) == set(best["candidate"])
 
 
 def test_fastest_reln_options(task3):
     X, Y, coords = task3
     cands = [[(0, 1, 2), (0,), (1,), (2,)], np.array([np.ones(24), coords["context"] != 2], float)]
     df = rp.fastest_reln(X, Y, cands, context=coords["context"], epochs=2000, as_frame=True,
-                         by="final_loss")
+                         by="final_loss", parsimony=0.0)
     assert list(df.columns[:3]) == ["rank", "candidate", "names"]
-    assert "epochs_to_0.5" in df.columns and len(df) == 2
+    assert "epochs_to_0.5" in df.columns and len(df) == 3  # the two and their union
+    assert set(df.loc[df["is_union"], "candidate"].iloc[0]) == {(0, 1, 2), (0,), (1,), (2,), (0, 1)}
     assert df["score"].is_monotonic_increasing
     r = rp.fastest_reln(X, Y, cands, context=coords["context"], epochs=2000, by=0.5)
     assert r[0]["score"] == r[0]["epochs_to"][0.5]
@@ -160,6 +185,9 @@ def test_rank_prefers_fewer_pathways_within_rtol():
         ({"candidates": []}, InputError, "candidates"),
         ({"candidates": None, "context": None}, ValueInputError, "context"),
         ({"method": "guess"}, ValueInputError, "method"),
+        ({"candidates": [[(0, 1, 2), (5,)]]}, ValueInputError, "no sample has"),
+        ({"candidates": [np.eye(24)[:2]]}, ValueInputError, "whole contexts"),
+        ({"parsimony": -0.1}, ValueInputError, "parsimony"),
         ({"by": "speed"}, ValueInputError, "by"),
     ],
 )

@@ -19,6 +19,12 @@ task that needs the gates, ``L_lin − L*`` (``L_lin`` the best single linear ma
 input): a warning is issued when ``L_∞ − L* > ASSUMPTION_GAP × (L_lin − L*)``. On the paper's
 hierarchy tasks the gap is zero to rounding; on its "diff" task (three different structures)
 the closed form plateaus 0.59 above an exact fit, 3.6 % of the gated part (0.56 % of ``L0``).
+
+Why the gated part and not ``L0``: most of ``L0`` is what one linear map of the inputs already
+explains, which every gating learns alike; a prediction error that matters is one about the
+part only the gates can fit. Against ``L0`` (the threshold first asked for, 1 % of ``L0``) the
+diff task — the paper's own example where the assumption fails and the closed form misses —
+would pass unflagged at 0.56 %.
 """
 
 from __future__ import annotations
@@ -33,76 +39,53 @@ from .._util.arrays import check_xy
 from ..errors import InputError, ReluProbeWarning, describe
 from .stability import least_squares_loss
 
-__all__ = ["closed_form_asymptote", "assumption_gap", "ASSUMPTION_GAP"]
+__all__ = ["assumption_gap", "gap_to_optimum", "ASSUMPTION_GAP"]
 
 #: Share of the gated part of the task (``L_lin − L*``) above which the closed form's
 #: asymptotic gap to the least-squares optimum is flagged (1 %, the accuracy asked of the
-#: exact dynamics against a simulation).
+#: exact dynamics against a simulation). Judged against the gated part, not against ``L0``:
+#: on the paper's "diff" task the closed form plateaus 0.59 above an exact fit, which is only
+#: 0.56 % of ``L0`` (most of ``L0`` is the part a single linear map already explains), so a
+#: threshold of 1 % of ``L0`` would never flag the task where the assumption fails; it is
+#: 3.6 % of the gated part.
 ASSUMPTION_GAP = 0.01
 
 
-def closed_form_asymptote(race: xr.Dataset) -> float:
-    """``L_∞`` of a :func:`relu_probe.race_dynamics` result (module docstring).
+def gap_to_optimum(
+    asymptote: float,
+    X: np.ndarray,
+    Y: np.ndarray,
+    G: np.ndarray,
+    masks: np.ndarray,
+    *,
+    warn: bool = True,
+    what: str = "the closed form",
+    stacklevel: int = 2,
+) -> dict[str, float]:
+    """The gap between a predicted asymptote ``L_∞`` and the least-squares optimum ``L*`` of
+    the gates ``G`` (pathway, sample) and input masks (module docstring); warns (a
+    :class:`~relu_probe.errors.ReluProbeWarning` naming *what*) above :data:`ASSUMPTION_GAP`.
 
-    For ``method="closed"`` every mode with ``s > 0`` sits at ``s/d``; for ``"race"`` and
-    ``"live"`` the last predicted epoch is taken as the asymptote.
+    Returns ``asymptote``, ``optimum`` (``L*``), ``linear`` (``L_lin``), ``L0``, ``gap``
+    (``max(L_∞ − L*, 0)``), ``gap_share`` (``gap / (L_lin − L*)``, 0 when the task needs no
+    gates) and ``gap_of_L0``.
     """
-    if not isinstance(race, xr.Dataset) or "s" not in race or "loss" not in race:
-        raise InputError(f"`race` must be a Dataset from rp.race_dynamics, got {describe(race)}.")
-    if race.attrs.get("method") != "closed":
-        return float(race["loss"].values[-1])
-    s, d = race["s"].values, race["d"].values
-    U, V = race["U"].values, race["V"].values
-    P = float(race.attrs["n_samples"])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        pi = np.where((s > 0) & (d > 0), s / d, 0.0)
-    c = P * np.einsum("poa,pof,pfa->pa", U, race["sigma_yx_Y"].values, V)
-    uu = np.einsum("poa,qob->paqb", U, U, optimize=True)
-    vsv = np.einsum("pfa,pqfg,qgb->paqb", V, race["sigma_x"].values, V, optimize=True)
-    Q = P * uu * vsv
-    flat = pi.reshape(-1)
-    L0 = float(race.attrs["L0"])
-    return L0 - float(c.reshape(-1) @ flat) + 0.5 * float(flat @ Q.reshape(flat.size, flat.size) @ flat)
-
-
-def assumption_gap(race: xr.Dataset, X: Any, Y: Any, *, warn: bool = True) -> dict[str, float]:
-    """The closed form's asymptotic gap to the gating's least-squares optimum.
-
-    Parameters
-    ----------
-    race : xarray.Dataset
-        From :func:`relu_probe.race_dynamics` (its ``gates`` and ``inputs`` are used).
-    X, Y : the data the race was computed on.
-    warn : bool, default=True
-        Issue a :class:`~relu_probe.errors.ReluProbeWarning` when the gap exceeds
-        :data:`ASSUMPTION_GAP` of the gated part.
-
-    Returns
-    -------
-    dict
-        ``asymptote`` (``L_∞``), ``optimum`` (``L*``), ``linear`` (``L_lin``), ``L0``, ``gap``
-        (``L_∞ − L*``), ``gap_share`` (``gap / (L_lin − L*)``, 0 when the task needs no
-        gates), ``gap_of_L0``.
-    """
-    Xn, Yn = check_xy(X, Y)
-    G = race["gates"].values.astype(np.float64)
-    masks = race["inputs"].values.astype(np.float64)
-    L_inf = closed_form_asymptote(race)
-    L_star = least_squares_loss(Xn, Yn, G, masks)
-    L_lin = least_squares_loss(Xn, Yn, np.ones((1, Xn.shape[0])), np.ones((1, Xn.shape[1])))
-    L0 = 0.5 * float(np.vdot(Yn, Yn))
+    L_inf = float(asymptote)
+    L_star = least_squares_loss(X, Y, G, masks)
+    L_lin = least_squares_loss(X, Y, np.ones((1, X.shape[0])), np.ones((1, X.shape[1])))
+    L0 = 0.5 * float(np.vdot(Y, Y))
     gap = max(L_inf - L_star, 0.0)
     gated = L_lin - L_star
     share = gap / gated if gated > 1e-12 * max(L0, 1.0) else 0.0
     if warn and share > ASSUMPTION_GAP:
         warnings.warn(
-            f"the closed form converges to loss {L_inf:.4g}, {gap:.3g} above the best fit of "
-            f"these gates ({L_star:.4g}): {100 * share:.1f}% of the part of the task that needs "
-            f"the gates ({gated:.4g}). The gated correlations are not mutually diagonalisable "
-            "(Assumption 2.1), so the mode-by-mode prediction misses; the exact dynamics do not "
-            "need the assumption.",
+            f"{what} converges to loss {L_inf:.4g}, {gap:.3g} above the best fit of these gates "
+            f"({L_star:.4g}): {100 * share:.1f}% of the part of the task that needs the gates "
+            f"({gated:.4g}, {100 * gap / max(L0, 1e-300):.2f}% of L0). The gated correlations are not "
+            "mutually diagonalisable (Assumption 2.1), so the mode-by-mode prediction misses; the "
+            "exact dynamics (race_dynamics(method='auto')) do not need the assumption.",
             ReluProbeWarning,
-            stacklevel=2,
+            stacklevel=stacklevel + 1,
         )
     return {
         "asymptote": L_inf,
@@ -113,3 +96,15 @@ def assumption_gap(race: xr.Dataset, X: Any, Y: Any, *, warn: bool = True) -> di
         "gap_share": share,
         "gap_of_L0": gap / L0 if L0 > 0 else 0.0,
     }
+
+
+def assumption_gap(race: xr.Dataset, X: Any, Y: Any, *, warn: bool = True) -> dict[str, float]:
+    """The gap of a :func:`relu_probe.race_dynamics` result's asymptote (``attrs["asymptote"]``:
+    for ``method="closed"`` every growing mode at ``s/d``; otherwise its last predicted loss)
+    to the least-squares optimum of its ``gates`` and ``inputs`` (:func:`gap_to_optimum`)."""
+    if not isinstance(race, xr.Dataset) or "gates" not in race or "inputs" not in race or "loss" not in race:
+        raise InputError(f"`race` must be a Dataset from rp.race_dynamics, got {describe(race)}.")
+    Xn, Yn = check_xy(X, Y)
+    asymptote = float(race.attrs.get("asymptote", race["loss"].values[-1]))
+    return gap_to_optimum(asymptote, Xn, Yn, race["gates"].values.astype(np.float64),
+                          race["inputs"].values.astype(np.float64), warn=warn, stacklevel=2)

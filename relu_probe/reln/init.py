@@ -49,6 +49,10 @@ __all__ = [
     "mean_state_from_network",
     "items_of",
     "InitRule",
+    "network_state",
+    "init_scales_of",
+    "DEFAULT_N_UNITS",
+    "recruitable",
     "DEFAULT_RELATIVE_INIT",
 ]
 
@@ -292,11 +296,44 @@ class InitRule:
             self._cache.update(zip(todo, vals))
         a0 = np.array([self._cache[S][0] for S in sets])
         b0 = np.array([self._cache[S][1] for S in sets])
-        if not np.any(a0 + b0 > 0):
-            raise ValueInputError(
-                "no candidate pathway has a unit at initialisation (every unit is off on every "
-                "item); the race cannot start."
-            )
-        fa = np.min(a0[a0 > 0]) if np.any(a0 > 0) else 0.0
-        fb = np.min(b0[b0 > 0]) if np.any(b0 > 0) else 0.0
-        return MeanState(np.where(a0 > 0, a0, fa), np.where(b0 > 0, b0, fb), self.source)
+        return recruitable(MeanState(a0, b0, self.source))
+
+
+def recruitable(state: MeanState) -> MeanState:
+    """*state* with every pathway no initial unit serves (``a0 = 0`` or ``b0 = 0``, possible
+    for large ``K`` or sparse data) started at the smallest nonzero scale of the others: it can
+    still be recruited later. Refuses a state where no pathway has a unit."""
+    a0, b0 = state.a0, state.b0
+    if not np.any(a0 + b0 > 0):
+        raise ValueInputError(
+            "no candidate pathway has a unit at initialisation (every unit is off on every "
+            "item); the race cannot start."
+        )
+    fa = np.min(a0[a0 > 0]) if np.any(a0 > 0) else 0.0
+    fb = np.min(b0[b0 > 0]) if np.any(b0 > 0) else 0.0
+    return MeanState(np.where(a0 > 0, a0, fa), np.where(b0 > 0, b0, fb), state.source)
+
+
+def init_scales_of(state: MeanState, widths: Any) -> list[tuple[float, float]]:
+    r"""The initial weight stds of a one-hidden-layer GDLN whose pathways, with ``h_p`` hidden
+    units each, start on average in *state*: ``σ_in = √(b0/h)``, ``σ_out = √(a0/h)`` per
+    pathway (the inverse of :meth:`MeanState.from_weights`), as ``init_scale`` pairs
+    (input layer, output layer)."""
+    h = np.broadcast_to(np.asarray(widths, dtype=np.float64), state.a0.shape)
+    return [(float(np.sqrt(b / w)), float(np.sqrt(a / w))) for a, b, w in zip(state.a0, state.b0, h)]
+
+
+def network_state(
+    network: Any,
+    X: np.ndarray,
+    sets: list[tuple],
+    context: np.ndarray,
+    masks: np.ndarray,
+    cue: np.ndarray,
+    within: Any = None,
+) -> MeanState:
+    """The mean state of context-set pathways *sets* (with input *masks*) from the untrained
+    *network*'s own units (:func:`mean_state_from_network`, items from *within* or the
+    non-cue inputs, :func:`recruitable`)."""
+    items = items_of(X, context, cue, within)
+    return recruitable(mean_state_from_network(network, X, sets, context, masks, items))

@@ -58,16 +58,18 @@ from .._util.arrays import check_xy, object_array
 from .._util.checks import check_choice, check_int, check_real
 from ..data.schema import context_set_label
 from ..errors import InputError, ValueInputError, describe
-from .exact import DEFAULT_RTOL, MeanState, exact_dynamics
-from .gating import _sorted_tuple, context_labels, cue_inputs
-from .init import DEFAULT_RELATIVE_INIT, InitRule, items_of
+from .exact import DEFAULT_RTOL, MeanState, exact_dynamics, mean_state_of
+from .gating import _sorted_tuple, context_labels, cue_inputs, resolve_gates
+from .init import DEFAULT_N_UNITS, DEFAULT_RELATIVE_INIT, InitRule, items_of
+from .spec import resolve_spec
 
 __all__ = [
     "PredictedStructure",
     "predict_structure",
     "compare_structure",
     "structure_mass",
-    "rank_gatings",
+    "ContextSetRace",
+    "predict_from",
     "DEFAULT_MIN_MASS",
     "DEFAULT_RELATIVE_INIT",
 ]
@@ -97,8 +99,16 @@ def _children(S: tuple) -> list[tuple]:
     return [tuple(v for v in S if v != drop) for drop in S] if len(S) > 1 else []
 
 
-class _Setup:
-    """Data, contexts, items and the init rule shared by every race of one prediction."""
+class ContextSetRace:
+    """Data, contexts, items and the initial state shared by every race of one prediction.
+
+    Context-set pathways ``S`` are open on the samples whose context is in ``S``
+    (:meth:`gates`); with ``inputs="auto"`` all but the full set read only the non-cue
+    inputs (:meth:`masks`); their mean initial state comes from one
+    :class:`~relu_probe.reln.init.InitRule` (:meth:`state`), so that every race of a
+    prediction or a ranking starts each set from the same state; :meth:`race` runs the exact
+    dynamics (:func:`relu_probe.reln.exact.exact_dynamics`) of a list of sets.
+    """
 
     def __init__(
         self,
@@ -111,6 +121,8 @@ class _Setup:
         init_std: Any,
         width: Any,
         n_units: int,
+        init_scale: Any = None,
+        hidden: int = 100,
     ) -> None:
         self.X, self.Y = check_xy(X, Y)
         if context is None:
@@ -131,6 +143,13 @@ class _Setup:
                 "pathways would read nothing; use inputs='all'."
             )
         self.items = items_of(self.X, self.context, self.cue, within)
+        self.scale = None
+        if init_scale is not None:
+            if network is not None or init_std is not None or width is not None:
+                raise ValueInputError("pass either `init_scale` (a GDLN's weight std) or `network` / "
+                                      "`init_std` and `width` (a ReLU network's), not both.")
+            self.scale = (init_scale, check_int("hidden", hidden, minimum=1))
+            return
         self.init = InitRule(
             self.X, self.Y, self.context, self.items, self.masks,
             network=network, init_std=init_std, width=width, n_units=n_units,
@@ -148,7 +167,31 @@ class _Setup:
         return np.array([np.isin(self.context, np.asarray(S, dtype=self.context.dtype)) for S in sets], dtype=float)
 
     def state(self, sets: Sequence[tuple]) -> MeanState:
-        return self.init.state(list(sets))
+        """The mean initial state of these sets: from the init rule, or with ``init_scale``
+        that of a GDLN with ``hidden`` units per pathway and those weight stds (one value or
+        ``{"shared": …, "context": …}``, the full set being the shared pathway)."""
+        if self.scale is None:
+            return self.init.state(list(sets))
+        scale, hidden = self.scale
+        spec = resolve_spec(self.gates(sets), self.X, shared=[len(S) == len(self.values) for S in sets],
+                            hidden=hidden, init_scale=scale)
+        return mean_state_of(None, spec)
+
+    def candidate(self, name: str, value: Any) -> tuple[tuple, ...]:
+        """A gating as a tuple of context sets (duplicates dropped, order kept): a list of
+        context sets, or a (pathway, sample) 0/1 array whose every row is open on whole
+        contexts (:func:`relu_probe.reln.gating.resolve_gates`)."""
+        gating = resolve_gates(value, self.X.shape[0], self.context, name=name)
+        sets: list[tuple] = []
+        for p, (S, row) in enumerate(zip(gating.contexts, gating.G)):
+            if not S or not np.array_equal(row, self.gates([S])[0]):
+                raise ValueInputError(
+                    f"`{name}`: pathway {p} is not open on whole contexts (its gate varies within a "
+                    "context, or it is closed everywhere); gatings are ranked as context sets."
+                )
+            if S not in sets:
+                sets.append(S)
+        return tuple(sets)
 
     def race(self, sets: Sequence[tuple], **kw: Any) -> xr.Dataset:
         return exact_dynamics(
@@ -273,7 +316,8 @@ def predict_structure(
     max_exhaustive: int = DEFAULT_MAX_EXHAUSTIVE,
     beam: int | None = None,
     rtol: float = DEFAULT_RTOL,
-    n_units: int = 20000,
+    sv_stride: int = 10,
+    n_units: int = DEFAULT_N_UNITS,
 ) -> PredictedStructure:
     r"""Predict which context-set pathways a one-hidden-layer ReLU network will learn.
 
@@ -309,6 +353,9 @@ def predict_structure(
         Greedy growth: most new sets kept per round (default: no limit).
     rtol : float
         Tolerance of the adaptive exact steps.
+    sv_stride : int, default=10
+        Predicted singular values (and :meth:`PredictedStructure.mass_over_time`) every
+        ``sv_stride`` epochs and at the last.
     n_units : int, default=20000
         Gaussian units drawn to estimate the initial state (without ``network``).
 
@@ -323,7 +370,24 @@ def predict_structure(
     >>> pred = rp.predict_structure(X, Y, context=coords["context"])       # doctest: +SKIP
     >>> pred.summary()[["contexts", "mass"]].round(2)                     # doctest: +SKIP
     """
-    setup = _Setup(X, Y, context, within, inputs, network, init_std, width, n_units)
+    setup = ContextSetRace(X, Y, context, within, inputs, network, init_std, width, n_units)
+    return predict_from(setup, lr=lr, epochs=epochs, min_mass=min_mass, max_exhaustive=max_exhaustive, beam=beam,
+                        rtol=rtol, sv_stride=sv_stride)
+
+
+def predict_from(
+    setup: ContextSetRace,
+    *,
+    lr: float,
+    epochs: int,
+    min_mass: float = DEFAULT_MIN_MASS,
+    max_exhaustive: int = DEFAULT_MAX_EXHAUSTIVE,
+    beam: int | None = None,
+    rtol: float = DEFAULT_RTOL,
+    sv_stride: int = 10,
+) -> PredictedStructure:
+    """:func:`predict_structure` on a prepared :class:`ContextSetRace` (its data, contexts and
+    initial state); the other arguments as there."""
     lr = check_real("lr", lr, minimum=0.0, strict=True)
     epochs = check_int("epochs", epochs, minimum=1)
     min_mass = check_real("min_mass", min_mass, minimum=0.0)
@@ -332,7 +396,8 @@ def predict_structure(
     max_exhaustive = check_int("max_exhaustive", max_exhaustive, minimum=1)
     if beam is not None:
         beam = check_int("beam", beam, minimum=1)
-    kw = {"lr": lr, "epochs": epochs, "rule": "joint", "rtol": rtol}
+    sv_stride = check_int("sv_stride", sv_stride, minimum=1)
+    kw = {"lr": lr, "epochs": epochs, "rule": "joint", "rtol": rtol, "sv_stride": sv_stride}
     K = len(setup.values)
     if K <= max_exhaustive:
         sets = _all_sets(setup.values)
@@ -360,7 +425,7 @@ def predict_structure(
 
 
 def _greedy(
-    setup: _Setup, kw: dict[str, Any], min_mass: float, beam: int | None
+    setup: ContextSetRace, kw: dict[str, Any], min_mass: float, beam: int | None
 ) -> tuple[xr.Dataset, list[tuple], np.ndarray]:
     """Top-down growth over the lattice of context sets (module docstring)."""
     full = setup.values
@@ -466,118 +531,3 @@ def compare_structure(a: Any, b: Any) -> dict[str, Any]:
     table["difference"] = table["mass_a"] - table["mass_b"]
     table = table.reindex(table["difference"].abs().sort_values(ascending=False, kind="stable").index)
     return {"tv": float(0.5 * table["difference"].abs().sum()), "per_set": table.reset_index(drop=True)}
-
-
-# ---------------------------------------------------------------------------- fastest
-def rank_gatings(
-    X: Any,
-    Y: Any,
-    candidates: Sequence[Sequence[Any]] | None = None,
-    *,
-    context: Any,
-    within: Any = None,
-    network: Any = None,
-    init_std: Any = None,
-    width: int | None = None,
-    lr: float = 1e-3,
-    epochs: int = 8001,
-    inputs: str = "auto",
-    score: str = "mean_loss",
-    parsimony: float = 0.01,
-    min_mass: float = DEFAULT_MIN_MASS,
-    rtol: float = DEFAULT_RTOL,
-) -> dict[str, Any]:
-    r"""The fastest-learning gating (ReLN) for ``(X, Y)``, from the exact dynamics.
-
-    Without ``candidates`` the answer is :func:`predict_structure`'s search: the sets that
-    win the race of all sets. With ``candidates`` (each a list of context sets), every
-    candidate is raced on its own, and the union of all their sets is raced as one more
-    candidate (the race then also says which of the sets it uses). Candidates are ranked by
-    speed, ``score``:
-
-    - ``"mean_loss"``: mean predicted loss over the epochs (the area under the curve);
-    - ``"final_loss"``: predicted loss after ``epochs`` steps.
-
-    **Parsimony** is a separate, named tolerance: candidates whose score is within
-    ``parsimony`` (relative) of the best remaining score are ordered by their number of
-    pathways first — a pathway that adds no speed is not part of the fastest ReLN. Set
-    ``parsimony=0`` to rank by speed alone.
-
-    All candidates share one per-set initial state (the same rule as
-    :func:`predict_structure`), so they differ only in their gating.
-
-    Returns
-    -------
-    dict
-        ``ranking``: DataFrame (``rank``, ``candidate`` (tuple of sets), ``n_pathways``,
-        ``score``, ``mean_loss``, ``final_loss``, ``is_union``), fastest first;
-        ``best``: the winning candidate (list of sets); ``losses``: ``{candidate: loss
-        curve}``; ``union``: the union race (Dataset with ``mass``) or, without candidates,
-        the :class:`PredictedStructure`.
-    """
-    check_choice("score", score, ["mean_loss", "final_loss"])
-    parsimony = check_real("parsimony", parsimony, minimum=0.0)
-    if candidates is None:
-        pred = predict_structure(
-            X, Y, context=context, within=within, network=network, init_std=init_std,
-            width=width, lr=lr, epochs=epochs, inputs=inputs, min_mass=min_mass, rtol=rtol,
-        )
-        loss = pred.loss.values
-        cand = tuple(pred.contexts)
-        table = pd.DataFrame(
-            [{"rank": 0, "candidate": cand, "n_pathways": len(cand),
-              "score": float(loss.mean() if score == "mean_loss" else loss[-1]),
-              "mean_loss": float(loss.mean()), "final_loss": float(loss[-1]), "is_union": True}]
-        )
-        return {"ranking": table, "best": list(cand), "losses": {cand: loss}, "union": pred}
-    if isinstance(candidates, (str, bytes)) or not isinstance(candidates, Sequence) or len(candidates) == 0:
-        raise InputError(f"`candidates` must be a non-empty list of gatings (lists of context sets), got {describe(candidates)}.")
-    setup = _Setup(X, Y, context, within, inputs, network, init_std, width, 20000)
-    kw = {"lr": check_real("lr", lr, minimum=0.0, strict=True), "epochs": check_int("epochs", epochs, minimum=1),
-          "rule": "joint", "rtol": rtol}
-    norm: list[tuple] = []
-    for i, cand in enumerate(candidates):
-        if isinstance(cand, (str, bytes)) or not isinstance(cand, Sequence) or len(cand) == 0:
-            raise InputError(f"`candidates[{i}]` must be a non-empty list of context sets, got {describe(cand)}.")
-        sets = []
-        for S in cand:
-            key = _sorted_tuple((S,) if np.isscalar(S) else S)
-            unknown = [v for v in key if v not in setup.values]
-            if not key or unknown:
-                raise ValueInputError(
-                    f"`candidates[{i}]` has the set {S!r}: context sets must be non-empty and use "
-                    f"the context values {list(setup.values)}."
-                )
-            if key not in sets:
-                sets.append(key)
-        norm.append(tuple(sets))
-    union = tuple(dict.fromkeys(S for c in norm for S in c))
-    rows, losses = [], {}
-    union_race = None
-    for cand in list(dict.fromkeys(norm)) + ([union] if union not in norm else []):
-        ds = setup.race(list(cand), **kw)
-        loss = ds["loss"].values
-        losses[cand] = loss
-        if cand == union:
-            union_race = ds.assign(mass=("pathway", structure_mass(ds["maps"].values, ds["gates"].values)))
-        rows.append({"candidate": cand, "n_pathways": len(cand),
-                     "score": float(loss.mean() if score == "mean_loss" else loss[-1]),
-                     "mean_loss": float(loss.mean()), "final_loss": float(loss[-1]), "is_union": cand == union})
-    ranked = _rank(rows, parsimony)
-    table = pd.DataFrame([{"rank": r, **row} for r, row in enumerate(ranked)])
-    return {"ranking": table, "best": list(ranked[0]["candidate"]), "losses": losses, "union": union_race}
-
-
-def _rank(rows: list[dict[str, Any]], parsimony: float) -> list[dict[str, Any]]:
-    """Order by score; within ``parsimony`` (relative) of the best remaining score prefer
-    fewer pathways."""
-    remaining = sorted(rows, key=lambda r: r["score"])
-    out = []
-    while remaining:
-        best = remaining[0]["score"]
-        bound = best + parsimony * abs(best) if np.isfinite(best) else best
-        close = [r for r in remaining if r["score"] <= bound]
-        pick = min(close, key=lambda r: (r["n_pathways"], r["score"]))
-        out.append(pick)
-        remaining = [r for r in remaining if r is not pick]
-    return out

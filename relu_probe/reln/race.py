@@ -31,14 +31,18 @@ what a simulated GDLN does epoch by epoch.
 
 Methods
 -------
-``"closed"``  Eq. 1 for every mode (pathways uncoupled).
+``"auto"``    (default) the exact dynamics: the only prediction that needs no assumption.
+``"exact"``   Exact full-batch gradient descent of the pathways, independent of the hidden
+              width (:mod:`relu_probe.reln.exact`: the Gram state ``[[W1ᵀW1, (W2W1)ᵀ],
+              [W2W1, W2W2ᵀ]]`` stepped as ``Ω ← TΩTᵀ`` in the data's reduced subspaces by
+              adaptive exact powers of the one-epoch map, ``step="exact"``: epoch by epoch)
+              from the mean initial state ``A = a0·I``, ``B = b0·I``, ``M = 0`` — the
+              infinite-width limit of the GDLN at fixed ``σ² h``. With ``rule="residual"`` the
+              context pathways chase the shared pathway's *live* residual from t = 0.
+``"live"``    The same exact dynamics stepped epoch by epoch (``method="exact",
+              step="exact"``); the name of earlier versions, kept as an alias.
+``"closed"``  Eq. 1 for every mode (pathways uncoupled): the mode-by-mode approximation.
 ``"race"``    Eq. 2 with the data-computed couplings ``K`` (integrated numerically).
-``"live"``    Exact gradient descent of the pathway maps, reduced to Gram matrices
-              (``M_p = W2 W1``, ``A_p = W2 W2ᵀ``, ``B_p = W1ᵀ W1`` evolve in closed form, see
-              :func:`gram_simulate`) from the mean initial state ``A = a0·I``,
-              ``B = b0·I``, ``M = 0`` — the infinite-width limit of the GDLN at fixed
-              ``σ² h``. It needs no alignment assumption; with ``rule="residual"`` the context
-              pathways chase the shared pathway's *live* residual from t = 0.
 
 Training rules (as :class:`relu_probe.GDLN`)
 --------------------------------------------
@@ -47,12 +51,20 @@ Training rules (as :class:`relu_probe.GDLN`)
                 residual ``R = Y − Ŷ_shared``. With ``"closed"``/``"race"`` that residual is the
                 *final* one (the shared pathway's converged map ``Σ_α (s_α/d_α) u_α v_αᵀ``),
                 as in the paper's closed form; with ``"closed"``, ``d_scale`` may divide the
-                context pathways' ``d`` (``"k-1"``: the paper's ``d/(k−1)``). ``"live"`` uses
-                the live residual.
+                context pathways' ``d`` (``"k-1"``: the paper's ``d/(k−1)``). The exact
+                dynamics use the live residual.
 
-Diagnostics: ``attrs["off_mode_gradient"]`` is the largest share of the drive that the exact
-gradient puts outside the pathways' modes along the predicted trajectory (0 when Assumption
-2.1 holds); above 5 % ``"closed"``/``"race"`` warn and point to ``"live"``.
+Learning rate: before anything is computed, ``lr`` is checked against the largest stable
+learning rate of the gating, ``2/λ_bal`` (:mod:`relu_probe.reln.stability`), and refused at
+or above it with the bound in the message.
+
+Diagnostics (Assumption 2.1, the mutual diagonalisability of the gated correlations that the
+mode picture needs): ``"closed"`` compares its asymptote (every growing mode at ``s/d``) with
+the least-squares optimum of the gating and warns when the gap is a noticeable share of the
+part of the task that needs the gates (:mod:`relu_probe.reln.assumption`); ``"race"`` has no
+closed-form asymptote and warns when the exact gradient puts more than 5 % of its drive
+outside the pathways' modes along the predicted trajectory (``attrs["off_mode_gradient"]``).
+The exact dynamics need neither.
 
 The predicted loss is computed exactly from the mode strengths::
 
@@ -63,9 +75,7 @@ The predicted loss is computed exactly from the mode strengths::
 
 from __future__ import annotations
 
-import math
 import warnings
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -83,17 +93,19 @@ from .correlations import (
     modes,
     off_mode_gradient,
     predict_outputs,
-    rank,
-    row_basis,
 )
-from .dynamics import check_divergence, divergence_limit
-from .gating import sample_groups
-from .spec import PathwaySpec, per_pathway, per_role, resolve_spec
+from .assumption import gap_to_optimum
+from .dynamics import check_divergence
+from .exact import MeanState, exact_from_spec, mean_state_of
+from .gating import context_labels, cue_inputs, sample_groups
+from .init import network_state
+from .spec import PathwaySpec, resolve_spec
+from .stability import check_learning_rate
 
-__all__ = ["race_dynamics", "race_from_spec", "closed_form", "gram_simulate", "RACE_METHODS", "DEFAULT_TOL"]
+__all__ = ["race_dynamics", "race_from_spec", "closed_form", "RACE_METHODS", "DEFAULT_TOL"]
 
 #: The predictions :func:`race_dynamics` offers (module docstring).
-RACE_METHODS = ("closed", "race", "live")
+RACE_METHODS = ("auto", "exact", "closed", "race", "live")
 
 #: Off-mode gradient (share of the drive) above which the mode race warns (Assumption 2.1).
 OFF_MODE_WARN = 0.05
@@ -190,86 +202,6 @@ def _integrate_race(
     return np.exp(y.T)
 
 
-def gram_simulate(
-    X: np.ndarray,
-    Y: np.ndarray,
-    G: np.ndarray,
-    masks: np.ndarray,
-    *,
-    lr: float,
-    epochs: int,
-    A0: np.ndarray,
-    B0: np.ndarray,
-    M0: np.ndarray,
-    own_error: np.ndarray | None = None,
-    n_sv: int | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Exact gradient descent of one-hidden-layer gated pathways in map space.
-
-    For pathway ``p`` with weights ``W1`` (h×n), ``W2`` (m×h), let ``M = W2 W1``,
-    ``A = W2 W2ᵀ``, ``B = W1ᵀ W1`` and ``Ẽ = Σ_μ g_{pμ} (y_μ − ŷ_μ) x̃_{pμ}ᵀ`` (the negative
-    gradient of the summed loss w.r.t. ``M``). One step ``W2 += η Ẽ W1ᵀ``, ``W1 += η W2ᵀ Ẽ``
-    gives, with no approximation::
-
-        M ← M + η (A Ẽ + Ẽ B) + η² Ẽ Mᵀ Ẽ
-        A ← A + η (Ẽ Mᵀ + M Ẽᵀ) + η² Ẽ B Ẽᵀ
-        B ← B + η (Ẽᵀ M + Mᵀ Ẽ) + η² Ẽᵀ A Ẽ
-
-    so the GDLN can be run on (m×n, m×m, n×n) matrices whatever its hidden width.
-
-    Parameters
-    ----------
-    X (P, n), Y (P, m), G (p, P), masks (p, n)
-    A0 (p, m, m), B0 (p, n, n), M0 (p, m, n)
-    own_error : (p,) bool, optional
-        Pathways that follow only their own group's error (the residual rule's shared
-        pathways: ``Ẽ`` uses ``y − ŷ_shared``); the others use the total error.
-    n_sv : int, optional
-        Number of singular values per pathway to return (default ``min(m, n)``).
-
-    Returns
-    -------
-    loss (epochs,), singular values (p, n_sv, epochs), final maps (p, m, n)
-    """
-    P, n = X.shape
-    p_count = G.shape[0]
-    M, A, B = M0.copy(), A0.copy(), B0.copy()
-    m = Y.shape[1]
-    n_sv = min(m, n) if n_sv is None else n_sv
-    Xm = X[None, :, :] * masks[:, None, :]  # (p, P, n)
-    Xg = Xm * G[:, :, None]
-    own = np.zeros(p_count, dtype=bool) if own_error is None else np.asarray(own_error, bool)
-    use_own = bool(own.any())
-    loss = np.empty(epochs)
-    svs = np.zeros((p_count, n_sv, epochs))
-    eta, eta2 = lr, lr * lr
-    for t in range(epochs):
-        Z = Xg @ np.swapaxes(M, 1, 2)  # (p, P, m): gated pathway outputs
-        Yhat = Z.sum(0)
-        R = Y - Yhat
-        loss[t] = 0.5 * np.vdot(R, R)
-        ev = np.linalg.eigvalsh(np.swapaxes(M, 1, 2) @ M)[:, ::-1]  # (p, n) descending
-        k = min(n_sv, ev.shape[1])
-        svs[:, :k, t] = np.sqrt(np.clip(ev[:, :k], 0.0, None))
-        if use_own:
-            Rs = Y - Z[own].sum(0)
-            E = np.where(own[:, None, None], Rs.T[None], R.T[None]) @ Xg  # (p, m, n)
-        else:
-            E = R.T[None] @ Xg  # (p, m, n)
-        AE = A @ E
-        EB = E @ B
-        EMt = E @ np.swapaxes(M, 1, 2)  # (p, m, m)
-        EtM = np.swapaxes(E, 1, 2) @ M  # (p, n, n)
-        Et = np.swapaxes(E, 1, 2)
-        M_new = M + eta * (AE + EB) + eta2 * (EMt @ E)
-        A = A + eta * (EMt + np.swapaxes(EMt, 1, 2)) + eta2 * (EB @ Et)
-        B = B + eta * (EtM + np.swapaxes(EtM, 1, 2)) + eta2 * (Et @ AE)
-        M = M_new
-        if not math.isfinite(loss[t]) or loss[t] > divergence_limit(loss[0]):
-            check_divergence(loss[: t + 1], loss[0], lr=lr, what="the predicted dynamics")
-    return loss, svs, M
-
-
 # ----------------------------------------------------------------------------- public
 def race_dynamics(
     X: Any,
@@ -280,7 +212,7 @@ def race_dynamics(
     epochs: int = PAPER_EPOCHS,
     init: Any = None,
     rule: str = "joint",
-    method: str | None = None,
+    method: str = "auto",
     context: Any = None,
     inputs: Any = None,
     shared: Any = None,
@@ -288,11 +220,15 @@ def race_dynamics(
     time: str = "discrete",
     hidden: Any = 100,
     init_scale: Any = None,
+    network: Any = None,
+    within: Any = None,
+    step: str = "adaptive",
+    check_lr: bool = True,
     tol: float = DEFAULT_TOL,
 ) -> xr.Dataset:
     """Predict the learning dynamics of a GDLN from the gated correlations of the data.
 
-    See the module docstring for the equations.
+    See the module docstring for the equations and the methods.
 
     Parameters
     ----------
@@ -300,20 +236,23 @@ def race_dynamics(
     gates : array-like (pathway, sample), DataArray, or list of context sets
         As for :class:`relu_probe.GDLN` (context sets need ``context``).
     lr : float, default=1e-3
-        Learning rate of the gradient descent being predicted (``τ = 1/(lr·P)``).
+        Learning rate of the gradient descent being predicted (``τ = 1/(lr·P)``), on the
+        summed loss ``½ Σ_μ ‖y_μ − ŷ_μ‖²``. Refused at or above the largest stable rate
+        (module docstring) unless ``check_lr=False``.
     epochs : int, default=8001
         Epochs predicted.
-    init : float, sequence, or mapping, optional
+    init : float, sequence, mapping or MeanState, optional
         Initial mode strength ``π0`` (one value, one per pathway, or
-        ``{"shared": π0_s, "context": π0_c}``). Default: the value that matches a GDLN with
-        ``hidden`` units and weight stds ``init_scale``, ``π0 = (σ_in² + σ_out²) h / 4``
-        (a randomly initialised pathway grows as ``((σ_in² + σ_out²) h / 2) sinh(r t)``, i.e.
-        like Eq. 1 from that π0). For ``method="live"`` the initial state is
-        ``A = σ_out² h I``, ``B = σ_in² h I`` (or ``2 π0 I`` when ``init`` is given), ``M = 0``.
+        ``{"shared": π0_s, "context": π0_c}``), meaning the balanced mean state
+        ``A = B = 2 π0 I``; or a :class:`relu_probe.reln.exact.MeanState`. Default: the state
+        of the GDLN with ``hidden`` units and weight stds ``init_scale``, ``A = σ_out² h I``,
+        ``B = σ_in² h I`` (it grows like Eq. 1 from ``π0 = (σ_in² + σ_out²) h / 4``), or, with
+        ``network``, the network's own units.
     rule : {"joint", "residual"}, default="joint"
-    method : {"closed", "race", "live"}, optional
-        Default ``"closed"`` for ``rule="residual"`` (the paper's closed form), ``"race"`` for
-        ``rule="joint"``.
+    method : {"auto", "exact", "closed", "race", "live"}, default="auto"
+        ``"auto"``: the exact dynamics. ``"closed"``: the closed form (Eq. 1 per mode, the
+        mode-by-mode approximation), ``"race"``: the coupled race (Eq. 2), ``"live"``: the
+        exact dynamics epoch by epoch (module docstring).
     context : array-like (sample,), optional
         Per-sample context labels.
     inputs : None, "all", "auto", or masks
@@ -327,26 +266,47 @@ def race_dynamics(
         It stands in for the coupling between context pathways that ``"race"`` computes, and
         is exact only for symmetric gatings such as the paper's (k−1)-sets.
     time : {"discrete", "continuous"}, default="discrete"
-        Growth per epoch of gradient descent, or the gradient-flow rate of Eq. 1/2.
+        ``"closed"``/``"race"``: growth per epoch of gradient descent, or the gradient-flow
+        rate of Eq. 1/2.
     hidden, init_scale :
         The GDLN's hidden width and initial weight std, read exactly as :class:`relu_probe.GDLN`
         reads them (:mod:`relu_probe.reln.spec`: one value, one per pathway, or a mapping
         ``{"shared": …, "context": …}``; per pathway, the pair (input-layer, output-layer)
-        of stds), used when ``init`` is not given. Default
-        ``init_scale = 0.005 / Σ_p hidden_p``.
+        of stds), used when neither ``init`` nor ``network`` is given. Default
+        ``init_scale = 0.005 / Σ_p hidden_p`` (as :class:`relu_probe.GDLN`).
+    network : torch.nn.Module, optional
+        The *untrained* one-hidden-layer ReLU network (``Linear → ReLU → Linear``, no biases)
+        whose learning is predicted: each context-set pathway starts from the units of the
+        network that are on exactly in its contexts (:mod:`relu_probe.reln.init`). Needs
+        ``gates`` as context sets and ``context``.
+    within : array-like (sample,), optional
+        With ``network``: the item of each sample (default: samples with equal non-cue inputs).
+    step : {"adaptive", "exact"}, default="adaptive"
+        Exact dynamics: adaptive exact powers of the one-epoch map (within 0.1 % of ``L0`` of
+        stepping every epoch), or every epoch.
+    check_lr : bool, default=True
+        Refuse an ``lr`` at or above the largest stable learning rate before computing.
     tol : float, default=1e-9
         Singular values below ``tol × max s`` are treated as zero.
 
     Returns
     -------
     xarray.Dataset
-        ``loss`` (epoch); ``singular_values`` (pathway, mode, epoch): predicted ``π``;
+        ``loss`` (epoch): the predicted ``½ Σ ‖y − ŷ‖²`` before each epoch's update (as
+        ``GDLN.loss_curve_``); ``singular_values`` (pathway, mode, epoch): predicted singular
+        values of every pathway map (``"closed"``/``"race"``: the mode strengths ``π`` in the
+        order of the modes of ``Σ^{yx}``; exact: in descending order, zero-padded);
         ``s``, ``d``, ``half_rise`` (pathway, mode); ``pi0`` (pathway); ``sigma_yx``
-        (pathway, output, feature): the correlation each pathway races on (``Y``, or the
-        final residual for the residual rule's context pathways); ``sigma_yx_Y``: the same for
-        ``Y``; ``sigma_x`` (pathway, pathway_, feature, feature_); ``U`` (pathway, output,
-        mode), ``V`` (pathway, feature, mode); ``inputs`` (pathway, feature). Attrs: ``tau``,
-        ``L0``, ``lr``, ``rule``, ``method``, ``time``, ``n_samples``.
+        (pathway, output, feature): the correlation each pathway races on in the mode picture
+        (``Y``, or the final residual for the residual rule's context pathways);
+        ``sigma_yx_Y``: the same for ``Y``; ``sigma_x`` (pathway, pathway_, feature,
+        feature_); ``U`` (pathway, output, mode), ``V`` (pathway, feature, mode); ``inputs``
+        (pathway, feature); ``gates`` (pathway, sample); exact: ``maps`` (pathway, output,
+        feature) after the last epoch. Attrs: ``tau``, ``L0``, ``lr``, ``lr_bound`` (the
+        largest stable rate), ``rule``, ``method`` (``"exact"``, ``"closed"`` or ``"race"``;
+        ``"auto"`` is resolved), ``step``, ``time``, ``n_samples``, ``init`` (where the
+        initial state came from), ``asymptote`` (``"closed"``: the loss with every growing
+        mode at ``s/d``; else the last predicted loss), ``off_mode_gradient``.
 
     Examples
     --------
@@ -355,15 +315,31 @@ def race_dynamics(
     >>> ds = rp.race_dynamics(X, Y, [(0, 1, 2), (0, 1), (1, 2), (0, 2)],
     ...                       context=coords["context"], rule="residual", inputs="auto",
     ...                       init={"shared": 5e-9, "context": 5e-5}, d_scale="k-1",
-    ...                       time="continuous")
+    ...                       method="closed", time="continuous")
     >>> round(float(ds.singular_values.sel(pathway=0, mode=3).isel(epoch=-1)), 3)
     3.055
     """
     Xn, Yn = check_xy(X, Y)
     spec = resolve_spec(gates, Xn, context=context, shared=shared, inputs=inputs, hidden=hidden, depth=1,
                         init_scale=init_scale)
+    if network is not None:
+        if init is not None:
+            raise ValueInputError("pass either `init` or `network` (the initial state comes from one), not both.")
+        init = _network_state(network, Xn, spec, context, within)
     return race_from_spec(Xn, Yn, spec, context=context, lr=lr, epochs=epochs, init=init, rule=rule,
-                          method=method, d_scale=d_scale, time=time, tol=tol)
+                          method=method, d_scale=d_scale, time=time, step=step, check_lr=check_lr, tol=tol)
+
+
+def _network_state(network: Any, X: np.ndarray, spec: PathwaySpec, context: Any, within: Any) -> MeanState:
+    """The mean state of *spec*'s context-set pathways from the untrained *network*."""
+    if spec.gating.contexts is None or context is None:
+        raise ValueInputError(
+            "`network` needs the gates as context sets and the per-sample `context` labels (the "
+            "pathways' initial units are those on exactly in each set's contexts)."
+        )
+    ctx = context_labels(context, X.shape[0])
+    cue = cue_inputs(X, sample_groups(None, ctx))
+    return network_state(network, X, list(spec.gating.contexts), ctx, spec.inputs.astype(np.float64), cue, within)
 
 
 def race_from_spec(
@@ -376,81 +352,86 @@ def race_from_spec(
     epochs: int = PAPER_EPOCHS,
     init: Any = None,
     rule: str = "joint",
-    method: str | None = None,
+    method: str = "auto",
     d_scale: Any = None,
     time: str = "discrete",
+    step: str = "adaptive",
+    check_lr: bool = True,
     tol: float = DEFAULT_TOL,
 ) -> xr.Dataset:
     """:func:`race_dynamics` of the pathways of a resolved :class:`PathwaySpec` (e.g. a fitted
-    GDLN's ``spec_``), on checked float arrays *X*, *Y*; the other arguments as there."""
+    GDLN's ``spec_``), on checked float arrays *X*, *Y*; the other arguments as there
+    (``init`` may also be a :class:`~relu_probe.reln.exact.MeanState`)."""
     lr = check_real("lr", lr, minimum=0.0, strict=True)
     epochs = check_int("epochs", epochs, minimum=1)
     check_choice("rule", rule, ["joint", "residual"])
-    if method is None:
-        method = "closed" if rule == "residual" else "race"
     check_choice("method", method, RACE_METHODS)
     check_choice("time", time, ["discrete", "continuous"])
+    check_choice("step", step, ["adaptive", "exact"])
     tol = check_real("tol", tol, minimum=0.0)
     if any(len(w) != 1 for w in spec.widths) or spec.trunk:
         raise ValueInputError("the neural race covers pathways with one hidden layer and no trunk.")
+    if method == "live":
+        method, step = "exact", "exact"
+    elif method == "auto":
+        method = "exact"
     if d_scale is not None and (rule != "residual" or method != "closed"):
         raise ValueInputError(
             "`d_scale` applies to rule='residual' with method='closed' (the paper's uncoupled "
             "closed form, where d/(k−1) stands in for the coupling the race computes); got "
             f"rule={rule!r}, method={method!r}."
         )
-    pi0, a0, b0 = _initial_state(init, spec)
+    state = mean_state_of(init, spec)
+    pi0 = state.pi0
     P = X.shape[0]
     masks = spec.inputs.astype(np.float64)
     tau = 1.0 / (lr * P)
     residual = rule == "residual" and bool(spec.shared.any()) and bool((~spec.shared).any())
+    lr_bound = (check_learning_rate(X, Y, spec.gating.G, masks, lr, own=spec.shared if residual else None)
+                if check_lr else float("nan"))
     target = _targets(X, Y, spec, masks, residual=residual, tol=tol)
-    _check_stable(target["s"], lr, P)
     div = _d_divisor(d_scale, spec, context) if d_scale is not None else np.ones(spec.n_pathways)
     target["d_eff"] = target["d"] / div[:, None]
-    if method == "live":
-        loss, pi = _live(X, Y, spec, masks, a0, b0, lr=lr, epochs=epochs, residual=residual)
-        off_mode = 0.0
+    L0 = 0.5 * float(np.vdot(Y, Y))
+    extra: dict[str, Any] = {}
+    if method == "exact":
+        exact = exact_from_spec(X, Y, spec, rule=rule, lr=lr, epochs=epochs, init=state, step=step, check_lr=False)
+        loss = exact["loss"].values
+        n_modes = target["s"].shape[1]
+        pi = np.zeros((spec.n_pathways, n_modes, epochs))
+        q = min(exact.sizes["mode"], n_modes)
+        pi[:, :q] = exact["singular_values"].values[:, :q]
+        extra["maps"] = exact["maps"]
+        off_mode, asymptote = 0.0, float(loss[-1])
     else:
         if method == "closed":
             pi = _closed(target, pi0, tau, epochs, time)
         else:
             pi = _race(target, spec, div, pi0, tau, epochs, time, residual=residual, n_samples=P)
-        loss = _mode_loss(pi, target, L0=0.5 * float(np.vdot(Y, Y)), n_samples=P, lr=lr)
-        off_mode = _warn_off_mode(pi, target, spec, residual=residual, method=method)
-    return _race_dataset(X, Y, spec, target, pi, loss, pi0, tau, lr=lr, rule=rule, method=method, time=time,
-                         d_scale=d_scale, off_mode=off_mode)
+        loss = _mode_loss(pi, target, L0=L0, n_samples=P, lr=lr)
+        off_mode = _off_mode(pi, target, spec, residual=residual)
+        asymptote = _closed_asymptote(target, L0=L0, n_samples=P) if method == "closed" else float(loss[-1])
+    ds = _race_dataset(X, Y, spec, target, pi, loss, pi0, tau, lr=lr, rule=rule, method=method, time=time,
+                       d_scale=d_scale, off_mode=off_mode)
+    ds = ds.assign(extra)
+    ds.attrs.update({"lr_bound": lr_bound, "step": step if method == "exact" else "", "init": state.source,
+                     "asymptote": asymptote})
+    if method == "closed":
+        gap_to_optimum(asymptote, X, Y, spec.gating.G, masks, what="the closed form", stacklevel=3)
+    elif method == "race" and off_mode > OFF_MODE_WARN:
+        warnings.warn(
+            "race_dynamics(method='race'): the gated correlations are not mutually "
+            "diagonalisable (Assumption 2.1) along this trajectory — the gradient of the "
+            f"predicted state has {100 * off_mode:.1f}% of the drive outside the pathways' "
+            "modes, so the mode picture is approximate. method='auto' runs the exact dynamics "
+            "instead.",
+            ReluProbeWarning,
+            stacklevel=3,
+        )
+    return ds
 
 
 # ----------------------------------------------------------------------------- steps
-def _initial_state(init: Any, spec: PathwaySpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    r"""π0 per pathway, and the Gram initial scales ``a0 = σ_out² h``, ``b0 = σ_in² h``.
-
-    Without ``init``, a pathway with ``h`` hidden units and initial weight stds
-    :math:`\sigma_{in}, \sigma_{out}` starts in the mean-field state
-    :math:`A = a_0 I,\ B = b_0 I,\ M = 0`, which grows as
-    :math:`\pi \approx \tfrac{a_0 + b_0}{2} \sinh(r t)`, i.e. like Eq. 1 from
-    :math:`\pi_0 = (a_0 + b_0)/4`. With ``init`` (π0 given), :math:`A = B = 2\pi_0 I`.
-    """
-    n = spec.n_pathways
-    if init is not None:
-        if isinstance(init, Mapping):
-            values = per_role("init", init, list(spec.shared), require_both=True)
-        else:
-            values = per_pathway("init", init, n)
-        pi0 = np.array([check_real("init", v, minimum=0.0, strict=True) for v in values])
-        return pi0, 2.0 * pi0, 2.0 * pi0
-    for scales in spec.init_scales:
-        for value in scales:
-            if value <= 0:
-                raise ValueInputError(f"`init_scale` must be > 0.0, got {value}.")
-    h = np.array([w[0] for w in spec.widths], dtype=np.float64)
-    s_in = np.array([s[0] for s in spec.init_scales])
-    s_out = np.array([s[1] for s in spec.init_scales])
-    a0, b0 = s_out**2 * h, s_in**2 * h
-    return (a0 + b0) / 4.0, a0, b0
-
-
 def _targets(X: np.ndarray, Y: np.ndarray, spec: PathwaySpec, masks: np.ndarray, *, residual: bool,
              tol: float) -> dict[str, np.ndarray]:
     """The correlation each pathway races on and its modes.
@@ -481,18 +462,6 @@ def _targets(X: np.ndarray, Y: np.ndarray, spec: PathwaySpec, masks: np.ndarray,
     s_max = max(float(s.max()), 1e-300)
     s = np.where(s > tol * s_max, s, 0.0)
     return {"syx": syx, "syx_Y": syx_Y, "sx": sx, "U": U, "s": s, "V": V, "d": d}
-
-
-def _check_stable(s: np.ndarray, lr: float, n_samples: int) -> None:
-    """Gradient descent on a balanced mode, ``π ← π (1 + (s − dπ)/τ)²``, is stable at its fixed
-    point only when ``s/τ = lr·P·s < 1`` (the sharpness there is ``2·P·s``)."""
-    top = float(s.max())
-    if top * lr * n_samples >= 1.0:
-        raise ValueInputError(
-            f"gradient descent at this learning rate diverges: lr·P·s_max = {top * lr * n_samples:.3g} >= 1 "
-            f"(s_max = {top:.4g}, P = {n_samples}); lower the learning rate `lr` (got {lr}) below "
-            f"{1.0 / (top * n_samples):.3g}."
-        )
 
 
 def _d_divisor(d_scale: Any, spec: PathwaySpec, context: Any) -> np.ndarray:
@@ -559,7 +528,8 @@ def _race(target: dict[str, np.ndarray], spec: PathwaySpec, div: np.ndarray, pi0
     return pi.reshape(n_paths, n_modes, epochs)
 
 
-def _mode_loss(pi: np.ndarray, target: dict[str, np.ndarray], *, L0: float, n_samples: int, lr: float) -> np.ndarray:
+def _mode_loss(pi: np.ndarray, target: dict[str, np.ndarray], *, L0: float, n_samples: int,
+               lr: float | None) -> np.ndarray:
     r"""The loss of mode strengths *pi*, exactly:
 
     .. math:: L(t) = L_0 - \sum_{pα} c_{pα} π_{pα} + \tfrac12 \sum_{pα,qβ} π_{pα} Q_{pα,qβ} π_{qβ},\quad
@@ -568,7 +538,8 @@ def _mode_loss(pi: np.ndarray, target: dict[str, np.ndarray], *, L0: float, n_sa
 
     (always against ``Y``). Modes with ``s = 0`` stay below π0: they enter the linear term
     exactly, the quadratic one only through their coupling with active modes at π0 (an
-    :math:`O(π_0^2)` omission).
+    :math:`O(π_0^2)` omission). A curve that diverges is refused (naming ``lr``; no check
+    when *lr* is None).
     """
     U, V, s = target["U"], target["V"], target["s"]
     P = n_samples
@@ -583,49 +554,28 @@ def _mode_loss(pi: np.ndarray, target: dict[str, np.ndarray], *, L0: float, n_sa
     if (~active).any():
         quad += 2.0 * np.einsum("nt,n->t", fa, Qf[np.ix_(active, ~active)] @ flat[~active, 0])
     loss = L0 - c.reshape(-1) @ flat + 0.5 * quad
-    check_divergence(loss, L0, lr=lr, what="the predicted dynamics")
+    if lr is not None:
+        check_divergence(loss, L0, lr=lr, what="the predicted dynamics")
     return loss
 
 
-def _live(X: np.ndarray, Y: np.ndarray, spec: PathwaySpec, masks: np.ndarray, a0: np.ndarray, b0: np.ndarray, *,
-          lr: float, epochs: int, residual: bool) -> tuple[np.ndarray, np.ndarray]:
-    """``method="live"``: exact reduced gradient descent of the pathway maps
-    (:func:`gram_simulate`) from ``A = a0·I``, ``B = b0·I`` (on each pathway's inputs),
-    ``M = 0``, on the row space of ``Y`` (the part of ``Y`` outside it adds a constant to the
-    loss); with the residual rule the shared pathways follow their own error."""
-    n_paths, n_in = spec.n_pathways, X.shape[1]
-    n_modes = min(Y.shape[1], n_in)
-    basis = row_basis(Y, rank(Y))  # (m, r)
-    Yr = Y @ basis
-    A0 = a0[:, None, None] * np.eye(Yr.shape[1])[None]
-    B0 = b0[:, None, None] * (np.eye(n_in)[None] * masks[:, None, :])
-    M0 = np.zeros((n_paths, Yr.shape[1], n_in))
-    loss, svs, _ = gram_simulate(X, Yr, spec.gating.G, masks, lr=lr, epochs=epochs, A0=A0, B0=B0, M0=M0,
-                                 own_error=spec.shared if residual else None, n_sv=n_modes)
-    outside = Y - Yr @ basis.T
-    return loss + 0.5 * float(np.vdot(outside, outside)), svs
-
-
-def _warn_off_mode(pi: np.ndarray, target: dict[str, np.ndarray], spec: PathwaySpec, *, residual: bool,
-                   method: str) -> float:
+def _off_mode(pi: np.ndarray, target: dict[str, np.ndarray], spec: PathwaySpec, *, residual: bool) -> float:
     """The off-mode share of the drive along the predicted trajectory
-    (:func:`relu_probe.reln.correlations.off_mode_gradient`); warns above ``OFF_MODE_WARN``."""
+    (:func:`relu_probe.reln.correlations.off_mode_gradient`)."""
     couple = np.ones((spec.n_pathways, spec.n_pathways), dtype=bool)
     if residual:  # the final-residual model: shared and context pathways race apart
         couple[np.ix_(spec.shared, ~spec.shared)] = False
         couple[np.ix_(~spec.shared, spec.shared)] = False
-    off_mode = off_mode_gradient(pi, target["U"], target["V"], target["syx"], target["sx"], couple)
-    if off_mode > OFF_MODE_WARN:
-        warnings.warn(
-            f"race_dynamics(method={method!r}): the gated correlations are not mutually "
-            "diagonalisable (Assumption 2.1) along this trajectory — the gradient of the "
-            f"predicted state has {100 * off_mode:.1f}% of the drive outside the pathways' "
-            "modes, so the mode picture is approximate. method='live' integrates the exact "
-            "reduced gradient descent instead.",
-            ReluProbeWarning,
-            stacklevel=4,
-        )
-    return off_mode
+    return off_mode_gradient(pi, target["U"], target["V"], target["syx"], target["sx"], couple)
+
+
+def _closed_asymptote(target: dict[str, np.ndarray], *, L0: float, n_samples: int) -> float:
+    """The closed form's loss at ``t → ∞``: every mode with ``s > 0`` at ``s/d``, the others
+    at 0 (:func:`_mode_loss` of those strengths)."""
+    s, d = target["s"], target["d_eff"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pi_inf = np.where((s > 0) & (d > 0), s / d, 0.0)
+    return float(_mode_loss(pi_inf[..., None], target, L0=L0, n_samples=n_samples, lr=None)[0])
 
 
 def _race_dataset(X: np.ndarray, Y: np.ndarray, spec: PathwaySpec, target: dict[str, np.ndarray], pi: np.ndarray,

@@ -44,7 +44,7 @@ PAPER_MASS = [0.35, 0.21, 0.21, 0.20, 0.011, 0.010, 0.009]
 def test_from_pathways_keeps_massive_pathways_and_detects_cues(task3):
     X, Y, coords = task3
     pw = FakePathways(PAPER_SETS, PAPER_MASS, coords["context"])
-    reln = rp.ReLN.from_pathways(pw, X, Y, epochs=5)
+    reln = rp.ReLN.from_pathways(pw, X, Y, epochs=5, init_scale=PAPER_INIT_SCALE)  # the paper's, on request
     assert isinstance(reln, rp.ReLN) and isinstance(reln, rp.GDLN)
     assert reln.dropped_ == [(0,), (1,), (2,)]
     np.testing.assert_allclose(reln.pathway_mass_.values, np.array(PAPER_MASS[:4]) / 0.97)
@@ -62,6 +62,52 @@ def test_from_pathways_keeps_massive_pathways_and_detects_cues(task3):
     assert np.std(w_shared) == pytest.approx(PAPER_INIT_SCALE["shared"], rel=0.1)
     strength = reln.pathway_strength()
     assert list(strength["contexts"].values) == PAPER_SETS[:4]
+
+
+def test_default_init_is_relative_to_the_data_not_the_papers(task3):
+    """Without an init, the full set starts at π0 = 1e-6 × σ1 of the best linear map
+    (``(σ_in² + σ_out²) h / 4``), the context sets at the share Gaussian units would give them
+    (a k−1 set holds a third of the full set's units on the paper's task: f = 1/12 vs 1/4)."""
+    X, Y, coords = task3
+    pw = FakePathways(PAPER_SETS, PAPER_MASS, coords["context"])
+    reln = rp.ReLN.from_pathways(pw, X, Y, epochs=3).fit(X, Y)
+    Xn, Yn = X.numpy(), Y.numpy()
+    s1 = np.linalg.norm(np.linalg.lstsq(Xn, Yn, rcond=None)[0], 2)
+    pi0 = [(a**2 + b**2) * 100 / 4 for a, b in reln.spec_.init_scales]
+    assert pi0[0] == pytest.approx(1e-6 * s1, rel=1e-9)
+    assert reln.spec_.init_scales[0][0] != pytest.approx(PAPER_INIT_SCALE["shared"], rel=0.5)
+    # a0 (readout side) of a pair: a third of the full set's (orthant probabilities), ± sampling
+    a_full, a_pair = reln.spec_.init_scales[0][1] ** 2, np.array([s[1] ** 2 for s in reln.spec_.init_scales[1:]])
+    np.testing.assert_allclose(a_pair / a_full, 1 / 3, rtol=0.05)
+    assert "default small init" in reln.init_source_
+
+
+def test_init_from_the_untrained_network(task3):
+    """``network=``: each pathway's scales are the mean state of the network's own units on
+    exactly its contexts (a0 by hand for the full set), spread over the ReLN's 100 units."""
+    X, Y, coords = task3
+    net = rp.tasks.paper_network(3, seed=2, init_std=0.01)
+    pw = FakePathways(PAPER_SETS, PAPER_MASS, coords["context"])
+    reln = rp.ReLN.from_pathways(pw, X, Y, network=net, epochs=3).fit(X, Y)
+    W1, W2 = net[0].weight.detach().double().numpy(), net[2].weight.detach().double().numpy()
+    on = (X.numpy() @ W1.T > 0).reshape(3, 8, -1)  # (context, object, unit)
+    full = on.all(0)
+    a0 = sum((W2[:, full[o]] ** 2).sum() / W2.shape[0] for o in range(8)) / 8
+    assert reln.spec_.init_scales[0][1] ** 2 * 100 == pytest.approx(a0, rel=1e-9)
+    assert reln.init_source_ == "network weights"
+    with pytest.raises(ValueInputError, match="not both"):
+        rp.ReLN.from_pathways(pw, X, Y, network=net, init_scale=1e-3)
+
+
+def test_fit_refuses_an_unstable_learning_rate_at_once(task3):
+    """GDLN / ReLN fit: an lr above the data's stability bound is refused before any step,
+    with the bound named."""
+    X, Y, coords = task3
+    with pytest.raises(ValueInputError, match=r"`lr` = 0.05 is at or above .* largest stable"):
+        rp.GDLN([(0, 1, 2), (0, 1), (1, 2), (0, 2)], lr=0.05, epochs=100000).fit(X, Y, context=coords["context"])
+    pw = FakePathways(PAPER_SETS, PAPER_MASS, coords["context"])
+    with pytest.raises(ValueInputError, match="largest stable"):
+        rp.ReLN.from_pathways(pw, X, Y, lr=0.05, epochs=100000).fit(X, Y)
 
 
 def test_from_pathways_min_mass_and_inputs_override(task3):

@@ -60,7 +60,8 @@ def test_race_accepts_the_documented_hidden_mapping(task):
 
 def test_a_fitted_reln_and_its_race_share_one_spec(task):
     X, Y, ctx = task
-    reln = rp.ReLN(GATES, hidden={"shared": 30, "context": 10}, epochs=5, context=ctx).fit(X, Y)
+    reln = rp.ReLN(GATES, hidden={"shared": 30, "context": 10}, epochs=5, context=ctx,
+                   init_scale=rp.tasks.PAPER_INIT_SCALE).fit(X, Y)
     spec = resolve_spec(GATES, X, context=ctx, shared=None, inputs="auto", hidden={"shared": 30, "context": 10},
                         init_scale=rp.tasks.PAPER_INIT_SCALE)
     assert reln.spec_.widths == spec.widths and reln.spec_.init_scales == spec.init_scales

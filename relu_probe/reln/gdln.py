@@ -49,6 +49,7 @@ from .blocks import PathwayBlocks, gradient_step
 from .dynamics import check_divergence, divergence_limit
 from .gating import Gating, resolve_gates
 from .spec import PathwaySpec, resolve_spec
+from .stability import check_learning_rate
 
 __all__ = ["GDLN"]
 
@@ -207,6 +208,7 @@ class GDLN(BaseEstimator):
         context: Any = None,
         lr: float | None = None,
         epochs: int | None = None,
+        check_lr: bool = True,
     ) -> GDLN:
         """Train the GDLN on ``(X, Y)`` by full-batch gradient descent.
 
@@ -218,6 +220,11 @@ class GDLN(BaseEstimator):
             Per-sample context labels; required when ``gates`` is a list of context sets.
         lr, epochs : optional
             Override the constructor's values for this fit.
+        check_lr : bool, default=True
+            For one-hidden-layer pathways without a trunk, refuse at once an ``lr`` at or
+            above the largest stable learning rate of the gating, computed from the data
+            (:func:`relu_probe.reln.stability.check_learning_rate`); deeper networks are
+            stopped by the divergence check when they diverge.
 
         Returns
         -------
@@ -229,6 +236,9 @@ class GDLN(BaseEstimator):
         epochs = check_int("epochs", self.epochs if epochs is None else epochs, minimum=1)
         stride = check_int("sv_stride", self.sv_stride, minimum=1)
         spec = self._spec(Xn, context)
+        if check_lr and all(d == 1 for d in spec.depths) and not spec.trunk:
+            own = spec.shared if (self.rule == "residual" and bool(spec.shared.any())) else None
+            check_learning_rate(Xn, Yn, spec.gating.G, spec.inputs.astype(np.float64), lr, own=own)
         dtype = self.dtype
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise InputError(f"`dtype` must be a floating torch.dtype, got {describe(dtype)}.")

@@ -50,6 +50,8 @@ __all__ = [
     "items_of",
     "InitRule",
     "network_state",
+    "context_set_state",
+    "default_pi0",
     "init_scales_of",
     "DEFAULT_N_UNITS",
     "recruitable",
@@ -261,13 +263,11 @@ class InitRule:
             self.std_in, self.std_out = float(s_in), float(s_out)
             self.source = f"init std ({self.std_in:g}, {self.std_out:g}), width {self.width}"
             return
-        coef = np.linalg.lstsq(X, Y, rcond=None)[0]
-        s_lin = float(np.linalg.norm(coef, 2)) if np.any(coef) else 1.0
         self.std_in = self.std_out = 1.0
         self.width = 1
         full = tuple(sorted(np.unique(context).tolist()))
         a0, b0 = self._gaussian([full])[0]
-        scale = DEFAULT_RELATIVE_INIT * s_lin / max((a0 + b0) / 4.0, 1e-300)
+        scale = default_pi0(X, Y) / max((a0 + b0) / 4.0, 1e-300)
         self.std_in = self.std_out = float(np.sqrt(scale))
         self.source = f"default small init (π0 = {DEFAULT_RELATIVE_INIT:g} × σ1 of the best linear map)"
 
@@ -321,6 +321,35 @@ def init_scales_of(state: MeanState, widths: Any) -> list[tuple[float, float]]:
     (input layer, output layer)."""
     h = np.broadcast_to(np.asarray(widths, dtype=np.float64), state.a0.shape)
     return [(float(np.sqrt(b / w)), float(np.sqrt(a / w))) for a, b, w in zip(state.a0, state.b0, h)]
+
+
+def context_set_state(
+    X: np.ndarray,
+    Y: np.ndarray,
+    sets: list[tuple],
+    context: np.ndarray,
+    masks: np.ndarray,
+    cue: np.ndarray,
+    *,
+    within: Any = None,
+    network: Any = None,
+    init_std: Any = None,
+    width: Any = None,
+) -> MeanState:
+    """The mean state of context-set pathways *sets* (input *masks*, one row per set) by the
+    :class:`InitRule` of ``network`` / ``init_std`` and ``width`` / the default."""
+    index = {tuple(S): i for i, S in enumerate(sets)}
+    items = items_of(X, context, cue, within)
+    rule = InitRule(X, Y, context, items, lambda todo: masks[[index[tuple(S)] for S in todo]],
+                    network=network, init_std=init_std, width=width)
+    return rule.state([tuple(S) for S in sets])
+
+
+def default_pi0(X: np.ndarray, Y: np.ndarray) -> float:
+    """``DEFAULT_RELATIVE_INIT × σ_1(M_lin)``: the default initial mode strength of a pathway
+    reading every input (``M_lin`` the best linear map of the data; 1 when it is zero)."""
+    coef = np.linalg.lstsq(X, Y, rcond=None)[0]
+    return DEFAULT_RELATIVE_INIT * (float(np.linalg.norm(coef, 2)) if np.any(coef) else 1.0)
 
 
 def network_state(

@@ -6,6 +6,17 @@ pathway per discovered context set (pathways below ``min_mass`` dropped), the sh
 reading every input and the others only the inputs that vary within a context (the paper's
 rule; cue inputs are detected from the data). It trains with the paper's ``"residual"`` rule
 by default.
+
+Initial scales come from the network imitated, never from the paper's constants: from the
+untrained ReLU network (``network=``, e.g. a training monitor's step-0 copy) or its init std
+and width (``init_std=``, ``width=``), each context-set pathway starts in the mean state of
+the network's units that are on exactly in its contexts (:mod:`relu_probe.reln.init`); a
+pathway of ``h`` units in the state ``A = a0 I``, ``B = b0 I`` gets weight stds
+``σ_in = √(b0/h)``, ``σ_out = √(a0/h)``. Otherwise the documented default
+(:data:`relu_probe.reln.init.DEFAULT_RELATIVE_INIT`, a small initialisation relative to the
+data: the full set starts at ``π0 = 10⁻⁶ σ_1(M_lin)``, the other sets in proportion to the
+share of Gaussian units they would hold). The paper's ReLN init is
+:data:`relu_probe.tasks.PAPER_INIT_SCALE`, on request: ``init_scale=PAPER_INIT_SCALE``.
 """
 
 from __future__ import annotations
@@ -20,10 +31,12 @@ import xarray as xr
 from .._util.arrays import as_2d_float, check_xy, object_array
 from .._util.checks import check_real
 from ..errors import InputError, ValueInputError, describe
-from ..tasks import PAPER_EPOCHS, PAPER_INIT_SCALE, PAPER_LR
+from ..tasks import PAPER_EPOCHS, PAPER_LR
+from .exact import MeanState
+from .gating import cue_inputs, resolve_gates, sample_groups
 from .gdln import GDLN
-from .gating import resolve_gates
-from .spec import resolve_inputs, resolve_shared
+from .init import DEFAULT_RELATIVE_INIT, context_set_state, default_pi0, init_scales_of
+from .spec import resolve_inputs, resolve_shared, resolve_spec
 
 __all__ = ["ReLN", "DEFAULT_MIN_MASS"]
 
@@ -34,10 +47,12 @@ DEFAULT_MIN_MASS = 0.05
 class ReLN(GDLN):
     """A GDLN built to imitate a ReLU network: one pathway per discovered gating.
 
-    Same parameters as :class:`relu_probe.GDLN`, with the paper's defaults:
-    ``inputs="auto"``, ``rule="residual"``, ``hidden=100`` per pathway and
-    ``init_scale=None`` meaning :data:`relu_probe.tasks.PAPER_INIT_SCALE`. ``context`` stores per-sample
-    context labels used by :meth:`fit` when none are passed.
+    Same parameters as :class:`relu_probe.GDLN`, with the paper's structure as defaults:
+    ``inputs="auto"``, ``rule="residual"``, ``hidden=100`` per pathway. ``init_scale=None``
+    means the default initial state of the module docstring, resolved at :meth:`fit` from the
+    data (``init_source_`` says which); with ``depth > 1`` or a ``trunk`` it is the GDLN's
+    default. ``context`` stores per-sample context labels used by :meth:`fit` when none are
+    passed.
 
     Build one from a :class:`relu_probe.Pathways` with :meth:`from_pathways`.
 
@@ -47,6 +62,8 @@ class ReLN(GDLN):
         Recorded mass of the kept pathways (``from_pathways`` only), renormalised to 1.
     dropped_ : list of tuple
         Context sets of the pathways left out (below ``min_mass``).
+    init_source_ : str
+        Where the initial weight scales came from (after :meth:`fit`).
     """
 
     def __init__(
@@ -98,15 +115,45 @@ class ReLN(GDLN):
         context: Any = None,
         lr: float | None = None,
         epochs: int | None = None,
+        check_lr: bool = True,
     ) -> ReLN:
         """Train the ReLN (see :meth:`relu_probe.GDLN.fit`); ``context`` defaults to the
         labels stored at construction."""
         ctx = self.context if context is None else context
-        super().fit(X, Y, context=ctx, lr=lr, epochs=epochs)
+        if self.init_scale is None:
+            self._fit_init_scale, self.init_source_ = self._default_init_scale(X, Y, ctx)
+        else:
+            self._fit_init_scale = self.init_scale
+            self.init_source_ = getattr(self, "_given_init_source", "init_scale")
+        try:
+            super().fit(X, Y, context=ctx, lr=lr, epochs=epochs, check_lr=check_lr)
+        finally:
+            del self._fit_init_scale
         return self
 
     def _init_scale_param(self) -> Any:
-        return PAPER_INIT_SCALE if self.init_scale is None else self.init_scale
+        return getattr(self, "_fit_init_scale", self.init_scale)
+
+    def _default_init_scale(self, X: Any, Y: Any, context: Any) -> tuple[Any, str]:
+        """The default initial weight stds (class docstring) and where they came from."""
+        Xn, Yn = check_xy(X, Y)
+        spec = resolve_spec(self.gates, Xn, context=context, shared=self.shared, inputs=self.inputs,
+                            hidden=self.hidden, depth=self.depth, trunk=self.trunk)
+        if any(len(w) != 1 for w in spec.widths) or spec.trunk:
+            return None, "the GDLN default (deep pathways or a trunk)"
+        h = [w[0] for w in spec.widths]
+        sets = spec.gating.contexts
+        if context is not None and sets is not None and all(sets) and np.array_equal(
+            spec.gating.G, _context_gates(sets, np.asarray(context))
+        ):
+            ctx = np.asarray(context)
+            cue = cue_inputs(Xn, sample_groups(None, ctx))
+            state = context_set_state(Xn, Yn, list(sets), ctx, spec.inputs.astype(np.float64), cue)
+        else:
+            state = MeanState.from_pi0(np.full(spec.n_pathways, default_pi0(Xn, Yn)),
+                                       source=f"default small init (π0 = {DEFAULT_RELATIVE_INIT:g} × σ1 of the "
+                                              "best linear map, every pathway)")
+        return init_scales_of(state, h), state.source
 
     @classmethod
     def from_pathways(
@@ -117,6 +164,9 @@ class ReLN(GDLN):
         *,
         min_mass: float = DEFAULT_MIN_MASS,
         inputs: Any = "auto",
+        network: Any = None,
+        init_std: Any = None,
+        width: Any = None,
         **params: Any,
     ) -> ReLN:
         """The ReLN whose gates are the pathways of a :class:`relu_probe.Pathways` result.
@@ -188,7 +238,16 @@ class ReLN(GDLN):
             gating = resolve_gates(G, Xn.shape[0], warn_empty=False)
             inputs = resolve_inputs("auto", gating, resolve_shared(params.get("shared"), gating), Xn, context)
         params.setdefault("context", context)
+        source = None
+        if network is not None or init_std is not None or width is not None:
+            if params.get("init_scale") is not None:
+                raise ValueInputError("pass either `init_scale` or `network` / `init_std` and `width`, not both.")
+            params["init_scale"], source = _scale_from_network(
+                pw, G, Xn, Y, context, inputs, params, network=network, init_std=init_std, width=width
+            )
         model = cls(G, inputs=inputs, **params)
+        if source is not None:
+            model._given_init_source = source
         kept_mass = mass[keep] / mass[keep].sum()
         model.pathway_mass_ = xr.DataArray(
             kept_mass,
@@ -206,3 +265,35 @@ class ReLN(GDLN):
     @classmethod
     def _saved_values(cls) -> tuple[str, ...]:
         return (*super()._saved_values(), "dropped_")
+
+
+def _context_gates(sets: Sequence[tuple], context: np.ndarray) -> np.ndarray:
+    """(pathway, sample) gates of context sets: open where the sample's context is in the set."""
+    return np.array([np.isin(context, np.asarray(S, dtype=context.dtype)) for S in sets], dtype=np.float64)
+
+
+def _scale_from_network(pw: Any, G: xr.DataArray, X: np.ndarray, Y: Any, context: Any, inputs: Any,
+                        params: dict[str, Any], *, network: Any, init_std: Any, width: Any) -> tuple[Any, str]:
+    """Per-pathway initial weight stds of the ReLN of *pw*'s kept pathways *G* from the
+    untrained network (or its init std and width): :func:`relu_probe.reln.init.context_set_state`."""
+    sets = [tuple(c) for c in G["contexts"].values] if "contexts" in G.coords else None
+    if context is None or sets is None or not all(sets):
+        raise ValueInputError(
+            "`network` / `init_std`: the initial state per pathway needs pathways keyed by context "
+            "sets and the recording's context labels (`pw.by` as a sample coord)."
+        )
+    Xn = X
+    Yn = np.zeros((X.shape[0], 1)) if Y is None else check_xy(X, Y)[1]
+    spec = resolve_spec(G, Xn, context=context, shared=params.get("shared"), inputs=inputs,
+                        hidden=params.get("hidden", 100), depth=params.get("depth", 1), trunk=params.get("trunk"))
+    if any(len(w) != 1 for w in spec.widths) or spec.trunk:
+        raise ValueInputError("`network` / `init_std` give the initial state of one-hidden-layer pathways only.")
+    within = getattr(pw, "within", None)
+    items = None
+    if within is not None and within in pw.sample_gates.coords:
+        items = np.asarray(pw.sample_gates[within].values)
+    ctx = np.asarray(context)
+    cue = cue_inputs(Xn, sample_groups(None, ctx))
+    state = context_set_state(Xn, Yn, sets, ctx, spec.inputs.astype(np.float64), cue, within=items,
+                              network=network, init_std=init_std, width=width)
+    return init_scales_of(state, [w[0] for w in spec.widths]), state.source

@@ -75,3 +75,56 @@ def test_bad_input(a, b, kwargs, match):
 def test_dataset_without_loss():
     with pytest.raises(InputError, match="loss"):
         rp.compare_dynamics(xr.Dataset({"x": ("e", [1.0])}), [1.0])
+
+
+# ----------------------------------------------------------------------------- loss conventions
+def _trained_linear(mean: bool, seed: int = 0, epochs: int = 300):
+    """A linear model trained full batch by its own loop on a summed or mean (MSELoss) loss."""
+    rng = np.random.default_rng(seed)
+    X = torch.from_numpy(rng.standard_normal((30, 4)))
+    Y = X @ torch.from_numpy(rng.standard_normal((4, 3))) + 0.3 * torch.from_numpy(rng.standard_normal((30, 3)))
+    torch.manual_seed(seed)
+    model = torch.nn.Linear(4, 3, bias=False).double()
+    opt = torch.optim.SGD(model.parameters(), lr=0.3 if mean else 0.005)
+    curve = []
+    for _ in range(epochs):
+        opt.zero_grad()
+        out = model(X)
+        loss = torch.nn.functional.mse_loss(out, Y) if mean else 0.5 * ((out - Y) ** 2).sum()
+        curve.append(loss.item())
+        loss.backward()
+        opt.step()
+    return model, X, Y, np.array(curve)
+
+
+def test_loss_convention_is_read_off_the_model():
+    from relu_probe.reln.dynamics import loss_convention, model_outputs
+
+    model, X, Y, curve = _trained_linear(mean=False)
+    out = model_outputs(model, X)
+    assert loss_convention(curve, Y, out)["convention"] == "sum"
+    summed = 0.5 * float(((Y.numpy() - out) ** 2).sum())
+    # the same values under other conventions (exact factors)
+    for name, factor in [("sum_squares", 2.0), ("mean", 1 / 30), ("mean_squares", 2 / 30), ("mse", 2 / 90)]:
+        r = loss_convention(curve * factor, Y, out)
+        assert r["convention"] == name and r["factor"] == pytest.approx(factor)
+        assert r["summed_end"] == pytest.approx(summed)
+    # a torch MSELoss training loop
+    model_m, Xm, Ym, curve_m = _trained_linear(mean=True)
+    assert loss_convention(curve_m, Ym, model_outputs(model_m, Xm))["convention"] == "mse"
+    # a curve that is none of them (e.g. a minibatch loss, a third of the summed one)
+    assert loss_convention(curve / 3.0, Y, out)["convention"] is None
+
+
+def test_compare_dynamics_checks_the_convention_and_rescales_a_mean_loss():
+    model, X, Y, curve = _trained_linear(mean=True)
+    summed = curve * (90 / 2)  # the same training on the summed loss's scale
+    r = rp.compare_dynamics(curve, summed, model=model, X=X, Y=Y)
+    assert r["convention"]["convention"] == "mse"
+    assert r["mean_abs_diff"] == pytest.approx(0.0, abs=1e-9 * summed[0])
+    with pytest.warns(rp.errors.ReluProbeWarning, match="not meaningful"):
+        r = rp.compare_dynamics(curve / 3.0, summed, model=model, X=X, Y=Y)
+    assert r["convention"]["convention"] is None
+    with pytest.raises(InputError, match="together"):
+        rp.compare_dynamics(curve, summed, model=model)
+    assert model.training  # left as it was

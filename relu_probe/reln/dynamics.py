@@ -10,6 +10,30 @@ Quantities, for curves ``a`` (the reference) and ``b`` over epochs ``e = start �
 
 A simulated or predicted curve has diverged once a loss is not finite or exceeds
 ``DIVERGENCE_FACTOR × max(L0, 1)`` (:func:`check_divergence`).
+
+Loss conventions. Every prediction here is for full-batch gradient descent on the *summed*
+loss ``L = ½ Σ_μ ‖y_μ − f(x_μ)‖²`` (the paper's). A training loop may report the same loss
+scaled, ``L_user = c · L``; gradient descent at rate ``η`` on ``L_user`` is gradient descent at
+rate ``c η`` on ``L`` (a mean loss only rescales time, ``τ = 1/(c η P)``).
+:func:`loss_convention` identifies ``c`` by checking the curve against the model it trained:
+its last value against ``c · ½ Σ ‖Y − f(X)‖²`` of the trained model (and, when known, its
+first value against the untrained model), for the conventions of :data:`LOSS_CONVENTIONS`:
+
+=================  =========================================  ==============
+name               loss                                       ``c``
+=================  =========================================  ==============
+``"sum"``          ``½ Σ_μ ‖y_μ − f(x_μ)‖²``                  1
+``"sum_squares"``  ``Σ_μ ‖y_μ − f(x_μ)‖²`` (``MSELoss(reduction="sum")``)  2
+``"mean"``         ``½ Σ_μ ‖y_μ − f(x_μ)‖² / P``              ``1/P``
+``"mean_squares"`` ``Σ_μ ‖y_μ − f(x_μ)‖² / P``                ``2/P``
+``"mse"``          ``Σ_μ ‖y_μ − f(x_μ)‖² / (P m)`` (``MSELoss()``)  ``2/(P m)``
+=================  =========================================  ==============
+
+A value matches when it is within ``CONVENTION_RTOL`` (relative) plus the curve's last
+one-epoch change (the curve's last value precedes the last update, the model follows it). A
+curve that matches none was not full-batch gradient descent on one of these losses
+(minibatches, momentum or Adam, weight decay, another loss): it cannot be compared epoch by
+epoch with a prediction.
 """
 
 from __future__ import annotations
@@ -17,15 +41,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
+import warnings
 
+import numpy as np
+import torch
 import xarray as xr
 
 from .._util.arrays import to_numpy
 from .._util.checks import check_int, check_real
-from ..errors import InputError, ValueInputError, describe
+from ..errors import InputError, ReluProbeWarning, ValueInputError, describe
 
 __all__ = [
+    "CONVENTION_RTOL",
+    "LOSS_CONVENTIONS",
+    "loss_convention",
+    "model_outputs",
     "DEFAULT_FRACTIONS",
     "DIVERGENCE_FACTOR",
     "as_loss_curve",
@@ -40,6 +70,19 @@ DEFAULT_FRACTIONS = (0.5, 0.25, 0.1, 0.01)
 
 #: A loss above ``DIVERGENCE_FACTOR × max(L0, 1)`` counts as a diverged simulation.
 DIVERGENCE_FACTOR = 1e6
+
+#: Loss conventions (module docstring): name -> (description, factor ``c(P, m)``).
+LOSS_CONVENTIONS: dict[str, tuple[str, Any]] = {
+    "sum": ("½ Σ_μ ‖y_μ − f(x_μ)‖² (summed)", lambda P, m: 1.0),
+    "sum_squares": ("Σ_μ ‖y_μ − f(x_μ)‖² (summed, no ½)", lambda P, m: 2.0),
+    "mean": ("½ Σ_μ ‖y_μ − f(x_μ)‖² / P (mean over samples)", lambda P, m: 1.0 / P),
+    "mean_squares": ("Σ_μ ‖y_μ − f(x_μ)‖² / P (mean over samples, no ½)", lambda P, m: 2.0 / P),
+    "mse": ("Σ_μ ‖y_μ − f(x_μ)‖² / (P m) (torch MSELoss, mean over elements)", lambda P, m: 2.0 / (P * m)),
+}
+
+#: Relative tolerance of a convention match (module docstring): 2 %, well inside the factor
+#: of at least 2 between any two conventions of :data:`LOSS_CONVENTIONS` (for ``P, m ≥ 2``).
+CONVENTION_RTOL = 0.02
 
 
 def divergence_limit(L0: float) -> float:
@@ -103,6 +146,10 @@ def compare_dynamics(
     stop: int | None = None,
     L0: float | None = None,
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    model: Any = None,
+    X: Any = None,
+    Y: Any = None,
+    initial_model: Any = None,
 ) -> dict[str, Any]:
     """Compare two loss curves epoch by epoch.
 
@@ -117,6 +164,16 @@ def compare_dynamics(
     L0 : float, optional
         Loss scale for the percentages and fractions; default ``loss_a[0]``.
     fractions : sequence of float, default (0.5, 0.25, 0.1, 0.01)
+    model, X, Y : optional
+        The trained torch model whose training loss ``loss_a`` is, with its inputs and
+        targets: ``loss_a``'s convention is checked first (:func:`loss_convention`, module
+        docstring). A scaled (e.g. mean) loss is divided by its factor ``c`` before the
+        comparison — ``loss_b`` must then be a prediction at the summed loss's rate
+        ``c · lr`` (``τ`` rescaled); a curve that matches no convention is compared anyway
+        but with a :class:`~relu_probe.errors.ReluProbeWarning` that an epoch-by-epoch
+        comparison is not meaningful.
+    initial_model : torch.nn.Module, optional
+        With ``model``: the untrained model, to check ``loss_a``'s first value as well.
 
     Returns
     -------
@@ -135,6 +192,23 @@ def compare_dynamics(
     """
     a = as_loss_curve("loss_a", loss_a)
     b = as_loss_curve("loss_b", loss_b)
+    convention = None
+    if model is not None or X is not None or Y is not None or initial_model is not None:
+        if model is None or X is None or Y is None:
+            raise InputError("checking `loss_a`'s convention needs `model`, `X` and `Y` together.")
+        convention = loss_convention(a, Y, model_outputs(model, X),
+                                     initial_outputs=None if initial_model is None else model_outputs(initial_model, X))
+        if convention["convention"] is None:
+            warnings.warn(
+                f"`loss_a` (last value {a[-1]:.4g}) matches none of the loss conventions of full-batch "
+                f"gradient descent (½Σ‖Y − f(X)‖² of the model is {convention['summed_end']:.4g}, or that "
+                "scaled by a mean): an epoch-by-epoch comparison is not meaningful (minibatches, momentum "
+                "or Adam, weight decay, or another loss).",
+                ReluProbeWarning,
+                stacklevel=2,
+            )
+        else:
+            a = a / convention["factor"]
     if a.shape != b.shape:
         raise ValueInputError(
             f"`loss_a` and `loss_b` must have the same number of epochs: loss_a has {a.size}, "
@@ -175,4 +249,70 @@ def compare_dynamics(
         "window": (start, stop),
         "epochs_to_a": {f: epochs_to_fraction(a, scale, f) for f in fracs},
         "epochs_to_b": {f: epochs_to_fraction(b, scale, f) for f in fracs},
+        **({} if convention is None else {"convention": convention}),
     }
+
+
+def model_outputs(model: Any, X: Any) -> np.ndarray:
+    """``f(X)`` of a torch model as a (sample, output) float64 array: one forward pass without
+    autograd, in eval mode, the model's train mode restored afterwards."""
+    was_training = bool(getattr(model, "training", False))
+    param = next(iter(model.parameters()), None)
+    X_t = torch.as_tensor(np.asarray(to_numpy(X)))
+    if param is not None:
+        X_t = X_t.to(device=param.device, dtype=param.dtype if param.is_floating_point() else X_t.dtype)
+    try:
+        model.eval()
+        with torch.no_grad():
+            out = model(X_t)
+    finally:
+        model.train(was_training)
+    arr = np.asarray(to_numpy(out), dtype=np.float64)
+    return arr.reshape(arr.shape[0], -1)
+
+
+def loss_convention(
+    loss: Any,
+    Y: Any,
+    outputs: Any,
+    *,
+    initial_outputs: Any = None,
+) -> dict[str, Any]:
+    """Which convention of :data:`LOSS_CONVENTIONS` the loss curve *loss* follows (module
+    docstring), checked against ``½ Σ ‖Y − outputs‖²`` of the trained model (last value) and,
+    with *initial_outputs*, of the untrained one (first value).
+
+    Returns
+    -------
+    dict
+        ``convention`` (name, or None when none matches), ``factor`` (``c``; NaN when none
+        matches), ``description``, ``checked`` (which values were checked), ``summed_end``
+        (``½ Σ ‖Y − f(X)‖²`` of the trained model) and ``last`` (the curve's last value).
+    """
+    curve = as_loss_curve("loss_curve", loss)
+    Yn = np.asarray(to_numpy(Y), dtype=np.float64)
+    Yn = Yn.reshape(Yn.shape[0], -1)
+    out = np.asarray(outputs, dtype=np.float64).reshape(Yn.shape[0], -1)
+    if out.shape != Yn.shape:
+        raise ValueInputError(
+            f"the model's outputs have shape {out.shape} but `Y` has shape {Yn.shape}; the loss "
+            "convention cannot be checked."
+        )
+    P, m = Yn.shape
+    end = 0.5 * float(((Yn - out) ** 2).sum())
+    start = None
+    if initial_outputs is not None:
+        init = np.asarray(initial_outputs, dtype=np.float64).reshape(Yn.shape)
+        start = 0.5 * float(((Yn - init) ** 2).sum())
+    step = abs(float(curve[-1] - curve[-2])) if curve.size > 1 else 0.0
+    checked = "last value" + (" and first value" if start is not None else "")
+    for name, (description, factor) in LOSS_CONVENTIONS.items():
+        c = float(factor(P, m))
+        ok = abs(curve[-1] - c * end) <= CONVENTION_RTOL * max(abs(curve[-1]), c * end) + step
+        if ok and start is not None:
+            ok = abs(curve[0] - c * start) <= CONVENTION_RTOL * max(abs(curve[0]), c * start)
+        if ok:
+            return {"convention": name, "factor": c, "description": description, "checked": checked,
+                    "summed_end": end, "last": float(curve[-1])}
+    return {"convention": None, "factor": float("nan"), "description": "none of the known conventions",
+            "checked": checked, "summed_end": end, "last": float(curve[-1])}

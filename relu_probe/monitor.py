@@ -13,10 +13,16 @@ interrupted one resumes where its store ends.
 >>> _ = rp.tasks.train_full_batch(model, X, Y, epochs=1001, callback=mon.update)
 >>> mon.steps
 [0, 500, 1000]
+
+Given the training's learning rate (``lr=``) the monitor can also set the structure predicted
+from the data and its step-0 copy of the model against the structure measured at every
+snapshot (:meth:`TrainingMonitor.structure_over_time`), and :func:`relu_probe.analyze` takes
+its ``lr``, ``epochs`` and initial model.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from collections.abc import Mapping
@@ -28,7 +34,8 @@ import pandas as pd
 import xarray as xr
 from torch import nn
 
-from ._util.checks import check_int
+from ._util.arrays import to_numpy
+from ._util.checks import check_int, check_real
 from ._util.progress import progress_bar
 from .data.monitor_store import MonitorStore
 from .data.schema import check_coords, context_set_label, site_attr
@@ -40,6 +47,7 @@ from .recording.inputs import iter_batches
 from .recording.model import unwrap_model
 from .recording.recorder import record
 from .recording.sites import SiteSelector
+from .reln.predict import predict_structure
 from .scoring.table import scores as all_scores
 
 __all__ = ["TrainingMonitor"]
@@ -75,11 +83,20 @@ class TrainingMonitor:
     importance : {"readout", "activity"}, default="readout"
         Unit importance stored at each snapshot; ``"readout"`` falls back to
         ``"activity"`` for models whose sites have no Linear/Conv readout.
+    lr, epochs : optional
+        The training loop's learning rate and number of epochs, for the predictions
+        (:meth:`structure_over_time`, :func:`relu_probe.analyze` ``monitor=``).
+    keep_initial : bool, default=True
+        Keep a copy of the model as it is at the step-0 snapshot (:attr:`initial_model`), from
+        which the predictions take the initial state (one extra copy of the model in memory).
 
     Attributes
     ----------
     steps : list of int
         The steps snapshotted so far (including those found in a continued store).
+    initial_model : torch.nn.Module or None
+        A copy of the model at the step-0 snapshot taken by this monitor (None before, when
+        ``keep_initial=False``, or when a continued store already held step 0).
     """
 
     def __init__(
@@ -99,6 +116,9 @@ class TrainingMonitor:
         importance: str = "readout",
         batch_size: int | None = None,
         input_key: str | None = None,
+        lr: float | None = None,
+        epochs: int | None = None,
+        keep_initial: bool = True,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise InputError(f"`model` must be a torch.nn.Module, got {type(model).__name__}.")
@@ -113,6 +133,10 @@ class TrainingMonitor:
         if importance not in ("readout", "activity"):
             raise ValueInputError(f"`importance` must be 'readout' or 'activity'; got {importance!r}.")
         self.importance = importance
+        self.lr = None if lr is None else check_real("lr", lr, minimum=0.0, strict=True)
+        self.epochs = None if epochs is None else check_int("epochs", epochs, minimum=1)
+        self.keep_initial = bool(keep_initial)
+        self.initial_model: nn.Module | None = None
         self._snapshots: list[xr.Dataset] = []
         self.steps: list[int] = []
         self._store: MonitorStore | None = None
@@ -169,6 +193,8 @@ class TrainingMonitor:
             raise ValueInputError(
                 f"`step` must increase between snapshots: got {step} after {self.steps[-1]}."
             )
+        if step == 0 and self.keep_initial and self.initial_model is None:
+            self.initial_model = copy.deepcopy(unwrap_model(self.model))
         ds = record(self.model, self.probe_inputs, coords=self.coords, **self.record_kwargs)
         ds["importance"] = self._importance(ds)
         loss_value = np.nan if loss is None else float(loss)
@@ -250,6 +276,82 @@ class TrainingMonitor:
             coords={"step": ds["step"].values, "pathway": np.arange(len(keys)), "contexts": ("pathway", contexts),
                     "label": ("pathway", labels), "n_contexts": ("pathway", [len(k) for k in keys])},
             name="mass",
+        )
+
+    def structure_over_time(self, Y: Any, *, X: Any = None, lr: float | None = None, epochs: int | None = None,
+                            by: str | None = None, within: str | None = None,
+                            progress: bool | None = None) -> xr.Dataset:
+        """Predicted against measured pathway structure at every snapshot.
+
+        The prediction is :func:`relu_probe.predict_structure` from the data and the step-0
+        copy of the model (:attr:`initial_model`; the documented default initial state without
+        one), for full-batch gradient descent on the summed loss at ``lr``; its mass at epoch
+        ``t`` is :meth:`relu_probe.PredictedStructure.mass_over_time`
+        (``m_S(t) ∝ σ_1(M_S(t)) ρ_S``). The measured masses are :meth:`pathways_over_time`.
+
+        Parameters
+        ----------
+        Y : array-like (sample, output)
+            Targets of the probe samples (the training set of a full-batch run).
+        X : array-like, optional
+            Inputs; default the probe inputs (a tensor or array).
+        lr, epochs : optional
+            Default: the monitor's (``epochs`` also at least the last step + 1).
+        by, within : str, optional
+            Coords of the probe set (default: the monitor's).
+
+        Returns
+        -------
+        xarray.Dataset
+            ``predicted`` and ``measured`` (step, pathway) masses over the union of context
+            sets (coords ``contexts``, ``label``, ``n_contexts``); ``tv`` (step): their total
+            variation distance ``½ Σ_S |m^pred_S − m^meas_S|`` (NaN while no predicted pathway has
+            grown, e.g. at step 0). Attrs: ``init`` (the initial-state source), ``lr``.
+        """
+        by, within = self._factors(by, within)
+        if within is None:
+            raise ValueInputError("`within` is needed: the structure is compared over context sets of items.")
+        lr = self.lr if lr is None else check_real("lr", lr, minimum=0.0, strict=True)
+        if lr is None:
+            raise ValueInputError("`lr` is needed (the training loop's learning rate; pass it here or to "
+                                  "TrainingMonitor(lr=...)).")
+        if not self.steps:
+            raise ValueInputError("no snapshot yet: call `update(step)` during training first.")
+        last = int(self.steps[-1]) + 1
+        epochs = max(self.epochs or 0, last) if epochs is None else check_int("epochs", epochs, minimum=last)
+        X = self.probe_inputs if X is None else X
+        coords = check_coords(self.coords, to_numpy(Y).shape[0])
+        if by not in coords or within not in coords:
+            raise ValueInputError(f"the probe set's coords need {by!r} and {within!r}; got {sorted(coords)}.")
+        pred = predict_structure(to_numpy(X), to_numpy(Y), context=np.asarray(coords[by]),
+                                 within=np.asarray(coords[within]), network=self.initial_model, lr=lr, epochs=epochs,
+                                 sv_stride=self.every)
+        measured = self.pathways_over_time(by, within, progress=progress)
+        predicted = pred.mass_over_time()
+        keys = sorted({tuple(c) for c in measured["contexts"].values} | {tuple(c) for c in pred.contexts},
+                      key=lambda k: (-len(k), k))
+        steps = measured["step"].values
+        meas = {tuple(c): measured.values[:, i] for i, c in enumerate(measured["contexts"].values)}
+        at = predicted.sel(sv_epoch=steps, method="nearest")
+        pr = {tuple(c): at.values[i] for i, c in enumerate(predicted["contexts"].values)}
+        zeros = np.zeros(len(steps))
+        P = np.stack([pr.get(k, zeros) for k in keys], axis=1)
+        M = np.stack([meas.get(k, zeros) for k in keys], axis=1)
+        grown = P.sum(axis=1) > 0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            Pn = P / P.sum(axis=1, keepdims=True)
+            Mn = M / M.sum(axis=1, keepdims=True)
+        tv = np.where(grown, 0.5 * np.abs(Pn - Mn).sum(axis=1), np.nan)
+        contexts = np.empty(len(keys), dtype=object)
+        contexts[:] = keys
+        pcoords = {"step": steps, "pathway": np.arange(len(keys)), "contexts": ("pathway", contexts),
+                   "label": ("pathway", [context_set_label(k) for k in keys]),
+                   "n_contexts": ("pathway", [len(k) for k in keys])}
+        return xr.Dataset(
+            {"predicted": (("step", "pathway"), np.where(grown[:, None], Pn, 0.0)),
+             "measured": (("step", "pathway"), M), "tv": ("step", tv)},
+            coords=pcoords,
+            attrs={"init": str(pred.dynamics.attrs.get("init", "")), "lr": float(lr)},
         )
 
     def _factors(self, by: str | None, within: str | None) -> tuple[str, str | None]:

@@ -10,6 +10,7 @@ import torch
 import xarray as xr
 
 import relu_probe as rp
+from relu_probe.reln.init import init_std_from_trained
 from relu_probe.errors import CoordError, DegenerateDataWarning, InputError, StoreError, ValueInputError
 from relu_probe.testing import (
     FunctionalReLUNet,
@@ -114,21 +115,35 @@ def full(paper):
 
 
 def test_reln_and_race_are_wired_exactly(paper, full):
-    _, X, Y, coords, loss = paper
-    reln = rp.ReLN.from_pathways(full.pathways, X, Y, lr=2e-3, epochs=len(loss), hidden=16, min_mass=0.02).fit(X, Y)
+    """The ReLN of the pathways from the initial state read off the trained network (its
+    untouched weights); its default prediction is the exact dynamics of the ReLN's own spec,
+    the closed form (with the π0 asked for) shown beside it, each compared with the ReLU curve."""
+    model, X, Y, coords, loss = paper
+    stds, width, _ = init_std_from_trained(model, X.numpy())
+    assert stds == pytest.approx((0.005 / 64, 0.005 / 64), rel=0.15)  # the fixture's init std
+    reln = rp.ReLN.from_pathways(full.pathways, X, Y, lr=2e-3, epochs=len(loss), hidden=16, min_mass=0.02,
+                                 init_std=stds, width=width).fit(X, Y)
     np.testing.assert_array_equal(full.reln.loss_curve_, reln.loss_curve_)
     assert full.reln.pathway_names_ == reln.pathway_names_ and len(reln.pathway_names_) >= 2
-    closed = rp.race_dynamics(X.numpy(), Y.numpy(), reln.gates_.values, lr=2e-3, epochs=len(loss),
-                              init={"shared": 5e-9, "context": 5e-5}, rule="residual", method="closed",
-                              context=coords["context"], inputs=reln.inputs_.values, shared=reln.shared_,
-                              d_scale="overlap")
+    kw = dict(lr=2e-3, epochs=len(loss), rule="residual", context=coords["context"], inputs=reln.inputs_.values,
+              shared=reln.shared_)
+    closed = rp.race_dynamics(X.numpy(), Y.numpy(), reln.gates_.values, init={"shared": 5e-9, "context": 5e-5},
+                              method="closed", d_scale="overlap", **kw)
+    exact = rp.race_dynamics(X.numpy(), Y.numpy(), reln.gates_.values, hidden=16, init_scale=reln.spec_.init_scales,
+                             **kw)
     dyn = full.dynamics
-    np.testing.assert_array_equal(dyn["loss_race"].values, closed["loss"].values)
+    assert dyn.attrs["race_method"] == "exact" and exact.attrs["method"] == "exact"
+    np.testing.assert_array_equal(dyn["loss_race"].values, exact["loss"].values)
+    np.testing.assert_array_equal(dyn["loss_closed"].values, closed["loss"].values)
     np.testing.assert_array_equal(dyn["loss_relu"].values, loss)
     np.testing.assert_array_equal(dyn["sv_reln"].values, reln.singular_values_.values)
     assert full.comparison["reln"] == rp.compare_dynamics(loss, reln.loss_curve_)
-    assert full.comparison["race"] == rp.compare_dynamics(loss, closed["loss"].values)
+    assert full.comparison["race"] == rp.compare_dynamics(loss, exact["loss"].values)
+    assert full.comparison["closed"] == rp.compare_dynamics(loss, closed["loss"].values)
     assert full.params["epochs"] == len(loss)
+    # the exact prediction follows the simulated ReLN (16 units per pathway) far better than
+    # the closed form does
+    assert full.comparison["race"]["mean_abs_diff"] < full.comparison["closed"]["mean_abs_diff"]
 
 
 def test_race_method_live(paper):
@@ -138,18 +153,18 @@ def test_race_method_live(paper):
     reln = res.reln
     live = rp.race_dynamics(X.numpy(), Y.numpy(), reln.gates_.values, lr=2e-3, epochs=len(loss), rule="residual",
                             method="live", context=coords["context"], inputs=reln.inputs_.values,
-                            shared=reln.shared_, hidden=16, init_scale=reln._init_scale_param())
-    assert res.dynamics.attrs["race_method"] == "live"
+                            shared=reln.shared_, hidden=16, init_scale=reln.spec_.init_scales)
+    assert res.dynamics.attrs["race_method"] == "exact"  # "live" is the exact dynamics, epoch by epoch
     np.testing.assert_array_equal(res.dynamics["loss_race"].values, live["loss"].values)
     with pytest.raises(ValueInputError, match="race_method"):
-        rp.analyze(model, X, coords=coords, Y=Y, race_method="exact")
+        rp.analyze(model, X, coords=coords, Y=Y, race_method="euler")
 
 
 def test_save_load_round_trip_is_exact(paper, full, tmp_path):
     path = full.save(tmp_path / "a")
     back = rp.Analysis.load(path)
     xr.testing.assert_identical(back.dataset, full.dataset)
-    for name in ("importance", "profile", "selectivity", "attributions", "dynamics", "monitor_pathways"):
+    for name in ("importance", "profile", "selectivity", "attributions", "dynamics", "monitor_pathways", "structure"):
         xr.testing.assert_identical(getattr(back, name), getattr(full, name))
     for name in ("mass", "membership", "labels", "sample_gates", "importance"):
         xr.testing.assert_identical(getattr(back.pathways, name), getattr(full.pathways, name))

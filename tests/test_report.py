@@ -85,14 +85,15 @@ def test_sections_and_embedded_pngs(evil, plain, reports):
     from PIL import Image
 
     text = reports["evil"].read_text(encoding="utf-8")
-    for anchor in ("scores", "pathways", "profiles", "units", "features", "dynamics", "training"):
+    for anchor in ("scores", "pathways", "profiles", "units", "features", "dynamics", "structure", "training"):
         assert f'id="{anchor}"' in text, anchor
     for name in evil.scores.index:
         assert f"<code>{name}</code>" in text
     assert "http://" not in text and "https://" not in text  # reads offline, fetches nothing
     images = _images(text)
-    # mass bars, heatmap, loss curves, singular values, monitor scores, monitor pathways
-    assert len(images) == 6
+    # mass bars, heatmap, loss curves, singular values, predicted vs measured structure, monitor
+    # scores, monitor pathways
+    assert len(images) == 7
     for tag in images:
         src = re.search(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', tag)
         assert src, tag[:80]

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -48,8 +49,10 @@ from ..pathways.find import find_pathways
 from ..pathways.importance import IMPORTANCE_METHODS, given_importance, unit_importance
 from ..pathways.profiles import gating_profile
 from ..recording.recorder import record
-from ..recording.model import unwrap_model
-from ..reln.dynamics import as_loss_curve, compare_dynamics
+from ..recording.model import preserved_state, unwrap_model
+from ..reln.dynamics import as_loss_curve, compare_dynamics, loss_convention, model_outputs
+from ..reln.init import init_std_from_trained, one_hidden_layer
+from ..reln.predict import DEFAULT_MAX_EXHAUSTIVE, predict_structure, structure_table
 from ..reln.race import RACE_METHODS, race_from_spec
 from ..reln.reln import ReLN
 from ..scoring.selectivity import mixed_selectivity_index
@@ -82,11 +85,14 @@ def analyze(
     feature_names: Sequence[str] | None = None,
     attribution: bool = True,
     attribution_samples: int = 256,
-    lr: float = PAPER_LR,
+    lr: float | None = None,
     epochs: int | None = None,
+    init_network: Any = None,
+    init_std: Any = None,
     reln_params: Mapping[str, Any] | None = None,
     closed_form_init: Any = None,
     race_method: str | None = None,
+    predict: bool = True,
     monitor: Any = None,
     title: str | None = None,
     batch_size: int | None = None,
@@ -116,8 +122,12 @@ def analyze(
         ``X``).
     loss_curve : array-like (epochs,), optional
         The ReLU network's training loss, ``loss[e]`` before update ``e`` (as
-        :func:`relu_probe.tasks.train_full_batch` returns): compared with the ReLN's curves
-        (:func:`relu_probe.compare_dynamics`).
+        :func:`relu_probe.tasks.train_full_batch` returns). Its convention is checked first
+        against the model given (:func:`relu_probe.reln.dynamics.loss_convention`: the last value
+        against ``½ Σ ‖Y − f(X)‖²``, summed or mean-reduced); a mean loss is rescaled (values
+        divided by its factor ``c``, the predictions run at ``c × lr`` on the summed loss:
+        ``τ`` rescaled), and a curve matching no convention is shown but not compared (a note
+        says why). Then it is compared with the ReLN's curves (:func:`relu_probe.compare_dynamics`).
     importance : {"auto", "readout", "conductance", "activity"} or DataArray, default="auto"
         Unit importance. ``"auto"``: ``"readout"`` when a model is given and every site feeds
         a Linear/Conv directly, else ``"activity"``. A DataArray / array is used as is.
@@ -138,24 +148,40 @@ def analyze(
         and tensor inputs).
     attribution_samples : int, default=256
         At most this many samples (a seeded random subset) are attributed.
-    lr : float, default=1e-3
-        Learning rate of the ReLN and of its closed form (use the ReLU network's).
+    lr : float, optional
+        Learning rate of the ReLU network's training loop (for the convention of
+        ``loss_curve``). Default: the monitor's ``lr``; else 1e-3 (or half the ReLN's largest
+        stable rate when that is smaller), with a note saying so.
     epochs : int, optional
-        ReLN epochs; default ``len(loss_curve)``, else 8001 (the paper's).
+        Epochs of the ReLN and the predictions; default ``len(loss_curve)``, else the
+        monitor's ``epochs`` (or its last step + 1), else 8001, with a note.
+    init_network : torch.nn.Module, optional
+        The *untrained* network (e.g. a copy taken before training; a monitor that saw step 0
+        keeps one): every pathway of the ReLN and of the predictions starts in the mean state
+        of its units (:mod:`relu_probe.reln.init`; one-hidden-layer bias-free MLPs).
+    init_std : float, pair or "pytorch", optional
+        Or the network's initial weight std (its hidden width is read off ``model``).
+        Neither (and no monitor at step 0): the documented default small initialisation
+        (:data:`relu_probe.reln.init.DEFAULT_RELATIVE_INIT`), with a note.
     reln_params : mapping, optional
         Extra :meth:`relu_probe.ReLN.from_pathways` parameters (``hidden``, ``init_scale``,
         ``rule``, ``min_mass``, ``seed`` …).
     closed_form_init : float or mapping, optional
         Initial mode strength ``π0`` of the closed form (``{"shared": …, "context": …}``);
-        default: the ReLN's own initial scale. :data:`relu_probe.tasks.PAPER_CLOSED_FORM_PI0`
-        holds the paper's values for its tasks.
-    race_method : {"closed", "race", "live"}, optional
-        How :func:`relu_probe.race_dynamics` predicts the ReLN's curve: ``"closed"`` (Eq. 1
-        per mode; the default for the paper's ``"residual"`` rule), ``"race"`` (the coupled
-        race, Eq. 2; the default for ``"joint"``) or ``"live"`` (exact reduced gradient
-        descent, no alignment assumption: use it when the data break Assumption 2.1).
+        default: the ReLN's own initial state. :data:`relu_probe.tasks.PAPER_CLOSED_FORM_PI0`
+        holds the paper's fitted values for its tasks (on request only).
+    race_method : {"auto", "exact", "closed", "race", "live"}, optional
+        How :func:`relu_probe.race_dynamics` predicts the ReLN's curve (``loss_race``):
+        default the exact dynamics (``"auto"``). The closed form (Eq. 1 per mode, the
+        mode-by-mode approximation) is shown beside it (``loss_closed``) unless it is the
+        method chosen.
+    predict : bool, default=True
+        With targets and context-set pathways of one site: also predict the structure from
+        the data and the initial state alone (:func:`relu_probe.predict_structure`) and
+        compare it with the measured pathways (:attr:`Analysis.structure`).
     monitor : TrainingMonitor, optional
-        Attach training-time measurements (see :meth:`Analysis.attach_monitor`).
+        Attach training-time measurements (see :meth:`Analysis.attach_monitor`); its ``lr``,
+        ``epochs`` and step-0 copy of the model are used when not given here.
     title : str, optional
         Title of the report.
     record_kwargs : mapping, optional
@@ -175,20 +201,25 @@ def analyze(
     the recording checked once at the start (:func:`relu_probe.data.access.as_recording`).
 
     The ReLN's predicted curve is :func:`relu_probe.race_dynamics` with the ReLN's gates,
-    input masks and training rule: by default, for the paper's ``"residual"`` rule, the
-    closed form (Eq. 1 per mode, context pathways on the shared pathway's final residual,
-    ``d`` divided by the mean number of context pathways open on their samples); for
-    ``"joint"`` the coupled race. Warnings of these steps (e.g. that the data break the
-    alignment assumption) are kept in :attr:`Analysis.notes`.
+    input masks, training rule and initial state: by default the exact dynamics. The closed
+    form beside it is the mode-by-mode approximation (Eq. 1 per mode; with the paper's
+    ``"residual"`` rule the context pathways on the shared pathway's final residual, ``d``
+    divided by the mean number of context pathways open on their samples); its asymptote is
+    checked against the least-squares optimum of the gates (Assumption 2.1,
+    :mod:`relu_probe.reln.assumption`). Warnings of these steps and what was assumed (loss
+    convention, learning rate, epochs, initial state) are kept in :attr:`Analysis.notes`.
     """
     attribution_samples = check_int("attribution_samples", attribution_samples, minimum=1)
-    lr = check_real("lr", lr, minimum=0.0, strict=True)
+    if lr is not None:
+        lr = check_real("lr", lr, minimum=0.0, strict=True)
     if title is not None and not isinstance(title, str):
         raise InputError(f"`title` must be a str, got {describe(title)}.")
     if reln_params is not None and not isinstance(reln_params, Mapping):
         raise InputError(f"`reln_params` must be a mapping of ReLN parameters, got {describe(reln_params)}.")
     if race_method is not None:
         check_choice("race_method", race_method, RACE_METHODS)
+    if init_network is not None and init_std is not None:
+        raise InputError("pass either `init_network` or `init_std` (the initial state comes from one), not both.")
     notes: list[str] = []
     with StepBar(STEPS, enabled=progress, desc="analyze") as bar:
         with bar.step("record"):
@@ -208,18 +239,31 @@ def analyze(
                                              max_samples=attribution_samples, random_state=random_state, notes=notes)
         relu_loss = None if loss_curve is None else as_loss_curve("loss_curve", loss_curve)
         with bar.step("ReLN"), _noted(notes):
-            reln, Xn, Yn = _reln_step(pw, rec, X_t, Y, relu_loss, inputs=inputs, lr=lr, epochs=epochs,
-                                      params=dict(reln_params or {}), progress=progress)
+            training = _training(model, monitor, X_t, Y, relu_loss, rec, lr=lr, epochs=epochs,
+                                 init_network=init_network, init_std=init_std, notes=notes)
+            reln, Xn, Yn = _reln_step(pw, rec, X_t, Y, training, inputs=inputs, params=dict(reln_params or {}),
+                                      progress=progress, notes=notes)
         with bar.step("race"), _noted(notes):
-            dynamics, comparison = _race_step(reln, Xn, Yn, relu_loss, lr=lr, closed_form_init=closed_form_init,
+            dynamics, comparison = _race_step(reln, Xn, Yn, training, closed_form_init=closed_form_init,
                                               race_method=race_method, notes=notes)
+            structure = (_structure_step(pw, rec, Xn, Yn, training, notes=notes)
+                         if predict and reln is not None else None)
     result = Analysis(
         dataset=rec.ds, importance=imp, pathways=pw, scores=sc, profile=profile, selectivity=selectivity,
-        attributions=attributions, reln=reln, dynamics=dynamics, comparison=comparison, notes=notes,
-        params=_params(rec, pw, imp, reln, by=by, within=within, title=title, units=units, lr=lr),
+        attributions=attributions, reln=reln, dynamics=dynamics, comparison=comparison, structure=structure,
+        notes=notes,
+        params=_params(rec, pw, imp, reln, by=by, within=within, title=title, units=units,
+                       lr=training.lr_user if training is not None else lr),
     )
     if monitor is not None:
         result.attach_monitor(monitor)
+        if training is not None and within is not None and callable(getattr(monitor, "structure_over_time", None)):
+            with _noted(notes):
+                try:
+                    result.attach_monitor(structure=monitor.structure_over_time(
+                        Y, X=X_t if X_t is not None else X, lr=training.lr, by=by, within=within))
+                except (ValueInputError, InputError) as exc:
+                    notes.append(f"predicted structure over training skipped: {' '.join(str(exc).split())}")
     return result
 
 
@@ -289,12 +333,154 @@ def _attribution_step(model: Any, rec: Recording, pw: Any, X_t: torch.Tensor | N
     return attributions
 
 
-def _reln_step(pw: Any, rec: Recording, X_t: torch.Tensor | None, Y: Any, relu_loss: np.ndarray | None, *,
-               inputs: Any, lr: float, epochs: int | None, params: dict[str, Any],
-               progress: bool | None) -> tuple[ReLN | None, np.ndarray | None, np.ndarray | None]:
-    """With targets: the ReLN of the pathways, trained for ``len(loss_curve)`` epochs (else
-    *epochs*, else the paper's); returns it with the input and target matrices."""
+@dataclass
+class _Training:
+    """How the ReLU network was trained, as the ReLN and the predictions need it.
+
+    ``lr`` is the rate on the summed loss ``½ Σ ‖y − f(x)‖²`` (``factor × lr_user``), ``loss``
+    the ReLU curve on that scale (None when none was given), ``comparable`` whether it may be
+    compared epoch by epoch, ``init`` the initial-state source for the ReLN
+    (``network`` or ``init_std`` and ``width``, or empty for the default).
+    """
+
+    lr_user: float
+    lr: float
+    epochs: int
+    loss: np.ndarray | None
+    comparable: bool
+    init: dict[str, Any]
+    lr_given: bool
+
+
+def _training(model: Any, monitor: Any, X_t: torch.Tensor | None, Y: Any, relu_loss: np.ndarray | None,
+              rec: Recording, *, lr: float | None, epochs: int | None, init_network: Any, init_std: Any,
+              notes: list[str]) -> _Training | None:
+    """The learning rate, epochs, loss convention and initial state of the ReLU network's
+    training, from the arguments, the monitor, or documented defaults (each noted)."""
     if Y is None:
+        return None
+    lr_given = lr is not None
+    if lr is None and getattr(monitor, "lr", None) is not None:
+        lr = float(monitor.lr)
+        notes.append(f"learning rate {lr:g} from the training monitor")
+        lr_given = True
+    if epochs is None:
+        if relu_loss is not None:
+            epochs = relu_loss.size
+        elif getattr(monitor, "epochs", None) is not None:
+            epochs = int(monitor.epochs)
+            notes.append(f"epochs {epochs} from the training monitor")
+        elif getattr(monitor, "steps", None):
+            epochs = int(monitor.steps[-1]) + 1
+            notes.append(f"epochs {epochs}: the training monitor's last step + 1")
+        else:
+            epochs = PAPER_EPOCHS
+            notes.append(f"epochs not given (no loss curve or monitor): the ReLN and the predictions run "
+                         f"{PAPER_EPOCHS} epochs; pass `epochs=` to match your training")
+    epochs = check_int("epochs", epochs, minimum=1)
+    if relu_loss is not None and relu_loss.size != epochs:
+        raise ValueInputError(
+            f"`epochs` ({epochs}) must equal the length of `loss_curve` ({relu_loss.size}) so the "
+            "curves can be compared epoch by epoch."
+        )
+    factor, comparable, loss = 1.0, relu_loss is not None, relu_loss
+    if relu_loss is not None:
+        factor, comparable = _convention(model, monitor, X_t, Y, relu_loss, rec, notes)
+        if comparable and factor != 1.0:
+            loss = relu_loss / factor
+    lr_user = PAPER_LR if lr is None else lr
+    init: dict[str, Any] = {}
+    network = init_network
+    if network is None and init_std is None and monitor is not None:
+        network = getattr(monitor, "initial_model", None)
+        if network is not None:
+            notes.append("initial state: the training monitor's copy of the model at step 0")
+    if network is not None:
+        init["network"] = network
+        if init_network is not None:
+            notes.append("initial state: the untrained network given as `init_network`")
+    elif init_std is not None:
+        init["init_std"] = init_std
+        init["width"] = _hidden_width(model)
+        notes.append(f"initial state: Gaussian weights of the `init_std` given on the model's {init['width']} units")
+    elif model is not None and X_t is not None:
+        init.update(_init_from_trained(model, X_t, rec, notes))
+    return _Training(lr_user=lr_user, lr=lr_user * factor, epochs=epochs, loss=loss, comparable=comparable,
+                     init=init, lr_given=lr_given)
+
+
+def _convention(model: Any, monitor: Any, X_t: torch.Tensor | None, Y: Any, relu_loss: np.ndarray,
+                rec: Recording, notes: list[str]) -> tuple[float, bool]:
+    """The factor ``c`` of the loss curve's convention and whether it may be compared."""
+    if model is None or X_t is None:
+        notes.append("loss curve: its convention could not be checked (no model and input tensor given); "
+                     "compared epoch by epoch as the summed loss ½Σ‖y − f(x)‖² of full-batch gradient descent")
+        return 1.0, True
+    Yn = as_2d_float("Y", Y, n_rows=rec.n_samples)
+    initial = getattr(monitor, "initial_model", None) if monitor is not None else None
+    try:
+        with preserved_state(unwrap_model(model), eval_mode=True):
+            out = model_outputs(unwrap_model(model), X_t)
+            first = None if initial is None else model_outputs(initial, X_t)
+        conv = loss_convention(relu_loss, Yn, out, initial_outputs=first)
+    except (ValueInputError, RuntimeError, TypeError) as exc:
+        notes.append(f"loss curve: its convention could not be checked ({' '.join(str(exc).split())}); "
+                     "compared epoch by epoch as the summed loss ½Σ‖y − f(x)‖²")
+        return 1.0, True
+    if conv["convention"] is None:
+        notes.append(
+            f"loss curve: its last value {conv['last']:.4g} matches none of the conventions of full-batch "
+            f"gradient descent (½Σ‖y − f(x)‖² of the model is {conv['summed_end']:.4g}; summed or mean-reduced, "
+            "with or without ½): an epoch-by-epoch comparison with the predictions is not meaningful "
+            "(minibatches, momentum or Adam, weight decay or another loss change the dynamics), so it is "
+            "shown but not compared"
+        )
+        return float("nan"), False
+    if conv["convention"] == "sum":
+        notes.append(f"loss curve: ½Σ‖y − f(x)‖² summed over samples ({conv['checked']} checked against "
+                     "the model), compared epoch by epoch")
+    else:
+        notes.append(
+            f"loss curve: {conv['description']} ({conv['checked']} checked against the model) = "
+            f"{conv['factor']:.4g} × the summed ½Σ‖y − f(x)‖²; its values are divided by {conv['factor']:.4g} and "
+            f"the ReLN and predictions run on the summed loss at {conv['factor']:.4g} × lr (the time scale τ = "
+            "1/(lr·P) rescaled)"
+        )
+    return float(conv["factor"]), True
+
+
+def _init_from_trained(model: Any, X_t: torch.Tensor, rec: Recording, notes: list[str]) -> dict[str, Any]:
+    """``init_std`` and ``width`` read off the trained one-hidden-layer network
+    (:func:`relu_probe.reln.init.init_std_from_trained`), or nothing (the documented default)."""
+    try:
+        found = init_std_from_trained(unwrap_model(model), as_2d_float("X", X_t, n_rows=rec.n_samples))
+    except (ValueInputError, InputError):
+        found = None
+    if found is None:
+        return {}
+    (s_in, s_out), width, text = found
+    notes.append(f"initial state: {text}; pass `init_network=` (the untrained copy) or `init_std=` to set it")
+    return {"init_std": (s_in, s_out), "width": width}
+
+
+def _hidden_width(model: Any) -> int:
+    """The hidden width of a one-hidden-layer MLP (for ``init_std``)."""
+    try:
+        return int(one_hidden_layer(unwrap_model(model))[0].shape[0])
+    except Exception as exc:  # noqa: BLE001 - re-raised as one clear error
+        raise ValueInputError(
+            "`init_std` needs a one-hidden-layer ReLU MLP `model` (its hidden width); for other "
+            f"networks pass the untrained copy as `init_network` ({' '.join(str(exc).split())})."
+        ) from None
+
+
+def _reln_step(pw: Any, rec: Recording, X_t: torch.Tensor | None, Y: Any, training: _Training | None, *,
+               inputs: Any, params: dict[str, Any], progress: bool | None,
+               notes: list[str]) -> tuple[ReLN | None, np.ndarray | None, np.ndarray | None]:
+    """With targets: the ReLN of the pathways, trained for the ReLU network's epochs at its
+    rate on the summed loss, from its initial state; returns it with the input and target
+    matrices. The learning rate is checked against the ReLN's stability bound first."""
+    if training is None:
         return None, None, None
     if X_t is None:
         raise InputError(
@@ -303,58 +489,113 @@ def _reln_step(pw: Any, rec: Recording, X_t: torch.Tensor | None, Y: Any, relu_l
         )
     Xn = as_2d_float("X", X_t, n_rows=rec.n_samples)
     Yn = as_2d_float("Y", Y, n_rows=rec.n_samples)
-    if epochs is None:
-        epochs = relu_loss.size if relu_loss is not None else PAPER_EPOCHS
-    epochs = check_int("epochs", epochs, minimum=1)
-    if relu_loss is not None and relu_loss.size != epochs:
-        raise ValueInputError(
-            f"`epochs` ({epochs}) must equal the length of `loss_curve` ({relu_loss.size}) so the "
-            "curves can be compared epoch by epoch."
-        )
     params.setdefault("progress", progress)
-    reln = ReLN.from_pathways(pw, Xn, Yn, lr=lr, epochs=epochs, **params).fit(Xn, Yn)
+    init = dict(training.init) if "init_scale" not in params else {}
+    if "init_scale" in params and training.init:
+        notes.append("initial state: reln_params['init_scale'] given, so the network's initial state is not used")
+    try:
+        reln = ReLN.from_pathways(pw, Xn, Yn, lr=training.lr, epochs=training.epochs, **init, **params)
+    except ValueInputError as exc:
+        if not init:
+            raise
+        notes.append(f"initial state: {' '.join(str(exc).split())}; the default is used instead")
+        reln = ReLN.from_pathways(pw, Xn, Yn, lr=training.lr, epochs=training.epochs, **params)
+    if not training.lr_given:
+        bound = reln.max_stable_lr(Xn, Yn, context=reln.context)
+        if training.lr >= bound:
+            training.lr = training.lr_user = 0.5 * bound
+            reln.set_params(lr=training.lr)
+            notes.append(f"learning rate not given: 1e-3 is above this ReLN's largest stable rate {bound:.3g}, so "
+                         f"the ReLN and the predictions use half of it, {training.lr:.3g}; pass `lr=` (your "
+                         "training loop's) to compare timings")
+        else:
+            notes.append(f"learning rate not given: the ReLN and the predictions use {training.lr:g}; pass `lr=` "
+                         "(your training loop's) to compare timings")
+    reln.fit(Xn, Yn)
+    if not init:
+        notes.append(f"initial state of the ReLN and the predictions: {reln.init_source_} (no untrained network, "
+                     "init std or untouched weights to read it from; pass `init_network=` or `init_std=`)")
     return reln, Xn, Yn
 
 
-def _race_step(reln: ReLN | None, X: np.ndarray | None, Y: np.ndarray | None, relu_loss: np.ndarray | None, *,
-               lr: float, closed_form_init: Any, race_method: str | None,
+def _race_step(reln: ReLN | None, X: np.ndarray | None, Y: np.ndarray | None, training: _Training | None, *,
+               closed_form_init: Any, race_method: str | None,
                notes: list[str]) -> tuple[xr.Dataset | None, dict[str, Any]]:
-    """The learning dynamics: the ReLU network's, the ReLN's and its race prediction (for
-    one-hidden-layer pathways without a trunk), and their comparisons."""
+    """The learning dynamics: the ReLU network's, the ReLN's, its prediction (by default the
+    exact dynamics) and the closed form (the mode-by-mode approximation), for one-hidden-layer
+    pathways without a trunk, and their comparisons with the ReLU curve."""
+    relu_loss = None if training is None else training.loss
     if reln is None:
-        if relu_loss is None:
-            return None, {}
-        return xr.Dataset({"loss_relu": ("epoch", relu_loss)}, coords={"epoch": np.arange(relu_loss.size)}), {}
+        return None, {}
     epochs = int(reln.epochs_)
+    lr = training.lr
     sv = reln.singular_values_.rename(epoch="sv_epoch")
     data: dict[str, Any] = {"loss_reln": ("epoch", reln.loss_curve_), "sv_reln": sv}
-    race = None
-    method = race_method
+    curves: dict[str, xr.Dataset] = {}
+    method = race_method or "auto"
     spec = reln.spec_
     if all(d == 1 for d in spec.depths) and not spec.trunk:
-        method = method or ("closed" if reln.rule == "residual" else "race")
-        race = race_from_spec(
-            X, Y, spec, context=reln.context_, lr=lr, epochs=epochs, init=closed_form_init, rule=reln.rule,
-            method=method, d_scale="overlap" if (reln.rule == "residual" and method == "closed") else None,
-        )
-        data["loss_race"] = ("epoch", race["loss"].values)
-        sv_race = race["singular_values"].sel(epoch=sv["sv_epoch"].values).rename(epoch="sv_epoch")
-        data["sv_race"] = sv_race.drop_vars([c for c in sv_race.coords if c not in sv_race.dims])
+        d_scale = "overlap" if reln.rule == "residual" else None
+        common = dict(context=reln.context_, lr=lr, epochs=epochs, rule=reln.rule, check_lr=False)
+        race = race_from_spec(X, Y, spec, method=method, init=closed_form_init if method == "closed" else None,
+                              d_scale=d_scale if method == "closed" else None, **common)
+        method = str(race.attrs["method"])
+        curves["race"] = race
+        if method != "closed":
+            curves["closed"] = race_from_spec(X, Y, spec, method="closed", init=closed_form_init, d_scale=d_scale,
+                                              **common)
+        for key, ds in curves.items():
+            data[f"loss_{key}"] = ("epoch", ds["loss"].values)
+            sv_pred = ds["singular_values"].sel(epoch=sv["sv_epoch"].values).rename(epoch="sv_epoch")
+            data[f"sv_{key}"] = sv_pred.drop_vars([c for c in sv_pred.coords if c not in sv_pred.dims])
     else:
+        method = ""
         notes.append("the neural-race prediction covers one-hidden-layer pathways without a trunk only; "
                      "skipped for this ReLN")
-    if relu_loss is not None:
-        data["loss_relu"] = ("epoch", relu_loss)
+    if training.loss is not None:
+        data["loss_relu"] = ("epoch", training.loss)
     dynamics = xr.Dataset(data, coords={"epoch": np.arange(epochs)})
-    dynamics.attrs = {"lr": lr, "L0": float(reln.L0_), "rule": reln.rule, "race_method": method or ""}
+    dynamics.attrs = {"lr": lr, "L0": float(reln.L0_), "rule": reln.rule, "race_method": method,
+                      "closed_method": "closed" if "closed" in curves else "",
+                      "comparable": int(training.comparable)}
     comparison: dict[str, Any] = {}
-    if relu_loss is not None:
+    if relu_loss is not None and training.comparable:
         comparison["reln"] = compare_dynamics(relu_loss, reln.loss_curve_)
-        if race is not None:
-            comparison["race"] = compare_dynamics(relu_loss, race["loss"].values)
-    elif race is not None:
-        comparison["race_vs_reln"] = compare_dynamics(reln.loss_curve_, race["loss"].values)
+        for key, ds in curves.items():
+            comparison[key] = compare_dynamics(relu_loss, ds["loss"].values)
+    elif curves:
+        for key, ds in curves.items():
+            comparison[f"{key}_vs_reln"] = compare_dynamics(reln.loss_curve_, ds["loss"].values)
     return dynamics, comparison
+
+
+def _structure_step(pw: Any, rec: Recording, X: np.ndarray, Y: np.ndarray, training: _Training, *,
+                    notes: list[str]) -> xr.Dataset | None:
+    """The structure predicted from the data and the initial state alone
+    (:func:`relu_probe.predict_structure`) against the measured pathway masses."""
+    by = pw.by
+    n_sites = len(site_attr(rec.ds, "sites"))
+    if pw.within is None or n_sites != 1 or by not in rec.ds.coords:
+        notes.append("structure prediction skipped: it covers context-set pathways (a `within` coord) of "
+                     "one-hidden-layer networks (one recorded site)")
+        return None
+    if len(np.unique(np.asarray(rec.ds[by].values))) > DEFAULT_MAX_EXHAUSTIVE:
+        notes.append(f"structure prediction skipped: more than {DEFAULT_MAX_EXHAUSTIVE} contexts (call "
+                     "rp.predict_structure, which grows the sets greedily there)")
+        return None
+    kw = dict(training.init)
+    try:
+        pred = predict_structure(X, Y, context=np.asarray(rec.ds[by].values),
+                                 within=np.asarray(rec.ds[pw.within].values), lr=training.lr,
+                                 epochs=training.epochs, **kw)
+    except ValueInputError as exc:
+        if not kw:
+            raise
+        notes.append(f"structure prediction: {' '.join(str(exc).split())}; the default initial state is used")
+        pred = predict_structure(X, Y, context=np.asarray(rec.ds[by].values),
+                                 within=np.asarray(rec.ds[pw.within].values), lr=training.lr,
+                                 epochs=training.epochs)
+    return structure_table(pred, pw)
 
 
 # ----------------------------------------------------------------------------- helpers

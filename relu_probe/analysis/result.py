@@ -53,13 +53,26 @@ class Analysis:
     reln : relu_probe.ReLN or None
         The fitted ReLN (with targets).
     dynamics : xarray.Dataset or None
-        ``loss_relu``, ``loss_reln``, ``loss_race`` (epoch); ``sv_reln``, ``sv_race``
-        (pathway, mode, sv_epoch): the loss curves and pathway singular values of the ReLU
-        network, the simulated ReLN and its neural-race prediction (``attrs["race_method"]``:
-        ``"closed"`` for the closed form).
+        ``loss_relu``, ``loss_reln``, ``loss_race``, ``loss_closed`` (epoch); ``sv_reln``,
+        ``sv_race``, ``sv_closed`` (pathway, mode, sv_epoch): the loss curves and pathway
+        singular values of the ReLU network (on the summed loss's scale), the simulated ReLN,
+        its prediction (``attrs["race_method"]``: ``"exact"`` for the default exact
+        dynamics) and the closed form, the mode-by-mode approximation (absent when it is the
+        prediction). ``attrs["lr"]`` is the rate on the summed loss, ``attrs["comparable"]``
+        whether the ReLU curve could be compared epoch by epoch.
     comparison : dict
-        :func:`relu_probe.compare_dynamics` results: ``"reln"`` and ``"race"`` (the
-        prediction) against the ReLU curve, or ``"race_vs_reln"`` without one.
+        :func:`relu_probe.compare_dynamics` results against the ReLU curve: ``"reln"``,
+        ``"race"`` (the prediction) and ``"closed"``; without a comparable ReLU curve,
+        ``"race_vs_reln"`` and ``"closed_vs_reln"``.
+    structure : xarray.Dataset or None
+        The structure predicted from the data and the initial state alone
+        (:func:`relu_probe.predict_structure`) against the measured pathway masses:
+        ``predicted``, ``measured``, ``difference`` over ``context_set`` (coord ``label``),
+        ``attrs["tv"]`` the total-variation distance
+        (:func:`relu_probe.reln.predict.structure_table`).
+    monitor_structure : xarray.Dataset or None
+        Predicted against measured structure at every monitor snapshot
+        (:meth:`relu_probe.TrainingMonitor.structure_over_time`): ``tv`` (step) …
     monitor_scores : pandas.DataFrame or None
         Scores over training steps (index ``step``), from a training monitor.
     monitor_pathways : xarray.DataArray (step, pathway) or None
@@ -83,8 +96,10 @@ class Analysis:
         reln: Any = None,
         dynamics: xr.Dataset | None = None,
         comparison: Mapping[str, Any] | None = None,
+        structure: xr.Dataset | None = None,
         monitor_scores: pd.DataFrame | None = None,
         monitor_pathways: xr.DataArray | None = None,
+        monitor_structure: xr.Dataset | None = None,
         params: Mapping[str, Any] | None = None,
         notes: Sequence[str] | None = None,
     ) -> None:
@@ -98,8 +113,10 @@ class Analysis:
         self.reln = reln
         self.dynamics = dynamics
         self.comparison = dict(comparison or {})
+        self.structure = structure
         self.monitor_scores = monitor_scores
         self.monitor_pathways = monitor_pathways
+        self.monitor_structure = monitor_structure
         self.params = dict(params or {})
         self.notes = list(notes or [])
 
@@ -184,6 +201,7 @@ class Analysis:
             "scores": {str(k): float(v) for k, v in self.scores.items()},
             "pathways": rows,
             "comparison": self.comparison,
+            **({} if self.structure is None else {"structure_tv": float(self.structure.attrs["tv"])}),
             "notes": list(self.notes),
         }
 
@@ -210,6 +228,8 @@ class Analysis:
                 f"  {key}: mean |ΔL| {cmp['mean_abs_diff']:.3g} ({cmp['mean_abs_diff_pct']:.2f}% of L0), "
                 f"max |ΔL| {cmp['max_abs_diff']:.3g} at epoch {cmp['max_abs_diff_epoch']}"
             )
+        if self.structure is not None:
+            lines.append(f"  predicted structure vs measured: TV {float(self.structure.attrs['tv']):.3f}")
         if self.monitor_scores is not None:
             lines.append(f"  monitor: {len(self.monitor_scores)} steps")
         for note in self.notes:
@@ -217,7 +237,8 @@ class Analysis:
         return "\n".join(lines)
 
     # ------------------------------------------------------------------ monitor
-    def attach_monitor(self, monitor: Any = None, *, scores: Any = None, pathways: Any = None) -> Analysis:
+    def attach_monitor(self, monitor: Any = None, *, scores: Any = None, pathways: Any = None,
+                       structure: Any = None) -> Analysis:
         """Add structure-over-training measurements (for the report's training section).
 
         Parameters
@@ -230,6 +251,9 @@ class Analysis:
             Scores over steps (index = step, one column per score); overrides ``monitor``'s.
         pathways : xarray.DataArray, optional
             Pathway masses, dims ``(step, pathway)``, coord ``contexts``; overrides ``monitor``'s.
+        structure : xarray.Dataset, optional
+            Predicted against measured structure over training (a ``tv`` variable over
+            ``step``, as :meth:`relu_probe.TrainingMonitor.structure_over_time` returns).
 
         Returns
         -------
@@ -254,6 +278,13 @@ class Analysis:
             self.monitor_scores = numeric.copy()
             if self.monitor_scores.index.name is None:
                 self.monitor_scores.index.name = "step"
+        if structure is not None:
+            if not isinstance(structure, xr.Dataset) or "tv" not in structure or structure["tv"].dims != ("step",):
+                raise InputError(
+                    "`structure` must be an xarray.Dataset with a `tv` variable over `step` (from "
+                    f"TrainingMonitor.structure_over_time), got {describe(structure)}."
+                )
+            self.monitor_structure = structure
         if pathways is not None:
             if not isinstance(pathways, xr.DataArray) or set(pathways.dims) != {"step", "pathway"}:
                 raise InputError(
@@ -275,7 +306,8 @@ class Analysis:
         Every part saves itself: ``recording.nc`` (:func:`relu_probe.io.to_netcdf`),
         ``pathways.nc`` (:meth:`relu_probe.Pathways.to_dataset`), ``reln.nc`` (with targets,
         :meth:`relu_probe.GDLN.to_netcdf`); ``units.nc`` (importance, profile, selectivity,
-        attributions), ``dynamics.nc`` and ``monitor.nc`` (with a monitor) hold the rest, one
+        attributions), ``dynamics.nc``, ``structure.nc`` (the predicted structure) and
+        ``monitor.nc`` (with a monitor) hold the rest, one
         netCDF group per array (:func:`relu_probe.data.netcdf.write_groups`); ``summary.json``
         holds the format, params, scores, pathway table, comparison and notes — readable
         without relu_probe.
@@ -305,10 +337,14 @@ class Analysis:
         if self.reln is not None:
             self.reln.to_netcdf(path / "reln.nc")
             files.append("reln.nc")
-        if self.monitor_scores is not None or self.monitor_pathways is not None:
+        if self.monitor_scores is not None or self.monitor_pathways is not None or self.monitor_structure is not None:
             netcdf.write_groups(path / "monitor.nc", {"scores": _frame_to_dataset(self.monitor_scores),
-                                                      "pathways": self.monitor_pathways})
+                                                      "pathways": self.monitor_pathways,
+                                                      "structure": self.monitor_structure})
             files.append("monitor.nc")
+        if self.structure is not None:
+            netcdf.write_groups(path / "structure.nc", {"structure": self.structure})
+            files.append("structure.nc")
         summary = {
             "format": FORMAT["name"],
             "format_version": FORMAT["version"],
@@ -348,8 +384,10 @@ class Analysis:
             reln=ReLN.from_netcdf(path / "reln.nc") if "reln.nc" in files else None,
             dynamics=netcdf.read_groups(path / "dynamics.nc")[0]["dynamics"] if "dynamics.nc" in files else None,
             comparison=meta.get("comparison") or {},
+            structure=netcdf.read_groups(path / "structure.nc")[0]["structure"] if "structure.nc" in files else None,
             monitor_scores=_frame_from_dataset(monitor.get("scores")),
             monitor_pathways=monitor.get("pathways"),
+            monitor_structure=monitor.get("structure"),
             params=meta.get("params") or {},
             notes=meta.get("notes") or [],
         )

@@ -28,7 +28,7 @@ MARKER_NAME = ".relu_probe"
 GATE_STORE, MONITOR_STORE, ANALYSIS = "gate store", "monitor store", "analysis"
 _KINDS = (GATE_STORE, MONITOR_STORE, ANALYSIS)
 #: Files of a saved analysis (``Analysis.save``).
-ANALYSIS_FILES = ("recording.nc", "pathways.nc", "units.nc", "dynamics.nc", "reln.nc", "monitor.nc",
+ANALYSIS_FILES = ("recording.nc", "pathways.nc", "units.nc", "dynamics.nc", "reln.nc", "monitor.nc", "structure.nc",
                   "summary.json")
 #: The ``format`` field of a saved analysis's ``summary.json``.
 ANALYSIS_FORMAT = "relu_probe.Analysis"

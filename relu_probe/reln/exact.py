@@ -417,7 +417,7 @@ def run_exact(
         for a in range(st.p):
             for b in range(q):
                 svs[a, b] = np.exp(np.interp(sv_epochs, ts_a, logS[a, b]))
-        svs[S.max(axis=-1) <= 0] = 0.0
+                svs[a, b][np.interp(sv_epochs, ts_a, S[a, b]) <= 0] = 0.0  # exactly zero where it is
     return {"loss": loss, "sv": svs, "state": Om, "step_epochs": np.asarray(ts, dtype=int),
             "n_steps": n_steps, "n_rejected": n_rej}
 

@@ -49,7 +49,7 @@ from .blocks import PathwayBlocks, gradient_step
 from .dynamics import check_divergence, divergence_limit
 from .gating import Gating, resolve_gates
 from .spec import PathwaySpec, resolve_spec
-from .stability import check_learning_rate
+from .stability import check_learning_rate, max_stable_lr
 
 __all__ = ["GDLN"]
 
@@ -198,6 +198,18 @@ class GDLN(BaseEstimator):
             depth=self.depth, init_scale=self._init_scale_param(), trunk=self.trunk,
             trunk_init_scale=self.trunk_init_scale,
         )
+
+    def max_stable_lr(self, X: Any, Y: Any, *, context: Any = None) -> float:
+        """The largest stable learning rate of this network's gating on ``(X, Y)``
+        (:func:`relu_probe.reln.stability.max_stable_lr`: 2 / the sharpness of the balanced
+        least-squares optimum), computed from the data alone; ``inf`` for deep pathways or a
+        trunk, which the bound does not cover. :meth:`fit` refuses ``lr`` at or above it."""
+        Xn, Yn = check_xy(X, Y)
+        spec = self._spec(Xn, context)
+        if any(d != 1 for d in spec.depths) or spec.trunk:
+            return float("inf")
+        own = spec.shared if (self.rule == "residual" and bool(spec.shared.any())) else None
+        return max_stable_lr(Xn, Yn, spec.gating.G, spec.inputs.astype(np.float64), own=own)
 
     # ------------------------------------------------------------------ fit
     def fit(

@@ -50,6 +50,7 @@ __all__ = [
     "items_of",
     "InitRule",
     "network_state",
+    "init_std_from_trained",
     "context_set_state",
     "default_pi0",
     "init_scales_of",
@@ -157,7 +158,9 @@ def mean_state_from_init(
 
 
 def one_hidden_layer(model: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``(W1, W2)`` of a bias-free one-hidden-layer ReLU MLP (first and last ``nn.Linear``)."""
+    """``(W1, W2)`` of a bias-free one-hidden-layer ReLU MLP (first and last ``nn.Linear``;
+    biases that are all zero are accepted, others refused: the initial state of a biased
+    network's pathways is not modelled here)."""
     if not isinstance(model, nn.Module):
         raise InputError(f"`network` must be a torch.nn.Module, got {describe(model)}.")
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
@@ -167,6 +170,12 @@ def one_hidden_layer(model: Any) -> tuple[np.ndarray, np.ndarray]:
             "`network` must be a one-hidden-layer ReLU MLP (Linear → ReLU → Linear); got "
             f"{len(linears)} Linear and {len(relus)} ReLU modules."
         )
+    for layer in linears:
+        if layer.bias is not None and bool(layer.bias.detach().abs().max() > 0):
+            raise ValueInputError(
+                "`network` has nonzero biases; the pathways' initial state is computed for bias-free "
+                "networks (Linear(bias=False) or zero biases)."
+            )
     W1 = linears[0].weight.detach().cpu().double().numpy()
     W2 = linears[1].weight.detach().cpu().double().numpy()
     if W2.shape[1] != W1.shape[0]:
@@ -193,6 +202,58 @@ def mean_state_from_network(
         )
     w2_sq = (W2**2).sum(0) / W2.shape[0]
     return mean_state_from_units(W1, w2_sq, X, sets, context, masks, items, source="network weights")
+
+
+#: Fewest weights an initial std is estimated from by :func:`init_std_from_trained` (a
+#: relative standard error of at most ``1/√(2·50) = 10 %``).
+MIN_UNTOUCHED = 50
+
+
+def init_std_from_trained(network: Any, X: np.ndarray) -> tuple[tuple[float, float], int, str] | None:
+    r"""The initial weight stds of a one-hidden-layer ReLU network, read off the *trained*
+    network from the weights gradient descent never touched.
+
+    Under gradient descent (plain, with momentum or Adam; no weight decay) on inputs ``X``:
+
+    - the input weights ``W1`` change by ``(W2ᵀ R ⊙ gates) X``, inside the row space of ``X``:
+      their projection on the directions ``X`` does not span (``V_⊥``) is still the initial
+      draw, so ``σ_in² = ‖W1 V_⊥‖² / (h · dim V_⊥)``;
+    - a unit off on every sample gets no gradient: its readout column of ``W2`` (independent
+      of which units are off) is still the initial draw, ``σ_out² = mean(W2[:, dead]²)``.
+
+    When ``X`` spans every input direction, the input weights of the off units are used
+    instead (a draw conditioned on being off everywhere, so biased); when only one of the two
+    is available it stands for both. Each estimate needs :data:`MIN_UNTOUCHED` weights.
+    Returns ``((σ_in, σ_out), h, description)`` or None when neither can be read.
+    """
+    W1, W2 = one_hidden_layer(network)
+    X = np.asarray(X, dtype=np.float64)
+    if W1.shape[1] != X.shape[1]:
+        raise ValueInputError(f"`network` reads {W1.shape[1]} inputs but `X` has {X.shape[1]} features.")
+    h = W1.shape[0]
+    _, sv, Vt = np.linalg.svd(X, full_matrices=True)
+    rank = int(np.sum(sv > 1e-10 * max(float(sv.max()), 1e-300))) if sv.size else 0
+    null = Vt[rank:]
+    dead = np.all(X @ W1.T <= 0, axis=0)
+    s_in = s_out = None
+    how: list[str] = []
+    if null.shape[0] and h * null.shape[0] >= MIN_UNTOUCHED:
+        s_in = float(np.sqrt(np.mean((W1 @ null.T) ** 2)))
+        how.append(f"σ_in from the input weights along the {null.shape[0]} input direction(s) the data do not span")
+    if dead.sum() * W2.shape[0] >= MIN_UNTOUCHED:
+        s_out = float(np.sqrt(np.mean(W2[:, dead] ** 2)))
+        how.append(f"σ_out from the readout weights of the {int(dead.sum())} units off on every sample")
+        if s_in is None and dead.sum() * W1.shape[1] >= MIN_UNTOUCHED:
+            s_in = float(np.sqrt(np.mean(W1[dead] ** 2)))
+            how.append("σ_in from those units' input weights (biased: they are conditioned on being off)")
+    if s_in is None and s_out is None:
+        return None
+    if s_in is None or s_out is None:
+        s_in = s_out = s_in if s_in is not None else s_out
+        how.append("the same std assumed for both layers")
+    text = (f"initial weight stds ({s_in:.3g}, {s_out:.3g}) read off the trained network ({'; '.join(how)}: "
+            "weights gradient descent never changes, no weight decay assumed)")
+    return (s_in, s_out), h, text
 
 
 class InitRule:

@@ -70,6 +70,7 @@ __all__ = [
     "structure_mass",
     "ContextSetRace",
     "predict_from",
+    "structure_table",
     "DEFAULT_MIN_MASS",
     "DEFAULT_RELATIVE_INIT",
 ]
@@ -531,3 +532,27 @@ def compare_structure(a: Any, b: Any) -> dict[str, Any]:
     table["difference"] = table["mass_a"] - table["mass_b"]
     table = table.reindex(table["difference"].abs().sort_values(ascending=False, kind="stable").index)
     return {"tv": float(0.5 * table["difference"].abs().sum()), "per_set": table.reset_index(drop=True)}
+
+
+def structure_table(predicted: Any, measured: Any) -> xr.Dataset:
+    """Predicted against measured pathway masses as one Dataset (for an analysis and its
+    report): ``predicted``, ``measured`` and ``difference`` (``predicted − measured``) over
+    ``context_set`` (coords ``label``, e.g. ``"{0,1}"``, and ``n_contexts``), largest
+    ``|difference|`` first; ``attrs["tv"]`` the total-variation distance
+    (:func:`compare_structure`)."""
+    out = compare_structure(predicted, measured)
+    table = out["per_set"]
+    sets = list(table["contexts"])
+    return xr.Dataset(
+        {
+            "predicted": ("context_set", table["mass_a"].to_numpy(dtype=np.float64)),
+            "measured": ("context_set", table["mass_b"].to_numpy(dtype=np.float64)),
+            "difference": ("context_set", table["difference"].to_numpy(dtype=np.float64)),
+        },
+        coords={
+            "context_set": np.arange(len(sets)),
+            "label": ("context_set", [context_set_label(S) for S in sets]),
+            "n_contexts": ("context_set", np.array([len(S) for S in sets], dtype=np.int64)),
+        },
+        attrs={"tv": float(out["tv"])},
+    )

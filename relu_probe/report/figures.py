@@ -20,6 +20,8 @@ __all__ = [
     "attribution_maps_png",
     "context_mass_png",
     "loss_curves_png",
+    "structure_bars_png",
+    "tv_over_training_png",
     "monitor_pathways_png",
     "monitor_scores_png",
     "profile_heatmap_png",
@@ -122,6 +124,7 @@ def loss_curves_png(curves: dict[str, np.ndarray]) -> bytes:
     styles = {"ReLU network": {"color": "black", "lw": 2.2},
               "ReLN (simulated)": {"color": "#e08a1e", "lw": 1.6, "ls": "--"}}
     race_style = {"color": "#1b6ca8", "lw": 1.4, "ls": ":"}
+    styles["closed form (mode-by-mode approximation)"] = {"color": "#7a7f87", "lw": 1.1, "ls": "-."}
     fig = _figure(10.0, 3.6)
     axes = fig.subplots(1, 2)
     for ax, log in zip(axes, (False, True)):
@@ -221,6 +224,34 @@ def monitor_pathways_png(steps: np.ndarray, mass: np.ndarray, labels: Sequence[s
     ax.set_ylabel("pathway mass")
     ax.set_ylim(0, max(1.0, float(mass.sum(1).max()) if mass.size else 1.0))
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8)
+    ax.spines[["top", "right"]].set_visible(False)
+    return _png(fig)
+
+
+def structure_bars_png(labels: Sequence[str], predicted: np.ndarray, measured: np.ndarray) -> bytes:
+    """Predicted against measured mass of every context set, as paired bars."""
+    n = len(labels)
+    fig = _figure(max(4.0, 0.55 * n + 1.6), 3.2)
+    ax = fig.add_subplot()
+    x = np.arange(n)
+    ax.bar(x - 0.2, predicted, width=0.4, color="#1b6ca8", label="predicted (before training)")
+    ax.bar(x + 0.2, measured, width=0.4, color="#e08a1e", label="measured (trained network)")
+    ax.set_xticks(x, [text(s, 14) for s in labels], fontsize=8, rotation=90 if n > 10 else 0)
+    ax.set_xlabel("context set")
+    ax.set_ylabel("pathway mass")
+    ax.legend(frameon=False, fontsize=8)
+    ax.spines[["top", "right"]].set_visible(False)
+    return _png(fig)
+
+
+def tv_over_training_png(steps: np.ndarray, tv: np.ndarray) -> bytes:
+    """Total-variation distance between predicted and measured structure against training step."""
+    fig = _figure(6.0, 3.0)
+    ax = fig.add_subplot()
+    ax.plot(steps, tv, marker="o", ms=3, color="#1b6ca8")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("TV, predicted vs measured")
+    ax.set_ylim(0, max(0.5, float(np.nanmax(tv)) if np.isfinite(tv).any() else 0.5))
     ax.spines[["top", "right"]].set_visible(False)
     return _png(fig)
 

@@ -13,9 +13,13 @@ inline, and there is no script at all (a Content-Security-Policy forbids any). S
    columns by condition (and item);
 4. **Units**: the most important units' pathway, gating profile, mixed-selectivity index and
    importance; the input features that drive each pathway (captum integrated gradients);
-5. **Learning dynamics** (with targets): ReLU vs ReLN vs closed-form (race) loss curves, their
-   comparison, and the singular-value trajectories of every ReLN pathway;
-6. **Structure over training** (when a training monitor was attached): scores and pathway
+5. **Learning dynamics** (with targets): ReLU vs ReLN vs its prediction (the exact dynamics by
+   default) and the closed form (the mode-by-mode approximation), their comparison, and the
+   singular-value trajectories of every ReLN pathway;
+6. **Predicted structure** (with targets): the pathway masses predicted from the data before
+   training against the measured ones, and their total-variation distance (over training too,
+   with a monitor's :meth:`~relu_probe.TrainingMonitor.structure_over_time`);
+7. **Structure over training** (when a training monitor was attached): scores and pathway
    masses against training step.
 
 Every string that comes from the user's data or model (coord labels, site names, titles,
@@ -301,6 +305,9 @@ def _dynamics_section(res: Any) -> str:
     race_label = RACE_LABELS.get(str(dyn.attrs.get("race_method", "")), "race prediction")
     if "loss_race" in dyn:
         curves[race_label] = dyn["loss_race"].values
+    closed_label = RACE_LABELS["closed"]
+    if "loss_closed" in dyn:
+        curves[closed_label] = dyn["loss_closed"].values
     out.append(_img(figs.loss_curves_png(curves), "loss curves"))
     if res.reln is not None:
         names = list(res.reln.pathway_names_)
@@ -308,7 +315,8 @@ def _dynamics_section(res: Any) -> str:
         out.append(f'<p class="caption">ReLN: {len(names)} pathways ({esc(", ".join(names))}), rule '
                    f"<code>{esc(res.reln.rule)}</code>, learning rate {esc(res.reln.lr_)}. {esc(explain)}</p>")
     if res.comparison:
-        labels = {"reln": "ReLN vs ReLU", "race": f"{race_label} vs ReLU", "race_vs_reln": f"{race_label} vs ReLN"}
+        labels = {"reln": "ReLN vs ReLU", "race": f"{race_label} vs ReLU", "race_vs_reln": f"{race_label} vs ReLN",
+                  "closed": f"{closed_label} vs ReLU", "closed_vs_reln": f"{closed_label} vs ReLN"}
         first = next(iter(res.comparison.values()))
         fracs = list(first["epochs_to_a"].keys())
         header = ["comparison", "mean |ΔL|", "mean |ΔL| (% L0)", "max |ΔL|", "at epoch"]
@@ -329,6 +337,36 @@ def _dynamics_section(res: Any) -> str:
         names = [str(n) for n in sv["name"].values] if "name" in sv.coords else [str(p) for p in sv["pathway"].values]
         png = figs.singular_values_png(sv.values, race, sv["sv_epoch"].values, names, race_label)
         out.append(_img(png, "singular-value trajectories"))
+    return "\n".join(out)
+
+
+def _structure_section(res: Any) -> str:
+    """Predicted (before training) against measured structure, and TV over training."""
+    st = getattr(res, "structure", None)
+    over = getattr(res, "monitor_structure", None)
+    if st is None and over is None:
+        return ""
+    out = ['<h2 id="structure">Predicted structure</h2>']
+    if st is not None:
+        out.append(f'<p class="caption">The pathways a one-hidden-layer ReLU network is predicted to learn from the '
+                   "data and its initial state alone, before any training (rp.predict_structure: every context set "
+                   "races under the exact dynamics; predicted mass ∝ σ₁(M_S) × the share of samples S is open on), "
+                   f"against the masses measured on the trained network. Total-variation distance "
+                   f"{float(st.attrs['tv']):.3f}.</p>")
+        labels = [str(v) for v in st["label"].values]
+        order = sorted(range(len(labels)), key=lambda i: (-int(st["n_contexts"].values[i]), labels[i]))
+        rows = [f"<tr><td>{esc(labels[i])}</td>{_num(st['predicted'].values[i])}{_num(st['measured'].values[i])}"
+                f"{_num(st['difference'].values[i])}</tr>" for i in order]
+        out.append(_table(["context set", "predicted", "measured", "difference"], rows))
+        out.append(_img(figs.structure_bars_png([labels[i] for i in order], st["predicted"].values[order],
+                                                st["measured"].values[order]), "predicted and measured structure"))
+    if over is not None:
+        steps = np.asarray(over["step"].values, dtype=np.float64)
+        out.append(_img(figs.tv_over_training_png(steps, np.asarray(over["tv"].values, dtype=np.float64)),
+                        "predicted vs measured structure over training"))
+        out.append('<p class="caption">Total-variation distance between the predicted structure at each training '
+                   "step and the structure measured at that snapshot (undefined before any predicted pathway has "
+                   "grown).</p>")
     return "\n".join(out)
 
 
@@ -388,11 +426,14 @@ def render_report(res: Any, *, title: str | None = None, max_units: int = 40, ma
         _heatmap_section(res, max_heatmap_units),
         _units_section(res, max_units) + "\n" + _features_section(res),
         _dynamics_section(res),
+        _structure_section(res),
         _monitor_section(res),
         _notes_section(res),
     ]
     nav_items = [("scores", "Scores"), ("pathways", "Pathways"), ("profiles", "Gating profiles"), ("units", "Units"),
                  ("dynamics", "Learning dynamics")]
+    if getattr(res, "structure", None) is not None or getattr(res, "monitor_structure", None) is not None:
+        nav_items.append(("structure", "Predicted structure"))
     if res.monitor_scores is not None or res.monitor_pathways is not None:
         nav_items.append(("training", "Structure over training"))
     if res.notes:

@@ -29,10 +29,14 @@ SCORE_DEFINITIONS: dict[str, str] = {
 }
 
 #: How each prediction of the ReLN's learning (:func:`relu_probe.race_dynamics` ``method``) is named.
-RACE_LABELS = {"closed": "closed form", "race": "neural race", "live": "live race"}
+RACE_LABELS = {"exact": "exact dynamics", "closed": "closed form (mode-by-mode approximation)",
+               "race": "neural race", "live": "exact dynamics"}
 
 #: One-sentence explanation of each race method, under the learning-dynamics figure.
 RACE_EXPLANATIONS = {
+    "exact": "The exact dynamics are full-batch gradient descent of the ReLN's pathways from its mean initial "
+             "state, at any width, with no alignment assumption (the context pathways chase the live residual). "
+             "The closed form beside it treats every mode on its own (Assumption 2.1 of Jarvis et al. 2025).",
     "closed": "The closed form is the logistic growth of every mode of the neural race, τ dπ/dt = 2π(s − dπ) "
               "(Saxe et al. 2014, 2022; Jarvis et al. 2025).",
     "race": "The neural race couples the modes of all pathways through their overlaps (Eq. 2).",

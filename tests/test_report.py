@@ -131,7 +131,7 @@ def test_chromium_loads_reports_without_errors(reports, tmp_path):
                        '<img src="data:image/png;base64,AAAAbroken"><script>console.error("boom");'
                        'throw new Error("oops")</script></body></html>', encoding="utf-8")
     evil_page, plain_page, control_page = check_pages([reports["evil"], reports["plain"], control], chromium=chromium)
-    for page, n_images in ((evil_page, 6), (plain_page, 2)):
+    for page, n_images in ((evil_page, 7), (plain_page, 2)):
         assert page["errors"] == []
         assert page["scripts"] == 0
         assert len(page["images"]) == n_images

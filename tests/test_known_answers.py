@@ -120,7 +120,7 @@ def test_channel_units_are_on_relative_to_their_own_rate():
 def test_importance_that_cannot_be_assigned_is_reported():
     net = T.rare_unit_net()
     ds = record(net)
-    with pytest.warns(UserWarning, match=r"14\.3% of the importance .* not assigned"):
+    with pytest.warns(UserWarning, match=r"14\.3% of the importance belongs to units in no pathway"):
         pw = rp.find_pathways(ds, "context", model=net.model)
     assert pw.method == "profiles"
     assert_masses(pw, net.expected["masses"])

@@ -218,9 +218,9 @@ def _check_found(found: ContextSets, label: str, several: bool, negligible: floa
         )
     elif found.unassigned > negligible:
         warnings.warn(
-            f"{100 * found.unassigned:.1f}% of the importance{where} belongs to units that are on in "
-            "no context by the pathway rule (see `on_fraction`, `on_floor`) and is not assigned to any "
-            "pathway (Pathways.unassigned); the masses are shares of the assigned part.",
+            f"{100 * found.unassigned:.1f}% of the importance{where} belongs to units in no pathway — on in "
+            "no context by the pathway rule (see `on_fraction`, `on_floor`), or only for items left out — "
+            "and is not assigned (Pathways.unassigned); the masses are shares of the assigned part.",
             UserWarning,
             stacklevel=3,
         )

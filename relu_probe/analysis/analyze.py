@@ -78,7 +78,7 @@ def analyze(
     importance: Any = "auto",
     method: str = "auto",
     per_site: bool = True,
-    null: int | None = 50,
+    null: int | None = 20,
     literature: bool = True,
     sites: Any = None,
     units: str = "element",
@@ -133,12 +133,12 @@ def analyze(
     per_site : bool, default=True
         Pathways (and scores) per site, each site's importance normalised on its own;
         ``False`` pools all sites (mixes layers, see :func:`relu_probe.find_pathways`).
-    null : int or None, default=50
+    null : int or None, default=20
         Shuffles of the null baseline (:func:`relu_probe.null_scores`, seeded by
         ``random_state``): every pathway score and the mixed selectivity next to their values
         with the ``by`` labels shuffled across items (:attr:`Analysis.null_scores`; with a
         monitor that saw step 0 also the scores at initialisation, column ``init``).
-        ``None`` or 0 skips it.
+        ``None`` or 0 skips it. It repeats the decomposition and scores ``null`` times.
     literature : bool, default=True
         Also compute the literature scores (CCGP, parallelism, DCI; need ``within``). They
         fit many small decoders: switch them off for quick looks at wide networks.

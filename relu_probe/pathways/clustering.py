@@ -13,7 +13,7 @@ from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ..errors import NotFittedError
-from .onsets import ON_FLOOR
+from .onsets import ON_FLOOR, profile_on
 
 __all__ = ["PathwayClustering", "bipartite_modularity"]
 
@@ -73,7 +73,8 @@ class PathwayClustering(ClusterMixin, BaseEstimator):
     relative_threshold : float in (0, 1], default=0.5
         ``"profiles"``: a centre is on in a column when it reaches this fraction of its max.
     on_floor : float in [0, 1], default=0.05
-        ``"profiles"``: ... and at least this value (P(on) of 5% of the samples).
+        ``"profiles"``: ... and at least this value (on for 5% of the samples); the rule of
+        :func:`relu_probe.pathways.onsets.profile_on`.
     n_init : int, default=4
         Restarts of each k-means / co-clustering fit.
     random_state : int, RandomState or None, default=0
@@ -196,10 +197,7 @@ class PathwayClustering(ClusterMixin, BaseEstimator):
         self.score_ = 1.0 if total <= 0 else float(1.0 - km.inertia_ / total)
 
     def _on_columns(self, centre):
-        top = centre.max()
-        if top <= 0:
-            return ()
-        on = (centre >= self.relative_threshold * top) & (centre >= self.on_floor)
+        on = profile_on(centre[None, :], self.relative_threshold, self.on_floor)[0]
         return tuple(int(j) for j in np.flatnonzero(on))
 
     # ------------------------------------------------------------------ cocluster

@@ -46,12 +46,17 @@ def _finish(res: Any, out: Path, title: str | None) -> Path:
 def _describe_scores(res: Any) -> list[str]:
     from ..report.labels import RACE_LABELS, context_set_label
 
-    lines = ["pathways: " + ", ".join(
-        f"{context_set_label(c)} {m:.3f}" for c, m in zip(res.pathways.contexts, res.pathways.mass.values)
-    )]
-    keys = [k for k in ("shared_score", "node_reuse_score", "modularity_score", "mixed_selectivity_score")
-            if k in res.scores.index]
-    lines.append("scores: " + ", ".join(f"{k} {res.scores[k]:.3f}" for k in keys))
+    lines = []
+    several = len(res.pathways.sites) > 1
+    table = res.scores if several else res.scores.to_frame(res.pathways.sites[0]).T
+    for site in res.pathways.sites:
+        at = f" at {site}" if several else ""
+        pw = res.pathways.sel(site)
+        lines.append(f"pathways{at}: " + ", ".join(
+            f"{context_set_label(c)} {m:.3f}" for c, m in zip(pw.contexts, pw.mass.values)))
+        keys = [k for k in ("shared_score", "node_reuse_score", "modularity_score", "k_minus_one_score",
+                            "mixed_selectivity_score") if k in table.columns]
+        lines.append(f"scores{at}: " + ", ".join(f"{k} {table.loc[site, k]:.3f}" for k in keys))
     race = RACE_LABELS.get(str(res.dynamics.attrs.get("race_method", "")), "race") if res.dynamics is not None else ""
     for key, label in (("reln", "ReLN vs ReLU"), ("race", f"{race} vs ReLU"), ("race_vs_reln", f"{race} vs ReLN")):
         if key in res.comparison:

@@ -48,7 +48,7 @@ from .labels import KIND_TEXT, RACE_EXPLANATIONS, RACE_LABELS, SCORE_DEFINITIONS
 __all__ = ["render_report", "write_report"]
 
 #: What the report reads of an analysis (the attributes of :class:`relu_probe.Analysis`).
-REPORT_FIELDS = ("dataset", "importance", "pathways", "scores", "profile", "selectivity", "attributions", "reln",
+REPORT_FIELDS = ("dataset", "importance", "pathways", "scores", "null_scores", "profile", "selectivity", "attributions", "reln",
                  "dynamics", "comparison", "monitor_scores", "monitor_pathways", "params", "notes", "title", "by",
                  "within", "unit_table", "pathway_table", "top_features")
 
@@ -120,12 +120,45 @@ def _header(res: Any, title: str) -> str:
     return "\n".join(lines)
 
 
+def _site_rows(table: Any) -> list[tuple[str | None, Any]]:
+    """``(site, row)`` of a scores table: one row without a site for a Series, one per site for
+    a DataFrame indexed by site."""
+    if hasattr(table, "iterrows"):
+        return [(str(site), row) for site, row in table.iterrows()]
+    return [(None, table)]
+
+
 def _scores_section(res: Any) -> str:
-    rows = []
-    for name, value in res.scores.items():
-        rows.append(f"<tr><td><code>{esc(name)}</code></td>{_num(value)}"
-                    f'<td class="def">{esc(SCORE_DEFINITIONS.get(str(name), ""))}</td></tr>')
-    return '<h2 id="scores">Scores</h2>' + _table(["score", "value", "definition"], rows)
+    null = getattr(res, "null_scores", None)
+    out = ['<h2 id="scores">Scores</h2>']
+    if null is not None:
+        out.append('<p class="caption">Null: the same analysis with the <code>'
+                   f'{esc(res.by)}</code> labels shuffled across items (mean ± sd over shuffles); z = (score − null mean) / '
+                   "null sd." + (" At init: the network at step 0 of the training monitor." if "init" in null.columns
+                                 else "") + "</p>")
+    for site, row in _site_rows(res.scores):
+        if site is not None:
+            out.append(f"<h3>Site <code>{esc(site)}</code></h3>")
+        header = ["score", "value"]
+        if null is not None:
+            header += ["null mean ± sd", "z"] + (["at init"] if "init" in null.columns else [])
+        header.append("definition")
+        rows = []
+        for name, value in row.items():
+            cells = f"<tr><td><code>{esc(name)}</code></td>{_num(value)}"
+            if null is not None:
+                key = (site, name) if site is not None else name
+                if key in null.index:
+                    line = null.loc[key]
+                    cells += (f'<td class="num">{esc(f"{line.null_mean:.3f} ± {line.null_std:.3f}")}</td>'
+                              f"{_num(line.z, '{:.1f}')}")
+                    cells += _num(line.init) if "init" in null.columns else ""
+                else:
+                    cells += '<td class="num">—</td><td class="num">—</td>' + (
+                        '<td class="num">—</td>' if "init" in null.columns else "")
+            rows.append(cells + f'<td class="def">{esc(SCORE_DEFINITIONS.get(str(name), ""))}</td></tr>')
+        out.append(_table(header, rows))
+    return "\n".join(out)
 
 
 def _items_text(res: Any) -> str:
@@ -141,23 +174,37 @@ def _pathway_section(res: Any) -> str:
     k = pw.n_contexts
     out = ['<h2 id="pathways">Pathways</h2>',
            (f'<p class="caption">A pathway is the set of <code>{esc(res.by)}</code> values in which a group of '
-            "units is on; its mass is its share of the importance-weighted activity (masses sum to 1). "
+            "units is on; its mass is its share of the importance-weighted activity (masses sum to 1 within each "
+            "site). A unit not on in its pathway's contexts (profiles and co-clustering) is counted apart. "
             f"{k} conditions: {esc(', '.join(map(str, pw.context_values)))}.{_items_text(res)}</p>")]
     if pw.n_pathways == 0:
         out.append('<p class="note">No pathway: no unit is on for any sample.</p>')
         return "\n".join(out)
-    rows = []
-    for row in res.pathway_table().to_dict("records"):
-        kd = pathway_kind(row["contexts"], k)
-        sites = ", ".join(f"{s}: {100 * v:.0f}%" for s, v in sorted(row["sites"].items(), key=lambda kv: -kv[1]))
-        rows.append(
-            f"<tr><td class=\"num\">{int(row['pathway'])}</td><td>{esc(context_set_label(row['contexts']))}</td>"
-            f'<td class="kind-{kd}">{esc(KIND_TEXT[kd])}</td><td class="num">{int(row["n_units"])}</td>'
-            f"{_num(row['mass'])}<td>{esc(sites)}</td></tr>"
-        )
-    out.append(_table(["pathway", "contexts", "kind", "units", "mass", "sites (share of mass)"], rows))
-    png = figs.context_mass_png(pw.contexts, np.asarray(pw.mass.values), k)
-    out.append(_img(png, "context-set mass bars"))
+    table = res.pathway_table()
+    for site in pw.sites:
+        sub = table[table["site"] == site]
+        if len(pw.sites) > 1:
+            out.append(f"<h3>Site <code>{esc(site)}</code></h3>")
+        rows = []
+        for row in sub.to_dict("records"):
+            kd = pathway_kind(row["contexts"], k)
+            sites = ", ".join(f"{s}: {100 * v:.0f}%" for s, v in sorted(row["sites"].items(), key=lambda kv: -kv[1]))
+            rows.append(
+                f"<tr><td class=\"num\">{int(row['pathway'])}</td><td>{esc(context_set_label(row['contexts']))}</td>"
+                f'<td class="kind-{kd}">{esc(KIND_TEXT[kd])}</td><td class="num">{int(row["n_units"])}</td>'
+                f"{_num(row['mass'])}<td class=\"num\">{int(row['n_disagreeing'])}</td><td>{esc(sites)}</td></tr>"
+            )
+        if not rows:
+            out.append('<p class="note">No pathway at this site: no unit is on for any sample.</p>')
+            continue
+        out.append(_table(["pathway", "contexts", "kind", "units", "mass", "units not on in these contexts",
+                           "sites (share of mass)"], rows))
+        unassigned = float(pw.unassigned.sel(site=site)) if site in pw.unassigned["site"].values else 0.0
+        if unassigned > 0:
+            out.append(f'<p class="note">{100 * unassigned:.1f}% of this site\'s importance belongs to units on in no '
+                       "context; it is in no pathway.</p>")
+        png = figs.context_mass_png(list(sub["contexts"]), np.asarray(sub["mass"], dtype=np.float64), k)
+        out.append(_img(png, f"context-set mass bars, site {site}"))
     return "\n".join(out)
 
 
@@ -376,14 +423,19 @@ def _monitor_section(res: Any) -> str:
     out = ['<h2 id="training">Structure over training</h2>']
     frame = res.monitor_scores
     if frame is not None:
-        steps = np.asarray(frame.index.to_numpy(), dtype=np.float64)
-        columns = {str(c): np.asarray(frame[c].to_numpy(), dtype=np.float64) for c in frame.columns}
-        out.append(_img(figs.monitor_scores_png(steps, columns), "scores over training"))
-        rows = []
-        for c, v in columns.items():
-            rows.append(f"<tr><td><code>{esc(c)}</code></td>{_num(v[0])}{_num(v[-1])}</tr>")
-        first, last = frame.index[0], frame.index[-1]
-        out.append(_table(["score", f"step {first}", f"step {last}"], rows))
+        per_site = frame.index.nlevels > 1
+        for site in (list(dict.fromkeys(frame.index.get_level_values(1))) if per_site else [None]):
+            sub = frame.xs(site, level=1) if per_site else frame
+            if per_site:
+                out.append(f"<h3>Site <code>{esc(site)}</code></h3>")
+            steps = np.asarray(sub.index.to_numpy(), dtype=np.float64)
+            columns = {str(c): np.asarray(sub[c].to_numpy(), dtype=np.float64) for c in sub.columns}
+            out.append(_img(figs.monitor_scores_png(steps, columns), "scores over training"))
+            rows = []
+            for c, v in columns.items():
+                rows.append(f"<tr><td><code>{esc(c)}</code></td>{_num(v[0])}{_num(v[-1])}</tr>")
+            first, last = sub.index[0], sub.index[-1]
+            out.append(_table(["score", f"step {first}", f"step {last}"], rows))
     da = res.monitor_pathways
     if da is not None:
         da = da.transpose("step", "pathway")

@@ -275,6 +275,10 @@ def test_bad_input(net, paper):
         rp.analyze(model, X, coords=coords, Y=Y, loss_curve=loss, epochs=10, attribution=False)
     with pytest.raises(InputError, match="X="):
         rp.analyze(model, [X[:12], X[12:]], coords=coords, Y=Y, attribution=False)
+    # a training lr the ReLN cannot follow is refused with the bound, before any simulation
+    with pytest.raises(ValueInputError, match=r"`lr` = 1 \(your training loop's.* at or above .* largest stable"):
+        rp.analyze(model, X, coords=coords, within="object", Y=Y, loss_curve=loss, lr=1.0, attribution=False,
+                   literature=False, null=None)
     with pytest.raises(ValueInputError, match="feature_names"):
         rp.analyze(net.model, net.X, coords=net.coords, feature_names=["a"])
     with pytest.raises(ValueInputError, match="importance"):

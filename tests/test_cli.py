@@ -80,7 +80,7 @@ def test_demo_console_script_ends_with_report_path(tmp_path):
     assert "Traceback" not in proc.stderr
     res = rp.Analysis.load(tmp_path / "out" / "analysis")
     assert res.reln is not None and res.dynamics.sizes["epoch"] == 120
-    assert set(res.comparison) == {"reln", "race"}
+    assert set(res.comparison) == {"reln", "race", "closed"}  # the closed form beside the exact prediction
     assert res.monitor_scores.index.tolist() == [0, 40, 80]
     assert "ccgp_score" not in res.scores.index
 
@@ -111,7 +111,7 @@ def test_analyze_state_dict_with_targets(capsys, files, tmp_path):
     res = rp.Analysis.load(tmp_path / "analysis")
     np.testing.assert_array_equal(res.dataset["gate"].values, recorded_gates(files))
     np.testing.assert_array_equal(res.dynamics["loss_relu"].values, files["loss"])
-    assert res.reln.lr_ == 2e-3 and set(res.comparison) == {"reln", "race"}
+    assert res.reln.lr_ == 2e-3 and set(res.comparison) == {"reln", "race", "closed"}
     assert res.attributions["feature_name"].values.tolist()[-1] == "context 2"
 
 

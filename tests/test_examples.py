@@ -64,5 +64,16 @@ def test_digits_cnn(tmp_path):
 def test_your_model(tmp_path):
     report = load("your_model").main(["--quick", "--out", str(tmp_path), "--export", str(tmp_path / "saved")])
     res = check_report(report, "dynamics")
-    assert res.dynamics.attrs["race_method"] == "live"
+    assert res.dynamics.attrs["race_method"] == "exact"
     assert (tmp_path / "saved" / "weights.pt").is_file() and (tmp_path / "saved" / "inputs.npz").is_file()
+
+
+def test_predict_structure(tmp_path):
+    """The structure predicted before training, beside the measured one, in the report; the
+    monitor's TV over training too."""
+    (report,) = load("predict_structure").main(["--quick", "--out", str(tmp_path)])
+    res = check_report(report, "dynamics", "structure", "training")
+    assert res.structure is not None and 0.0 <= res.structure.attrs["tv"] <= 1.0
+    assert set(res.structure["label"].values) >= {"{0,1,2}", "{0,1}", "{0,2}", "{1,2}"}
+    assert res.monitor_structure is not None and res.monitor_structure.sizes["step"] == 4  # 0, 300, 600, 900
+    assert any("step 0" in n for n in res.notes)  # the initial state came from the monitor's copy

@@ -530,8 +530,16 @@ def _reln_step(pw: Any, rec: Recording, X_t: torch.Tensor | None, Y: Any, traini
             raise
         notes.append(f"initial state: {' '.join(str(exc).split())}; the default is used instead")
         reln = ReLN.from_pathways(pw, Xn, Yn, lr=training.lr, epochs=training.epochs, **params)
+    bound = reln.max_stable_lr(Xn, Yn, context=reln.context)
+    if training.lr_given and training.lr >= bound:
+        raise ValueInputError(
+            f"`lr` = {training.lr_user:g} (your training loop's; {training.lr:g} on the summed loss) is at or above "
+            f"{bound:.4g}, the largest stable learning rate of the ReLN of these pathways (2 / the sharpness of its "
+            "balanced least-squares optimum, computed from the data): the ReLN and its predictions cannot follow "
+            "gradient descent at that rate. Analyse with a smaller `lr` (their time axis is then rescaled), or "
+            "without `Y` to skip the ReLN."
+        )
     if not training.lr_given:
-        bound = reln.max_stable_lr(Xn, Yn, context=reln.context)
         if training.lr >= bound:
             training.lr = training.lr_user = 0.5 * bound
             reln.set_params(lr=training.lr)

@@ -58,7 +58,9 @@ def _describe_scores(res: Any) -> list[str]:
                             "mixed_selectivity_score") if k in table.columns]
         lines.append(f"scores{at}: " + ", ".join(f"{k} {table.loc[site, k]:.3f}" for k in keys))
     race = RACE_LABELS.get(str(res.dynamics.attrs.get("race_method", "")), "race") if res.dynamics is not None else ""
-    for key, label in (("reln", "ReLN vs ReLU"), ("race", f"{race} vs ReLU"), ("race_vs_reln", f"{race} vs ReLN")):
+    closed = RACE_LABELS["closed"]
+    for key, label in (("reln", "ReLN vs ReLU"), ("race", f"{race} vs ReLU"), ("closed", f"{closed} vs ReLU"),
+                       ("race_vs_reln", f"{race} vs ReLN")):
         if key in res.comparison:
             c = res.comparison[key]
             lines.append(f"{label}: mean |ΔL| {c['mean_abs_diff']:.3f} ({c['mean_abs_diff_pct']:.2f}% of L0)")
@@ -146,7 +148,6 @@ def _analyze(args: argparse.Namespace) -> int:
     import torch
 
     from ..analysis import analyze
-    from ..tasks import PAPER_LR
     from .loading import load_model
 
     data = _load_npz(args.inputs)
@@ -190,7 +191,7 @@ def _analyze(args: argparse.Namespace) -> int:
         batch = info["batch"]
     print(f"analysing {description} on {P} samples from {args.inputs} …", flush=True)
     res = analyze(model, Xt, coords=coords, by=args.by, within=args.within, Y=Y, loss_curve=loss,
-                  importance=args.importance, units=args.units, lr=PAPER_LR if args.lr is None else args.lr,
+                  importance=args.importance, units=args.units, lr=args.lr,
                   epochs=args.epochs,
                   literature=not args.no_literature, race_method=args.race,
                   feature_names=names, batch_size=batch,

@@ -95,11 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--units", choices=["element", "channel"], default="element",
                     help="conv/sequence sites: a unit per (channel, position) or per channel")
     an.add_argument("--epochs", type=_positive, default=None,
-                    help="ReLN epochs (default: the loss curve's length, else the paper's, rp.tasks.PAPER_EPOCHS)")
+                    help="ReLN epochs (default: the loss curve's length, else 8001, noted in the report)")
     an.add_argument("--lr", type=_positive_float, default=None,
-                    help="ReLN learning rate (default: the paper's, rp.tasks.PAPER_LR)")
-    an.add_argument("--race", choices=["closed", "race", "live"], default=None,
-                    help="prediction of the ReLN's curve (default: the closed form for the residual rule)")
+                    help="your training loop's learning rate (default: 1e-3, noted in the report)")
+    an.add_argument("--race", choices=["auto", "exact", "closed", "race", "live"], default=None,
+                    help="prediction of the ReLN's curve (default: the exact dynamics; the closed form is shown "
+                         "beside it)")
     an.add_argument("--batch-size", type=_positive, default=None, help="recording batch size")
 
     rep = sub.add_parser("report", parents=[common], help="write the report of a saved analysis or recording",

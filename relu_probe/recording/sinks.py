@@ -1,9 +1,11 @@
 """Where recorded gates go: :class:`MemorySink` keeps them in memory (the zarr sink is
 :class:`relu_probe.data.store.ZarrSink`).
 
-A sink is filled in place by the hooks: ``configure(specs)`` once the sites are known,
-then per forward pass ``reserve(B)`` returns writable ``(B, n_units)`` arrays and
-``commit(B)`` keeps them (a failed pass is simply not committed and its rows are reused).
+A sink is filled in place by the hooks: ``configure(specs)`` once the sites are known
+(``specs`` maps each variable to ``(n_units, dtype)``, or ``(None, dtype)`` for a per-row
+coord), then per forward pass ``reserve(rows)`` returns writable ``(rows, n_units)`` (or
+``(rows,)``) arrays and ``commit(rows)`` keeps them (a failed pass is simply not committed
+and its rows are reused).
 """
 
 from __future__ import annotations
@@ -64,11 +66,11 @@ class MemorySink:
         self._populating: threading.Thread | None = None
         self.n_samples = 0
 
-    def configure(self, specs: dict[str, tuple[int, np.dtype]]) -> None:
+    def configure(self, specs: dict[str, tuple[int | None, np.dtype]]) -> None:
         self.specs = dict(specs)
 
     def _new_chunk(self, rows: int) -> None:
-        chunk = {k: np.empty((rows, n), dtype) for k, (n, dtype) in self.specs.items()}
+        chunk = {k: np.empty(_shape(rows, n), dtype) for k, (n, dtype) in self.specs.items()}
         self._chunks.append(chunk)
         self._used.append(0)
         if sys.platform.startswith("linux") and sum(a.nbytes for a in chunk.values()) >= POPULATE_BYTES:
@@ -106,7 +108,7 @@ class MemorySink:
         if len(kept) == 1:
             chunk, used = kept[0]
             return {k: a[:used] for k, a in chunk.items()}
-        joined = {k: np.empty((self.n_samples, width), dtype) for k, (width, dtype) in self.specs.items()}
+        joined = {k: np.empty(_shape(self.n_samples, width), dtype) for k, (width, dtype) in self.specs.items()}
         self._chunks, self._used = [], []
         start = 0
         while kept:
@@ -124,3 +126,7 @@ class MemorySink:
         self._used.clear()
         self.n_samples = 0
         self.expected_rows = None
+
+
+def _shape(rows: int, width: int | None) -> tuple[int, ...]:
+    return (rows,) if width is None else (rows, width)

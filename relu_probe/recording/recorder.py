@@ -644,14 +644,21 @@ def _batch_rows(batch: Batch, recorder: Recorder) -> tuple[int, Any]:
 
 def _position_rows(inputs: Any, recorder: Recorder, n_inputs: int | None, counted: int | None) -> int | None:
     """Samples a ``samples="position"`` recording of *inputs* will have, once the sites are
-    known: *counted* (``n_samples``) when given, the tokens of in-memory dict batches when
-    the sites' positions are their sequence positions, else inputs × positions."""
+    known: *counted* (``n_samples``) when given; for in-memory dict batches their real tokens
+    (attention masks, else ``input_ids`` sizes) when the sites' positions are their sequence
+    positions; for tensors (and dict batches without masks) inputs × positions; else None
+    (an iterable whose masks are not known before it is run)."""
     if counted is not None:
         return counted
-    if recorder._tap.sequence_positions:
-        tokens = count_tokens(_dict_batches(inputs))
-        if tokens is not None:
-            return tokens
+    batches = _dict_batches(inputs)
+    if batches != [None]:
+        if recorder._tap.sequence_positions:
+            return count_tokens(batches)
+        if any("attention_mask" in batch for batch in batches):
+            return None
+    elif not (isinstance(inputs, (torch.Tensor, np.ndarray))
+              or (isinstance(inputs, (list, tuple)) and all(isinstance(b, torch.Tensor) for b in inputs))):
+        return None
     return None if n_inputs is None else n_inputs * _positions(recorder)
 
 

@@ -285,3 +285,49 @@ def test_analyze_takes_tokens_as_samples():
     assert res.dataset.sizes["sample"] == 50 and res.params["samples"] == "position"
     np.testing.assert_array_equal(res.dataset.gate.values, GATES[ids.numpy().reshape(-1)])
     assert any("samples='position'" in note for note in res.notes)  # attribution skipped, said why
+
+
+TOKEN_FACTORY = """
+import torch
+from torch import nn
+
+class PositionWise(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Embedding(6, 4)
+        self.fc = nn.Linear(4, 5)
+        self.act = nn.ReLU()
+        self.head = nn.Linear(5, 2)
+
+    def forward(self, input_ids):
+        return self.head(self.act(self.fc(self.embed(input_ids))))
+
+def build():
+    return PositionWise()
+"""
+
+
+def test_cli_analyze_records_tokens_as_samples(tmp_path, capsys):
+    from relu_probe.cli import main
+
+    (tmp_path / "token_models.py").write_text(TOKEN_FACTORY)
+    ids = np.array([[v, w, u] for v in range(1, 6) for w in range(1, 6) for u in (1, 4)])
+    task = np.array(["x", "y"] * 25, dtype=object).astype(str)
+    np.savez(tmp_path / "tokens.npz", X=ids, task=task)
+    code = main(["analyze", "--model", f"{tmp_path / 'token_models.py'}:build", "--inputs", str(tmp_path / "tokens.npz"),
+                 "--by", "task", "--samples", "position", "--no-literature", "--out", str(tmp_path / "out")])
+    assert code == 0, capsys.readouterr().err
+    saved = rp.Analysis.load(tmp_path / "out" / "analysis")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("token_models_check", tmp_path / "token_models.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    direct = rp.record(module.build(), torch.from_numpy(ids), samples="position", coords={"task": task})
+    assert saved.dataset.sizes["sample"] == 150 and saved.params["samples"] == "position"
+    np.testing.assert_array_equal(saved.dataset.gate.values, direct.gate.values)
+    np.testing.assert_array_equal(saved.dataset.token.values, ids.reshape(-1))
+    with pytest.raises(SystemExit) as info:
+        main(["analyze", "--model", "x:y", "--inputs", "i.npz", "--by", "t", "--samples", "tokens"])
+    assert info.value.code == 2 and "--samples: invalid choice: 'tokens'" in capsys.readouterr().err

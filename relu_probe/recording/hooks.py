@@ -251,11 +251,15 @@ class GateTap:
                 for m, p in self._paths.items()
                 if (m in act_modules and (self._use_mode or p in selected_paths)) or p in owners
             ]
+        # a ReLU module's post-hook keeps its output (values) and pairs the function mode's
+        # suppression of the functional relu inside it: a lean recording needs neither
+        lean = not discovery and not self.values and not self._use_mode
         for module in dict.fromkeys(hooked):
             if module is self.root:
                 continue
             add(module.register_forward_pre_hook(self._pre_hook))
-            add(module.register_forward_hook(self._post_hook, always_call=True))
+            if not (lean and module in act_modules):
+                add(module.register_forward_hook(self._post_hook, always_call=True))
 
     def _push_mode(self) -> None:
         if not self._state.mode_pushed:
@@ -301,7 +305,8 @@ class GateTap:
             call = state.module_calls[path]
             state.module_calls[path] = call + 1
         if isinstance(module, self.activation_types):
-            state.suppress += 1
+            if self._use_mode or self._discovering or self.values:  # paired by _post_hook
+                state.suppress += 1
             key = ("module", path, call)
             if (self._discovering or key in self._selected_keys) and args and isinstance(args[0], torch.Tensor):
                 self._fire(key, module, type(module).__name__, args[0])

@@ -416,8 +416,12 @@ def record(
             module, sites, values=values, units=units, channel_dim=channel_dim, activations=activations,
             check_finite=every_site, samples=samples, _sink=sink,
         )
-        if sink is None and not position and isinstance(inputs, (torch.Tensor, np.ndarray)) and inputs.ndim:
-            recorder._sink.expected_rows = len(inputs)
+        if sink is None:  # one allocation when the number of samples can be read off the inputs
+            if not position:
+                recorder._sink.expected_rows = samples_in(inputs, coords=None, sample_ids=None, n_samples=n_samples)
+            else:
+                n_inputs = samples_in(inputs, coords=None, sample_ids=None, n_samples=None)
+                recorder._sink.size_for = lambda: _position_rows(inputs, recorder, n_inputs, n_samples)
         n_seen, n_rows = _run(module, inputs, recorder, sink, batch_size=batch_size, input_key=input_key,
                               progress=progress, eval_mode=eval_mode, recount=recount)
         if n_seen == 0:

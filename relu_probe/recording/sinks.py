@@ -48,7 +48,8 @@ class MemorySink:
     """Keeps recorded passes in memory: rows are reserved, filled in place by the hooks, and
     committed once their pass completed (a failed pass's rows are simply reused).
 
-    Storage is allocated once when the number of samples is known. Otherwise it grows
+    Storage is allocated once when the number of samples is known (``expected_rows``, or
+    ``size_for()`` at :meth:`configure`; more rows than that still fit). Otherwise it grows
     geometrically: the first chunk holds the first batch, and each new chunk as many rows as
     are recorded so far (at least one batch), so the capacity never exceeds twice the rows
     recorded plus one batch, and no per-batch concatenation happens. :meth:`arrays` joins
@@ -60,6 +61,8 @@ class MemorySink:
 
     def __init__(self, expected_rows: int | None = None) -> None:
         self.expected_rows = expected_rows
+        #: optional callable giving ``expected_rows`` once the sites are known (at :meth:`configure`)
+        self.size_for = None
         self.specs: dict[str, tuple[int, np.dtype]] = {}
         self._chunks: list[dict[str, np.ndarray]] = []
         self._used: list[int] = []
@@ -68,6 +71,8 @@ class MemorySink:
 
     def configure(self, specs: dict[str, tuple[int | None, np.dtype]]) -> None:
         self.specs = dict(specs)
+        if self.expected_rows is None and self.size_for is not None:
+            self.expected_rows = self.size_for()
 
     def _new_chunk(self, rows: int) -> None:
         chunk = {k: np.empty(_shape(rows, n), dtype) for k, (n, dtype) in self.specs.items()}

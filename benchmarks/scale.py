@@ -22,7 +22,8 @@ Each size runs in a fresh process, so its peak RSS (``ru_maxrss``) is its own:
 Memory: the gates are read one sample chunk at a time, so what grows with the number of
 samples is only the per-sample coords; the decomposition holds ``units × items × contexts``
 cells. ``--compare`` runs a second size with twice the tokens per item (sequences twice as
-long, same items) to show that peak RSS does not follow the number of samples.
+long, same items, half as many sequences per batch: the same tokens per batch) to show that
+peak RSS does not follow the number of samples.
 
 Run: ``python benchmarks/scale.py [--layers 4] [--ffn 25600] [--sequences 64] [--length 64]
 [--threads 2] [--compare]``.
@@ -132,11 +133,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.child:
         print(json.dumps(run(args)))
         return
-    sizes = [args.length, 2 * args.length] if args.compare else [args.length]
-    for length in sizes:
+    # the second size: sequences twice as long, half as many per batch (the same tokens per batch)
+    sizes = [(args.length, args.batch), (2 * args.length + 1, max(1, args.batch // 2))] if args.compare \
+        else [(args.length, args.batch)]
+    for length, batch in sizes:
         argv_child = [sys.executable, __file__, "--child", "--layers", str(args.layers), "--ffn", str(args.ffn),
                       "--hidden", str(args.hidden), "--sequences", str(args.sequences), "--length", str(length),
-                      "--batch", str(args.batch), "--threads", str(args.threads)]
+                      "--batch", str(batch), "--threads", str(args.threads)]
         out = subprocess.run(argv_child, capture_output=True, text=True)
         if out.returncode:
             raise SystemExit(out.stderr)

@@ -228,7 +228,9 @@ def build_dataset(
         "unit": ("unit", np.arange(n_units, dtype=np.int64)),
     }
     for name, values in ucoords.items():
-        all_coords[name] = ("unit", values)
+        # our own coords are plain numpy (site names as str objects): skip xarray's scan of
+        # object arrays for dates (milliseconds for a wide recording)
+        all_coords[name] = xr.Variable(("unit",), values, fastpath=True)
     for name, values in coords.items():
         all_coords[name] = ("sample", values)
     attrs = dataset_attrs(

@@ -159,12 +159,18 @@ def write_gates(src: torch.Tensor | np.ndarray, layout: SiteLayout, *, units: st
         on = on.reshape(shape)
         if rows.mask is not None:
             np.logical_and(on, rows.mask[:, None, :] if axis == 2 else rows.mask[:, :, None], out=on)
-            real = rows.mask.sum(1)
-            out[...] = np.count_nonzero(on, axis=axis) / real[:, None]
+            out[...] = _count(on, axis) / rows.mask.sum(1)[:, None]
         else:
-            out[...] = np.count_nonzero(on, axis=axis) / shape[axis]
+            out[...] = _count(on, axis) / shape[axis]
         return
     compare(src, threshold, _shaped(out, tuple(src.shape)))
+
+
+def _count(on: np.ndarray, axis: int) -> np.ndarray:
+    """Gates on along *axis*: a sum of the bools as bytes into uint16 (2× faster than
+    ``count_nonzero`` along an axis; exact up to 65535 positions, int64 beyond)."""
+    dtype = np.uint16 if on.shape[axis] <= np.iinfo(np.uint16).max else np.int64
+    return on.view(np.uint8).sum(axis, dtype=dtype)
 
 
 def _token_gates(src: torch.Tensor | np.ndarray, layout: SiteLayout, threshold: float, rows: PassRows,

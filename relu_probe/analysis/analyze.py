@@ -83,6 +83,7 @@ def analyze(
     sites: Any = None,
     units: str = "element",
     values: bool = True,
+    samples: str = "input",
     X: Any = None,
     feature_names: Sequence[str] | None = None,
     attribution: bool = True,
@@ -145,6 +146,12 @@ def analyze(
     sites, units, values, batch_size :
         Passed to :func:`relu_probe.record` (``values=True`` stores post-ReLU values, which
         the pathway masses and mixed selectivity use).
+    samples : {"input", "position"}, default="input"
+        Passed to :func:`relu_probe.record`: with ``"position"`` every (input, position) of
+        the sequence / conv sites is a sample (tokens as samples; padding dropped), and
+        ``coords`` are per input, broadcast to the positions. The ReLN and the input
+        attributions need one sample per input row of ``X``, so with ``"position"`` they
+        run only on a recording whose samples ``X`` matches (pass ``X=``).
     X : array-like, optional
         The input tensor when ``inputs`` is a recording (for the ReLN and attributions).
     feature_names : sequence of str, optional
@@ -211,7 +218,8 @@ def analyze(
     with StepBar(STEPS, enabled=progress, desc="analyze") as bar:
         with bar.step("record"):
             rec, X_t = _record_step(model, inputs, X=X, coords=coords, sites=sites, units=units, values=values,
-                                    batch_size=batch_size, record_kwargs=record_kwargs, progress=progress)
+                                    samples=samples, batch_size=batch_size, record_kwargs=record_kwargs,
+                                    progress=progress)
         with bar.step("importance"):
             imp = _importance_step(model, rec, importance, X_t)
         with bar.step("pathways"):
@@ -225,6 +233,10 @@ def analyze(
             profile = gating_profile(rec, by)
             selectivity = mixed_selectivity_index(rec, by, within=within) if within is not None else None
         with bar.step("attribution"):
+            if attribution and samples == "position" and X is None:
+                notes.append("input attributions attribute each sample to its input row; with "
+                             "samples='position' the samples are positions, not inputs: skipped")
+                attribution = False
             attributions = _attribution_step(model, rec, pw, X_t, enabled=attribution, feature_names=feature_names,
                                              max_samples=attribution_samples, random_state=random_state, notes=notes)
         relu_loss = None if loss_curve is None else as_loss_curve("loss_curve", loss_curve)
@@ -247,10 +259,11 @@ def analyze(
 
 # ----------------------------------------------------------------------------- the steps
 def _record_step(model: Any, inputs: Any, *, X: Any, coords: Any, sites: Any, units: str, values: bool,
-                 batch_size: int | None, record_kwargs: Mapping[str, Any] | None,
+                 samples: str, batch_size: int | None, record_kwargs: Mapping[str, Any] | None,
                  progress: bool | None) -> tuple[Recording, torch.Tensor | None]:
     """Record *inputs* (or take the recording given as *inputs*) and check it, once: the
-    checked, in-memory recording and the input tensor (``None`` when there is none)."""
+    checked, in-memory recording and the input tensor (``None`` when there is none; with
+    ``samples="position"`` the inputs are not the samples, so only an ``X`` given)."""
     if isinstance(inputs, xr.Dataset):
         if coords is not None:
             raise InputError("`coords` must be omitted when `inputs` is already a recording.")
@@ -260,9 +273,9 @@ def _record_step(model: Any, inputs: Any, *, X: Any, coords: Any, sites: Any, un
             raise InputError(
                 "`model` is None: pass the trained torch.nn.Module, or a recording (xarray.Dataset) as `inputs`."
             )
-        ds = record(model, inputs, sites=sites, coords=coords, values=values, units=units, batch_size=batch_size,
-                    progress=progress, **dict(record_kwargs or {}))
-        X_t = _as_tensor(inputs) if X is None else _as_tensor(X)
+        ds = record(model, inputs, sites=sites, coords=coords, values=values, units=units, samples=samples,
+                    batch_size=batch_size, progress=progress, **dict(record_kwargs or {}))
+        X_t = _as_tensor(X) if X is not None else (_as_tensor(inputs) if samples == "input" else None)
     return as_recording(ds, "inputs").loaded(), X_t
 
 
@@ -403,6 +416,7 @@ def _params(rec: Recording, pw: Any, imp: xr.DataArray, reln: ReLN | None, *, by
         "model_class": str(attrs.get("model_class", "")),
         "sites": [str(s) for s in site_attr(rec.ds, "sites")],
         "units": str(attrs.get("units", units)),
+        "samples": str(attrs.get("samples", "input")),
         "n_samples": rec.n_samples,
         "n_units": rec.n_units,
         "lr": lr,

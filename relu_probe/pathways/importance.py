@@ -99,7 +99,7 @@ def unit_importance(
             f"`model` must be the recorded torch.nn.Module for method={method!r}, got "
             f"{describe(model)}."
         )
-    magnitude = rec.activity().mean("sample").values
+    magnitude = rec.mean_activity()
     if method == "activity":
         raw = magnitude
     elif method == "readout":

@@ -122,6 +122,11 @@ class GDLN(BaseEstimator):
         LeakyReLU slope ``α`` of the units (one value, one per pathway, or one per layer of a
         layered GDLN): a leaky pathway is an always-on path with gain ``α`` plus a gated one
         with gain ``1 − α``.
+    gate_schedule : mapping, optional
+        A layered GDLN only: ``{epoch: {layer: (pathway, sample) values in [0, 1]}}``, the
+        gates used from each epoch on (e.g. the shares of each block's units a ReLU network
+        had open at that training step; :mod:`relu_probe.reln.layered`). ``gates`` still name
+        the blocks and their context sets (and are what ``gates_`` reports).
     lr : float, default=1e-3
         Learning rate of gradient descent on the summed loss.
     epochs : int, default=8001
@@ -199,6 +204,7 @@ class GDLN(BaseEstimator):
         output_bias: bool = False,
         bias_init_scale: float = 0.0,
         leak: float | Sequence[float] = 0.0,
+        gate_schedule: Mapping[int, Mapping[Any, Any]] | None = None,
         lr: float = PAPER_LR,
         epochs: int = PAPER_EPOCHS,
         sv_stride: int = 10,
@@ -220,6 +226,7 @@ class GDLN(BaseEstimator):
         self.output_bias = output_bias
         self.bias_init_scale = bias_init_scale
         self.leak = leak
+        self.gate_schedule = gate_schedule
         self.lr = lr
         self.epochs = epochs
         self.sv_stride = sv_stride
@@ -249,7 +256,12 @@ class GDLN(BaseEstimator):
                     "`depth` and `trunk` do not apply to a layered GDLN (`gates` as a mapping {layer: gates}): "
                     "every layer is one gated layer of blocks; leave depth=1 and trunk=None."
                 )
-            return resolve_layered_spec(self.gates, X, **common)
+            return resolve_layered_spec(self.gates, X, schedule=self.gate_schedule, **common)
+        if self.gate_schedule is not None:
+            raise ValueInputError(
+                "`gate_schedule` applies to a layered GDLN (`gates` as a mapping {layer: gates}); a one-layer "
+                "network takes it as a mapping with one layer."
+            )
         return resolve_spec(self.gates, X, depth=self.depth, trunk=self.trunk,
                             trunk_init_scale=self.trunk_init_scale, **common)
 
@@ -313,11 +325,13 @@ class GDLN(BaseEstimator):
         device = torch.device(self.device)
         Yt = torch.as_tensor(Yn, dtype=dtype, device=device)
         if isinstance(spec, LayeredSpec):
-            blocks: Any = LayeredBlocks(spec, Yn.shape[1], [spec.layer_gates(l) for l in range(spec.n_layers)],
-                                        generator, dtype, device)
+            blocks: Any = LayeredBlocks(spec, Yn.shape[1], spec.gates_at(0), generator, dtype, device)
             Xt = torch.as_tensor(Xn, dtype=dtype, device=device)
+            switches = set(spec.schedule_epochs[1:])
 
             def step(losses: torch.Tensor, epoch: int) -> None:
+                if epoch in switches:
+                    blocks.set_gates(spec.gates_at(epoch))
                 layered_step(blocks, Xt, Yt, lr, losses, epoch)
 
             maps = blocks.path_maps

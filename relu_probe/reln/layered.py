@@ -53,6 +53,18 @@ gates (outputs and gradients equal; :mod:`relu_probe.testing` checks it). All pa
 the total error (the ``"joint"`` rule); the paper's residual rule is defined for one gated
 layer and is refused here.
 
+Gates that follow training
+-------------------------
+Fixed gates — the pathways at the end of training, open on their context sets from t = 0 —
+are the ReLN of Jarvis et al. A ReLU network's gates, though, form during training (with
+small initial weights its units start open on about half of the samples, and in a deep
+network a layer's context gating appears only once the layer below carries context).
+A ``schedule`` replaces the gates from given epochs on: at epoch ``e`` every block uses the
+gate values of the last scheduled epoch ``≤ e`` (the first entry before it), values in
+[0, 1] per (block, sample) — e.g. the share of the block's units that the ReLU network had
+open at that training step (:meth:`relu_probe.ReLN.from_pathways` with ``trajectory=``). The
+slopes still apply: a leaky block's gate is ``α + (1 − α)`` times that share.
+
 Paths
 -----
 An end-to-end path is a chain of blocks :math:`(p_1, \dots, p_L)` along edges; its map is
@@ -134,6 +146,9 @@ class LayeredSpec:
         Std of the biases' initial values (0: zero-initialised).
     leak : tuple of float
         Per hidden layer, the slope ``α`` of its units (0: ReLU).
+    schedule : tuple of (int, tuple of numpy.ndarray)
+        Gate values in [0, 1] from given epochs on (module docstring), epochs increasing, each
+        with one (pathway, sample) array per layer; empty: the fixed gates ``layers``.
     """
 
     layers: tuple[Gating, ...]
@@ -147,6 +162,7 @@ class LayeredSpec:
     output_bias: bool = False
     bias_init_scale: float = 0.0
     leak: tuple[float, ...] = ()
+    schedule: tuple[tuple[int, tuple[np.ndarray, ...]], ...] = ()
 
     # ------------------------------------------------------------------ layers
     @property
@@ -161,6 +177,23 @@ class LayeredSpec:
     def layer_gates(self, layer: int) -> np.ndarray:
         """(pathway, sample) effective gates of one hidden layer's blocks."""
         return effective_gates(self.layers[layer].G, self.slopes[layer])
+
+    def gates_at(self, epoch: int) -> list[np.ndarray]:
+        """Per layer, the (pathway, sample) effective gates used at *epoch* (the schedule's
+        values from its last epoch ``≤ epoch``, its first before that; the fixed gates
+        without a schedule)."""
+        if not self.schedule:
+            return [self.layer_gates(l) for l in range(self.n_layers)]
+        values = self.schedule[0][1]
+        for start, entry in self.schedule:
+            if start > epoch:
+                break
+            values = entry
+        return [effective_gates(v, self.slopes[l]) for l, v in enumerate(values)]
+
+    @property
+    def schedule_epochs(self) -> list[int]:
+        return [int(e) for e, _ in self.schedule]
 
     # ------------------------------------------------------------------ paths
     @property
@@ -261,6 +294,7 @@ def resolve_layered_spec(
     output_bias: Any = False,
     bias_init_scale: Any = 0.0,
     leak: Any = 0.0,
+    schedule: Any = None,
 ) -> LayeredSpec:
     """Resolve the parameters of a layered GDLN into a :class:`LayeredSpec`.
 
@@ -288,6 +322,9 @@ def resolve_layered_spec(
     bias_init_scale : float
     leak : float or sequence of float
         Slope of the units of every hidden layer, or one per layer.
+    schedule : mapping of int to mapping, optional
+        ``{epoch: {layer: (pathway, sample) values in [0, 1]}}``: the gates from that epoch
+        on (module docstring).
     """
     if len(gates) == 0:
         raise ValueInputError("`gates` as a mapping {layer: gating} must name at least one layer.")
@@ -319,6 +356,7 @@ def resolve_layered_spec(
         tuple(layers), tuple(names), tuple(shared_masks), first_inputs, tuple(tuple(w) for w in widths),
         tuple(edges), tuple(scales), tuple(biases), check_flag("output_bias", output_bias),
         check_real("bias_init_scale", bias_init_scale, minimum=0.0), slopes if any(slopes) else (),
+        _schedule(schedule, layers, names),
     )
     if spec.n_pathways > MAX_PATHS:
         raise ValueInputError(
@@ -398,6 +436,37 @@ def _init_scales(init_scale: Any, n_layers: int, default: float) -> list[float]:
     return [default if v is None else check_real("init_scale", v, minimum=0.0) for v in values]
 
 
+def _schedule(schedule: Any, layers: list[Gating], names: list[str]) -> tuple:
+    """The ``schedule`` parameter as ((epoch, per-layer values), …), checked."""
+    if schedule is None:
+        return ()
+    if not isinstance(schedule, Mapping) or not schedule:
+        raise InputError(
+            f"`schedule` must be a non-empty mapping {{epoch: {{layer: gate values}}}}, got {describe(schedule)}."
+        )
+    out = []
+    for epoch in sorted(schedule, key=lambda e: check_int("schedule epoch", e, minimum=0)):
+        entry = schedule[epoch]
+        if not isinstance(entry, Mapping) or [str(k) for k in entry] != names:
+            raise ValueInputError(
+                f"`schedule[{epoch}]` must map every layer {names}, in order, to its gate values; got "
+                f"{describe(entry)}."
+            )
+        values = []
+        for (name, v), gating in zip(entry.items(), layers):
+            arr = np.asarray(v, dtype=np.float64)
+            if arr.shape != gating.G.shape:
+                raise ValueInputError(
+                    f"`schedule[{epoch}][{name!r}]` must have shape (pathway, sample) = {gating.G.shape}, got "
+                    f"{arr.shape}."
+                )
+            if not np.all(np.isfinite(arr)) or arr.min() < 0.0 or arr.max() > 1.0:
+                raise ValueInputError(f"`schedule[{epoch}][{name!r}]` must hold gate values in [0, 1].")
+            values.append(arr)
+        out.append((int(epoch), tuple(values)))
+    return tuple(out)
+
+
 def _per_layer_flags(name: str, value: Any, n_layers: int) -> list[bool]:
     if isinstance(value, (bool, np.bool_)):
         return [bool(value)] * n_layers
@@ -417,6 +486,7 @@ def layered_spec_state(spec: LayeredSpec) -> dict[str, Any]:
         "shared": list(spec.shared), "inputs": spec.inputs, "widths": spec.widths, "edges": list(spec.edges),
         "init_scales": spec.init_scales, "hidden_bias": spec.hidden_bias, "output_bias": spec.output_bias,
         "bias_init_scale": spec.bias_init_scale, "leak": spec.leak,
+        "schedule": [[e, list(v)] for e, v in spec.schedule],
     }
 
 
@@ -428,4 +498,5 @@ def layered_spec_from_state(state: Mapping[str, Any]) -> LayeredSpec:
         tuple(tuple(w) for w in state["widths"]), tuple(np.asarray(e, dtype=bool) for e in state["edges"]),
         tuple(state["init_scales"]), tuple(bool(b) for b in state["hidden_bias"]), bool(state["output_bias"]),
         float(state["bias_init_scale"]), tuple(state["leak"]),
+        tuple((int(e), tuple(np.asarray(a, dtype=np.float64) for a in v)) for e, v in state.get("schedule", [])),
     )

@@ -60,9 +60,14 @@ class LayeredBlocks:
             self._bias((sizes[l + 1],), generator) if spec.hidden_bias[l] else None for l in range(spec.n_layers)
         ]
         self.output_bias = self._bias((n_out,), generator) if spec.output_bias else None
-        # (sample, H_l) effective gate of every unit
+        self.unit_gates: list[torch.Tensor] = []
+        self.set_gates(gates)
+
+    def set_gates(self, gates: list[np.ndarray]) -> None:
+        """Use these per-layer (pathway, sample) effective gates from now on (each unit takes
+        its block's gate)."""
         self.unit_gates = [
-            torch.as_tensor(np.repeat(G, widths[l], axis=0).T.copy(), dtype=dtype, device=device)
+            torch.as_tensor(np.repeat(G, self.spec.widths[l], axis=0).T.copy(), dtype=self.dtype, device=self.device)
             for l, G in enumerate(gates)
         ]
 

@@ -13,6 +13,15 @@ Pathways found *per site* of a network with several hidden layers (a mapping
 layer's (:mod:`relu_probe.reln.layered`), trained by simulation with the joint rule — never by
 the one-layer closed form.
 
+With ``trajectory=`` (gates recorded during training, e.g. by a TrainingMonitor) the
+blocks' gates follow training instead of being fixed at their final context sets. A block
+stands for the units whose dominant pathway it is; on each sample its gate is the
+root-mean-square of their 0/1 gates, ``√(share open)``. Through a block of ``h`` units with
+random weights of std ``σ`` the forward signal's second moment is ``Σ_u g_u σ² … = share · h σ² …``
+for the units' own gates, and ``g_b² · h σ² …`` for one block gate ``g_b``: the root matches
+it, and a block whose units are all open or all closed gets gate 1 or 0 exactly (the share
+itself would halve the signal at initialisation, where about half of a ReLU layer is open).
+
 The ReLU network's biases and LeakyReLU slopes are modelled, not dropped
 (:mod:`relu_probe.reln.spec`): read off ``model`` / ``recording``
 (:mod:`relu_probe.reln.network`) or given as ``hidden_bias``, ``output_bias``, ``leak``.
@@ -84,6 +93,7 @@ class ReLN(GDLN):
         output_bias: bool = False,
         bias_init_scale: float = 0.0,
         leak: float | Sequence[float] = 0.0,
+        gate_schedule: Any = None,
         lr: float = PAPER_LR,
         epochs: int = PAPER_EPOCHS,
         sv_stride: int = 10,
@@ -107,6 +117,7 @@ class ReLN(GDLN):
             output_bias=output_bias,
             bias_init_scale=bias_init_scale,
             leak=leak,
+            gate_schedule=gate_schedule,
             lr=lr,
             epochs=epochs,
             sv_stride=sv_stride,
@@ -157,6 +168,7 @@ class ReLN(GDLN):
         hidden_bias: Any = None,
         output_bias: Any = None,
         leak: Any = None,
+        trajectory: Any = None,
         **params: Any,
     ) -> ReLN:
         """The ReLN whose gates are the pathways of a :class:`relu_probe.Pathways` result.
@@ -203,6 +215,15 @@ class ReLN(GDLN):
         leak : float or sequence, optional
             LeakyReLU slope of each site's units. Default: read off ``recording`` /
             ``model``; a leaky site of unknown slope is refused, never taken for a ReLU.
+        trajectory : xarray.Dataset or TrainingMonitor, optional
+            Gates recorded during the ReLU network's training: a dataset with ``gate``
+            (step, sample, unit) over the same samples and units (``TrainingMonitor
+            .to_dataset()``, or the monitor itself). The ReLN is then layered (even for one
+            site) and its gates follow training: from step ``t`` on (one full-batch step per
+            epoch) a block's gate on sample ``μ`` is the root-mean-square of its units' gates
+            at step ``t`` — the units whose dominant pathway it is (``pw.labels``) — i.e.
+            ``√(share open)`` for 0/1 gates (``gate_schedule``, :mod:`relu_probe.reln.layered`;
+            why the root: module docstring). A block without units keeps its fixed gate.
         **params
             Any other :class:`ReLN` parameter (``init_scale``, ``rule``, ``lr``, ``epochs``,
             ``seed`` …).
@@ -236,9 +257,16 @@ class ReLN(GDLN):
         if output_bias is None:
             output_bias = bool(out_flag)
         kept = [_kept(site, one, Xn.shape[0], min_mass) for site, one in layers]
-        if len(layers) == 1:
+        if trajectory is not None:
+            if any(site is None for site in sites):
+                raise ValueInputError(
+                    "`trajectory` needs per-site pathways (each `pw` entry one site's result) to match the "
+                    "recorded units to the ReLN's blocks."
+                )
+            params["gate_schedule"] = _schedule_from(trajectory, layers, kept, Xn.shape[0])
+        if len(layers) == 1 and trajectory is None:
             site, one = layers[0]
-            G, contexts, mass, dropped, context = kept[0]
+            G, contexts, mass, dropped, context, _ = kept[0]
             member = getattr(one, "membership", None)
             if site is None and member is not None and "site" in member.coords:
                 pooled = list(dict.fromkeys(np.asarray(member["site"].values).astype(str).tolist()))
@@ -362,9 +390,10 @@ def _layers_of(pw: Any) -> list[tuple[str | None, Any]]:
     return [(_site_of(pw), pw)]
 
 
-def _kept(site: str | None, pw: Any, n_samples: int, min_mass: float) -> tuple[Any, list, np.ndarray, list, Any]:
+def _kept(site: str | None, pw: Any, n_samples: int, min_mass: float) -> tuple[Any, ...]:
     """One site's kept pathways: gates (DataArray, pathway × sample), context sets, masses
-    (renormalised to 1), the dropped sets and the context labels of the samples."""
+    (renormalised to 1), the dropped sets, the context labels of the samples and the kept
+    pathways' indices in ``pw``."""
     where = "" if site is None else f" of site {site!r}"
     gates_da = pw.sample_gates
     if not isinstance(gates_da, xr.DataArray) or set(gates_da.dims) != {"pathway", "sample"}:
@@ -391,7 +420,7 @@ def _kept(site: str | None, pw: Any, n_samples: int, min_mass: float) -> tuple[A
     context = None
     if by is not None and by in gates_da.coords and gates_da[by].dims == ("sample",):
         context = np.asarray(gates_da[by].values)
-    return G, [contexts[i] for i in keep], mass[keep] / mass[keep].sum(), dropped, context
+    return G, [contexts[i] for i in keep], mass[keep] / mass[keep].sum(), dropped, context, keep
 
 
 def _mass_widths(pw: Any, site: str, mass: np.ndarray) -> list[int]:
@@ -412,3 +441,50 @@ def _mass_array(mass: np.ndarray, contexts: list) -> xr.DataArray:
         coords={"pathway": np.arange(mass.size), "contexts": ("pathway", object_array(contexts))},
         name="mass",
     )
+
+
+def _schedule_from(trajectory: Any, layers: list[tuple[Any, Any]], kept: list[tuple[Any, ...]],
+                   n_samples: int) -> dict[int, dict[str, np.ndarray]]:
+    """``gate_schedule`` from recorded training gates: per step, per site, the share of each
+    kept block's units (those whose dominant pathway it is) open on each sample."""
+    ds = trajectory.to_dataset() if hasattr(trajectory, "to_dataset") and not isinstance(trajectory, xr.Dataset) \
+        else trajectory
+    if not isinstance(ds, xr.Dataset):
+        raise InputError(
+            f"`trajectory` must be a recording with a step dim (TrainingMonitor.to_dataset()), got {describe(trajectory)}."
+        )
+    var = "gate" if "gate" in ds else "gate_rate" if "gate_rate" in ds else None
+    if var is None or set(ds[var].dims) != {"step", "sample", "unit"}:
+        raise ValueInputError(
+            "`trajectory` must hold `gate` (step, sample, unit), as TrainingMonitor.to_dataset() returns; got "
+            f"variables {sorted(ds.data_vars)}."
+        )
+    if ds.sizes["sample"] != n_samples:
+        raise ValueInputError(
+            f"`trajectory` has {ds.sizes['sample']} samples but `X` has {n_samples}: record the monitor on the "
+            "same inputs, in the same order."
+        )
+    gate = ds[var].transpose("step", "sample", "unit")
+    unit_site = np.asarray(ds["site"].values).astype(str)
+    unit_neuron = np.asarray(ds["neuron"].values).astype(np.int64)
+    steps = [int(s) for s in ds["step"].values]
+    shares: dict[str, np.ndarray] = {}
+    for (site, one), k in zip(layers, kept):
+        G, keep = np.asarray(k[0].values, dtype=np.float64), k[5]
+        labels = one.labels
+        lab_site = np.asarray(labels["site"].values).astype(str) if "site" in labels.coords else None
+        lab_neuron = np.asarray(labels["neuron"].values).astype(np.int64)
+        here = slice(None) if lab_site is None else lab_site == site
+        neurons, owner = lab_neuron[here], np.asarray(labels.values)[here]
+        where = {n: i for i, n in enumerate(unit_neuron[unit_site == site])}
+        columns = np.flatnonzero(unit_site == site)
+        if not columns.size:
+            raise ValueInputError(f"`trajectory` has no units of site {site!r}; record the same sites.")
+        values = np.broadcast_to(G, (len(steps),) + G.shape).copy()  # (step, block, sample)
+        site_gate = np.asarray(gate.isel(unit=columns).values, dtype=np.float64)  # (step, sample, unit of site)
+        for b, p in enumerate(keep):
+            members = [where[n] for n in neurons[owner == p] if n in where]
+            if members:  # the root-mean-square of the members' gates (module docstring)
+                values[:, b, :] = np.sqrt((site_gate[:, :, members] ** 2).mean(axis=2))
+        shares[site] = values
+    return {step: {site: shares[site][i] for site, _ in layers} for i, step in enumerate(steps)}

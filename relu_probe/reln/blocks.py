@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import ValueInputError
 from .spec import PathwaySpec
 
 __all__ = ["PathwayBlocks", "gradient_step"]
@@ -166,6 +167,29 @@ class PathwayBlocks:
                 T = W @ T
             out = out @ T
         return out
+
+    def load(self, weights: list[list[np.ndarray]], output_bias: np.ndarray | None) -> None:
+        """Set every pathway's weights (as :meth:`per_pathway_weights` returns them) and the
+        output bias: the inverse of reading them."""
+        if self.trunk:
+            raise ValueInputError("a warm start of a GDLN with a trunk is not supported.")
+        if len(weights) != self.n_paths:
+            raise ValueInputError(f"`weights_` must hold {self.n_paths} pathways, got {len(weights)}.")
+        for g in self.groups:
+            Ws, offs, masks = g["weights"], g["offs"], g["masks"]
+            depth = len(g["sizes"])
+            for j, p in enumerate(g["members"]):
+                mats = [torch.as_tensor(np.asarray(m), dtype=self.dtype, device=self.device) for m in weights[p]]
+                if len(mats) != depth + 1:
+                    raise ValueInputError(f"`weights_[{p}]` must hold {depth + 1} matrices, got {len(mats)}.")
+                rows = slice(int(offs[0][j]), int(offs[0][j + 1]))
+                first = mats[0] if masks[0] is None else mats[0] * masks[0][rows]
+                Ws[0][rows] = first  # full design rows, as read; entries outside the input mask stay 0
+                for l in range(1, depth):
+                    Ws[l][offs[l][j]:offs[l][j + 1], offs[l - 1][j]:offs[l - 1][j + 1]] = mats[l]
+                Ws[-1][:, offs[-1][j]:offs[-1][j + 1]] = mats[depth]
+        if self.output_bias is not None and output_bias is not None:
+            self.output_bias.copy_(torch.as_tensor(np.asarray(output_bias), dtype=self.dtype))
 
     def per_pathway_weights(self) -> list[list[np.ndarray]]:
         """Each pathway's own weight matrices, input side first, as numpy copies."""

@@ -127,6 +127,11 @@ class GDLN(BaseEstimator):
         gates used from each epoch on (e.g. the shares of each block's units a ReLU network
         had open at that training step; :mod:`relu_probe.reln.layered`). ``gates`` still name
         the blocks and their context sets (and are what ``gates_`` reports).
+    warm_start : bool, default=False
+        Start :meth:`fit` from the fitted ``weights_`` (and ``hidden_biases_``,
+        ``output_bias_``) instead of a fresh draw — scikit-learn's convention; set them to
+        start from weights of your own (e.g. a ReLU network's, to check that both take the
+        same step).
     lr : float, default=1e-3
         Learning rate of gradient descent on the summed loss.
     epochs : int, default=8001
@@ -205,6 +210,7 @@ class GDLN(BaseEstimator):
         bias_init_scale: float = 0.0,
         leak: float | Sequence[float] = 0.0,
         gate_schedule: Mapping[int, Mapping[Any, Any]] | None = None,
+        warm_start: bool = False,
         lr: float = PAPER_LR,
         epochs: int = PAPER_EPOCHS,
         sv_stride: int = 10,
@@ -227,6 +233,7 @@ class GDLN(BaseEstimator):
         self.bias_init_scale = bias_init_scale
         self.leak = leak
         self.gate_schedule = gate_schedule
+        self.warm_start = warm_start
         self.lr = lr
         self.epochs = epochs
         self.sv_stride = sv_stride
@@ -324,8 +331,11 @@ class GDLN(BaseEstimator):
             generator = torch.Generator().manual_seed(check_int("seed", self.seed, minimum=0))
         device = torch.device(self.device)
         Yt = torch.as_tensor(Yn, dtype=dtype, device=device)
+        warm = bool(self.warm_start) and hasattr(self, "weights_")
         if isinstance(spec, LayeredSpec):
             blocks: Any = LayeredBlocks(spec, Yn.shape[1], spec.gates_at(0), generator, dtype, device)
+            if warm:
+                blocks.load(self.weights_, self.hidden_biases_, self.output_bias_)
             Xt = torch.as_tensor(Xn, dtype=dtype, device=device)
             switches = set(spec.schedule_epochs[1:])
 
@@ -337,6 +347,8 @@ class GDLN(BaseEstimator):
             maps = blocks.path_maps
         else:
             blocks = PathwayBlocks(spec, Yn.shape[1], generator, dtype, device)
+            if warm:
+                blocks.load(self.weights_, self.output_bias_)
             Xt = torch.as_tensor(spec.design(Xn), dtype=dtype, device=device)
             gates_u = blocks.unit_gates(torch.as_tensor(spec.gates, dtype=dtype, device=device))
             residual = rule == "residual" and bool(spec.shared.any())

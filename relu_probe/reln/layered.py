@@ -77,6 +77,7 @@ context sets. The fitted network reports its singular values per path (named
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -85,7 +86,7 @@ import numpy as np
 
 from .._util.arrays import object_array
 from .._util.checks import check_int, check_real
-from ..errors import InputError, ValueInputError, describe
+from ..errors import DegenerateDataWarning, InputError, ValueInputError, describe
 from ..tasks import PAPER_INIT_GAIN
 from .gating import Gating, resolve_gates
 from .spec import (
@@ -344,10 +345,13 @@ def resolve_layered_spec(
         lower = effective_gates(layers[l].G, slopes[l])
         upper = effective_gates(layers[l + 1].G, slopes[l + 1])
         edge = (upper @ lower.T) > 0  # (q at l+1, p at l): ever open together
-        for q in np.flatnonzero(~edge.any(axis=1)):
-            raise ValueInputError(
-                f"block {layers[l + 1].names[q]!r} of layer {names[l + 1]!r} is never open together with "
-                f"any block of layer {names[l]!r}, so no path reaches it; drop it or check the gates."
+        lonely = [layers[l + 1].names[q] for q in np.flatnonzero(~edge.any(axis=1)) if upper[q].any()]
+        if lonely:
+            warnings.warn(
+                f"block(s) {lonely} of layer {names[l + 1]!r} are never open together with any block of layer "
+                f"{names[l]!r}: no path reaches them, so they never learn.",
+                DegenerateDataWarning,
+                stacklevel=4,
             )
         edges.append(edge)
     default = PAPER_INIT_GAIN / sum(widths[0])
@@ -358,6 +362,9 @@ def resolve_layered_spec(
         check_real("bias_init_scale", bias_init_scale, minimum=0.0), slopes if any(slopes) else (),
         _schedule(schedule, layers, names),
     )
+    if spec.n_pathways == 0:
+        raise ValueInputError("the layered network has no path from the inputs to the outputs: no block of one "
+                              "layer is ever open together with a block of the next.")
     if spec.n_pathways > MAX_PATHS:
         raise ValueInputError(
             f"the layered network has {spec.n_pathways} end-to-end paths (more than {MAX_PATHS}); keep "

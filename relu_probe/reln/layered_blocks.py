@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import ValueInputError
 from .layered import LayeredSpec
 
 __all__ = ["LayeredBlocks", "layered_step"]
@@ -107,6 +108,23 @@ class LayeredBlocks:
         last = self.weights[-1]
         off = self.offsets[-1]
         return torch.stack([last[:, int(off[c[-1]]):int(off[c[-1] + 1])] @ prefix[c] for c in spec.paths])
+
+    def load(self, weights: list[np.ndarray], biases: list[np.ndarray | None] | None,
+             output_bias: np.ndarray | None) -> None:
+        """Set the weights (one matrix per weight layer, as :meth:`numpy_weights` returns them;
+        entries outside the graph are set to 0) and the biases."""
+        if len(weights) != len(self.weights):
+            raise ValueInputError(f"`weights_` must hold {len(self.weights)} matrices, got {len(weights)}.")
+        for l, (W, new) in enumerate(zip(self.weights, weights)):
+            value = torch.as_tensor(np.asarray(new), dtype=self.dtype, device=self.device)
+            if value.shape != W.shape:
+                raise ValueInputError(f"`weights_[{l}]` must have shape {tuple(W.shape)}, got {tuple(value.shape)}.")
+            W.copy_(value if self.masks[l] is None else value * self.masks[l])
+        for b, new in zip(self.biases, biases or [None] * len(self.biases)):
+            if b is not None and new is not None:
+                b.copy_(torch.as_tensor(np.asarray(new), dtype=self.dtype, device=self.device))
+        if self.output_bias is not None and output_bias is not None:
+            self.output_bias.copy_(torch.as_tensor(np.asarray(output_bias), dtype=self.dtype, device=self.device))
 
     def numpy_weights(self) -> list[np.ndarray]:
         """The weight matrices (input side first) as numpy copies."""

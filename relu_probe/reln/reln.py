@@ -94,6 +94,7 @@ class ReLN(GDLN):
         bias_init_scale: float = 0.0,
         leak: float | Sequence[float] = 0.0,
         gate_schedule: Any = None,
+        warm_start: bool = False,
         lr: float = PAPER_LR,
         epochs: int = PAPER_EPOCHS,
         sv_stride: int = 10,
@@ -118,6 +119,7 @@ class ReLN(GDLN):
             bias_init_scale=bias_init_scale,
             leak=leak,
             gate_schedule=gate_schedule,
+            warm_start=warm_start,
             lr=lr,
             epochs=epochs,
             sv_stride=sv_stride,
@@ -254,6 +256,10 @@ class ReLN(GDLN):
             hidden_flags, out_flag, slopes = list(facts.hidden_bias), facts.output_bias, list(facts.slopes)
         if leak is None:
             slopes = require_slopes(facts, sites, None) if facts is not None else [0.0] * len(layers)
+        else:  # one slope for every site, or one per site
+            leak = [leak] * len(layers) if np.isscalar(leak) else list(leak)
+            if len(leak) != len(layers):
+                raise ValueInputError(f"`leak` must be one slope or one per site ({len(layers)}), got {len(leak)}.")
         if output_bias is None:
             output_bias = bool(out_flag)
         kept = [_kept(site, one, Xn.shape[0], min_mass) for site, one in layers]
@@ -280,8 +286,7 @@ class ReLN(GDLN):
                     )
             if hidden_bias is None:
                 hidden_bias = bool(hidden_flags[0]) if hidden_flags[0] is not None else False
-            if leak is None:
-                leak = slopes[0]
+            leak = slopes[0] if leak is None else leak[0]
             if params.get("trunk"):
                 inputs = None  # every input goes through the shared trunk
             elif isinstance(inputs, str) and inputs == "auto":

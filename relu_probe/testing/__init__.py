@@ -47,6 +47,9 @@ __all__ = [
 from ._pathway_nets import PathwayNet, k_minus_one_net, modular_net, pathway_task, shared_net  # noqa: E402
 
 __all__ += ["PathwayNet", "k_minus_one_net", "modular_net", "pathway_task", "shared_net"]
+from ._reln_nets import ReLNNet, biased_leaky_net  # noqa: E402
+
+__all__ += ["ReLNNet", "biased_leaky_net"]
 
 # real architectures and locally built tasks for them (issue: ResNets and transformers end to end)
 from ._image_task import DIGIT_RULES, FRAME_COLOURS, ImageTask, accuracy, digit_images, fit_classifier  # noqa: E402

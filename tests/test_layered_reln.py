@@ -377,3 +377,25 @@ def test_from_pathways_refuses_what_is_not_a_pathways_result():
         rp.ReLN.from_pathways({"1": object()}, X, Y)
     with pytest.raises(ValueInputError, match="empty"):
         rp.ReLN.from_pathways({}, X, Y)
+
+
+def test_depth_example_builds_and_trains_the_layered_reln(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "depth.py"
+    spec = importlib.util.spec_from_file_location("example_depth", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    threads = torch.get_num_threads()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", rp.errors.DegenerateDataWarning)
+            out = module.main(["--epochs", "400", "--every", "100", "--out", str(tmp_path)])
+    finally:
+        torch.set_num_threads(threads)
+    assert set(out["relns"]) == {"fixed gates", "gates following training"}
+    for reln in out["relns"].values():
+        assert reln.spec_.n_layers == 2 and reln.loss_curve_.shape == (400,)
+    assert sorted(out["relns"]["gates following training"].gate_schedule) == [0, 100, 200, 300]
+    assert (tmp_path / "depth.png").exists()

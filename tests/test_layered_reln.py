@@ -212,9 +212,16 @@ def test_layered_reln_saves_and_loads(tmp_path):
     pytest.importorskip("netCDF4")
     net = rp.testing.biased_leaky_net()
     ds = rp.record(net.model, net.X, coords=net.coords)
+    mon = rp.TrainingMonitor(net.model, net.X, coords=net.coords, every=1, values=False)
+    mon.snapshot(0)
+    mon.snapshot(5)
     reln = rp.ReLN.from_pathways(_per_site_pathways(net.model, ds), net.X, net.Y, model=net.model, epochs=20,
-                                 min_mass=0.0).fit(net.X, net.Y)
+                                 min_mass=0.0, trajectory=mon).fit(net.X, net.Y)
     reln.to_netcdf(tmp_path / "reln.nc")
+    back = rp.ReLN.from_netcdf(tmp_path / "reln.nc")
+    assert back.spec_.schedule_epochs == [0, 5]
+    refit = back.set_params(warm_start=False).fit(net.X, net.Y)  # the saved parameters rebuild the same network
+    np.testing.assert_array_equal(refit.loss_curve_, reln.loss_curve_)
     back = rp.ReLN.from_netcdf(tmp_path / "reln.nc")
     np.testing.assert_array_equal(back.loss_curve_, reln.loss_curve_)
     np.testing.assert_allclose(back.predict(net.X), reln.predict(net.X), atol=1e-14)
@@ -399,3 +406,18 @@ def test_depth_example_builds_and_trains_the_layered_reln(tmp_path):
         assert reln.spec_.n_layers == 2 and reln.loss_curve_.shape == (400,)
     assert sorted(out["relns"]["gates following training"].gate_schedule) == [0, 100, 200, 300]
     assert (tmp_path / "depth.png").exists()
+
+
+def test_readout_importance_leaves_the_output_bias_to_the_direct_path():
+    net = rp.testing.biased_leaky_net(depth=1)
+    ds = rp.record(net.model, net.X, coords=net.coords, values=True)
+    before = rp.unit_importance(net.model, ds, method="readout")
+    with torch.no_grad():
+        net.model[2].bias.mul_(-40.0)  # the readout's bias: the direct path, no unit's
+    after = rp.unit_importance(net.model, ds, method="readout")
+    np.testing.assert_allclose(after.values, before.values, rtol=1e-14)
+    # a unit's own (hidden) bias counts through its activation: on-activation 0.5 + w_o
+    act = ds["activation"].values
+    norms = np.linalg.norm(net.model[2].weight.detach().numpy(), axis=0)
+    expected = norms * np.abs(act).mean(0)
+    np.testing.assert_allclose(before.values, expected / expected.sum(), rtol=1e-6)  # activations: float32

@@ -52,6 +52,7 @@ from ..pathways.profiles import gating_profile
 from ..recording.recorder import record
 from ..recording.model import unwrap_model
 from ..reln.dynamics import as_loss_curve, compare_dynamics
+from ..reln.layered import LayeredSpec
 from ..reln.race import RACE_METHODS, race_from_spec
 from ..reln.reln import ReLN
 from ..scoring.selectivity import mixed_selectivity_index
@@ -242,7 +243,7 @@ def analyze(
         relu_loss = None if loss_curve is None else as_loss_curve("loss_curve", loss_curve)
         with bar.step("ReLN"), _noted(notes):
             reln, Xn, Yn = _reln_step(pw, rec, X_t, Y, relu_loss, inputs=inputs, lr=lr, epochs=epochs,
-                                      params=dict(reln_params or {}), progress=progress)
+                                      params=dict(reln_params or {}), progress=progress, model=model)
         with bar.step("race"), _noted(notes):
             dynamics, comparison = _race_step(reln, Xn, Yn, relu_loss, lr=lr, closed_form_init=closed_form_init,
                                               race_method=race_method, notes=notes)
@@ -325,19 +326,12 @@ def _attribution_step(model: Any, rec: Recording, pw: Any, X_t: torch.Tensor | N
 
 def _reln_step(pw: Any, rec: Recording, X_t: torch.Tensor | None, Y: Any, relu_loss: np.ndarray | None, *,
                inputs: Any, lr: float, epochs: int | None, params: dict[str, Any],
-               progress: bool | None) -> tuple[ReLN | None, np.ndarray | None, np.ndarray | None]:
+               progress: bool | None, model: Any = None) -> tuple[ReLN | None, np.ndarray | None, np.ndarray | None]:
     """With targets: the ReLN of the pathways, trained for ``len(loss_curve)`` epochs (else
-    *epochs*, else the paper's); returns it with the input and target matrices."""
+    *epochs*, else the paper's); returns it with the input and target matrices. The ReLU
+    network's biases and LeakyReLU slopes are read off the model and the recording; pathways
+    found per site of several sites give a layered ReLN."""
     if Y is None:
-        return None, None, None
-    if len(pw.sites) > 1:
-        warnings.warn(
-            f"the pathways were found at {len(pw.sites)} sites ({', '.join(pw.sites)}): their ReLN needs one gated "
-            "block per layer and pathway (a deep ReLN), which this version does not build; the ReLN and its race "
-            "are skipped. Pass sites=<one site> or per_site=False for a one-hidden-layer ReLN.",
-            ReluProbeWarning,
-            stacklevel=3,
-        )
         return None, None, None
     if X_t is None:
         raise InputError(
@@ -355,6 +349,8 @@ def _reln_step(pw: Any, rec: Recording, X_t: torch.Tensor | None, Y: Any, relu_l
             "curves can be compared epoch by epoch."
         )
     params.setdefault("progress", progress)
+    params.setdefault("model", unwrap_model(model) if model is not None else None)
+    params.setdefault("recording", rec.ds)
     reln = ReLN.from_pathways(pw, Xn, Yn, lr=lr, epochs=epochs, **params).fit(Xn, Yn)
     return reln, Xn, Yn
 
@@ -374,11 +370,20 @@ def _race_step(reln: ReLN | None, X: np.ndarray | None, Y: np.ndarray | None, re
     race = None
     method = race_method
     spec = reln.spec_
-    if all(d == 1 for d in spec.depths) and not spec.trunk:
+    if isinstance(spec, LayeredSpec):
+        notes.append("a layered ReLN (one gated block per layer and pathway) is trained by simulation only: the "
+                     "neural-race prediction covers one gated layer of pathways, so it is not run on this ReLN")
+        method = None
+    elif all(d == 1 for d in spec.depths) and not spec.trunk:
+        if method is None and spec.output_bias:
+            method = "live"
+            notes.append("the ReLN models the readout's bias as an ungated direct path, which the closed form "
+                         "cannot race (it would count the outputs' mean twice): race_method='live' (exact reduced "
+                         "gradient descent) is used")
         method = method or ("closed" if reln.rule == "residual" else "race")
         race = race_from_spec(
-            X, Y, spec, context=reln.context_, lr=lr, epochs=epochs, init=closed_form_init, rule=reln.rule,
-            method=method, d_scale="overlap" if (reln.rule == "residual" and method == "closed") else None,
+            X, Y, spec, context=reln.context_, lr=lr, epochs=epochs, init=closed_form_init, rule=reln.rule_,
+            method=method, d_scale="overlap" if (reln.rule_ == "residual" and method == "closed") else None,
         )
         data["loss_race"] = ("epoch", race["loss"].values)
         sv_race = race["singular_values"].sel(epoch=sv["sv_epoch"].values).rename(epoch="sv_epoch")
@@ -389,7 +394,7 @@ def _race_step(reln: ReLN | None, X: np.ndarray | None, Y: np.ndarray | None, re
     if relu_loss is not None:
         data["loss_relu"] = ("epoch", relu_loss)
     dynamics = xr.Dataset(data, coords={"epoch": np.arange(epochs)})
-    dynamics.attrs = {"lr": lr, "L0": float(reln.L0_), "rule": reln.rule, "race_method": method or ""}
+    dynamics.attrs = {"lr": lr, "L0": float(reln.L0_), "rule": reln.rule_, "race_method": method or ""}
     comparison: dict[str, Any] = {}
     if relu_loss is not None:
         comparison["reln"] = compare_dynamics(relu_loss, reln.loss_curve_)

@@ -54,6 +54,7 @@ from ..recording.recorder import record
 from ..recording.model import preserved_state, unwrap_model
 from ..reln.dynamics import as_loss_curve, compare_dynamics, loss_convention, model_outputs
 from ..reln.init import init_std_from_trained, one_hidden_layer
+from ..reln.layered import LayeredSpec
 from ..reln.predict import DEFAULT_MAX_EXHAUSTIVE, predict_structure, structure_table
 from ..reln.race import RACE_METHODS, race_from_spec
 from ..reln.reln import ReLN
@@ -86,6 +87,7 @@ def analyze(
     sites: Any = None,
     units: str = "element",
     values: bool = True,
+    samples: str = "input",
     X: Any = None,
     feature_names: Sequence[str] | None = None,
     attribution: bool = True,
@@ -155,6 +157,12 @@ def analyze(
     sites, units, values, batch_size :
         Passed to :func:`relu_probe.record` (``values=True`` stores post-ReLU values, which
         the pathway masses and mixed selectivity use).
+    samples : {"input", "position"}, default="input"
+        Passed to :func:`relu_probe.record`: with ``"position"`` every (input, position) of
+        the sequence / conv sites is a sample (tokens as samples; padding dropped), and
+        ``coords`` are per input, broadcast to the positions. The ReLN and the input
+        attributions need one sample per input row of ``X``, so with ``"position"`` they
+        run only on a recording whose samples ``X`` matches (pass ``X=``).
     X : array-like, optional
         The input tensor when ``inputs`` is a recording (for the ReLN and attributions).
     feature_names : sequence of str, optional
@@ -242,7 +250,8 @@ def analyze(
     with StepBar(STEPS, enabled=progress, desc="analyze") as bar:
         with bar.step("record"):
             rec, X_t = _record_step(model, inputs, X=X, coords=coords, sites=sites, units=units, values=values,
-                                    batch_size=batch_size, record_kwargs=record_kwargs, progress=progress)
+                                    samples=samples, batch_size=batch_size, record_kwargs=record_kwargs,
+                                    progress=progress)
         with bar.step("importance"):
             imp = _importance_step(model, rec, importance, X_t)
         with bar.step("pathways"):
@@ -256,6 +265,10 @@ def analyze(
             profile = gating_profile(rec, by)
             selectivity = mixed_selectivity_index(rec, by, within=within) if within is not None else None
         with bar.step("attribution"):
+            if attribution and samples == "position" and X is None:
+                notes.append("input attributions attribute each sample to its input row; with "
+                             "samples='position' the samples are positions, not inputs: skipped")
+                attribution = False
             attributions = _attribution_step(model, rec, pw, X_t, enabled=attribution, feature_names=feature_names,
                                              max_samples=attribution_samples, random_state=random_state, notes=notes)
         relu_loss = None if loss_curve is None else as_loss_curve("loss_curve", loss_curve)
@@ -263,7 +276,7 @@ def analyze(
             training = _training(model, monitor, X_t, Y, relu_loss, rec, lr=lr, epochs=epochs,
                                  init_network=init_network, init_std=init_std, notes=notes)
             reln, Xn, Yn = _reln_step(pw, rec, X_t, Y, training, inputs=inputs, params=dict(reln_params or {}),
-                                      progress=progress, notes=notes)
+                                      progress=progress, notes=notes, model=model)
         with bar.step("race"), _noted(notes):
             dynamics, comparison = _race_step(reln, Xn, Yn, training, closed_form_init=closed_form_init,
                                               race_method=race_method, notes=notes)
@@ -291,10 +304,11 @@ def analyze(
 
 # ----------------------------------------------------------------------------- the steps
 def _record_step(model: Any, inputs: Any, *, X: Any, coords: Any, sites: Any, units: str, values: bool,
-                 batch_size: int | None, record_kwargs: Mapping[str, Any] | None,
+                 samples: str, batch_size: int | None, record_kwargs: Mapping[str, Any] | None,
                  progress: bool | None) -> tuple[Recording, torch.Tensor | None]:
     """Record *inputs* (or take the recording given as *inputs*) and check it, once: the
-    checked, in-memory recording and the input tensor (``None`` when there is none)."""
+    checked, in-memory recording and the input tensor (``None`` when there is none; with
+    ``samples="position"`` the inputs are not the samples, so only an ``X`` given)."""
     if isinstance(inputs, xr.Dataset):
         if coords is not None:
             raise InputError("`coords` must be omitted when `inputs` is already a recording.")
@@ -304,9 +318,9 @@ def _record_step(model: Any, inputs: Any, *, X: Any, coords: Any, sites: Any, un
             raise InputError(
                 "`model` is None: pass the trained torch.nn.Module, or a recording (xarray.Dataset) as `inputs`."
             )
-        ds = record(model, inputs, sites=sites, coords=coords, values=values, units=units, batch_size=batch_size,
-                    progress=progress, **dict(record_kwargs or {}))
-        X_t = _as_tensor(inputs) if X is None else _as_tensor(X)
+        ds = record(model, inputs, sites=sites, coords=coords, values=values, units=units, samples=samples,
+                    batch_size=batch_size, progress=progress, **dict(record_kwargs or {}))
+        X_t = _as_tensor(X) if X is not None else (_as_tensor(inputs) if samples == "input" else None)
     return as_recording(ds, "inputs").loaded(), X_t
 
 
@@ -496,21 +510,14 @@ def _hidden_width(model: Any) -> int:
 
 
 def _reln_step(pw: Any, rec: Recording, X_t: torch.Tensor | None, Y: Any, training: _Training | None, *,
-               inputs: Any, params: dict[str, Any], progress: bool | None,
-               notes: list[str]) -> tuple[ReLN | None, np.ndarray | None, np.ndarray | None]:
+               inputs: Any, params: dict[str, Any], progress: bool | None, notes: list[str],
+               model: Any = None) -> tuple[ReLN | None, np.ndarray | None, np.ndarray | None]:
     """With targets: the ReLN of the pathways, trained for the ReLU network's epochs at its
     rate on the summed loss, from its initial state; returns it with the input and target
-    matrices. The learning rate is checked against the ReLN's stability bound first."""
+    matrices. The learning rate is checked against the ReLN's stability bound first. The ReLU
+    network's biases and LeakyReLU slopes are read off the model and the recording; pathways
+    found per site of several sites give a layered ReLN."""
     if training is None:
-        return None, None, None
-    if len(pw.sites) > 1:
-        warnings.warn(
-            f"the pathways were found at {len(pw.sites)} sites ({', '.join(pw.sites)}): their ReLN needs one gated "
-            "block per layer and pathway (a deep ReLN), which this version does not build; the ReLN and its race "
-            "are skipped. Pass sites=<one site> or per_site=False for a one-hidden-layer ReLN.",
-            ReluProbeWarning,
-            stacklevel=3,
-        )
         return None, None, None
     if X_t is None:
         raise InputError(
@@ -520,6 +527,8 @@ def _reln_step(pw: Any, rec: Recording, X_t: torch.Tensor | None, Y: Any, traini
     Xn = as_2d_float("X", X_t, n_rows=rec.n_samples)
     Yn = as_2d_float("Y", Y, n_rows=rec.n_samples)
     params.setdefault("progress", progress)
+    params.setdefault("model", unwrap_model(model) if model is not None else None)
+    params.setdefault("recording", rec.ds)
     init = dict(training.init) if "init_scale" not in params else {}
     if "init_scale" in params and training.init:
         notes.append("initial state: reln_params['init_scale'] given, so the network's initial state is not used")
@@ -529,6 +538,7 @@ def _reln_step(pw: Any, rec: Recording, X_t: torch.Tensor | None, Y: Any, traini
         if not init:
             raise
         notes.append(f"initial state: {' '.join(str(exc).split())}; the default is used instead")
+        init = {}
         reln = ReLN.from_pathways(pw, Xn, Yn, lr=training.lr, epochs=training.epochs, **params)
     bound = reln.max_stable_lr(Xn, Yn, context=reln.context)
     if training.lr_given and training.lr >= bound:
@@ -572,14 +582,22 @@ def _race_step(reln: ReLN | None, X: np.ndarray | None, Y: np.ndarray | None, tr
     curves: dict[str, xr.Dataset] = {}
     method = race_method or "auto"
     spec = reln.spec_
-    if all(d == 1 for d in spec.depths) and not spec.trunk:
-        d_scale = "overlap" if reln.rule == "residual" else None
-        common = dict(context=reln.context_, lr=lr, epochs=epochs, rule=reln.rule, check_lr=False)
+    if isinstance(spec, LayeredSpec):
+        method = ""
+        notes.append("a layered ReLN (one gated block per layer and pathway) is trained by simulation only: the "
+                     "exact dynamics and the closed form cover one gated layer of pathways, so no prediction is "
+                     "run on this ReLN")
+    elif all(d == 1 for d in spec.depths) and not spec.trunk:
+        d_scale = "overlap" if reln.rule_ == "residual" else None
+        common = dict(context=reln.context_, lr=lr, epochs=epochs, rule=reln.rule_, check_lr=False)
         race = race_from_spec(X, Y, spec, method=method, init=closed_form_init if method == "closed" else None,
                               d_scale=d_scale if method == "closed" else None, **common)
         method = str(race.attrs["method"])
         curves["race"] = race
-        if method != "closed":
+        if method != "closed" and spec.output_bias:
+            notes.append("the ReLN models the readout's bias as an ungated direct path, which the closed form "
+                         "cannot race (it would count the outputs' mean twice): only the exact prediction is shown")
+        elif method != "closed":
             curves["closed"] = race_from_spec(X, Y, spec, method="closed", init=closed_form_init, d_scale=d_scale,
                                               **common)
         for key, ds in curves.items():
@@ -593,7 +611,7 @@ def _race_step(reln: ReLN | None, X: np.ndarray | None, Y: np.ndarray | None, tr
     if training.loss is not None:
         data["loss_relu"] = ("epoch", training.loss)
     dynamics = xr.Dataset(data, coords={"epoch": np.arange(epochs)})
-    dynamics.attrs = {"lr": lr, "L0": float(reln.L0_), "rule": reln.rule, "race_method": method,
+    dynamics.attrs = {"lr": lr, "L0": float(reln.L0_), "rule": reln.rule_, "race_method": method,
                       "closed_method": "closed" if "closed" in curves else "",
                       "comparable": int(training.comparable)}
     comparison: dict[str, Any] = {}
@@ -652,6 +670,7 @@ def _params(rec: Recording, pw: Any, imp: xr.DataArray, reln: ReLN | None, *, by
         "model_class": str(attrs.get("model_class", "")),
         "sites": [str(s) for s in site_attr(rec.ds, "sites")],
         "units": str(attrs.get("units", units)),
+        "samples": str(attrs.get("samples", "input")),
         "n_samples": rec.n_samples,
         "n_units": rec.n_units,
         "lr": lr,

@@ -84,6 +84,10 @@ class Analysis:
         from a training monitor.
     monitor_pathways : xarray.DataArray (step, pathway) or None
         Pathway masses over training steps, coord ``contexts``.
+    monitor_stability : xarray.Dataset or None
+        Gate stability over training (:meth:`relu_probe.TrainingMonitor.gate_stability`):
+        ``flip_fraction`` and ``chance_flip_fraction`` (step, site), ``stable_step`` (site;
+        NaN while a site's gates still change more than the tolerance); attr ``tolerance``.
     params : dict
         How the analysis was run (``by``, ``within``, ``importance``, ``title`` …).
     notes : list of str
@@ -108,6 +112,7 @@ class Analysis:
         monitor_scores: pd.DataFrame | None = None,
         monitor_pathways: xr.DataArray | None = None,
         monitor_structure: xr.Dataset | None = None,
+        monitor_stability: xr.Dataset | None = None,
         params: Mapping[str, Any] | None = None,
         notes: Sequence[str] | None = None,
     ) -> None:
@@ -126,6 +131,7 @@ class Analysis:
         self.monitor_scores = monitor_scores
         self.monitor_pathways = monitor_pathways
         self.monitor_structure = monitor_structure
+        self.monitor_stability = monitor_stability
         self.params = dict(params or {})
         self.notes = list(notes or [])
 
@@ -260,7 +266,7 @@ class Analysis:
 
     # ------------------------------------------------------------------ monitor
     def attach_monitor(self, monitor: Any = None, *, scores: Any = None, pathways: Any = None,
-                       structure: Any = None) -> Analysis:
+                       structure: Any = None, stability: Any = None) -> Analysis:
         """Add structure-over-training measurements (for the report's training section).
 
         Parameters
@@ -276,6 +282,10 @@ class Analysis:
         structure : xarray.Dataset, optional
             Predicted against measured structure over training (a ``tv`` variable over
             ``step``, as :meth:`relu_probe.TrainingMonitor.structure_over_time` returns).
+        stability : pandas.DataFrame, optional
+            Gate stability as :meth:`relu_probe.TrainingMonitor.gate_stability` returns it;
+            overrides ``monitor``'s (taken from it when it has two snapshots or more and
+            binary gates).
 
         Returns
         -------
@@ -286,6 +296,11 @@ class Analysis:
                 scores = monitor.scores()
             if pathways is None and callable(getattr(monitor, "pathways_over_time", None)):
                 pathways = monitor.pathways_over_time()
+            if stability is None and callable(getattr(monitor, "gate_stability", None)):
+                try:
+                    stability = monitor.gate_stability()
+                except ValueInputError:  # one snapshot, or channel units: nothing to show
+                    stability = None
             if scores is None and pathways is None:
                 raise InputError(
                     "`monitor` must have scores() and/or pathways_over_time() (a rp.TrainingMonitor), "
@@ -315,6 +330,8 @@ class Analysis:
                     + (f" with dims {pathways.dims}." if isinstance(pathways, xr.DataArray) else ".")
                 )
             self.monitor_pathways = pathways.transpose("step", "pathway")
+        if stability is not None:
+            self.monitor_stability = _stability_dataset(stability)
         return self
 
     def _add_init_baseline(self) -> None:
@@ -377,10 +394,12 @@ class Analysis:
         if self.reln is not None:
             self.reln.to_netcdf(path / "reln.nc")
             files.append("reln.nc")
-        if self.monitor_scores is not None or self.monitor_pathways is not None or self.monitor_structure is not None:
+        if (self.monitor_scores is not None or self.monitor_pathways is not None
+                or self.monitor_structure is not None or self.monitor_stability is not None):
             netcdf.write_groups(path / "monitor.nc", {"scores": _frame_to_dataset(self.monitor_scores),
                                                       "pathways": self.monitor_pathways,
-                                                      "structure": self.monitor_structure})
+                                                      "structure": self.monitor_structure,
+                                                      "stability": self.monitor_stability})
             files.append("monitor.nc")
         if self.structure is not None:
             netcdf.write_groups(path / "structure.nc", {"structure": self.structure})
@@ -439,6 +458,7 @@ class Analysis:
             monitor_scores=_frame_from_dataset(monitor.get("scores")),
             monitor_pathways=monitor.get("pathways"),
             monitor_structure=monitor.get("structure"),
+            monitor_stability=monitor.get("stability"),
             params=meta.get("params") or {},
             notes=meta.get("notes") or [],
         )
@@ -513,3 +533,28 @@ def _frame_from_json(data: Mapping[str, Any]) -> pd.DataFrame:
     flat = pd.DataFrame(data["rows"], columns=data["columns"])
     index = list(data["index"])
     return flat.set_index(index if len(index) > 1 else index[0])
+
+
+def _stability_dataset(frame: Any) -> xr.Dataset:
+    """Gate stability (the long DataFrame of :meth:`relu_probe.TrainingMonitor.gate_stability`)
+    as a (step, site) Dataset with the per-site ``stable_step``."""
+    needed = {"step", "site", "flip_fraction", "chance_flip_fraction"}
+    if not isinstance(frame, pd.DataFrame) or not needed <= set(frame.columns):
+        raise InputError(
+            "`stability` must be the DataFrame of TrainingMonitor.gate_stability() (columns "
+            f"{sorted(needed)}), got {describe(frame)}."
+        )
+    sites = list(dict.fromkeys(frame["site"].tolist()))
+    steps = list(dict.fromkeys(frame["step"].tolist()))
+    table = {name: frame.pivot(index="step", columns="site", values=name).reindex(index=steps, columns=sites)
+             for name in ("flip_fraction", "chance_flip_fraction")}
+    stable = frame.attrs.get("stable_step", {})
+    site_values = np.empty(len(sites), dtype=object)
+    site_values[:] = sites
+    ds = xr.Dataset(
+        {name: (("step", "site"), t.to_numpy(np.float64)) for name, t in table.items()},
+        coords={"step": np.asarray(steps, dtype=np.int64), "site": site_values},
+    )
+    ds["stable_step"] = ("site", np.array([np.nan if stable.get(s) is None else float(stable[s]) for s in sites]))
+    ds.attrs = {"tolerance": float(frame.attrs.get("tolerance", np.nan))}
+    return ds

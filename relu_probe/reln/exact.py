@@ -570,9 +570,14 @@ def exact_from_spec(
     rtol = check_real("rtol", rtol, minimum=0.0, strict=True)
     if any(len(w) != 1 for w in spec.widths) or spec.trunk:
         raise ValueInputError("the exact dynamics cover pathways with one hidden layer and no trunk.")
+    if spec.hidden_bias or spec.output_bias:
+        raise ValueInputError(
+            "exact_from_spec covers pathways without biases; race_dynamics(method='auto') steps a biased "
+            "gating's exact dynamics epoch by epoch."
+        )
     sv_epochs = np.arange(epochs) if sv_epochs is None else np.asarray(sv_epochs, dtype=int)
     masks = spec.inputs.astype(np.float64)
-    G = spec.gating.G
+    G = spec.gates  # effective gates α + (1 − α) g of leaky units (the 0/1 gates for ReLU units)
     residual = rule == "residual" and bool(spec.shared.any()) and bool((~spec.shared).any())
     own = spec.shared.copy() if residual else np.zeros(spec.n_pathways, dtype=bool)
     lr_bound = check_learning_rate(X, Y, G, masks, lr, own=own) if check_lr else float("nan")

@@ -257,3 +257,47 @@ def test_result_layout(task3):
     assert ds["maps"].shape == (4, 60, 11)
     assert not ds["inputs"].values[1, 8:].any()  # context pathways do not read the cue
     assert ds.attrs["tau"] == pytest.approx(1 / (1e-3 * 24))
+
+
+def test_exact_dynamics_read_leaky_slopes_as_effective_gates():
+    """A LeakyReLU slope α is the gate α + (1 − α) g on every sample: the exact dynamics of
+    0/1 gates with ``leak=α`` are the exact map-space recursion (``gram_simulate``, epoch by
+    epoch) on the gates α + (1 − α) g, from the mean state ``A = σ² h I``, ``B = σ² h I``."""
+    from relu_probe.reln.race import gram_simulate
+
+    X, Y, ctx = _random_task(seed=3)
+    G = np.stack([np.ones(len(ctx)), (ctx != 2).astype(float), (ctx != 0).astype(float)])
+    lr, epochs, h, sigma, alpha = 2e-4, 400, 50, 0.05, 0.2
+    kw = dict(lr=lr, epochs=epochs, rule="joint", inputs="all", hidden=h, init_scale=sigma, step="exact")
+    leaky = rp.race_dynamics(X, Y, G, leak=alpha, **kw)
+    assert leaky.attrs["method"] == "exact"
+    p, n, m = G.shape[0], X.shape[1], Y.shape[1]
+    a0 = sigma ** 2 * h
+    loss, _, _ = gram_simulate(X, Y, alpha + (1 - alpha) * G, np.ones((p, n)), lr=lr, epochs=epochs,
+                               A0=a0 * np.tile(np.eye(m), (p, 1, 1)), B0=a0 * np.tile(np.eye(n), (p, 1, 1)),
+                               M0=np.zeros((p, m, n)))
+    np.testing.assert_allclose(leaky["loss"].values, loss, rtol=1e-8)
+    relu = rp.race_dynamics(X, Y, G, **kw)
+    assert np.abs(relu["loss"].values - loss).max() > 1e-3 * loss[0]  # the slope matters
+
+
+def test_exact_dynamics_with_an_output_bias_follow_the_direct_path():
+    """An output bias is an ungated one-layer direct path. With zero-mean inputs and constant
+    targets ``c`` no pathway can fit anything (its correlation Σ_μ c x_μᵀ is 0), so only the
+    bias learns, by ``b ← b + η P (c − b)`` from 0: the summed loss is exactly
+    ``½ P ‖c‖² (1 − η P)^{2t}``."""
+    rng = np.random.default_rng(0)
+    P, n = 20, 4
+    X = rng.standard_normal((P, n))
+    X -= X.mean(0)
+    c = np.array([0.7, -1.3])
+    Y = np.tile(c, (P, 1))
+    lr, epochs = 0.01, 60
+    ds = rp.race_dynamics(X, Y, np.ones((1, P)), lr=lr, epochs=epochs, output_bias=True, hidden=10,
+                          init_scale=0.01)
+    assert ds.attrs["method"] == "exact" and ds.attrs["step"] == "exact"
+    t = np.arange(epochs)
+    expected = 0.5 * P * float(c @ c) * (1 - lr * P) ** (2 * t)
+    np.testing.assert_allclose(ds["loss"].values, expected, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(ds["output_bias"].values[-1], np.linalg.norm(c) * (1 - (1 - lr * P) ** (epochs - 1)),
+                               rtol=1e-6)

@@ -112,7 +112,7 @@ from .dynamics import check_divergence, divergence_limit
 from .exact import MeanState, exact_from_spec, mean_state_of
 from .gating import context_labels, cue_inputs, sample_groups
 from .init import network_state
-from .spec import PathwaySpec, resolve_spec, warn_residual_is_joint
+from .spec import PathwaySpec, resolve_spec, warn_residual_is_joint, with_constant
 from .stability import check_learning_rate
 
 __all__ = ["race_dynamics", "race_from_spec", "closed_form", "RACE_METHODS", "DEFAULT_TOL"]
@@ -539,11 +539,12 @@ def race_from_spec(
     state = mean_state_of(init, spec)
     pi0 = state.pi0
     paths = _paths(spec)
-    X_design = spec.design(X)
+    # the constant input: read by every pathway with hidden biases, else by the direct path only
+    X_design = with_constant(X) if (spec.output_bias and not spec.hidden_bias) else spec.design(X)
     P = X.shape[0]
     tau = 1.0 / (lr * P)
     residual = rule == "residual" and bool(spec.shared.any()) and bool((~spec.shared).any())
-    lr_bound = (check_learning_rate(X_design, Y, spec.gates, spec.design_inputs.astype(np.float64), lr,
+    lr_bound = (check_learning_rate(X_design, Y, spec.gates, paths.masks[: spec.n_pathways], lr,
                                     own=spec.shared if residual else None)
                 if check_lr else float("nan"))
     a0, b0 = state.a0, state.b0
@@ -585,7 +586,7 @@ def race_from_spec(
     ds.attrs.update({"lr_bound": lr_bound, "step": step if method == "exact" else "", "init": state.source,
                      "asymptote": asymptote})
     if method == "closed":
-        gap_to_optimum(asymptote, X_design, Y, spec.gates, spec.design_inputs.astype(np.float64),
+        gap_to_optimum(asymptote, X_design, Y, spec.gates, paths.masks[: spec.n_pathways],
                        what="the closed form", stacklevel=3)
     elif method == "race" and off_mode > OFF_MODE_WARN:
         warnings.warn(
@@ -620,6 +621,8 @@ def _paths(spec: PathwaySpec) -> _Paths:
     G, masks = spec.gates, spec.design_inputs.astype(np.float64)
     shared, linear = spec.shared.copy(), np.zeros(spec.n_pathways, dtype=bool)
     if spec.output_bias:
+        if not spec.hidden_bias:  # a constant input column that only the direct path reads
+            masks = np.hstack([masks, np.zeros((masks.shape[0], 1))])
         direct = np.zeros((1, masks.shape[1]))
         direct[0, -1] = 1.0  # the constant input (the design's last column)
         G = np.vstack([G, np.ones((1, G.shape[1]))])
@@ -820,7 +823,7 @@ def _race_dataset(X: np.ndarray, Y: np.ndarray, spec: PathwaySpec, paths: _Paths
         "sigma_x": (("pathway", "pathway_", "feature", "feature_"), target["sx"][:n, :n]),
         "U": (("pathway", "output", "mode"), target["U"][:n]),
         "V": (("pathway", "feature", "mode"), target["V"][:n]),
-        "inputs": (("pathway", "feature"), spec.design_inputs.copy()),
+        "inputs": (("pathway", "feature"), paths.masks[:n] > 0),
         "gates": (("pathway", "sample"), paths.G[:n]),
     }
     if paths.n_pathways > n:

@@ -64,13 +64,13 @@ def closed_form(k: int, variant: str = "hierarchy", time: str = "continuous"):
 )
 def test_data_statistics(k, variant, L0, L_lin):
     X, Y, _ = task(k, variant)
-    ds = rp.race_dynamics(X, Y, np.ones((1, X.shape[0])), init=5e-9, epochs=12001)
+    ds = rp.race_dynamics(X, Y, np.ones((1, X.shape[0])), init=5e-9, epochs=12001, method="race")
     assert ds.attrs["L0"] == pytest.approx(L0, abs=0.01)
     if variant == "hierarchy":
         # aligned data: the shared (linear) pathway's modes converge to the best linear fit
         assert float(ds["loss"][-1]) == pytest.approx(L_lin, abs=0.01)
     else:
-        # VᵀΣ^xV is not diagonal: the decoupled modes stop short of the least-squares fit,
+        # VᵀΣ^xV is not diagonal: the decoupled modes (the mode race) stop short of the least-squares fit,
         # while exact gradient descent (the live reduction) reaches it
         assert L_lin + 0.05 < float(ds["loss"][-1]) < L_lin + 0.3
         live = rp.race_dynamics(X, Y, np.ones((1, 24)), init=5e-9, epochs=12001, method="live")

@@ -21,11 +21,12 @@ call (functional sites), so in-place ReLUs cannot overwrite them. Every handle i
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 import types
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +40,7 @@ from torch.utils.hooks import RemovableHandle
 from ..errors import NoSitesError, SiteNeverFiredError, ValueInputError
 from .sites import Site, SiteLayout, SiteSelector, select_sites, site_name
 
-__all__ = ["GateTap", "FUNCTIONAL_RELUS"]
+__all__ = ["GateTap", "FUNCTIONAL_RELUS", "replaced_output"]
 
 #: Functional ReLUs intercepted by the function mode, mapped to their site function name.
 FUNCTIONAL_RELUS: dict[Any, str] = {
@@ -144,6 +145,11 @@ class GateTap:
         site's input). When False, only :attr:`output_nonfinite` is set per pass (from the
         model's output) and a caller may re-run the batch with :attr:`recount` set, which
         counts per site without recording anything.
+    on_output : callable, optional
+        ``on_output(site, output)`` is called, after discovery, with the live output tensor
+        (autograd graph intact) of every selected site call, as soon as the call returns; a
+        tensor it returns replaces that output downstream. The path-integrated gradients of
+        :mod:`relu_probe.pathways.gradients` read the sites through it, one call at a time.
     """
 
     def __init__(
@@ -158,6 +164,7 @@ class GateTap:
         channel_dim: int | dict[str, int] | None = None,
         threshold: float = 0.0,
         check_finite: bool = True,
+        on_output: Callable[[str, torch.Tensor], torch.Tensor | None] | None = None,
     ) -> None:
         self.root = root
         self.selector = selector
@@ -168,6 +175,7 @@ class GateTap:
         self.threshold = threshold
         self.sink = sink
         self.check_finite = check_finite
+        self.on_output = on_output
         self.recount = False
         self.output_nonfinite = False
         self.gate_var = "gate"
@@ -283,7 +291,7 @@ class GateTap:
             key = ("module", path, call)
             if (self._discovering or key in self._selected_keys) and args and isinstance(args[0], torch.Tensor):
                 self._fire(key, module, type(module).__name__, args[0])
-                if self.values or self._discovering:
+                if self.values or self._discovering or self.on_output is not None:
                     state.pending_value[id(module)] = key
             return
         if module is not self.root:
@@ -298,6 +306,7 @@ class GateTap:
             key = state.pending_value.pop(id(module), None)
             if key is not None and isinstance(output, torch.Tensor):
                 self._store_value(key, output)
+                return self._hand_out(key, output)
             return
         if module is not self.root and state.owner_stack:
             state.owner_stack.pop()
@@ -319,6 +328,9 @@ class GateTap:
         out = func(*args, **kwargs)
         if wanted and isinstance(out, torch.Tensor):
             self._store_value(key, out)
+            replaced = self._hand_out(key, out)
+            if replaced is not None:
+                out = replaced
         return out
 
     # ------------------------------------------------------------------ gate extraction
@@ -389,6 +401,12 @@ class GateTap:
             u0, u1 = self._offsets[key]
             layout = self.layouts[self._key_to_site[key]]
             _write_values(out.detach(), layout, self.units, state.block["activation"][:, u0:u1])
+
+    def _hand_out(self, key: tuple, out: torch.Tensor) -> torch.Tensor | None:
+        """Give a selected site's live output to ``on_output`` (steady state only)."""
+        if self.on_output is None or self._discovering or self.recount or key not in self._state.fired:
+            return None
+        return self.on_output(self._key_to_site[key], out)
 
     def _layout_for(self, key: tuple, x: torch.Tensor) -> SiteLayout:
         shape = tuple(x.shape[1:])
@@ -510,6 +528,18 @@ class GateTap:
         if key[0] == "module":
             return key[1] or "<root>"
         return f"{key[1]}::{key[3]}#{key[4]}"
+
+
+@contextlib.contextmanager
+def replaced_output(module: nn.Module, value: Callable[[Any], torch.Tensor]) -> Iterator[None]:
+    """Inside the block, every call of *module* returns ``value(output)`` instead of its
+    output (e.g. an embedding layer's output replaced by a point on an integration path);
+    the hook is removed on exit, whatever happens in the block."""
+    handle = module.register_forward_hook(lambda _module, _args, output: value(output))
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 _NUMPY_FLOATS = (torch.float16, torch.float32, torch.float64)

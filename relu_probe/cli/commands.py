@@ -5,8 +5,11 @@
     gates, find its pathways, fit the ReLN, and write the HTML report; the report's path is
     the last line printed.
 ``relu-probe analyze --model MODULE:FACTORY [--weights FILE] --inputs FILE.npz --by COORD``
-    Analyse a saved model on saved inputs (the ``.npz`` holds the inputs under ``X`` and one
-    array per coord under its name); ``--targets KEY`` also fits the ReLN. ``--model`` imports
+    Analyse a saved model on saved inputs (the ``.npz`` holds the inputs under ``X`` — float
+    features, or integer token ids — and one array per coord under its name); ``--targets
+    KEY`` also fits the ReLN. The input attributions are skipped, with a note, when they
+    would take longer than the rest of the analysis; ``--attribution`` computes them anyway,
+    ``--no-attribution`` never. ``--model`` imports
     the factory's module, running its code. ``--weights`` is read with
     ``torch.load(weights_only=True)``; TorchScript and ``torch.export`` archives (as weights, or
     a ``.pt2`` export as the model itself) run code from the file when loaded and are refused
@@ -188,7 +191,7 @@ def _analyze(args: argparse.Namespace) -> int:
                   importance=args.importance, units=args.units, lr=PAPER_LR if args.lr is None else args.lr,
                   epochs=args.epochs,
                   literature=not args.no_literature, race_method=args.race,
-                  feature_names=names, batch_size=batch,
+                  feature_names=names, batch_size=batch, attribution=args.attribution,
                   title=args.title or f"{description}: pathways by {args.by!r}")
     for line in _describe_scores(res):
         print(line)

@@ -54,6 +54,7 @@ from ..recording.recorder import record
 from ..recording.model import unwrap_model
 from ..reln.dynamics import as_loss_curve, compare_dynamics
 from ..reln.race import RACE_METHODS, race_from_spec
+from ..report.labels import default_title
 from ..reln.reln import ReLN
 from ..scoring.selectivity import mixed_selectivity_index
 from ..scoring.table import scores
@@ -399,7 +400,8 @@ def _params(rec: Recording, pw: Any, imp: xr.DataArray, reln: ReLN | None, *, by
         "within": within,
         "importance": imp.attrs["method"],
         "pathway_method": pw.method,
-        "title": title if title is not None else f"{attrs.get('model_class', 'model')}: pathways by {by!r}",
+        "title": title if title is not None else default_title(str(attrs.get("model_class", "")), by, within,
+                                                               len(site_attr(rec.ds, "sites"))),
         "model_class": str(attrs.get("model_class", "")),
         "sites": [str(s) for s in site_attr(rec.ds, "sites")],
         "units": str(attrs.get("units", units)),

@@ -192,7 +192,7 @@ def _analyze(args: argparse.Namespace) -> int:
                   epochs=args.epochs,
                   literature=not args.no_literature, race_method=args.race,
                   feature_names=names, batch_size=batch, attribution=args.attribution,
-                  title=args.title or f"{description}: pathways by {args.by!r}")
+                  title=args.title)
     for line in _describe_scores(res):
         print(line)
     print(_finish(res, Path(args.out), args.title))

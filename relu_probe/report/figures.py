@@ -9,6 +9,7 @@ interpreted as markup.
 from __future__ import annotations
 
 import io
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,9 +20,11 @@ from .labels import context_set_label, pathway_kind
 __all__ = [
     "attribution_maps_png",
     "context_mass_png",
+    "layer_summary_png",
     "loss_curves_png",
     "monitor_pathways_png",
     "monitor_scores_png",
+    "profile_grid_png",
     "profile_heatmap_png",
     "singular_values_png",
     "text",
@@ -80,40 +83,154 @@ def context_mass_png(contexts: Sequence[Sequence[Any]], mass: np.ndarray, n_cont
 
 def profile_heatmap_png(
     values: np.ndarray,
-    row_groups: Sequence[str],
+    row_groups: Sequence[int],
+    group_labels: dict[int, str],
     column_labels: Sequence[str],
     column_groups: Sequence[str],
     *,
     by: str,
     within: str | None,
+    measure: str,
 ) -> bytes:
-    """Units (rows, grouped by pathway) × conditions (columns, grouped by ``by``): P(on)."""
+    """Units (rows, grouped by pathway) × conditions (columns, grouped by ``by``).
+
+    A strip left of the heatmap colours each row by its pathway; the legend names every
+    pathway in full (``#3 {a,b}``), so no group is left unlabelled however thin. The colour
+    bar is labelled with *measure* (what a cell is: ``P(on | by)``, or the fraction of
+    positions active for channel units).
+    """
+    from matplotlib import colormaps
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
     n_rows, n_cols = values.shape
-    fig = _figure(min(11.0, 2.8 + 0.16 * n_cols + 1.2), 5.6)
-    ax = fig.add_subplot()
+    order = list(dict.fromkeys(int(g) for g in row_groups))
+    palette = colormaps["tab20"]
+    colour = {g: palette(i % 20) for i, g in enumerate(order)}
+    legend_rows = len(order)
+    fig = _figure(min(11.0, 4.4 + 0.16 * n_cols + 2.6), max(3.2, min(7.0, 2.0 + 0.018 * n_rows + 0.2 * legend_rows)))
+    grid = fig.add_gridspec(1, 2, width_ratios=(0.35, max(3.0, 0.16 * n_cols + 2.0)), wspace=0.02)
+    strip, ax = fig.add_subplot(grid[0]), fig.add_subplot(grid[1])
+    index = np.array([order.index(int(g)) for g in row_groups])[:, None]
+    strip.imshow(index, aspect="auto", interpolation="nearest",
+                 cmap=ListedColormap([colour[g] for g in order]), vmin=-0.5, vmax=len(order) - 0.5)
+    strip.set_xticks([])
+    strip.set_yticks([])
+    strip.set_ylabel(f"units, grouped by pathway ({n_rows} shown)")
     image = ax.imshow(values, aspect="auto", interpolation="nearest", cmap="viridis", vmin=0.0, vmax=1.0)
-    fig.colorbar(image, ax=ax, label="P(on)", fraction=0.04)
-    # pathway group boundaries and labels
-    starts = [0] + [i for i in range(1, n_rows) if row_groups[i] != row_groups[i - 1]]
-    ends = starts[1:] + [n_rows]
-    for s in starts[1:]:
-        ax.axhline(s - 0.5, color="white", lw=1.2)
-    # label the groups tall enough to hold a label (about 3% of the rows)
-    tall = [(s, e) for s, e in zip(starts, ends) if (e - s) >= 0.03 * n_rows]
-    ax.set_yticks([(s + e - 1) / 2 for s, e in tall], [text(row_groups[s], 24) for s, _ in tall], fontsize=8)
-    ax.set_ylabel(f"units, grouped by pathway ({n_rows} shown)")
+    fig.colorbar(image, ax=ax, label=textwrap.fill(text(measure, 200), 34), fraction=0.05, pad=0.02)
+    starts = [i for i in range(1, n_rows) if row_groups[i] != row_groups[i - 1]]
+    for s in starts:
+        ax.axhline(s - 0.5, color="white", lw=0.8)
+        strip.axhline(s - 0.5, color="white", lw=0.8)
+    ax.set_yticks([])
     cstarts = [0] + [j for j in range(1, n_cols) if column_groups[j] != column_groups[j - 1]]
     cends = cstarts[1:] + [n_cols]
     for s in cstarts[1:]:
         ax.axvline(s - 0.5, color="white", lw=1.2)
     if within is None or n_cols == len(cstarts):
         ax.set_xticks(np.arange(n_cols), [text(c, 14) for c in column_labels], fontsize=8,
-                      rotation=90 if n_cols > 12 else 0)
+                      rotation=90 if n_cols > 8 else 0)
         ax.set_xlabel(text(by, 40))
     else:
         ax.set_xticks([(s + e - 1) / 2 for s, e in zip(cstarts, cends)],
-                      [text(column_groups[s], 14) for s in cstarts], fontsize=8)
+                      [text(column_groups[s], 14) for s in cstarts], fontsize=8,
+                      rotation=90 if len(cstarts) > 8 else 0)
         ax.set_xlabel(f"{text(by, 30)} (columns within a block: {text(within, 30)})")
+    handles = [Patch(color=colour[g], label=textwrap.fill(text(group_labels.get(g, f"#{g}"), 400), 44))
+               for g in order]
+    fig.legend(handles=handles, loc="outside right upper", fontsize=7, frameon=False, title="pathway",
+               title_fontsize=8, ncols=1 if legend_rows <= 24 else 2)
+    return _png(fig)
+
+
+def layer_summary_png(
+    sites: Sequence[str],
+    kinds: np.ndarray,
+    scores: dict[str, np.ndarray],
+    *,
+    n_contexts: int,
+) -> bytes:
+    """The layer-by-layer summary: per site (x, in recording order) the share of its pathway
+    mass on all contexts, on several and on one (stacked bars, left) and its scores (lines,
+    right).
+
+    *kinds* is ``(n_sites, 3)``: masses of shared, mixed and single-context pathways, each
+    row summing to 1 (or 0 for a site without pathways).
+    """
+    n = len(sites)
+    panel = max(5.4, 2.2 + 0.34 * n)  # wide enough for the three-entry legend above the bars
+    fig = _figure(min(11.0, panel * (2 if scores else 1)), 3.9)
+    axes = np.atleast_1d(fig.subplots(1, 2 if scores else 1, squeeze=False)).ravel()
+    x = np.arange(n)
+    bottom = np.zeros(n)
+    names = (("shared", f"all {n_contexts} contexts"), ("mixed", "several contexts"), ("single", "one context"))
+    for j, (kind, label) in enumerate(names):
+        axes[0].bar(x, kinds[:, j], bottom=bottom, color=KIND_COLOURS[kind], label=label, width=0.8)
+        bottom += kinds[:, j]
+    axes[0].set_ylabel("share of the site's pathway mass")
+    axes[0].set_ylim(0, 1.0)
+    axes[0].legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(0.0, 1.16), ncols=3)
+    if scores:
+        from matplotlib import colormaps
+
+        cmap = colormaps["tab10"]
+        for j, (name, v) in enumerate(scores.items()):
+            axes[1].plot(x, np.asarray(v, dtype=np.float64), marker="o", ms=3.5, lw=1.4, color=cmap(j % 10),
+                         label=text(name, 30))
+        axes[1].set_ylabel("score")
+        axes[1].set_ylim(-0.03, 1.03)
+        axes[1].legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(0.0, 1.16), ncols=3)
+    for ax in axes:
+        ax.set_xticks(x, [text(s, 22) for s in sites], rotation=90 if n > 4 else 0, fontsize=8)
+        ax.set_xlabel("site (recording order)")
+        ax.set_xlim(-0.6, n - 0.4)
+        ax.spines[["top", "right"]].set_visible(False)
+    return _png(fig)
+
+
+def profile_grid_png(panels: Sequence[dict[str, Any]], *, measure: str, by: str, n_contexts: int) -> bytes:
+    """Small multiples: one gating-profile panel per site (units × ``by`` values, one colour
+    scale), rows grouped by pathway; a strip left of each panel colours the rows by their
+    pathway's kind (the legend)."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    n = len(panels)
+    cols = min(6, n)
+    rows = int(np.ceil(n / cols))
+    n_cols = max(len(p["columns"]) for p in panels)
+    fig = _figure(min(11.0, cols * (0.9 + 0.32 * n_cols) + 1.0), 2.3 * rows + 1.0)
+    grid = fig.add_gridspec(rows, 2 * cols, width_ratios=[0.12, 1.0] * cols)
+    kinds = ("shared", "mixed", "single")
+    strip_cmap = ListedColormap([KIND_COLOURS[k] for k in kinds])
+    image = None
+    for i, panel in enumerate(panels):
+        r, c = divmod(i, cols)
+        strip, ax = fig.add_subplot(grid[r, 2 * c]), fig.add_subplot(grid[r, 2 * c + 1])
+        values = np.asarray(panel["values"], dtype=np.float64)
+        strip.imshow(np.array([kinds.index(k) for k in panel["kinds"]])[:, None], aspect="auto",
+                     interpolation="nearest", cmap=strip_cmap, vmin=-0.5, vmax=2.5)
+        image = ax.imshow(values, aspect="auto", interpolation="nearest", cmap="viridis", vmin=0.0, vmax=1.0)
+        groups = panel["groups"]
+        for j in range(1, len(groups)):
+            if groups[j] != groups[j - 1]:
+                ax.axhline(j - 0.5, color="white", lw=0.6)
+                strip.axhline(j - 0.5, color="white", lw=0.6)
+        strip.set_xticks([])
+        strip.set_yticks([])
+        if c == 0:
+            strip.set_ylabel("units", fontsize=8)
+        ax.set_yticks([])
+        ax.set_xticks(np.arange(len(panel["columns"])), [text(x, 10) for x in panel["columns"]], fontsize=6.5,
+                      rotation=90)
+        ax.set_title(text(panel["title"], 24), fontsize=8)
+    if image is not None:
+        fig.colorbar(image, ax=fig.axes, label=textwrap.fill(text(measure, 200), 26), fraction=0.025, pad=0.01)
+    handles = [Patch(color=KIND_COLOURS[k], label=lab) for k, lab in
+               zip(kinds, (f"all {n_contexts} contexts", "several contexts", "one context"))]
+    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=8, frameon=False,
+               title=f"pathway of the row (columns: {text(by, 30)})", title_fontsize=8)
     return _png(fig)
 
 
@@ -165,13 +282,22 @@ def singular_values_png(
                 ax.plot(epochs, sv_closed[p, mode], color=cmap(j % 10), lw=1.0, ls="--")
         ax.set_title(f"pathway {text(names[p], 30)}", fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)
+        if p % cols == 0:
+            ax.set_ylabel("singular value", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.spines[["top", "right"]].set_visible(False)
     for ax in axes[n:]:
         ax.set_visible(False)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color="0.2", lw=1.5, label="ReLN (simulated)")]
     if sv_closed is not None:
-        fig.suptitle(f"singular values of each pathway map (solid: ReLN simulated, dashed: {text(race_label)})",
-                     fontsize=9)
+        handles.append(Line2D([], [], color="0.2", lw=1.0, ls="--", label=text(race_label)))
+    handles += [Line2D([], [], color=cmap(j % 10), lw=2.5, label=f"mode {j + 1}") for j in range(
+        min(n_modes, sv_sim.shape[1]))]
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(8, len(handles)), fontsize=8, frameon=False)
+    fig.suptitle("singular values of each pathway's input–output map over training (modes ranked by final value)",
+                 fontsize=9)
     return _png(fig)
 
 
@@ -226,17 +352,22 @@ def monitor_pathways_png(steps: np.ndarray, mass: np.ndarray, labels: Sequence[s
 
 
 def attribution_maps_png(maps: np.ndarray, titles: Sequence[str]) -> bytes:
-    """One image per pathway: attribution share over a 2-D input (summed over channels)."""
+    """One image per pathway: attribution share over a 2-D input (summed over channels), on
+    one colour scale (the colour bar: share of the pathway's attribution per pixel)."""
     n = len(titles)
     cols = min(6, n)
     rows = int(np.ceil(n / cols))
-    fig = _figure(1.9 * cols + 0.4, 2.0 * rows + 0.2)
+    fig = _figure(1.9 * cols + 1.2, 2.1 * rows + 0.3)
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    top = float(np.max(maps)) if maps.size and np.max(maps) > 0 else 1.0
+    image = None
     for i in range(n):
-        axes[i].imshow(maps[i], cmap="magma", interpolation="nearest")
-        axes[i].set_title(text(titles[i], 24), fontsize=8)
+        image = axes[i].imshow(maps[i], cmap="magma", interpolation="nearest", vmin=0.0, vmax=top)
+        axes[i].set_title(text(titles[i], 26), fontsize=8)
         axes[i].set_xticks([])
         axes[i].set_yticks([])
     for ax in axes[n:]:
         ax.set_visible(False)
+    if image is not None:
+        fig.colorbar(image, ax=list(axes[:n]), label="share of attribution per pixel", fraction=0.03, pad=0.02)
     return _png(fig)

@@ -16,6 +16,7 @@ import relu_probe as rp
 from relu_probe.pathways.attribution import attribution_cost, pathway_attributions, plan_attributions
 from relu_probe.testing import A_WEIGHTS, B_WEIGHTS, FunctionalReLUNet, ReusedReLUNet, assert_no_hooks, toy_inputs
 from relu_probe._util.notes import merge_notes
+from _deps import require
 
 analyze_module = importlib.import_module("relu_probe.analysis.analyze")  # the module, not rp.analyze
 
@@ -226,7 +227,7 @@ def test_resnet_attribution_reads_every_block_call():
 
 
 def test_bert_token_ids_attributed_and_conductance_works():
-    pytest.importorskip("transformers")
+    require("transformers")
     from relu_probe.testing import bert_token_classifier, multitask_sequences
 
     task = multitask_sequences(6, tasks=("parity", "repeat"), length=4)

@@ -2,14 +2,15 @@
 
 Figures are built with :class:`matplotlib.figure.Figure` and the Agg canvas directly, so no
 pyplot state, GUI backend or global ``matplotlib.use`` is touched. Every label that comes from
-user data goes through :func:`text` (mathtext ``$`` escaped), so a coord label can never be
-interpreted as markup.
+user data goes through :func:`text` (mathtext ``$`` escaped, so a coord label can never be
+interpreted as markup; long labels wrapped, never shortened). Every figure has its axes
+labelled and a legend or a labelled colour bar.
 """
 
 from __future__ import annotations
 
 import io
-import textwrap
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,12 +35,20 @@ __all__ = [
 KIND_COLOURS = {"shared": "#1b6ca8", "mixed": "#e08a1e", "single": "#8c8c8c"}
 
 
-def text(value: Any, limit: int = 60) -> str:
-    """A user-supplied string made safe for matplotlib text (no mathtext), shortened."""
-    s = str(value)
-    if len(s) > limit:
-        s = s[: limit - 1] + "…"
-    return s.replace("$", r"\$")
+def text(value: Any, width: int = 60) -> str:
+    """A user-supplied string made safe for matplotlib text (no mathtext), whole: lines longer
+    than *width* characters are wrapped after a space or a comma, never cut."""
+    s = str(value).replace("$", r"\$")
+    if len(s) <= width:
+        return s
+    lines, line = [], ""
+    for piece in re.split(r"(?<=[ ,])", s):
+        if line and len(line) + len(piece.rstrip()) > width:
+            lines.append(line.rstrip())
+            line = ""
+        line += piece
+    lines.append(line.rstrip())
+    return "\n".join(lines)
 
 
 def _figure(width: float, height: float):
@@ -69,6 +78,7 @@ def context_mass_png(contexts: Sequence[Sequence[Any]], mass: np.ndarray, n_cont
     ax.set_yticks(y, [text(context_set_label(c)) for c in contexts])
     ax.invert_yaxis()
     ax.set_xlabel("pathway mass")
+    ax.set_ylabel("pathway (the contexts it is on in)")
     ax.set_xlim(0, max(1e-12, float(np.max(mass)) if n else 1.0) * 1.15)
     for yi, m in zip(y, mass):
         ax.text(m, yi, f" {m:.3f}", va="center", fontsize=9)
@@ -118,7 +128,7 @@ def profile_heatmap_png(
     strip.set_yticks([])
     strip.set_ylabel(f"units, grouped by pathway ({n_rows} shown)")
     image = ax.imshow(values, aspect="auto", interpolation="nearest", cmap="viridis", vmin=0.0, vmax=1.0)
-    fig.colorbar(image, ax=ax, label=textwrap.fill(text(measure, 200), 34), fraction=0.05, pad=0.02)
+    fig.colorbar(image, ax=ax, label=text(measure, 34), fraction=0.05, pad=0.02)
     starts = [i for i in range(1, n_rows) if row_groups[i] != row_groups[i - 1]]
     for s in starts:
         ax.axhline(s - 0.5, color="white", lw=0.8)
@@ -137,7 +147,7 @@ def profile_heatmap_png(
                       [text(column_groups[s], 14) for s in cstarts], fontsize=8,
                       rotation=90 if len(cstarts) > 8 else 0)
         ax.set_xlabel(f"{text(by, 30)} (columns within a block: {text(within, 30)})")
-    handles = [Patch(color=colour[g], label=textwrap.fill(text(group_labels.get(g, f"#{g}"), 400), 44))
+    handles = [Patch(color=colour[g], label=text(group_labels.get(g, f"#{g}"), 44))
                for g in order]
     fig.legend(handles=handles, loc="outside right upper", fontsize=7, frameon=False, title="pathway",
                title_fontsize=8, ncols=1 if legend_rows <= 24 else 2)
@@ -224,13 +234,15 @@ def profile_grid_png(panels: Sequence[dict[str, Any]], *, measure: str, by: str,
         ax.set_yticks([])
         ax.set_xticks(np.arange(len(panel["columns"])), [text(x, 10) for x in panel["columns"]], fontsize=6.5,
                       rotation=90)
+        if i >= n - cols:  # the bottom panel of each column
+            ax.set_xlabel(text(by, 24), fontsize=7)
         ax.set_title(text(panel["title"], 24), fontsize=8)
     if image is not None:
-        fig.colorbar(image, ax=fig.axes, label=textwrap.fill(text(measure, 200), 26), fraction=0.025, pad=0.01)
+        fig.colorbar(image, ax=fig.axes, label=text(measure, 26), fraction=0.025, pad=0.01)
     handles = [Patch(color=KIND_COLOURS[k], label=lab) for k, lab in
                zip(kinds, (f"all {n_contexts} contexts", "several contexts", "one context"))]
     fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=8, frameon=False,
-               title=f"pathway of the row (columns: {text(by, 30)})", title_fontsize=8)
+               title="pathway of the row", title_fontsize=8)
     return _png(fig)
 
 
@@ -247,9 +259,11 @@ def loss_curves_png(curves: dict[str, np.ndarray]) -> bytes:
             ax.plot(np.arange(loss.size), np.maximum(loss, 1e-12) if log else loss, label=text(name),
                     **styles.get(name, race_style))
         ax.set_xlabel("epoch")
-        ax.set_ylabel("loss")
+        ax.set_ylabel("loss" + (" (log scale)" if log else ""))
         if log:
             ax.set_yscale("log")
+        else:
+            ax.ticklabel_format(axis="y", useOffset=False)
         ax.spines[["top", "right"]].set_visible(False)
     axes[0].legend(frameon=False, fontsize=9)
     return _png(fig)

@@ -336,7 +336,8 @@ def dynamics_section(res: Any, options: dict[str, Any]) -> str:
         labels = {"reln": "ReLN vs ReLU", "race": f"{race_label} vs ReLU", "race_vs_reln": f"{race_label} vs ReLN"}
         first = next(iter(res.comparison.values()))
         fracs = list(first["epochs_to_a"].keys())
-        header = ["comparison", "mean |ΔL|", "mean |ΔL| (% L0)", "max |ΔL|", "at epoch"]
+        dl = "|\u2060ΔL\u2060|"  # word joiners: the bars never part from ΔL at a line break
+        header = ["comparison", f"mean {dl}", f"mean {dl} (% L0)", f"max {dl}", "at epoch"]
         header += [f"epochs to {100 * f:g}% L0 (ref → other)" for f in fracs]
         rows = []
         for key, cmp in res.comparison.items():

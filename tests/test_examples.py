@@ -5,8 +5,10 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from _deps import require
 
 import relu_probe as rp
 
@@ -66,3 +68,44 @@ def test_your_model(tmp_path):
     res = check_report(report, "dynamics")
     assert res.dynamics.attrs["race_method"] == "live"
     assert (tmp_path / "saved" / "weights.pt").is_file() and (tmp_path / "saved" / "inputs.npz").is_file()
+
+
+def _cli_analyze(tmp_path, example: str, *extra: str) -> rp.Analysis:
+    """Run `relu-probe analyze` on what the example exported; return the saved analysis."""
+    from relu_probe.cli import main
+
+    saved = tmp_path / "saved"
+    code = main(["analyze", "--model", f"{EXAMPLES / example}.py:build_model", "--weights", str(saved / "weights.pt"),
+                 "--inputs", str(saved / "inputs.npz"), "--feature-names", "names", "--no-literature",
+                 "--out", str(tmp_path / "cli"), *extra])
+    assert code == 0
+    return rp.Analysis.load(tmp_path / "cli" / "analysis")
+
+
+def test_resnet_digits(tmp_path):
+    report = load("resnet_digits").main(["--quick", "--out", str(tmp_path), "--export", str(tmp_path / "saved")])
+    res = check_report(report, "layers")
+    sites = list(res.dataset.attrs["sites"])
+    assert len(sites) == 17 and "layer1.0.relu#1" in sites  # BasicBlock's reused ReLU, call by call
+    assert res.dataset.attrs["units"] == "channel" and res.pathways.context_values == ("magnitude", "mod 3", "parity")
+    assert not any("reused" in n for n in res.notes)
+    cli = _cli_analyze(tmp_path, "resnet_digits", "--by", "context", "--within", "image", "--units", "channel")
+    np.testing.assert_array_equal(cli.dataset["gate_rate"].values, res.dataset["gate_rate"].values)
+    np.testing.assert_allclose(cli.pathways.mass.values, res.pathways.mass.values)
+
+
+def test_transformer_tasks(tmp_path):
+    require("transformers")
+    example = load("transformer_tasks")
+    report = example.main(["--quick", "--out", str(tmp_path), "--export", str(tmp_path / "saved")])
+    res = check_report(report, "layers")
+    assert res.pathways.context_values == ("magnitude", "parity", "repeat") and res.within == "sequence"
+    assert [str(s) for s in res.dataset.attrs["sites"]] == [
+        f"bert.encoder.layer.{i}.intermediate.intermediate_act_fn" for i in range(2)]
+    cli = _cli_analyze(tmp_path, "transformer_tasks", "--by", "task", "--within", "sequence", *example.CLI_RECORDING)
+    np.testing.assert_allclose(cli.dataset[_gate(cli.dataset)].values, res.dataset[_gate(res.dataset)].values)
+    np.testing.assert_allclose(cli.pathways.mass.values, res.pathways.mass.values)
+
+
+def _gate(ds) -> str:
+    return "gate_rate" if "gate_rate" in ds else "gate"

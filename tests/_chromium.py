@@ -185,8 +185,10 @@ _LAYOUT = r"""
   const name = el => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') +
                      (el.className && typeof el.className === 'string' ? '.' + el.className.split(' ')[0] : '');
   const cut = [];
-  for (const el of document.querySelectorAll('td, th, li, p, h1, h2, h3, code, span, a, figcaption, summary')) {
+  const boxes = 'td, th, li, p, h1, h2, h3, code, span, a, figcaption, summary, table, div, section, details, dl';
+  for (const el of document.querySelectorAll(boxes)) {
     const style = getComputedStyle(el);
+    // a box that clips or scrolls its overflow hides part of its content from the reader
     const clips = style.overflowX !== 'visible' || style.textOverflow === 'ellipsis';
     if (el.scrollWidth > el.clientWidth + 1 && (clips || el.tagName === 'TD' || el.tagName === 'TH')) {
       cut.push({element: name(el), text: el.textContent.slice(0, 80), scrollWidth: el.scrollWidth,

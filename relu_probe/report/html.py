@@ -65,7 +65,6 @@ th,td{border-bottom:1px solid #e3e6ea;padding:4px 10px;text-align:left;vertical-
 td{overflow-wrap:break-word}
 th{background:#f0f2f5;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 td.prof{white-space:nowrap}
-table.wide{display:block;overflow-x:auto}
 code{font-size:.92em}
 td.def{color:#454e5c;max-width:640px}
 img{max-width:100%;height:auto;display:block;margin:6px 0 4px}

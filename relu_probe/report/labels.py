@@ -18,7 +18,7 @@ SCORE_LABELS: dict[str, str] = {
     "shared_score": "Shared",
     "node_reuse_score": "Node reuse",
     "modularity_score": "Modularity",
-    "k_minus_one_score": "(K−1)-of-K structure",
+    "k_minus_one_score": "(K−1)‑of‑K structure",  # non-breaking hyphens: one word on a line
     "effective_pathways": "Effective pathways",
     "mixed_selectivity_score": "Mixed selectivity",
     "ccgp_score": "CCGP",

@@ -15,13 +15,13 @@ import numpy as np
 import pandas as pd
 
 from . import figures as figs
-from .labels import KIND_TEXT, context_set_label, gating_measure, pathway_kind, score_label, site_labels
+from .labels import context_set_label, gating_measure, pathway_kind, score_label, site_labels
 from .markup import esc, img, num, site_cell, table
 
 __all__ = ["SiteView", "kind_shares", "layers_section", "site_views"]
 
 #: Scores drawn in the layer summary figure (those in [0, 1]), in this order.
-SUMMARY_SCORES = ("shared_score", "node_reuse_score", "modularity_score", "mixed_selectivity_score")
+SUMMARY_SCORES = ("node_reuse_score", "modularity_score", "k_minus_one_score", "mixed_selectivity_score")
 
 #: Units per site drawn in the small-multiples gating profiles (the most important).
 PANEL_UNITS = 120
@@ -113,11 +113,11 @@ def layers_section(res: Any, *, anchor: str = "layers") -> str:
     out = [f'<h2 id="{anchor}">Layers</h2>',
            f'<p class="caption">{len(views)} ReLU sites in recording order. Left: the share of each site\'s pathway '
            f"mass on all {k} <code>{esc(res.by)}</code> values, on several, and on one. "
-           + ("Right: the scores of each site's own pathways (definitions under Scores). " if scores else
+           + ("Right: the scores of each site's own pathways (definitions under Scores; the shared score is the blue bar). " if scores else
               "Pathways were pooled over the sites, so the sites are shown by their part of the pooled pathways. ")
            + "Hover a site name for its full module path.</p>",
            img(figs.layer_summary_png(labels, shares, scores, n_contexts=k), "layer-by-layer summary")]
-    out.append(_site_table(views, shares, scores_present=bool(scores)))
+    out.append(_site_table(views, shares))
     if any(v.pathways is not None for v in views):
         out.append('<div class="layers">' + "".join(_site_card(res, i, v) for i, v in enumerate(views)
                                                    if v.pathways is not None) + "</div>")
@@ -132,7 +132,9 @@ def layers_section(res: Any, *, anchor: str = "layers") -> str:
     return "\n".join(out)
 
 
-def _site_table(views: list[SiteView], shares: np.ndarray, *, scores_present: bool) -> str:
+def _site_table(views: list[SiteView], shares: np.ndarray) -> str:
+    """One row per site: its units, its pathways and their largest, its mass on all /
+    several / one context (its scores are under Scores)."""
     rows = []
     for i, v in enumerate(views):
         top = ""
@@ -144,28 +146,31 @@ def _site_table(views: list[SiteView], shares: np.ndarray, *, scores_present: bo
                  f'<td class="num">{v.units.size}</td>'
                  + (f'<td class="num">{v.pathways.n_pathways}</td><td>{esc(top)}</td>' if v.pathways is not None else "")
                  + "".join(num(x) for x in shares[i]))
-        if scores_present:
-            for name in SUMMARY_SCORES[:3]:
-                cells += num(None if v.scores is None or name not in v.scores.index else v.scores[name])
         rows.append(cells + "</tr>")
     header = ["#", "site", "units"] + (["pathways", "largest pathway (mass)"] if views[0].pathways is not None else [])
-    header += ["all contexts", "several", "one"]
-    if scores_present:
-        header += [score_label(n) for n in SUMMARY_SCORES[:3]]
+    header += ["mass on all contexts", "on several", "on one"]
     return table(header, rows, css="sites")
 
 
 def _site_card(res: Any, index: int, view: SiteView) -> str:
+    """One site's pathways: contexts, kind, units (and those of them not on in the pathway's
+    contexts, where any), mass; the share of the site's importance in no pathway."""
     pw = view.pathways
     k = pw.n_contexts
-    table_ = pw.summary()
+    frame = pw.summary()
+    off = "n_disagreeing" in frame.columns and bool((frame["n_disagreeing"] > 0).any())
     rows = []
-    for row in table_.to_dict("records"):
+    for row in frame.to_dict("records"):
         kind = pathway_kind(row["contexts"], k)
         rows.append(f'<tr><td>{esc(context_set_label(row["contexts"]))}</td><td class="kind-{kind}">'
-                    f'{esc(KIND_TEXT[kind])}</td><td class="num">{int(row["n_units"])}</td>{num(row["mass"])}</tr>')
-    body = table(["contexts", "kind", "units", "mass"], rows) if rows else \
+                    f'{esc(kind)}</td><td class="num">{int(row["n_units"])}</td>'
+                    + (f'<td class="num">{int(row["n_disagreeing"])}</td>' if off else "") + f'{num(row["mass"])}</tr>')
+    body = table(["contexts", "kind", "units", *(["not on there"] if off else []), "mass"], rows) if rows else \
         '<p class="note">No pathway: no unit is on for any sample.</p>'
+    unassigned = getattr(pw, "unassigned", None)
+    share = float(unassigned.values.sum()) if unassigned is not None else 0.0
+    if share > 0:
+        body += f'<p class="note">{100 * share:.1f}% of the importance is on units on in no context (no pathway).</p>'
     return (f'<section class="layer" id="layer-{index + 1}"><h3>{index + 1}. {site_cell(view.label, view.name)}'
             f' <span class="meta">{view.units.size} units</span></h3>{body}</section>')
 

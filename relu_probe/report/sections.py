@@ -62,6 +62,10 @@ def _null_header(res: Any) -> list[str]:
     return ["null mean ± sd", "z"] + (["at init"] if "init" in null.columns else [])
 
 
+#: Score columns of one per-site score table (more scores: more tables).
+PER_SITE_COLUMNS = 6
+
+
 def _definitions(names: list[str]) -> str:
     items = "".join(f"<dt>{esc(score_label(n))}</dt><dd><code>{esc(n)}</code>: "
                     f"{esc(SCORE_DEFINITIONS.get(n, 'no definition recorded.'))}</dd>" for n in names)
@@ -89,11 +93,12 @@ def scores_section(res: Any, options: dict[str, Any]) -> str:
         return "\n".join(out)
     else:
         short = _short_sites(res)
-        body = []
-        for site, row in rows:
-            cells = "".join(num(row[n]) for n in names)
-            body.append(f"<tr><td>{site_cell(short.get(site, site), site)}</td>{cells}</tr>")
-        out.append(table(["site", *[score_label(n) for n in names]], body, css="scores wide"))
+        # one table of at most PER_SITE_COLUMNS scores at a time, so that every column is in view
+        for start in range(0, len(names), PER_SITE_COLUMNS):
+            group = names[start:start + PER_SITE_COLUMNS]
+            body = [f"<tr><td>{site_cell(short.get(site, site), site)}</td>{''.join(num(row[n]) for n in group)}</tr>"
+                    for site, row in rows]
+            out.append(table(["site", *[score_label(n) for n in group]], body, css="scores"))
         if null is not None:
             detail = []
             for site, row in rows:

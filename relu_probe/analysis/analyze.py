@@ -144,8 +144,9 @@ def analyze(
     attribution : {"auto", True, False}, default="auto"
         Attribute the pathways' activity to the input features (captum integrated gradients;
         needs the model and tensor inputs). ``True`` always computes them. ``"auto"`` first
-        estimates their cost — one forward and backward pass over the attributed samples,
-        timed, times the passes needed (:func:`relu_probe.pathways.attribution.attribution_cost`)
+        estimates their cost — one forward and backward pass per pathway over the attributed
+        samples, timed, times the integration steps
+        (:func:`relu_probe.pathways.attribution.attribution_cost`)
         — and skips them, with a note, when they would *dominate the run*: when the estimate
         exceeds the time the other steps of this call took (so attributions at most double
         the run) and is over :data:`ATTRIBUTION_ALWAYS_S` seconds. ``False`` never computes

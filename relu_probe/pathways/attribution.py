@@ -21,8 +21,8 @@ any other site; the forward stops after the last site the pathway needs. A featu
 has no attribution (all shares 0); it is named in the notes.
 
 **Cost.** Each pathway costs ``n_steps`` forward and backward passes over the attributed
-samples. :func:`attribution_cost` measures one such pass first, so a caller can skip the
-attributions when they would dominate its run (:func:`relu_probe.analyze`).
+samples. :func:`attribution_cost` times one such pass per pathway first, so a caller can
+skip the attributions when they would dominate its run (:func:`relu_probe.analyze`).
 """
 
 from __future__ import annotations
@@ -137,17 +137,17 @@ def plan_attributions(
 
 
 def attribution_cost(plan: AttributionPlan) -> float:
-    """Estimated seconds of :func:`pathway_attributions` for *plan*: one forward and
-    backward pass over all attributed samples, timed (after an untimed warm-up pass),
-    times :attr:`AttributionPlan.n_passes`. The pass timed is that of the pathway reaching
-    deepest into the model (the forward stops after a pathway's last site), so the estimate
-    errs on the high side."""
-    depth = {s: i for i, s in enumerate(plan.sites)}
-    p = max(plan.pathways, key=lambda q: max((depth[s] for s in plan.pathway_sites[q]), default=-1))
-    _integrate(plan, p, n_steps=1)  # warm-up: site discovery, allocator, lazy imports
-    start = time.perf_counter()
-    _integrate(plan, p, n_steps=1)
-    return (time.perf_counter() - start) * plan.n_passes
+    """Estimated seconds of :func:`pathway_attributions` for *plan*: for every pathway, one
+    forward and backward pass over all attributed samples, timed (after an untimed warm-up
+    pass), times ``n_steps``. Pathways stop their forward at different depths, so each is
+    timed; the estimate costs ``1 / n_steps`` of the attributions themselves."""
+    _integrate(plan, plan.pathways[0], n_steps=1)  # warm-up: site discovery, allocator, lazy imports
+    total = 0.0
+    for p in plan.pathways:
+        start = time.perf_counter()
+        _integrate(plan, p, n_steps=1)
+        total += time.perf_counter() - start
+    return total * plan.n_steps
 
 
 def pathway_attributions(

@@ -272,7 +272,8 @@ def _attribution_note(res: Any) -> str:
     """Why there are no attributions, in the analysis' own words when it said."""
     said = [n for n in res.notes if "attribution" in n]
     if said:
-        return "No input attributions: " + "; ".join(said) + "."
+        text = "; ".join(said)
+        return text[:1].upper() + text[1:] + "."
     return ("No input attributions (they need the model and the inputs as one tensor, or were switched off with "
             "attribution=False).")
 

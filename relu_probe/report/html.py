@@ -71,7 +71,7 @@ img{max-width:100%;height:auto;display:block;margin:6px 0 4px}
 .kind-shared{color:#1b6ca8;font-weight:600}.kind-mixed{color:#b86a0c;font-weight:600}.kind-single{color:#6c6c6c}
 .p{display:inline-block;min-width:34px;padding:1px 4px;margin:1px;border-radius:3px;text-align:right;
 font-variant-numeric:tabular-nums;font-size:.85em}
-.note{color:#5b6472;font-size:.9em}.caption{color:#5b6472;font-size:.86em;margin:0 0 10px}
+.note{color:#5b6472;font-size:.9em}.z{color:#8a93a0;font-size:.82em}.caption{color:#5b6472;font-size:.86em;margin:0 0 10px}
 dl.defs{font-size:.86em;color:#454e5c;margin:4px 0 10px;display:grid;grid-template-columns:max-content 1fr;
 gap:2px 14px}dl.defs dt{font-weight:600;color:#1d2330}dl.defs dd{margin:0}
 .layers{display:grid;grid-template-columns:repeat(auto-fill,minmax(330px,1fr));gap:6px 18px;margin:8px 0}

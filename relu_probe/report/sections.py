@@ -55,6 +55,18 @@ def _null_cells(res: Any, site: str | None, name: str) -> str:
             + (num(line.init) if init else ""))
 
 
+def _value_and_z(res: Any, site: str, name: str, value: Any) -> str:
+    """A score's cell in a per-site table: its value, and its z against the null when there is one."""
+    null = getattr(res, "null_scores", None)
+    cell = num(value)
+    if null is None or (site, name) not in null.index:
+        return cell
+    z = float(null.loc[(site, name)].z)
+    if not np.isfinite(z):
+        return cell
+    return cell.replace("</td>", f' <span class="z">z {z:.1f}</span></td>')
+
+
 def _null_header(res: Any) -> list[str]:
     null = getattr(res, "null_scores", None)
     if null is None:
@@ -96,9 +108,11 @@ def scores_section(res: Any, options: dict[str, Any]) -> str:
         # one table of at most PER_SITE_COLUMNS scores at a time, so that every column is in view
         for start in range(0, len(names), PER_SITE_COLUMNS):
             group = names[start:start + PER_SITE_COLUMNS]
-            body = [f"<tr><td>{site_cell(short.get(site, site), site)}</td>{''.join(num(row[n]) for n in group)}</tr>"
-                    for site, row in rows]
+            body = [f"<tr><td>{site_cell(short.get(site, site), site)}</td>"
+                    + "".join(_value_and_z(res, site, n, row[n]) for n in group) + "</tr>" for site, row in rows]
             out.append(table(["site", *[score_label(n) for n in group]], body, css="scores"))
+        if null is not None:
+            out.append('<p class="caption">Each score with its z against the null (small, grey).</p>')
         if null is not None:
             detail = []
             for site, row in rows:

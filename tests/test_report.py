@@ -139,3 +139,25 @@ def test_chromium_loads_reports_without_errors(reports, tmp_path):
     assert evil_page["title"] == f"Report {EVIL}"  # the title is text, not markup
     assert control_page["images"] == [[False, 0, 0]]
     assert any("boom" in e for e in control_page["errors"]) and any("oops" in e for e in control_page["errors"])
+
+
+def test_layers_section_escapes_site_names_in_text_and_tooltips(tmp_path):
+    """Two sites named with markup: short labels, tooltips (attribute values) and figures
+    all take them as text."""
+    evil_a, evil_b = '<b onmouseover="x">a</b>', "'><script>alert(3)</script>"
+    net = k_minus_one_net(3, 4)
+    lin1, relu, lin2 = net.model
+    model = nn.Sequential(OrderedDict([("first", lin1), (evil_a, relu), ("mid", nn.Linear(lin2.in_features, 8).double()),
+                                       (evil_b, nn.ReLU()), ("out", nn.Linear(8, 2).double())]))
+    res = rp.analyze(model, net.X, coords=net.coords, within="object", attribution=False, literature=False)
+    assert list(res.dataset.attrs["sites"]) == [evil_a, evil_b]
+    text = render_report(res)
+    assert 'id="layers"' in text
+    for s in (evil_a, evil_b):
+        assert s not in text
+        assert f'title="{html.escape(s, quote=True)}"' in text
+    assert "<script" not in text.lower() and "onmouseover=\"" not in text
+    tags = set(re.findall(r"<([a-zA-Z][a-zA-Z0-9]*)", text))
+    assert tags <= {"html", "head", "meta", "link", "title", "style", "body", "main", "h1", "h2", "h3", "p", "code",
+                    "nav", "a", "table", "thead", "tbody", "tr", "th", "td", "span", "img", "ul", "li", "footer",
+                    "section", "div", "dl", "dt", "dd", "details", "summary"}

@@ -47,14 +47,23 @@ def _finish(res: Any, out: Path, title: str | None) -> Path:
 
 
 def _describe_scores(res: Any) -> list[str]:
-    from ..report.labels import RACE_LABELS, context_set_label
+    """The analysis in a few lines: pathways and the main scores (per site when per site),
+    then each learning-curve comparison."""
+    import pandas as pd
 
-    lines = ["pathways: " + ", ".join(
-        f"{context_set_label(c)} {m:.3f}" for c, m in zip(res.pathways.contexts, res.pathways.mass.values)
-    )]
-    keys = [k for k in ("shared_score", "node_reuse_score", "modularity_score", "mixed_selectivity_score")
-            if k in res.scores.index]
-    lines.append("scores: " + ", ".join(f"{k} {res.scores[k]:.3f}" for k in keys))
+    from ..report.labels import RACE_LABELS, context_set_label, score_label, site_labels
+
+    keys = ("shared_score", "node_reuse_score", "modularity_score", "mixed_selectivity_score")
+    lines = []
+    if isinstance(res.scores, pd.DataFrame):  # one row per site
+        sites = [str(s) for s in res.scores.index]
+        for label, (site, row) in zip(site_labels(sites), res.scores.iterrows()):
+            lines.append(f"{label}: " + ", ".join(f"{score_label(k)} {row[k]:.3f}" for k in keys if k in row.index))
+    else:
+        lines.append("pathways: " + ", ".join(
+            f"{context_set_label(c)} {m:.3f}" for c, m in zip(res.pathways.contexts, res.pathways.mass.values)))
+        lines.append("scores: " + ", ".join(f"{score_label(k)} {res.scores[k]:.3f}" for k in keys
+                                            if k in res.scores.index))
     race = RACE_LABELS.get(str(res.dynamics.attrs.get("race_method", "")), "race") if res.dynamics is not None else ""
     for key, label in (("reln", "ReLN vs ReLU"), ("race", f"{race} vs ReLU"), ("race_vs_reln", f"{race} vs ReLN")):
         if key in res.comparison:

@@ -278,3 +278,37 @@ def test_repeated_notes_are_merged():
     notes = ["site 'a.relu#0' skipped", "site 'a.relu#1' skipped", "done", "done", "site 'b' and 'c' differ",
              "site 'a.relu#0' skipped"]
     assert merge_notes(notes) == ["sites 'a.relu#0', 'a.relu#1' skipped", "done", "site 'b' and 'c' differ"]
+
+
+class _Flattening(nn.Module):
+    """OPT-style: ids → embedding (d=1, E[v] = v) → rows (batch·seq, 1) → Linear(1→2, weights
+    +1 and −0.5) → ReLU → back to (batch, seq, 2) → sum."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(6, 1).to(torch.float64)
+        self.fc = nn.Linear(1, 2, bias=False).to(torch.float64)
+        with torch.no_grad():
+            self.embed.weight.copy_(torch.tensor([[0.0], [1.0], [-2.0], [3.0], [-1.0], [2.0]]))
+            self.fc.weight.copy_(torch.tensor([[1.0], [-0.5]]))
+        self.act = nn.ReLU()
+
+    def forward(self, ids):
+        b, t = ids.shape
+        h = self.act(self.fc(self.embed(ids).reshape(b * t, 1)))
+        return h.reshape(b, t, 2).sum((1, 2))[:, None]
+
+
+def test_flattened_batch_times_sequence_sites_are_read_per_input():
+    r"""Each row of the (batch·seq, 2) ReLU input belongs to one (input, position): the
+    attribution of position t is Σ_u [W_u e_t > 0] W_u e_t (the gate is fixed along α·e),
+    whatever the recording made of the rows."""
+    model = _Flattening()
+    ids = torch.tensor([[1, 2, 3], [4, 5, 1], [2, 2, 3], [5, 4, 0]])
+    ds = rp.record(model, ids)
+    shares, _ = pathway_attributions(model, ds, _Pathways(ds, [np.ones(ds.sizes["unit"])]), ids, n_steps=4)
+    e = model.embed.weight.detach()[ids][..., 0]                     # (N, T)
+    w = torch.tensor([1.0, -0.5], dtype=torch.float64)
+    z = e[..., None] * w                                             # (N, T, 2) pre-activations
+    ig = (z * (z > 0)).sum(-1)
+    np.testing.assert_allclose(shares.values[0], _expected_shares(ig.numpy()), atol=1e-12)

@@ -252,33 +252,43 @@ def unit_reducer(ds: xr.Dataset, site: str, *, how: str = "mean"
 
     Returns ``(reduce, units)``: ``reduce(output, n_inputs)`` gives a ``(n_inputs, n)``
     tensor, one column per recorded unit of *site* (positions ``units`` in *ds*), in the
-    recorded unit order. Element units read their (channel, position) entry; channel units
-    (``position`` -1) the channel over all positions; a site whose output's first dimension
-    is a multiple of the inputs (layers that flatten ``(batch · seq, d)``, like OPT's) is read
-    per input over its rows. *how* says how those entries combine: ``"mean"`` (a unit's
-    activity, as recorded) or ``"sum"`` (a unit's conductance, additive over its entries).
+    recorded unit order. Element units read their (channel, position) entry; units without a
+    position (channel units; every unit when the positions are the samples,
+    ``samples="position"``) read the channel over all positions. A site whose output's first
+    dimension is a multiple of the inputs (layers that flatten ``(batch · seq, d)``, like
+    OPT's) is read as ``(batch, seq, d)``. *how* says how a unit's entries combine:
+    ``"mean"`` (its activity, as recorded) or ``"sum"`` (its conductance, additive over its
+    entries).
     """
     units = np.flatnonzero(ds["site"].values.astype(str) == site)
     kinds = dict(zip((str(s) for s in site_attr(ds, "sites")), (str(k) for k in site_attr(ds, "site_kinds"))))
     kind = kinds.get(site, "dense")
-    neuron = torch.as_tensor(ds["neuron"].values[units].astype(np.int64))
-    channel = torch.as_tensor((ds["channel"].values if "channel" in ds.coords else ds["neuron"].values)[units]
-                              .astype(np.int64))
-    position = torch.as_tensor(ds["position"].values[units].astype(np.int64)) if "position" in ds.coords else None
+
+    def unit_coord(name: str) -> torch.Tensor | None:
+        if name in ds.coords and ds[name].dims == ("unit",):  # "position" is a sample coord for token samples
+            return torch.as_tensor(ds[name].values[units].astype(np.int64))
+        return None
+
+    neuron = unit_coord("neuron")
+    channel = unit_coord("channel")
+    channel = neuron if channel is None else channel
+    position = unit_coord("position")
     per_channel = position is None or bool((position < 0).all())
     pool = torch.mean if how == "mean" else torch.sum
 
     def reduce(out: torch.Tensor, n_inputs: int) -> torch.Tensor:
-        if kind == "dense":
-            flat = out.reshape(out.shape[0], -1)
-            if out.shape[0] != n_inputs:
-                if out.shape[0] % n_inputs:
-                    raise ValueInputError(
-                        f"site {site!r} saw {out.shape[0]} rows for {n_inputs} inputs; cannot assign them to inputs."
-                    )
-                flat = pool(flat.reshape(n_inputs, -1, flat.shape[1]), 1)
-            return flat[:, neuron]
-        cf = out if kind == "conv" else out.movedim(-1, 1)
+        layout = kind
+        if out.shape[0] != n_inputs:
+            if out.dim() != 2 or out.shape[0] % n_inputs:
+                raise ValueInputError(
+                    f"site {site!r} saw an output of shape {tuple(out.shape)} for {n_inputs} inputs; cannot "
+                    "assign its rows to inputs."
+                )
+            out = out.reshape(n_inputs, out.shape[0] // n_inputs, out.shape[1])  # (batch · seq, d) → (batch, seq, d)
+            layout = "sequence"
+        if layout == "dense" or out.dim() == 2:
+            return out.reshape(out.shape[0], -1)[:, neuron]
+        cf = out if layout == "conv" else out.movedim(-1, 1)
         cf = cf.reshape(cf.shape[0], cf.shape[1], -1)  # (N, C, positions)
         if per_channel:
             return pool(cf, 2)[:, channel]

@@ -32,7 +32,7 @@ from ._util.checks import check_int
 from ._util.progress import progress_bar
 from .data.monitor_store import MonitorStore
 from .data.schema import check_coords, context_set_label, site_attr
-from .errors import InputError, ValueInputError
+from .errors import CoordError, InputError, ValueInputError
 from .pathways.find import find_pathways
 from .pathways.importance import unit_importance
 from .recording.fingerprint import fingerprint_of
@@ -68,7 +68,11 @@ class TrainingMonitor:
         it gives the same store as an uninterrupted run. The store is locked against other
         processes until :meth:`close` (or the process's end).
     by, within : str, optional
-        Default coords for :meth:`scores` and :meth:`pathways_over_time`.
+        Default coords for :meth:`scores` and :meth:`pathways_over_time`. They are checked
+        here, before training: each must be a key of ``coords``, and with both every
+        (by, within) combination needs a probe sample (the mixed-selectivity ANOVA of
+        :meth:`scores` needs a complete design) — an incomplete design raises
+        :class:`~relu_probe.errors.CoordError` now, not after training.
     sites, values, units, batch_size, input_key :
         As in :func:`relu_probe.record`; ``values`` defaults to True (pathway masses and
         mixed selectivity use the activations).
@@ -108,6 +112,7 @@ class TrainingMonitor:
         self.every = check_int("every", every, minimum=1)
         self.store = None if store is None else Path(store)
         self.by, self.within = by, within
+        _check_design(coords, by, within)
         self.record_kwargs = dict(sites=sites, values=values, units=units, batch_size=batch_size,
                                   input_key=input_key, progress=False)
         if importance not in ("readout", "activity"):
@@ -206,7 +211,8 @@ class TrainingMonitor:
 
     def scores(self, by: str | None = None, within: str | None = None, *, literature: bool = False,
                progress: bool | None = None) -> pd.DataFrame:
-        """:func:`relu_probe.scores` at every snapshot: a DataFrame indexed by ``step``.
+        """:func:`relu_probe.scores` at every snapshot: a DataFrame indexed by ``step`` (by
+        ``(step, site)`` when several sites are recorded: pathways are found per site).
 
         Each snapshot's pathways are found with its own importance; ``loss`` is a column too.
         """
@@ -219,36 +225,49 @@ class TrainingMonitor:
                 warnings.simplefilter("ignore")
                 s = all_scores(snap.drop_vars(["importance", "loss"]), by=by, within=within,
                                importance=snap["importance"], literature=literature)
-            rows.append({"step": int(step), **s.to_dict(), "loss": float(snap["loss"])})
-        return pd.DataFrame(rows).set_index("step")
+            loss = float(snap["loss"])
+            if isinstance(s, pd.DataFrame):
+                rows.extend({"step": int(step), "site": str(site), **row.to_dict(), "loss": loss}
+                            for site, row in s.iterrows())
+            else:
+                rows.append({"step": int(step), **s.to_dict(), "loss": loss})
+        frame = pd.DataFrame(rows)
+        return frame.set_index(["step", "site"] if "site" in frame.columns else "step")
 
     def pathways_over_time(self, by: str | None = None, within: str | None = None, *,
                            method: str = "auto", progress: bool | None = None) -> xr.DataArray:
         """Pathway masses over training: DataArray (step, pathway).
 
-        Pathways are identified across snapshots by their context set: coord ``contexts``
-        (tuple of context values per pathway) and ``label`` (e.g. ``"{0,1}"``); a context
-        set absent at a step has mass 0 there.
+        Pathways are identified across snapshots by their site and context set: coords
+        ``site``, ``contexts`` (tuple of context values per pathway) and ``label`` (e.g.
+        ``"{0,1}"``); a pathway absent at a step has mass 0 there. Masses sum to 1 per site.
         """
         by, within = self._factors(by, within)
         ds = self.to_dataset()
         per_step: list[dict[tuple, float]] = []
+        site_order: list[str] = []
         for step in progress_bar(list(ds["step"].values), enabled=progress, desc="pathways"):
             snap = ds.sel(step=step).load()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 pw = find_pathways(snap.drop_vars(["importance", "loss"]), by, within,
                                    importance=snap["importance"], method=method)
-            per_step.append({tuple(c): float(m) for c, m in zip(pw.mass["contexts"].values, pw.mass.values)})
-        keys = sorted({k for masses in per_step for k in masses}, key=lambda k: (-len(k), k))
+            site_order = site_order or pw.sites
+            per_step.append({(str(site), tuple(c)): float(m) for site, c, m in
+                             zip(pw.mass["site"].values, pw.mass["contexts"].values, pw.mass.values)})
+        rank = {site: i for i, site in enumerate(site_order)}
+        keys = sorted({k for masses in per_step for k in masses},
+                      key=lambda k: (rank.get(k[0], len(rank)), -len(k[1]), k[1]))
         values = np.array([[masses.get(k, 0.0) for k in keys] for masses in per_step])
         contexts = np.empty(len(keys), dtype=object)
-        contexts[:] = keys
-        labels = [context_set_label(k) for k in keys]
+        contexts[:] = [k[1] for k in keys]
+        labels = [context_set_label(k[1]) for k in keys]
         return xr.DataArray(
-            values, dims=("step", "pathway"),
-            coords={"step": ds["step"].values, "pathway": np.arange(len(keys)), "contexts": ("pathway", contexts),
-                    "label": ("pathway", labels), "n_contexts": ("pathway", [len(k) for k in keys])},
+            values.reshape(len(per_step), len(keys)), dims=("step", "pathway"),
+            coords={"step": ds["step"].values, "pathway": np.arange(len(keys)),
+                    "site": ("pathway", np.array([k[0] for k in keys], dtype=object)),
+                    "contexts": ("pathway", contexts),
+                    "label": ("pathway", labels), "n_contexts": ("pathway", [len(k[1]) for k in keys])},
             name="mass",
         )
 
@@ -258,3 +277,44 @@ class TrainingMonitor:
         if by is None:
             raise ValueInputError("`by` is needed (pass it here or to TrainingMonitor(by=...)).")
         return by, within
+
+
+def _check_design(coords: Mapping[str, Any] | None, by: str | None, within: str | None) -> None:
+    """Raise :class:`CoordError` now for ``by`` / ``within`` the probe coords cannot serve:
+    a name that is not a coord, or an incomplete (by, within) design."""
+    names = [n for n in (by, within) if n is not None]
+    if not names:
+        return
+    available = sorted(map(str, coords)) if isinstance(coords, Mapping) else []
+    for arg, name in (("by", by), ("within", within)):
+        if name is not None and name not in available:
+            raise CoordError(
+                f"`{arg}`={name!r} is not one of the probe set's coords ({available or 'none: pass coords='})."
+            )
+    for arg, name in (("by", by), ("within", within)):
+        if name is None:
+            continue
+        labels = np.asarray(coords[name], dtype=object)
+        missing = np.flatnonzero(pd.isna(labels))
+        if missing.size:
+            first = int(missing[0])
+            raise InputError(
+                f"`{arg}`={name!r}: the coord must label every sample, but sample {first} (position {first}) has "
+                f"{labels[first]!r}; {missing.size} of {labels.size} probe samples have no label."
+            )
+    if within is None:
+        return
+    if within == by:
+        raise CoordError(f"`within` must differ from `by`; both are {by!r}.")
+    a, b = np.asarray(coords[by]), np.asarray(coords[within])
+    if a.shape != b.shape:
+        raise CoordError(f"coords {by!r} and {within!r} must label the same samples; got {a.shape} and {b.shape}.")
+    pairs = set(zip(a.tolist(), b.tolist()))
+    n_a, n_b = len(set(a.tolist())), len(set(b.tolist()))
+    missing = n_a * n_b - len(pairs)
+    if missing:
+        raise CoordError(
+            f"the probe set's ({by}, {within}) design is incomplete: {missing} of {n_a * n_b} combinations have no "
+            f"sample, and the monitor's scores (the mixed-selectivity ANOVA) need every {within!r} under every "
+            f"{by!r}. Give a probe set with the full design, or leave `within` unset."
+        )

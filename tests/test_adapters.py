@@ -82,6 +82,8 @@ def test_transformers_callback_monitors_a_tiny_relu_bert(tmp_path):
     assert ds.sizes["unit"] == 2 * 24 * 8          # 2 layers × 24 channels × 8 positions
     assert not bool((ds.gate.sel(step=0) == ds.gate.sel(step=6)).all())  # training changed the gates
     assert np.isfinite(ds.loss.sel(step=[2, 4, 6]).values).all()
-    pathways = mon.pathways_over_time()
-    np.testing.assert_allclose(pathways.sum("pathway").values, 1.0)
+    pathways = mon.pathways_over_time()  # per site: masses sum to 1 within each layer
+    per_site = pathways.groupby("site").sum("pathway")
+    assert set(per_site["site"].values) == set(sites)
+    np.testing.assert_allclose(per_site.values, 1.0)
     T.assert_no_hooks(model)

@@ -1,8 +1,9 @@
 """The paper's pathway structure, reproduced on networks trained on ``rp.tasks``.
 
-Paper-brief §4.1 hyperparameters (full batch, lr 1e-3, 8001 epochs, width 700/500/600,
-σ = 0.005/width), recorded with ``rp.record`` and analysed with ``rp.unit_importance``
-(readout) → ``rp.find_pathways`` (context sets) → scores. Checks paper-brief §7 items 4–6.
+The paper's hyperparameters (Jarvis et al., arXiv 2503.06181, and the authors' code: full
+batch, lr 1e-3, 8001 epochs, width 700/500/600, σ = 0.005/width), recorded with ``rp.record``
+and analysed with ``rp.unit_importance`` (readout) → ``rp.find_pathways`` (context sets) →
+scores; the two-hidden-layer network's per-layer masses are in ``test_depth_structure.py``.
 """
 
 from __future__ import annotations
@@ -45,9 +46,12 @@ def analyse(model, X, coords) -> dict:
         by_size[len(contexts)] += float(mass)
     unique_items = ds.assign_coords(item=("sample", np.arange(ds.sizes["sample"])))
     profiles = rp.find_pathways(unique_items, "context", "item", importance=imp)
+    reln = rp.ReLN.from_pathways(pw, X.numpy())
     return {
         "sets": dict(zip(pw.contexts, pw.mass.values.tolist())),
         "by_size": dict(by_size),
+        "reln_sets": [tuple(c) for c in reln.pathway_mass_["contexts"].values],
+        "k_minus_one": rp.k_minus_one_score(pw),
         "modularity": rp.modularity_score(pw),
         "node_reuse": rp.node_reuse_score(pw),
         "shared": rp.shared_score(pw),
@@ -90,6 +94,11 @@ def check_more_contexts(k: int, seed: int) -> None:
             assert sets.get(tuple(c for c in range(4) if c != skip), 0.0) >= 0.12, sets
     else:
         assert sizes[k - 1] >= 0.55, sizes
+    # the ReLN built from these pathways models their mass: the shared and every (k-1)-set,
+    # and at least 95% in all (a fixed min_mass of 0.05 left out the 3-sets of k = 5: 18-20%)
+    kept = trained(k, seed)[8000]["reln_sets"]
+    assert {tuple(range(k))} | {tuple(c for c in range(k) if c != skip) for skip in range(k)} <= set(kept)
+    assert sum(sets[c] for c in kept) >= 0.95
 
 
 def test_three_contexts_one_seed():
@@ -110,11 +119,28 @@ def test_more_contexts(k, seed):
 
 
 @pytest.mark.slow
-def test_modularity_falls_as_contexts_grow():
+def test_structure_across_contexts_on_a_k_comparable_scale():
+    """The paper: the bias towards structured, reusable (not modular) pathways is "amplified with
+    more contexts". Modularity and node reuse cannot test this: for any (k-1) structure they are
+    1/(k-1) and (k-2)/(k-1), so they fall and rise with k by construction. On the K-comparable
+    scale of ``k_minus_one_score`` (0 = shared + single-context modules, 1 = shared + (k-1)-sets):
+
+    - the structure is close to the (k-1) reference at every k (>= 0.9);
+    - single-context modules vanish as k grows: their share of the context-specific mass falls
+      (about 2% at k = 3, 0.7% at k = 4, 0.4% at k = 5) — the sense in which the bias is
+      amplified;
+    - the score itself does not rise with k: (k-2)-sets take a growing share of the context-
+      specific mass at k = 4 and 5 (|S| = 3: 0.15-0.20 at k = 5), so it falls slightly
+      (about 0.98, 0.955, 0.915).
+    """
     seeds = [0, 1, 2]
-    modularity = {k: [trained(k, s)[8000]["modularity"] for s in seeds] for k in (3, 4, 5)}
-    assert min(modularity[3]) > max(modularity[4]), modularity
-    assert min(modularity[4]) > max(modularity[5]), modularity
-    # ... while node reuse grows: the bias to reuse units is amplified with more contexts
-    reuse = {k: np.mean([trained(k, s)[8000]["node_reuse"] for s in seeds]) for k in (3, 4, 5)}
-    assert reuse[3] < reuse[4] < reuse[5], reuse
+    score = {k: [trained(k, s)[8000]["k_minus_one"] for s in seeds] for k in (3, 4, 5)}
+    assert all(v >= 0.9 for values in score.values() for v in values), score
+
+    def single_share(k, s):
+        sizes = trained(k, s)[8000]["by_size"]
+        return sizes.get(1, 0.0) / sum(m for n, m in sizes.items() if n < k)
+
+    single = {k: [single_share(k, s) for s in seeds] for k in (3, 4, 5)}
+    assert min(single[3]) > max(single[4]) and min(single[4]) > max(single[5]), single
+    assert min(score[3]) > max(score[4]) > 0 and min(score[4]) > max(score[5]), score

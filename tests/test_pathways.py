@@ -84,7 +84,7 @@ def test_membership_labels_units_and_gates(name):
     sizes = [len(c) for c in pw.contexts]
     assert sizes == sorted(sizes, reverse=True)
     summary = pw.summary()
-    assert list(summary.columns) == ["pathway", "contexts", "n_units", "mass", "sites"]
+    assert list(summary.columns) == ["site", "pathway", "contexts", "n_units", "mass", "n_disagreeing", "sites"]
     assert summary["mass"].sum() == pytest.approx(1.0)
     assert summary["n_units"].sum() == ds.sizes["unit"]
     assert all(s == {"1": pytest.approx(1.0)} for s in summary["sites"])
@@ -135,23 +135,36 @@ def _two_site_net(K=3, n=4):
     return net, model
 
 
-def test_pathways_across_and_per_site():
+def test_pathways_per_site_by_default_and_pooled_on_request():
     net, model = _two_site_net()
     ds = rp.record(model, net.X, coords=net.coords, values=True)
     assert ds.attrs["sites"] == ["1", "3"]
     imp = rp.unit_importance(model, ds)
     pw = rp.find_pathways(ds, "context", "object", importance=imp)
-    _assert_masses(pw, net.expected["masses"])
-    # layer 2 copies layer 1: every pathway's mass is split evenly over the two sites
-    assert pw.sites.dims == ("pathway", "site")
-    assert list(pw.sites["site"].values) == ["1", "3"]
-    np.testing.assert_allclose(pw.sites.values, np.repeat(pw.mass.values[:, None] / 2, 2, axis=1))
-    assert pw.summary()["sites"][0] == {"1": pytest.approx(0.5), "3": pytest.approx(0.5)}
+    # per site: every site has the designed masses, summing to 1 within the site
+    assert pw.sites == ["1", "3"]
+    assert list(pw.summary()["site"]) == ["1"] * 4 + ["3"] * 4
     for site in ("1", "3"):
+        one = pw.sel(site)
+        assert one.sites == [site] and one.membership.sizes["unit"] == 16
+        assert set(one.membership["site"].values) == {site}
+        assert float(one.importance.sum()) == pytest.approx(1.0)
+        _assert_masses(one, net.expected["masses"])
+        np.testing.assert_array_equal(one.mass["pathway"].values, np.arange(4))
+        assert (one.labels.values >= 0).all() and one.labels.values.max() == 3
         per_site = rp.find_pathways(ds, "context", "object", importance=imp, sites=site)
-        assert per_site.membership.sizes["unit"] == 16
-        assert set(per_site.membership["site"].values) == {site}
         _assert_masses(per_site, net.expected["masses"])
+    assert pw.site_mass.dims == ("pathway", "site")
+    np.testing.assert_allclose(pw.site_mass.values, np.kron(np.eye(2), np.ones((4, 1))) * pw.mass.values[:, None])
+    with pytest.raises(CoordError, match=r"\['1', '3'\]"):
+        pw.sel("2")
+    # pooled: one decomposition over both sites, each pathway's mass split evenly between them
+    pooled = rp.find_pathways(ds, "context", "object", importance=imp, per_site=False)
+    assert pooled.sites == ["1+3"]
+    _assert_masses(pooled, net.expected["masses"])
+    assert list(pooled.site_mass["site"].values) == ["1", "3"]
+    np.testing.assert_allclose(pooled.site_mass.values, np.repeat(pooled.mass.values[:, None] / 2, 2, axis=1))
+    assert pooled.summary()["sites"][0] == {"1": pytest.approx(0.5), "3": pytest.approx(0.5)}
     with pytest.raises(CoordError, match="Recorded sites"):
         rp.find_pathways(ds, "context", "object", sites=["1", "9"])
 
@@ -185,25 +198,27 @@ def test_auto_uses_profiles_when_items_do_not_repeat():
         rp.find_pathways(ds, "context", method="context-sets")
 
 
-def test_cocluster_finds_the_object_blocks():
+def test_cocluster_blocks_are_named_after_their_units():
     # the k-1 net's gate matrix is block diagonal over objects: object o's shared unit and its
-    # K skip units are on only on object o's samples
+    # K skip units are on only on object o's samples. Every block covers all contexts with its
+    # samples, but only its shared unit is on in all of them: the block is named after the
+    # set most of its units' importance has (shared: 1.5 x 3 samples against 1.5 x 2 per skip
+    # unit), and the skip units, whose own sets are no block's, are counted as disagreeing.
     K, n = 3, 4
     net = k_minus_one_net(K, n)
     ds = _record(net)
+    est = rp.PathwayClustering(method="cocluster").fit(ds.gate.values.T.astype(float))
+    unit_object = np.concatenate([np.arange(n)] + [np.arange(n)] * K)
+    assert est.n_pathways_ == n
+    for p in range(n):
+        assert len(set(unit_object[est.labels_ == p])) == 1
     pw = rp.find_pathways(ds, "context", "object", method="cocluster")
     assert pw.method == "cocluster"
-    assert pw.n_pathways == n
-    assert all(c == tuple(range(K)) for c in pw.contexts)
-    np.testing.assert_allclose(pw.mass.values, 1.0 / n)
-    unit_object = np.concatenate([np.arange(n)] + [np.arange(n)] * K)
-    sample_object = ds["object"].values
-    for p in range(n):
-        units = pw.units(p)
-        objects = set(unit_object[units])
-        assert len(objects) == 1 and units.size == K + 1
-        (obj,) = objects
-        np.testing.assert_array_equal(pw.sample_gates.values[p], (sample_object == obj).astype(np.int8))
+    assert pw.contexts == [tuple(range(K))]
+    shared_unit = np.arange(n + K * n) < n
+    np.testing.assert_array_equal(pw.disagrees.values, ~shared_unit)
+    assert pw.summary()["n_disagreeing"].tolist() == [K * n]
+    np.testing.assert_array_equal(pw.sample_gates.values[0], np.ones(n * K, np.int8))
 
 
 # ----------------------------------------------------------------------------- degenerate and bad input
@@ -220,7 +235,7 @@ def test_all_off_gates_give_empty_pathways_with_warning():
     assert pw.n_pathways == 0
     assert float(pw.mass.sum()) == 0.0
     assert (pw.labels.values == -1).all()
-    assert list(pw.summary().columns) == ["pathway", "contexts", "n_units", "mass", "sites"]
+    assert list(pw.summary().columns) == ["site", "pathway", "contexts", "n_units", "mass", "n_disagreeing", "sites"]
     assert len(pw.summary()) == 0
     for method in ("profiles", "cocluster"):
         with pytest.warns(DegenerateDataWarning):
@@ -310,10 +325,13 @@ def test_missing_labels_refused_when_analysing_or_monitoring_a_model(missing):
     coords = dict(net.coords, context=_with_missing(net.coords["context"], missing))
     with pytest.raises(InputError, match="`by`='context'.*sample 7 \\(position 7\\)"):
         rp.analyze(net.model, net.X, coords=coords, by="context", within="object")
-    mon = rp.TrainingMonitor(net.model, net.X, coords=coords, every=1, by="context", within="object")
+    # the monitor refuses them when it is built, not after training
+    with pytest.raises(InputError, match="`by`='context'.*sample 7 \\(position 7\\)"):
+        rp.TrainingMonitor(net.model, net.X, coords=coords, every=1, by="context", within="object")
+    mon = rp.TrainingMonitor(net.model, net.X, coords=coords, every=1)
     mon.snapshot(0)
     with pytest.raises(InputError, match="`by`='context'.*sample 7 \\(position 7\\)"):
-        mon.scores()
+        mon.scores(by="context", within="object")
     # a coord that is not used as a factor may have missing labels
     other = dict(net.coords, note=_with_missing(net.coords["context"], missing))
     rp.find_pathways(rp.record(net.model, net.X, coords=other), "context", "object")

@@ -104,8 +104,11 @@ def test_from_real_pathways(task3):
     reln = rp.ReLN.from_pathways(pw, X, Y, epochs=10)
     kept = [tuple(c) for c in reln.pathway_mass_["contexts"].values]
     assert kept[0] == (0, 1, 2)
-    assert all(len(c) >= 2 for c in kept)
-    assert all(len(c) == 1 for c in reln.dropped_ if len(c) < 2)
+    assert {(0, 1), (0, 2), (1, 2)} <= set(kept)
+    # the default keeps the largest pathways holding 95% of the mass; only small ones are dropped
+    mass = dict(zip(pw.contexts, pw.mass.values))
+    assert sum(mass[c] for c in kept) >= 0.95
+    assert all(mass[c] <= min(mass[k] for k in kept) for c in reln.dropped_)
     reln.fit(X, Y)
     assert reln.loss_curve_.shape == (10,)
 

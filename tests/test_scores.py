@@ -15,7 +15,7 @@ from relu_probe.errors import CoordError, DegenerateDataWarning, InputError, Val
 from relu_probe.testing import k_minus_one_net, modular_net, shared_net
 
 NETS = {"modular": modular_net, "shared": shared_net, "k_minus_one": k_minus_one_net}
-PATHWAY_SCORES = ("shared_score", "node_reuse_score", "modularity_score", "effective_pathways")
+PATHWAY_SCORES = ("shared_score", "node_reuse_score", "modularity_score", "k_minus_one_score", "effective_pathways")
 
 
 def _record(net, values=True):
@@ -42,7 +42,7 @@ def test_pathway_scores_exact(name, K):
     net = NETS[name](K, 4)
     pw, _ = _pathways(net)
     for score in PATHWAY_SCORES:
-        assert _quiet(getattr(rp, score), pw) == pytest.approx(net.expected[score], abs=1e-12), score
+        assert _quiet(getattr(rp, score), pw) == pytest.approx(net.expected[score], abs=1e-12, nan_ok=True), score
 
 
 def test_headline_values_of_the_three_nets():
@@ -56,12 +56,17 @@ def test_headline_values_of_the_three_nets():
     assert rp.shared_score(shared) == 1.0
     assert rp.node_reuse_score(shared) == 1.0
     assert rp.effective_pathways(shared) == pytest.approx(1.0)
-    with pytest.warns(DegenerateDataWarning, match="no context-specific"):
-        assert rp.modularity_score(shared) == 0.0
+    # modularity is undefined without context-specific mass: NaN, never a value in or out of range
+    with pytest.warns(DegenerateDataWarning, match="undefined without context-specific"):
+        assert math.isnan(rp.modularity_score(shared))
+    with pytest.warns(DegenerateDataWarning, match="undefined without context-specific"):
+        assert math.isnan(rp.k_minus_one_score(shared))
     mixed, _ = _pathways(k_minus_one_net(K))
     assert rp.shared_score(mixed) == pytest.approx(1 / K)
     assert rp.node_reuse_score(mixed) == pytest.approx((K - 1) / K)
     assert rp.modularity_score(mixed) == pytest.approx(1 / (K - 1))
+    assert rp.k_minus_one_score(mixed) == pytest.approx(1.0)
+    assert rp.k_minus_one_score(modular) == 0.0
     m = np.array([1 / K] + [(K - 1) / K**2] * K)
     assert rp.effective_pathways(mixed) == pytest.approx(math.exp(-(m * np.log(m)).sum()))
 
@@ -85,19 +90,24 @@ def test_scores_accept_pathway_strength_objects_and_dataarrays():
     for score in PATHWAY_SCORES:
         assert getattr(rp, score)(reln) == pytest.approx(getattr(rp, score)(pw))
         assert getattr(rp, score)(pw.mass) == pytest.approx(getattr(rp, score)(pw))
+    assert rp.k_minus_one_score(reln) == pytest.approx(1.0)
     series = rp.scores(reln)
     assert list(series.index) == list(PATHWAY_SCORES)
     # K comes from context_values, not from the pathways present: a single {0} pathway out of 4
     lone = _FakeReLN([1.0], [(0,)], (0, 1, 2, 3))
     assert rp.node_reuse_score(lone) == 0.0 and rp.modularity_score(lone) == 1.0
+    assert rp.k_minus_one_score(lone) == 0.0
 
 
 def test_modularity_ignores_negligible_context_specific_mass():
     # early in training almost all mass is shared; the ratio of ~1e-7 masses is noise
     tiny = _FakeReLN([1.0, 1e-7, 1e-7], [(0, 1, 2), (0, 1), (0,)], (0, 1, 2))
     with pytest.warns(DegenerateDataWarning, match="min_mass"):
-        assert rp.modularity_score(tiny) == 0.0
+        assert math.isnan(rp.modularity_score(tiny))
     assert rp.modularity_score(tiny, min_mass=0.0) == pytest.approx(0.75)
+    with pytest.warns(DegenerateDataWarning, match="min_mass"):
+        assert math.isnan(rp.k_minus_one_score(tiny))
+    assert rp.k_minus_one_score(tiny, min_mass=0.0) == pytest.approx(0.5)  # mean size 1.5, K = 3
     with pytest.raises(ValueInputError, match="min_mass"):
         rp.modularity_score(tiny, min_mass=-1)
 
@@ -111,11 +121,34 @@ def test_pathway_score_errors():
         rp.shared_score(_FakeReLN([1.0], [(0,)], (0,)))
 
 
-def test_empty_pathways_score_zero_with_warnings():
+def test_empty_pathways_score_zero_or_nan_with_warnings():
     empty = _FakeReLN([0.0, 0.0], [(0, 1), (0,)], (0, 1))
     for score in PATHWAY_SCORES:
         with pytest.warns(DegenerateDataWarning):
-            assert getattr(rp, score)(empty) == 0.0
+            value = getattr(rp, score)(empty)
+        # ratios over the (absent) context-specific mass are undefined; sums are 0
+        if score in ("modularity_score", "k_minus_one_score"):
+            assert math.isnan(value), score
+        else:
+            assert value == 0.0, score
+
+
+def test_k_minus_one_score_does_not_move_with_K():
+    # modularity and node reuse of the (K-1) and modular references change with K by
+    # construction; the (K-1) score is 0 and 1 for them at every K, and in between linear in
+    # the mean size of the context-specific sets
+    for K in (3, 4, 5, 8, 20):
+        kmo = _FakeReLN([1 / K] + [(K - 1) / K**2] * K, [tuple(range(K))] + [tuple(c for c in range(K) if c != s)
+                                                                           for s in range(K)], tuple(range(K)))
+        mod = _FakeReLN([0.5] + [0.5 / K] * K, [tuple(range(K))] + [(c,) for c in range(K)], tuple(range(K)))
+        assert rp.modularity_score(kmo) == pytest.approx(1 / (K - 1))
+        assert rp.node_reuse_score(kmo) == pytest.approx((K - 1) / K)
+        assert rp.k_minus_one_score(kmo) == pytest.approx(1.0)
+        assert rp.k_minus_one_score(mod) == 0.0
+        half = _FakeReLN([0.5, 0.5], [(0,), tuple(range(K - 1))], tuple(range(K)))  # sizes 1 and K-1
+        assert rp.k_minus_one_score(half) == pytest.approx(0.5)
+    with pytest.warns(DegenerateDataWarning, match="K = 2"):
+        assert math.isnan(rp.k_minus_one_score(_FakeReLN([1.0], [(0,)], (0, 1))))
 
 
 # ----------------------------------------------------------------------------- mixed selectivity
@@ -280,6 +313,7 @@ def test_scores_collects_everything():
     ]
     for score in PATHWAY_SCORES + ("mixed_selectivity_score",):
         assert series[score] == pytest.approx(net.expected[score]), score
+    assert series["k_minus_one_score"] == pytest.approx(1.0)
     assert series["ccgp_score"] == rp.ccgp_score(ds, "context", "object")
     # from a recording directly, without the literature scores
     direct = rp.scores(ds, by="context", within="object", literature=False)
@@ -295,7 +329,8 @@ def test_scores_warns_once_for_a_fully_shared_net():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         series = rp.scores(pw, ds, literature=False)
-    assert series["shared_score"] == 1.0 and series["modularity_score"] == 0.0
+    assert series["shared_score"] == 1.0 and math.isnan(series["modularity_score"])
+    assert math.isnan(series["k_minus_one_score"])
     assert sum(issubclass(w.category, DegenerateDataWarning) for w in caught) == 1
 
 

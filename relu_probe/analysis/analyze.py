@@ -14,8 +14,10 @@ The pipeline is a list of named steps (:data:`STEPS`), each also a public functi
 1. ``record``: :func:`relu_probe.record` the gates (and post-ReLU values) on ``inputs``;
 2. ``importance``: :func:`relu_probe.unit_importance` (``"readout"`` when every site feeds a
    Linear / Conv, else ``"activity"``, unless given);
-3. ``pathways``: :func:`relu_probe.find_pathways` by ``by`` (and ``within``);
-4. ``scores``: :func:`relu_probe.scores`;
+3. ``pathways``: :func:`relu_probe.find_pathways` by ``by`` (and ``within``), per site;
+4. ``scores``: :func:`relu_probe.scores` (one row per site);
+   ``null``: :func:`relu_probe.null_scores`, each score next to its value with the ``by``
+   labels shuffled across items;
 5. ``selectivity``: the per-unit :func:`relu_probe.gating_profile` and
    :func:`relu_probe.mixed_selectivity_index`;
 6. ``ReLN``: with targets ``Y``, the ReLN (:meth:`relu_probe.ReLN.from_pathways`, trained by
@@ -48,7 +50,7 @@ from ..data.schema import site_attr
 from ..errors import InputError, ReluProbeWarning, ValueInputError, describe
 from ..pathways.attribution import attribution_cost, pathway_attributions, plan_attributions
 from ..pathways.find import find_pathways
-from ..pathways.importance import IMPORTANCE_METHODS, given_importance, unit_importance
+from ..pathways.importance import IMPORTANCE_METHODS, default_importance_method, given_importance, unit_importance
 from ..pathways.profiles import gating_profile
 from ..recording.recorder import record
 from ..recording.model import unwrap_model
@@ -57,6 +59,7 @@ from ..reln.race import RACE_METHODS, race_from_spec
 from ..report.labels import default_title
 from ..reln.reln import ReLN
 from ..scoring.selectivity import mixed_selectivity_index
+from ..scoring.null import null_scores
 from ..scoring.table import scores
 from ..tasks import PAPER_EPOCHS, PAPER_LR
 from .result import Analysis
@@ -64,7 +67,7 @@ from .result import Analysis
 __all__ = ["ATTRIBUTION_ALWAYS_S", "STEPS", "analyze"]
 
 #: The steps of :func:`analyze`, in order (module docstring).
-STEPS = ("record", "importance", "pathways", "scores", "selectivity", "ReLN", "race", "attribution")
+STEPS = ("record", "importance", "pathways", "scores", "null", "selectivity", "ReLN", "race", "attribution")
 
 #: Attributions estimated to take less than this many seconds are computed even when they
 #: would dominate the run: a few seconds are not worth a skipped result.
@@ -82,6 +85,8 @@ def analyze(
     loss_curve: Any = None,
     importance: Any = "auto",
     method: str = "auto",
+    per_site: bool = True,
+    null: int | None = 20,
     literature: bool = True,
     sites: Any = None,
     units: str = "element",
@@ -127,10 +132,21 @@ def analyze(
         :func:`relu_probe.tasks.train_full_batch` returns): compared with the ReLN's curves
         (:func:`relu_probe.compare_dynamics`).
     importance : {"auto", "readout", "conductance", "activity"} or DataArray, default="auto"
-        Unit importance. ``"auto"``: ``"readout"`` when a model is given and every site feeds
-        a Linear/Conv directly, else ``"activity"``. A DataArray / array is used as is.
+        Unit importance. ``"auto"``: the default of :func:`relu_probe.find_pathways` too
+        (:func:`relu_probe.pathways.importance.default_importance_method`): ``"readout"``
+        when a model is given and every site feeds a Linear/Conv directly, else
+        ``"activity"``. A DataArray / array is used as is.
     method : str, default="auto"
         Pathway method for :func:`relu_probe.find_pathways`.
+    per_site : bool, default=True
+        Pathways (and scores) per site, each site's importance normalised on its own;
+        ``False`` pools all sites (mixes layers, see :func:`relu_probe.find_pathways`).
+    null : int or None, default=20
+        Shuffles of the null baseline (:func:`relu_probe.null_scores`, seeded by
+        ``random_state``): every pathway score and the mixed selectivity next to their values
+        with the ``by`` labels shuffled across items (:attr:`Analysis.null_scores`; with a
+        monitor that saw step 0 also the scores at initialisation, column ``init``).
+        ``None`` or 0 skips it. It repeats the decomposition and scores ``null`` times.
     literature : bool, default=True
         Also compute the literature scores (CCGP, parallelism, DCI; need ``within``). They
         fit many small decoders: switch them off for quick looks at wide networks.
@@ -201,6 +217,8 @@ def analyze(
         raise InputError(f"`attribution` must be True, False or 'auto', got {describe(attribution)}.")
     started = time.perf_counter()
     lr = check_real("lr", lr, minimum=0.0, strict=True)
+    if null is not None:
+        null = check_int("null", null, minimum=0)
     if title is not None and not isinstance(title, str):
         raise InputError(f"`title` must be a str, got {describe(title)}.")
     if reln_params is not None and not isinstance(reln_params, Mapping):
@@ -215,9 +233,12 @@ def analyze(
         with bar.step("importance"):
             imp = _importance_step(model, rec, importance, X_t)
         with bar.step("pathways"):
-            pw = find_pathways(rec, by, within, importance=imp, method=method, random_state=random_state)
+            pw = find_pathways(rec, by, within, importance=imp, method=method, per_site=per_site,
+                               random_state=random_state)
         with bar.step("scores"):
             sc = scores(pw, rec, literature=bool(literature), random_state=random_state)
+        with bar.step("null"):
+            baseline = None if not null else null_scores(pw, rec, n_shuffles=null, random_state=random_state)
         with bar.step("selectivity"):
             profile = gating_profile(rec, by)
             selectivity = mixed_selectivity_index(rec, by, within=within) if within is not None else None
@@ -234,9 +255,10 @@ def analyze(
                                              budget_s=time.perf_counter() - started)
     notes = merge_notes(notes)
     result = Analysis(
-        dataset=rec.ds, importance=imp, pathways=pw, scores=sc, profile=profile, selectivity=selectivity,
+        dataset=rec.ds, importance=imp, pathways=pw, scores=sc, null_scores=baseline, profile=profile,
+        selectivity=selectivity,
         attributions=attributions, reln=reln, dynamics=dynamics, comparison=comparison, notes=notes,
-        params=_params(rec, pw, imp, reln, by=by, within=within, title=title, units=units, lr=lr),
+        params=_params(rec, pw, imp, reln, by=by, within=within, title=title, units=units, lr=lr, null=null),
     )
     if monitor is not None:
         result.attach_monitor(monitor)
@@ -272,8 +294,7 @@ def _importance_step(model: Any, rec: Recording, importance: Any, X_t: torch.Ten
         return given_importance(importance, rec)
     check_choice("importance", importance, ("auto", *IMPORTANCE_METHODS))
     if importance == "auto":
-        readouts = [str(r) for r in site_attr(rec.ds, "site_readouts")]
-        importance = "readout" if model is not None and readouts and all(readouts) else "activity"
+        importance = default_importance_method(model, rec)
     kwargs = {"inputs": X_t} if importance == "conductance" else {}
     return unit_importance(model if importance != "activity" else None, rec, method=importance, **kwargs)
 
@@ -329,6 +350,15 @@ def _reln_step(pw: Any, rec: Recording, X_t: torch.Tensor | None, Y: Any, relu_l
     """With targets: the ReLN of the pathways, trained for ``len(loss_curve)`` epochs (else
     *epochs*, else the paper's); returns it with the input and target matrices."""
     if Y is None:
+        return None, None, None
+    if len(pw.sites) > 1:
+        warnings.warn(
+            f"the pathways were found at {len(pw.sites)} sites ({', '.join(pw.sites)}): their ReLN needs one gated "
+            "block per layer and pathway (a deep ReLN), which this version does not build; the ReLN and its race "
+            "are skipped. Pass sites=<one site> or per_site=False for a one-hidden-layer ReLN.",
+            ReluProbeWarning,
+            stacklevel=3,
+        )
         return None, None, None
     if X_t is None:
         raise InputError(
@@ -393,7 +423,7 @@ def _race_step(reln: ReLN | None, X: np.ndarray | None, Y: np.ndarray | None, re
 
 # ----------------------------------------------------------------------------- helpers
 def _params(rec: Recording, pw: Any, imp: xr.DataArray, reln: ReLN | None, *, by: str, within: str | None,
-            title: str | None, units: str, lr: float) -> dict[str, Any]:
+            title: str | None, units: str, lr: float, null: int | None) -> dict[str, Any]:
     """How the analysis was run (:attr:`Analysis.params`)."""
     attrs = rec.ds.attrs
     return {
@@ -401,6 +431,8 @@ def _params(rec: Recording, pw: Any, imp: xr.DataArray, reln: ReLN | None, *, by
         "within": within,
         "importance": imp.attrs["method"],
         "pathway_method": pw.method,
+        "per_site": bool(pw.params.get("per_site", True)),
+        "null_shuffles": int(null or 0),
         "title": title if title is not None else default_title(str(attrs.get("model_class", "")), by, within,
                                                                len(site_attr(rec.ds, "sites"))),
         "model_class": str(attrs.get("model_class", "")),

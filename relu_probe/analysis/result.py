@@ -42,8 +42,14 @@ class Analysis:
     importance : xarray.DataArray (unit,)
         Unit importance used, summing to 1 (``attrs["method"]``).
     pathways : relu_probe.Pathways
-    scores : pandas.Series
-        :func:`relu_probe.scores` of the pathways and the recording.
+    scores : pandas.Series or pandas.DataFrame
+        :func:`relu_probe.scores` of the pathways and the recording: a Series for one site, a
+        DataFrame indexed by ``site`` (one row per site) for several.
+    null_scores : pandas.DataFrame or None
+        :func:`relu_probe.null_scores`: every score (``score``) next to its null baseline
+        (``null_mean``, ``null_std``, ``z``, ``percentile``) with the ``by`` labels shuffled
+        across items; with a monitor that saw step 0 also ``init``, the score of the network
+        at initialisation. Index the score names, or ``(site, score)``.
     profile : xarray.DataArray (unit, by)
         :math:`P(\\text{on}_u \\mid by)` (:func:`relu_probe.gating_profile`).
     selectivity : xarray.DataArray (unit,) or None
@@ -61,7 +67,8 @@ class Analysis:
         :func:`relu_probe.compare_dynamics` results: ``"reln"`` and ``"race"`` (the
         prediction) against the ReLU curve, or ``"race_vs_reln"`` without one.
     monitor_scores : pandas.DataFrame or None
-        Scores over training steps (index ``step``), from a training monitor.
+        Scores over training steps (index ``step``, or ``(step, site)`` for several sites),
+        from a training monitor.
     monitor_pathways : xarray.DataArray (step, pathway) or None
         Pathway masses over training steps, coord ``contexts``.
     params : dict
@@ -76,8 +83,9 @@ class Analysis:
         dataset: xr.Dataset,
         importance: xr.DataArray,
         pathways: Any,
-        scores: pd.Series,
+        scores: pd.Series | pd.DataFrame,
         profile: xr.DataArray,
+        null_scores: pd.DataFrame | None = None,
         selectivity: xr.DataArray | None = None,
         attributions: xr.DataArray | None = None,
         reln: Any = None,
@@ -92,6 +100,7 @@ class Analysis:
         self.importance = importance
         self.pathways = pathways
         self.scores = scores
+        self.null_scores = null_scores
         self.profile = profile
         self.selectivity = selectivity
         self.attributions = attributions
@@ -176,12 +185,19 @@ class Analysis:
         """A JSON-ready digest: params, scores, pathway table, dynamics comparison, notes."""
         rows = []
         for row in self.pathway_table().to_dict("records"):
-            rows.append({"pathway": int(row["pathway"]), "contexts": list(row["contexts"]),
+            rows.append({"site": str(row["site"]), "pathway": int(row["pathway"]), "contexts": list(row["contexts"]),
                          "n_units": int(row["n_units"]), "mass": float(row["mass"]),
+                         "n_disagreeing": int(row["n_disagreeing"]),
                          "sites": {str(k): float(v) for k, v in row["sites"].items()}})
+        if isinstance(self.scores, pd.DataFrame):
+            score_table: dict[str, Any] = {str(site): {str(k): float(v) for k, v in row.items()}
+                                           for site, row in self.scores.iterrows()}
+        else:
+            score_table = {str(k): float(v) for k, v in self.scores.items()}
         return {
             "params": dict(self.params),
-            "scores": {str(k): float(v) for k, v in self.scores.items()},
+            "scores": score_table,
+            "null_scores": None if self.null_scores is None else _frame_to_json(self.null_scores),
             "pathways": rows,
             "comparison": self.comparison,
             "notes": list(self.notes),
@@ -195,11 +211,17 @@ class Analysis:
             (f"  recording: {ds.sizes['sample']} samples × {ds.sizes['unit']} units at {n_sites} site(s); "
              f"by={self.by!r}, within={self.within!r}; importance={self.params.get('importance')!r}"),
             f"  pathways ({self.pathways.method}): "
-            + ", ".join(
-                f"{context_set_label(c)} {m:.3f}" for c, m in zip(self.pathways.contexts, self.pathways.mass.values)
+            + "; ".join(
+                (f"{site}: " if len(self.pathways.sites) > 1 else "")
+                + ", ".join(f"{context_set_label(c)} {m:.3f}" for c, m in zip(sub.contexts, sub.mass.values))
+                for site, sub in ((site, self.pathways.sel(site)) for site in self.pathways.sites)
             ),
-            "  scores: " + ", ".join(f"{k}={v:.3g}" for k, v in self.scores.items()),
         ]
+        if isinstance(self.scores, pd.DataFrame):
+            lines += [f"  scores at {site}: " + ", ".join(f"{k}={v:.3g}" for k, v in row.items())
+                      for site, row in self.scores.iterrows()]
+        else:
+            lines.append("  scores: " + ", ".join(f"{k}={v:.3g}" for k, v in self.scores.items()))
         if self.reln is not None:
             lines.append(
                 f"  ReLN: {len(self.reln.pathway_names_)} pathways, rule={self.reln.rule!r}, "
@@ -252,8 +274,9 @@ class Analysis:
             if numeric.shape[1] == 0 or len(numeric) == 0:
                 raise ValueInputError("`scores` has no numeric score columns or no steps.")
             self.monitor_scores = numeric.copy()
-            if self.monitor_scores.index.name is None:
+            if self.monitor_scores.index.name is None and self.monitor_scores.index.nlevels == 1:
                 self.monitor_scores.index.name = "step"
+            self._add_init_baseline()
         if pathways is not None:
             if not isinstance(pathways, xr.DataArray) or set(pathways.dims) != {"step", "pathway"}:
                 raise InputError(
@@ -262,6 +285,23 @@ class Analysis:
                 )
             self.monitor_pathways = pathways.transpose("step", "pathway")
         return self
+
+    def _add_init_baseline(self) -> None:
+        """Column ``init`` of :attr:`null_scores`: each score of the network at initialisation
+        (the monitor's step 0), where the monitor saw it."""
+        frame, null = self.monitor_scores, self.null_scores
+        if frame is None or null is None:
+            return
+        steps = frame.index.get_level_values(0)
+        if 0 not in set(steps.tolist()):
+            return
+        first = frame[steps == 0]
+        values = []
+        for key in null.index:
+            site, score = key if isinstance(key, tuple) else (None, key)
+            row = first.xs(site, level=1) if site is not None and first.index.nlevels > 1 else first
+            values.append(float(row[score].iloc[0]) if score in row.columns and len(row) else np.nan)
+        self.null_scores = null.assign(init=values)
 
     # ------------------------------------------------------------------ report
     def to_html(self, path: str | os.PathLike, *, title: str | None = None, max_units: int = 40) -> Path:
@@ -315,8 +355,10 @@ class Analysis:
             "relu_probe_version": __version__,
             "saved": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "files": files,
-            "scores_index": [str(k) for k in self.scores.index],
-            "scores_name": self.scores.name,
+            "scores_index": [str(k) for k in (self.scores.columns if isinstance(self.scores, pd.DataFrame)
+                                              else self.scores.index)],
+            "scores_name": self.scores.name if isinstance(self.scores, pd.Series) else None,
+            "scores_per_site": isinstance(self.scores, pd.DataFrame),
             **self.summary(),
         }
         (path / "summary.json").write_text(dumps(summary), encoding="utf-8")
@@ -336,12 +378,21 @@ class Analysis:
             pathways = Pathways.from_dataset(handle.load())
         units, _ = netcdf.read_groups(path / "units.nc")
         monitor = netcdf.read_groups(path / "monitor.nc")[0] if "monitor.nc" in files else {}
-        scores = pd.Series(meta["scores"], name=meta.get("scores_name", "scores"), dtype=np.float64)
+        order = meta.get("scores_index")
+        if meta.get("scores_per_site"):
+            scores: pd.Series | pd.DataFrame = pd.DataFrame.from_dict(meta["scores"], orient="index", dtype=np.float64)
+            scores = scores[order] if order else scores
+            scores.index.name = "site"
+        else:
+            scores = pd.Series(meta["scores"], name=meta.get("scores_name", "scores"), dtype=np.float64)
+            scores = scores.reindex(order or list(scores.index))
+        null = meta.get("null_scores")
         return cls(
             dataset=netcdf.open_netcdf(path / "recording.nc"),
             importance=units["importance"],
             pathways=pathways,
-            scores=scores.reindex(meta.get("scores_index", list(scores.index))),
+            scores=scores,
+            null_scores=None if null is None else _frame_from_json(null),
             profile=units["profile"],
             selectivity=units.get("selectivity"),
             attributions=units.get("attributions"),
@@ -382,19 +433,45 @@ def _read_summary(path: Path) -> dict[str, Any]:
 
 
 def _frame_to_dataset(frame: pd.DataFrame | None) -> xr.Dataset | None:
-    """Monitor scores (a DataFrame indexed by step) as a Dataset that keeps its column names."""
+    """A DataFrame (monitor scores, indexed by step or by (step, site)) as a Dataset that keeps
+    its column and index names: one variable per column, the index levels included."""
     if frame is None:
         return None
-    ds = xr.Dataset({f"c{i}": (("step",), frame[c].to_numpy()) for i, c in enumerate(frame.columns)},
-                    coords={"step": frame.index.to_numpy()})
-    ds.attrs = {"index_name": frame.index.name, "columns": [str(c) for c in frame.columns]}
+    flat = frame.reset_index()
+    ds = xr.Dataset({f"c{i}": (("row",), _column(flat[c])) for i, c in enumerate(flat.columns)})
+    ds.attrs = {"index_names": [str(n) for n in frame.index.names], "columns": [str(c) for c in flat.columns],
+                "layout": "rows"}
     return ds
 
 
+def _column(values: pd.Series) -> np.ndarray:
+    array = values.to_numpy()
+    return array.astype(str) if array.dtype == object else array
+
+
 def _frame_from_dataset(ds: xr.Dataset | None) -> pd.DataFrame | None:
-    """Inverse of :func:`_frame_to_dataset`."""
+    """Inverse of :func:`_frame_to_dataset` (also reads the step-indexed layout of earlier files)."""
     if ds is None:
         return None
     columns = ds.attrs["columns"]
-    return pd.DataFrame({c: ds[f"c{i}"].values for i, c in enumerate(columns)},
-                        index=pd.Index(ds["step"].values, name=ds.attrs["index_name"]))
+    if ds.attrs.get("layout") != "rows":  # written before frames kept their index levels
+        return pd.DataFrame({c: ds[f"c{i}"].values for i, c in enumerate(columns)},
+                            index=pd.Index(ds["step"].values, name=ds.attrs["index_name"]))
+    names = ds.attrs["index_names"]
+    names = [names] if isinstance(names, str) else list(names)
+    flat = pd.DataFrame({c: ds[f"c{i}"].values for i, c in enumerate(columns)})
+    return flat.set_index(names if len(names) > 1 else names[0])
+
+
+def _frame_to_json(frame: pd.DataFrame) -> dict[str, Any]:
+    """A table (the null scores) as JSON-ready rows, its index levels first."""
+    flat = frame.reset_index()
+    return {"index": [str(n) for n in frame.index.names], "columns": [str(c) for c in flat.columns],
+            "rows": [[v.item() if isinstance(v, np.generic) else v for v in row] for row in flat.itertuples(index=False)]}
+
+
+def _frame_from_json(data: Mapping[str, Any]) -> pd.DataFrame:
+    """Inverse of :func:`_frame_to_json`."""
+    flat = pd.DataFrame(data["rows"], columns=data["columns"])
+    index = list(data["index"])
+    return flat.set_index(index if len(index) > 1 else index[0])

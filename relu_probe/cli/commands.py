@@ -53,17 +53,18 @@ def _describe_scores(res: Any) -> list[str]:
 
     from ..report.labels import RACE_LABELS, context_set_label, score_label, site_labels
 
-    keys = ("shared_score", "node_reuse_score", "modularity_score", "mixed_selectivity_score")
     lines = []
-    if isinstance(res.scores, pd.DataFrame):  # one row per site
-        sites = [str(s) for s in res.scores.index]
-        for label, (site, row) in zip(site_labels(sites), res.scores.iterrows()):
-            lines.append(f"{label}: " + ", ".join(f"{score_label(k)} {row[k]:.3f}" for k in keys if k in row.index))
-    else:
-        lines.append("pathways: " + ", ".join(
-            f"{context_set_label(c)} {m:.3f}" for c, m in zip(res.pathways.contexts, res.pathways.mass.values)))
-        lines.append("scores: " + ", ".join(f"{score_label(k)} {res.scores[k]:.3f}" for k in keys
-                                            if k in res.scores.index))
+    sites = list(res.pathways.sites)
+    several = len(sites) > 1
+    table = res.scores if isinstance(res.scores, pd.DataFrame) else res.scores.to_frame(sites[0]).T
+    keys = [k for k in ("shared_score", "node_reuse_score", "modularity_score", "k_minus_one_score",
+                        "mixed_selectivity_score") if k in table.columns]
+    for site, label in zip(sites, site_labels(sites)):
+        at = f" at {label}" if several else ""
+        pw = res.pathways.sel(site)
+        lines.append(f"pathways{at}: " + ", ".join(
+            f"{context_set_label(c)} {m:.3f}" for c, m in zip(pw.contexts, pw.mass.values)))
+        lines.append(f"scores{at}: " + ", ".join(f"{score_label(k)} {table.loc[site, k]:.3f}" for k in keys))
     race = RACE_LABELS.get(str(res.dynamics.attrs.get("race_method", "")), "race") if res.dynamics is not None else ""
     for key, label in (("reln", "ReLN vs ReLU"), ("race", f"{race} vs ReLU"), ("race_vs_reln", f"{race} vs ReLN")):
         if key in res.comparison:

@@ -18,7 +18,7 @@ import xarray as xr
 
 from .._util.arrays import plain
 from ..errors import CoordError, InputError, ValueInputError, describe
-from .schema import ACTIVATION, GATE_VARIABLES, SAMPLE, SITE, STEP, UNIT, gate_name
+from .schema import ACTIVATION, GATE_RATE, GATE_VARIABLES, SAMPLE, SITE, STEP, UNIT, gate_name, site_attr
 
 __all__ = ["Recording", "as_recording", "align_importance"]
 
@@ -77,10 +77,36 @@ class Recording:
             return abs(self.ds[ACTIVATION].astype(np.float64)).transpose(SAMPLE, UNIT)
         return self.gates()
 
+    def signed_activity(self) -> xr.DataArray:
+        """Per-sample activity with its sign: the activation when stored (a LeakyReLU's negative
+        branch stays negative), else the gate (rate). What response-based scores read (the
+        ANOVA, the decoders), so that a leaky unit's response is not folded by ``|·|``."""
+        if self.has_activation:
+            return self.ds[ACTIVATION].astype(np.float64).transpose(SAMPLE, UNIT)
+        return self.gates()
+
+    def rate_units(self) -> np.ndarray:
+        """Bool per unit: its gate is a fraction of positions (a channel unit of a conv or
+        sequence site, ``units="channel"``) rather than a 0/1 gate per sample."""
+        if self.gate_name != GATE_RATE:
+            return np.zeros(self.n_units, dtype=bool)
+        kinds = dict(zip(map(str, site_attr(self.ds, "sites")), map(str, site_attr(self.ds, "site_kinds"))))
+        if SITE not in self.ds.coords:
+            return np.ones(self.n_units, dtype=bool)
+        site = self.ds[SITE].values.astype(str)
+        return np.array([kinds.get(s, "conv") != "dense" for s in site], dtype=bool)
+
+    def site_names(self) -> list[str]:
+        """The sites of the recording's units, in recording order (``[""]`` without a site coord)."""
+        if SITE not in self.ds.coords:
+            return [""]
+        return [str(s) for s in dict.fromkeys(self.ds[SITE].values.tolist())]
+
     def summed_activity(self) -> xr.DataArray:
-        """What per-cell sums of activity read: the activation when stored, else the gates as
-        stored (bool gates are then counted without widening)."""
-        return self.activity() if self.has_activation else self.raw_gates()
+        """What per-cell sums of responses read (the ANOVA): the signed activation when stored
+        (:meth:`signed_activity`), else the gates as stored (bool gates are then counted
+        without widening)."""
+        return self.signed_activity() if self.has_activation else self.raw_gates()
 
     def unit_coords(self) -> dict[str, Any]:
         """The unit coords (``unit``, ``site``, ``neuron``, …) for building results over units."""
@@ -150,6 +176,18 @@ class Recording:
         if all(getattr(v, "chunks", None) is None for v in self.ds.data_vars.values()):
             return self
         return Recording(self.ds.load(), self.gate_name, frozenset(self._checked))
+
+    def relabelled(self, name: str, values: np.ndarray) -> Recording:
+        """The recording with sample coord *name* given new *values*, drawn from its own labels
+        (as a null baseline shuffles them). No re-validation: they are labels already checked."""
+        labels = np.asarray(self.ds[name].values)
+        values = np.asarray(values)
+        if values.shape != labels.shape or not np.isin(values, labels).all():
+            raise ValueInputError(
+                f"`values` must give each of the {labels.size} samples one of the coord {name!r}'s own labels."
+            )
+        ds = self.ds.assign_coords({name: (SAMPLE, values)})
+        return Recording(ds, self.gate_name, frozenset(self._checked))
 
     def isel_units(self, index: Any) -> Recording:
         """The recording of the units at *index* (positions along ``unit``); no re-validation."""

@@ -166,8 +166,15 @@ def dataset_attrs(
     units: str,
     model_class: str,
     threshold: float = 0.0,
+    slopes: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
-    """The recorded dataset's attrs (plain str / number / list values)."""
+    """The recorded dataset's attrs (plain str / number / list values).
+
+    ``site_slopes`` is every site's negative-branch slope: 0 for a ReLU, α for a
+    LeakyReLU(α) (its output is :math:`\alpha z` where the gate is off), NaN for other
+    activations recorded on request.
+    """
+    slopes = slopes or {}
     return {
         "relu_probe_version": __version__,
         "model_class": model_class,
@@ -175,6 +182,7 @@ def dataset_attrs(
         "site_readouts": [readouts.get(name, "") for name in site_names],
         "site_shapes": ["x".join(map(str, layouts[name].shape)) for name in site_names],
         "site_kinds": [layouts[name].kind for name in site_names],
+        "site_slopes": [float(slopes.get(name, 0.0)) for name in site_names],
         "units": units,
         "threshold": float(threshold),
     }
@@ -191,6 +199,7 @@ def build_dataset(
     coords: Mapping[str, np.ndarray],
     sample_ids: np.ndarray | None = None,
     threshold: float = 0.0,
+    slopes: Mapping[str, float] | None = None,
 ) -> xr.Dataset:
     """Assemble the recorded dataset from ``(sample, unit)`` arrays (see the module docstring)."""
     n_samples = next(iter(data.values())).shape[0]
@@ -208,7 +217,7 @@ def build_dataset(
         all_coords[name] = ("sample", values)
     attrs = dataset_attrs(
         site_names=site_names, layouts=layouts, readouts=readouts, units=units,
-        model_class=model_class, threshold=threshold,
+        model_class=model_class, threshold=threshold, slopes=slopes,
     )
     ds = xr.Dataset(variables, coords=all_coords, attrs=attrs)
     for name, long_name in LONG_NAMES.items():
@@ -218,7 +227,8 @@ def build_dataset(
 
 
 def site_attr(ds: xr.Dataset, key: str) -> list:
-    """A per-site attr (``sites``, ``site_readouts``, ``site_shapes``, ``site_kinds``) as a list.
+    """A per-site attr (``sites``, ``site_readouts``, ``site_shapes``, ``site_kinds``,
+    ``site_slopes``) as a list.
 
     netCDF returns one-element list attributes as scalars; this undoes that. ``sites`` falls
     back to the unique ``site`` coord values in unit order when the attr is absent.
@@ -245,12 +255,13 @@ class SiteTable:
     units: str
     model_class: str
     threshold: float = 0.0
+    slopes: Mapping[str, float] | None = None
 
     def attrs(self) -> dict[str, Any]:
         """The dataset attrs (:func:`dataset_attrs`)."""
         return dataset_attrs(
             site_names=self.site_names, layouts=self.layouts, readouts=self.readouts, units=self.units,
-            model_class=self.model_class, threshold=self.threshold,
+            model_class=self.model_class, threshold=self.threshold, slopes=self.slopes,
         )
 
     def unit_coords(self) -> dict[str, np.ndarray]:
@@ -264,4 +275,5 @@ class SiteTable:
         return build_dataset(
             data, site_names=self.site_names, layouts=self.layouts, readouts=self.readouts, units=self.units,
             model_class=self.model_class, coords=coords, sample_ids=sample_ids, threshold=self.threshold,
+            slopes=self.slopes,
         )

@@ -13,6 +13,7 @@ from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ..errors import NotFittedError
+from .onsets import ON_FLOOR, profile_on
 
 __all__ = ["PathwayClustering", "bipartite_modularity"]
 
@@ -49,7 +50,10 @@ class PathwayClustering(ClusterMixin, BaseEstimator):
       within-cluster sum of squares is at most** ``(1 - explained)`` **of the one-cluster
       value** (n <= ``max_pathways``), i.e. the fewest pathways that explain ``explained``
       of the importance-weighted profile variance. A pathway is *on* in column ``c`` when its
-      centre there is at least ``relative_threshold`` × the centre's largest value.
+      centre there is at least ``relative_threshold`` × the centre's largest value **and** at
+      least ``on_floor`` (a centre (0.03, 0.02, 0) of units that are nearly always off is on
+      nowhere). :func:`relu_probe.find_pathways` names its pathways after their members'
+      own on-sets instead (:func:`relu_probe.pathways.onsets.members_label`).
     - ``"cocluster"``: columns are samples and ``X`` is the (unit × sample) gate matrix
       (non-negative). scikit-learn's :class:`~sklearn.cluster.SpectralCoclustering` finds
       blocks of units that are on together on a block of samples. Unless ``n_pathways`` is
@@ -68,6 +72,9 @@ class PathwayClustering(ClusterMixin, BaseEstimator):
         ``"profiles"``: share of the weighted profile variance the clusters must explain.
     relative_threshold : float in (0, 1], default=0.5
         ``"profiles"``: a centre is on in a column when it reaches this fraction of its max.
+    on_floor : float in [0, 1], default=0.05
+        ``"profiles"``: ... and at least this value (on for 5% of the samples); the rule of
+        :func:`relu_probe.pathways.onsets.profile_on`.
     n_init : int, default=4
         Restarts of each k-means / co-clustering fit.
     random_state : int, RandomState or None, default=0
@@ -104,6 +111,7 @@ class PathwayClustering(ClusterMixin, BaseEstimator):
         "max_pathways": [Interval(Integral, 1, None, closed="left")],
         "explained": [Interval(Real, 0, 1, closed="right")],
         "relative_threshold": [Interval(Real, 0, 1, closed="right")],
+        "on_floor": [Interval(Real, 0, 1, closed="both")],
         "n_init": [Interval(Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
     }
@@ -115,6 +123,7 @@ class PathwayClustering(ClusterMixin, BaseEstimator):
         max_pathways=16,
         explained=0.9,
         relative_threshold=0.5,
+        on_floor=ON_FLOOR,
         n_init=4,
         random_state=0,
     ):
@@ -123,6 +132,7 @@ class PathwayClustering(ClusterMixin, BaseEstimator):
         self.max_pathways = max_pathways
         self.explained = explained
         self.relative_threshold = relative_threshold
+        self.on_floor = on_floor
         self.n_init = n_init
         self.random_state = random_state
 
@@ -187,10 +197,8 @@ class PathwayClustering(ClusterMixin, BaseEstimator):
         self.score_ = 1.0 if total <= 0 else float(1.0 - km.inertia_ / total)
 
     def _on_columns(self, centre):
-        top = centre.max()
-        if top <= 0:
-            return ()
-        return tuple(int(j) for j in np.flatnonzero(centre >= self.relative_threshold * top))
+        on = profile_on(centre[None, :], self.relative_threshold, self.on_floor)[0]
+        return tuple(int(j) for j in np.flatnonzero(on))
 
     # ------------------------------------------------------------------ cocluster
     def _fit_cocluster(self, X):

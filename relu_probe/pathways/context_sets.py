@@ -5,6 +5,7 @@ the pathways of a ReLU network are the context sets its units are active in)."""
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -13,15 +14,34 @@ import xarray as xr
 from ..data.access import Recording
 from ..data.reduce import grouped_sum
 from ..errors import CoordError, DegenerateDataWarning
+from .onsets import cell_on
 
-__all__ = ["context_set_mass", "cell_table"]
+__all__ = ["ContextSets", "context_set_mass", "cell_table", "complete_items"]
+
+
+@dataclass
+class ContextSets:
+    """The raw result of one decomposition (one site, or the pooled units).
+
+    ``membership`` is (unit, set) raw mass (importance shares), ``contexts`` the context
+    tuple of every set, ``unassigned`` the share of the importance that no set received,
+    ``disagrees`` (unit,) the units whose own on-set differs from their pathway's set, and
+    ``info`` what was left out (``items_left_out``).
+    """
+
+    contexts: list[tuple]
+    membership: np.ndarray
+    unassigned: float
+    disagrees: np.ndarray
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 def cell_table(rec: Recording, by: str, within: str) -> tuple[xr.DataArray, xr.DataArray, xr.DataArray]:
     """Per (unit, item, context) cell: mean gate rate, summed activity, and sample count.
 
-    Returns DataArrays with dims ``(unit, within, by)``; missing cells have count 0, rate 0
-    and activity 0. Computed one sample chunk at a time on dask-backed recordings.
+    Returns DataArrays with dims ``(unit, within, by)`` (the count: ``(within, by)``); missing
+    cells have count 0, rate 0 and activity 0. Computed one sample chunk at a time on
+    dask-backed recordings.
     """
     gate_sums, count = grouped_sum(rec.raw_gates(), [within, by])
     total = grouped_sum(rec.activity(), [within, by])[0] if rec.has_activation else gate_sums
@@ -30,15 +50,21 @@ def cell_table(rec: Recording, by: str, within: str) -> tuple[xr.DataArray, xr.D
     return rate.transpose(*order), total.astype(np.float64).transpose(*order), count.astype(np.float64)
 
 
+def complete_items(count: np.ndarray) -> np.ndarray:
+    """Bool per item (rows of the (item, context) sample ``count``): it has a sample under
+    every context."""
+    return np.asarray(count > 0).all(axis=1)
+
+
 def context_set_mass(
     rec: Recording, by: str, within: str, importance: np.ndarray, on_fraction: float
-) -> tuple[list[tuple], np.ndarray, tuple, dict[str, Any]]:
+) -> ContextSets:
     r"""Mass of every (unit, context set) pair.
 
-    For unit *u* and item *o*, :math:`S(u, o) = \{c : \bar g_u(o, c) > \text{on\_fraction}\}`
-    (the contexts where the unit is on for the item; :math:`\bar g` is the gate rate over the
-    cell's samples). With :math:`A(u, o) = \sum_{c \in S(u,o)} a_u(o, c)` (summed activity),
-    the pair's mass is
+    For unit *u* and item *o*, :math:`S(u, o) = \{c : u \text{ on in cell } (o, c)\}`
+    (:func:`relu_probe.pathways.onsets.cell_on`: gate rate above ``on_fraction``; for
+    channel units above ``on_fraction`` times the channel's own largest cell rate). With
+    :math:`A(u, o) = \sum_{c \in S(u,o)} a_u(o, c)` (summed activity), the pair's mass is
 
     .. math:: m(u, o) = I_u \, \frac{A(u, o)}{\sum_{o'} A(u, o')}
 
@@ -48,55 +74,68 @@ def context_set_mass(
     Jarvis et al. (arXiv 2503.06181), and with the activity importance it is
     :math:`\sum_c a_u(o, c)`.
 
-    Returns ``(contexts, membership (unit × set), context_values, info)``.
+    **Unbalanced designs.** The context set of an item seen under only some contexts is not
+    defined — a unit on wherever the item was shown could be shared or context-specific —
+    so such items are left out, with a :class:`UserWarning` that says how many. Every set is
+    then a subset of all K contexts, and the scores compare it with K.
+
+    The importance of units that are on in no cell of the items kept is *unassigned*: it is
+    returned (``unassigned``), not spread over the other units.
     """
     rate, total, count = cell_table(rec, by, within)
     context_values = tuple(count[by].values.tolist())
     present = count.values > 0  # (item, context)
-    per_item = present.sum(1)
-    if per_item.max() <= 1:
+    complete = complete_items(count.values)
+    K = len(context_values)
+    if not complete.any():
+        most = int(present.sum(1).max(initial=0))
         raise CoordError(
-            f"method='context-sets' needs items (`within`={within!r}) that appear under several "
-            f"values of `by`={by!r}, but every {within!r} value occurs in a single {by!r}. Use "
-            "method='profiles' (clusters P(on | context) per unit) or method='cocluster'."
+            f"method='context-sets' needs items (`within`={within!r}) that appear under every value "
+            f"of `by`={by!r} ({K} values), but no {within!r} value does (the most any appears under is "
+            f"{most}). The context set of an item seen under only some contexts is not defined. Use "
+            "method='profiles' (clusters P(on | context) per unit), or record the missing combinations."
         )
     info: dict[str, Any] = {}
-    single = per_item <= 1
-    if single.any():
+    if not complete.all():
+        left = int((~complete).sum())
+        info["items_left_out"] = left
         warnings.warn(
-            f"{int(single.sum())} of {single.size} `{within}` values occur under a single "
-            f"`{by}` value and were left out of the context-set decomposition.",
+            f"{left} of {complete.size} `{within}` values do not appear under every `{by}` value "
+            f"({int((~present).sum())} ({within}, {by}) combinations have no sample) and were left out "
+            f"of the context-set decomposition: the context set of an item seen under only some "
+            f"contexts is not defined. The masses describe the {int(complete.sum())} complete items.",
             UserWarning,
             stacklevel=4,
         )
-        info["items_left_out"] = int(single.sum())
-    if (~present[~single]).any():
-        info["missing_cells"] = int((~present[~single]).sum())
-        warnings.warn(
-            f"{info['missing_cells']} ({within}, {by}) combinations have no sample; the context "
-            "sets of those items only range over the contexts where they occur.",
-            UserWarning,
-            stacklevel=4,
-        )
-    use = ~single
-    on = (rate.values > on_fraction) & present[None, :, :] & use[None, :, None]  # (U, O, K)
-    act = np.where(on, total.values, 0.0).sum(2)  # (U, O)
+    on = _on_cells(rec, rate.values[:, complete, :], on_fraction)
+    act = np.where(on, total.values[:, complete, :], 0.0).sum(2)  # (U, O)
     per_unit = act.sum(1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(per_unit > 0, act / np.where(per_unit > 0, per_unit, 1.0), 0.0)
     weight = importance[:, None] * share  # (U, O)
-    U, O, K = on.shape
+    U, O, _ = on.shape
+    unassigned = float(importance[per_unit[:, 0] <= 0].sum())
     flat_w = weight.reshape(-1)
     keep = flat_w > 0
     if not keep.any():
-        return [], np.zeros((U, 0)), context_values, info
+        return ContextSets([], np.zeros((U, 0)), unassigned, np.zeros(U, bool), info)
     rows = on.reshape(U * O, K)[keep]
     sets, inverse = np.unique(rows, axis=0, return_inverse=True)
     unit_index = np.repeat(np.arange(U), O)[keep]
     membership = np.zeros((U, len(sets)))
     np.add.at(membership, (unit_index, inverse.reshape(-1)), flat_w[keep])
     contexts = [tuple(context_values[j] for j in np.flatnonzero(row)) for row in sets]
-    return contexts, membership, context_values, info
+    return ContextSets(contexts, membership, unassigned, np.zeros(U, bool), info)
+
+
+def _on_cells(rec: Recording, rate: np.ndarray, on_fraction: float) -> np.ndarray:
+    """:func:`cell_on` for every unit of the recording, each by its own kind (0/1 gates or
+    channel gate rates)."""
+    channel = rec.rate_units()
+    on = np.empty(rate.shape, dtype=bool)
+    on[~channel] = cell_on(rate[~channel], on_fraction, channel_units=False)
+    on[channel] = cell_on(rate[channel], on_fraction, channel_units=True)
+    return on
 
 
 def constant_gates(rec: Recording) -> bool:

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import xarray as xr
+from torch import nn
 
 from .._util.checks import check_choice, check_real
 from ..data.access import Recording, as_recording
-from ..errors import CoordError
+from ..errors import CoordError, InputError, describe
 from .clustering import PathwayClustering
-from .context_sets import constant_gates, context_set_mass, warn_degenerate
-from .importance import given_importance, unit_importance
+from .context_sets import ContextSets, complete_items, constant_gates, context_set_mass, warn_degenerate
+from .importance import default_importance, given_importance
+from .onsets import ON_FLOOR, members_label, profile_on
 from .profiles import gating_profile
-from .result import Pathways, assemble_pathways
+from .result import Pathways, SiteResult, assemble_pathways
 
 __all__ = ["find_pathways", "PATHWAY_METHODS"]
 
@@ -30,9 +33,12 @@ def find_pathways(
     importance: xr.DataArray | np.ndarray | None = None,
     method: str = "auto",
     *,
+    model: nn.Module | None = None,
     sites: str | Sequence[str] | None = None,
+    per_site: bool = True,
     n_pathways: int | None = None,
     on_fraction: float = 0.5,
+    on_floor: float = ON_FLOOR,
     negligible: float = 0.01,
     random_state: int | None = 0,
 ) -> Pathways:
@@ -47,22 +53,41 @@ def find_pathways(
     within : str, optional
         The item coord for items that appear under several contexts, e.g. ``"object"``.
     importance : xarray.DataArray or array, optional
-        Per-unit importance (e.g. :func:`relu_probe.unit_importance`). Default: the
+        Per-unit importance (e.g. :func:`relu_probe.unit_importance`). Default: the same
+        importance :func:`relu_probe.analyze` uses
+        (:func:`relu_probe.pathways.importance.default_importance`): the ``"readout"``
+        importance when ``model`` is given and every site feeds a Linear / Conv, else the
         ``"activity"`` importance (mean activation, or gate rate), which needs no model.
     method : {"auto", "context-sets", "profiles", "cocluster"}, default="auto"
-        ``"auto"``: ``"context-sets"`` when ``within`` is given and items repeat across
-        contexts, else ``"profiles"``.
+        ``"auto"``: ``"context-sets"`` when ``within`` is given and at least one item appears
+        under every context, else ``"profiles"``.
+    model : torch.nn.Module, optional
+        The recorded model, for the default (readout) importance.
     sites : str or list of str, optional
-        Analyse only these sites (per-site pathways). Default: all units together; the site
-        composition of every pathway is in :attr:`Pathways.sites`.
+        Analyse only these sites. Default: every recorded site.
+    per_site : bool, default=True
+        Find the pathways of every site (layer) on its own, with the importance normalised
+        within the site: masses sum to 1 per site and every pathway carries its ``site``.
+        ``False`` pools the units of all sites into one decomposition with one importance
+        normalisation — this **mixes layers** (units of layers on different weight scales are
+        added up) and is only meaningful for comparable sites; the pooled pathways' ``site``
+        is the sites' names joined by ``"+"``.
     n_pathways : int, optional
-        ``"profiles"`` / ``"cocluster"``: fix the number of clusters (default: automatic, see
-        :class:`PathwayClustering`).
+        ``"profiles"`` / ``"cocluster"``: fix the number of clusters per site (default:
+        automatic, see :class:`PathwayClustering`).
     on_fraction : float in [0, 1), default=0.5
-        ``"context-sets"``: a unit is on for (item, context) when its gate rate over that
-        cell's samples exceeds this (with one sample per cell: when the gate is on).
+        When a unit is on. ``"context-sets"``: for (item, context) when its gate rate over that
+        cell's samples exceeds this (with one sample per cell: when the gate is on); for
+        channel units (``units="channel"``) when its rate exceeds this fraction of the
+        channel's own largest cell rate. ``"profiles"`` / ``"cocluster"``: in a context where
+        its gating profile reaches this fraction of its largest value (and ``on_floor``). See
+        :mod:`relu_probe.pathways.onsets`.
+    on_floor : float in [0, 1], default=0.05
+        ``"profiles"`` / ``"cocluster"``: a unit is off in a context where it is on for fewer
+        than this share of the context's samples (channel units: of its positions).
     negligible : float, default=0.01
-        Units whose share of the total mass is below ``negligible / n_units`` get label -1.
+        Units whose share of their site's mass is below ``negligible / n_units`` get label -1;
+        an unassigned share of a site's importance above ``negligible`` is warned about.
     random_state : int or None, default=0
         Seed of the clustering methods.
 
@@ -79,45 +104,63 @@ def find_pathways(
 
     .. math:: m_S = \frac{1}{Z} \sum_{(u, o):\, S(u,o) = S} I_u \frac{A(u, o)}{\sum_{o'} A(u, o')}
 
-    normalised so that :math:`\sum_S m_S = 1`. With the readout importance this equals the
-    paper's :math:`\lVert W_{:,u} \rVert \sum_c \mathrm{ReLU}(z_u(o,c))` weighting.
+    normalised so that :math:`\sum_S m_S = 1` within each site. With the readout importance
+    this equals the paper's :math:`\lVert W_{:,u} \rVert \sum_c \mathrm{ReLU}(z_u(o,c))`
+    weighting. Items that do not appear under every context are left out with a warning
+    (their context set is not defined).
 
-    ``"profiles"`` (items do not repeat across contexts): each unit's gating profile
-    :math:`P(\text{on} \mid c)` is clustered by importance-weighted k-means
-    (:class:`PathwayClustering`; the number of clusters is the fewest that explain 90% of the
-    weighted profile variance); each cluster is on in the contexts where its centre reaches
-    half its maximum; clusters with the same context set are merged. A unit's whole
+    ``"profiles"`` (items do not repeat across contexts): every unit's own on-set is read
+    from its gating profile :math:`P(\text{on} \mid c)`
+    (:func:`relu_probe.pathways.onsets.profile_on`); the profiles, each scaled to its
+    maximum, are clustered by importance-weighted k-means (:class:`PathwayClustering`; the
+    number of clusters is the fewest that explain 90% of the weighted profile variance).
+    Each cluster is named after its members — the on-set carrying most of their importance
+    (:func:`relu_probe.pathways.onsets.members_label`); a unit whose own on-set is another
+    pathway's joins that pathway, and one whose set is no pathway's stays and is counted as
+    disagreeing (:attr:`Pathways.disagrees`, ``summary()["n_disagreeing"]``). A unit's whole
     importance goes to its pathway.
 
     ``"cocluster"`` (label-free): scikit-learn's ``SpectralCoclustering`` on the
-    (unit × sample) gate matrix, the number of blocks chosen by bipartite modularity. A
-    pathway is the samples and units of one block; its ``contexts`` are the ``by`` values
-    its samples cover. A unit's whole importance goes to its block.
+    (unit × sample) gate matrix, the number of blocks chosen by bipartite modularity. The
+    units of one block form a pathway, named after its members' own on-sets as for
+    ``"profiles"``.
+
+    The importance of units that are on nowhere (no cell, or no context above the
+    thresholds) is *unassigned*: reported per site in :attr:`Pathways.unassigned` (and
+    warned about when above ``negligible``), not spread over the other units.
 
     Raises
     ------
     CoordError
         ``by`` / ``within`` is not a sample coord (the message lists the available ones);
-        ``"context-sets"`` with items that never repeat across contexts (use ``"profiles"``);
-        an ``importance`` whose units do not match the dataset.
+        ``"context-sets"`` with no item that appears under every context (use
+        ``"profiles"``); an ``importance`` whose units do not match the dataset.
 
     Warns
     -----
     DegenerateDataWarning
         All gates off (the result has no pathways) or gates constant over samples.
+    UserWarning
+        Items left out of the context-set decomposition; unassigned importance.
     """
     check_choice("method", method, PATHWAY_METHODS)
-    rec = as_recording(ds).select_sites(sites)
+    if model is not None and not isinstance(model, nn.Module):
+        raise InputError(f"`model` must be the recorded torch.nn.Module or None, got {describe(model)}.")
+    if not isinstance(per_site, (bool, np.bool_)):
+        raise InputError(f"`per_site` must be True or False, got {describe(per_site)}.")
+    full = as_recording(ds)
+    rec = full.select_sites(sites)
     by = rec.sample_coord(by, "by")
     if within is not None:
         within = rec.sample_coord(within, "within")
         if within == by:
             raise CoordError(f"`within` must differ from `by`; both are {by!r}.")
     on_fraction = check_real("on_fraction", on_fraction, minimum=0.0)
+    on_floor = check_real("on_floor", on_floor, minimum=0.0)
     negligible = check_real("negligible", negligible, minimum=0.0)
-    imp = unit_importance(None, rec, method="activity") if importance is None else given_importance(importance, rec)
+    imp = default_importance(model, rec) if importance is None else given_importance(importance, rec)
     if method == "auto":
-        method = "context-sets" if within is not None and _items_repeat(rec, by, within) else "profiles"
+        method = "context-sets" if within is not None and _items_complete(rec, by, within) else "profiles"
     if method == "context-sets" and within is None:
         raise CoordError(
             "method='context-sets' needs `within` (the item coord, e.g. 'object'); without "
@@ -128,31 +171,59 @@ def find_pathways(
             "every unit's gate is constant over the recorded samples (all off or all on): "
             "the pathways carry no context information."
         )
-    imp_values = imp.values
-    if method == "context-sets":
-        contexts, membership, context_values, _ = context_set_mass(rec, by, within, imp_values, on_fraction)
-        sample_open = _open_on(rec, by, contexts)
-    elif method == "profiles":
-        contexts, membership, context_values, sample_open = _profiles(rec, by, imp_values, n_pathways, random_state)
-    else:
-        contexts, membership, context_values, sample_open = _cocluster(rec, by, imp_values, n_pathways, random_state)
-    if membership.size == 0 or membership.sum() <= 0:
-        warn_degenerate(
-            "no unit is on for any sample (or every active unit has zero importance): the "
-            "decomposition has no pathways and every score takes its documented empty value."
-        )
+    context_values = tuple(np.unique(rec.ds[by].values).tolist())
+    site_names = rec.site_names()
+    groups = [[s] for s in site_names] if per_site else [site_names]
+    results = []
+    for group in groups:
+        sub = rec if len(groups) == 1 else rec.select_sites(group)
+        index = np.flatnonzero(np.isin(rec.ds["unit"].values, sub.ds["unit"].values))
+        raw = imp.values[index]
+        total = raw.sum()
+        site_imp = raw / total if total > 0 else np.full(raw.size, 1.0 / max(raw.size, 1))
+        if method == "context-sets":
+            found = context_set_mass(sub, by, within, site_imp, on_fraction)
+        elif method == "profiles":
+            found = _profiles(sub, by, site_imp, n_pathways, random_state, on_fraction, on_floor)
+        else:
+            found = _cocluster(sub, by, site_imp, n_pathways, random_state, on_fraction, on_floor)
+        label = "+".join(group)
+        _check_found(found, label, len(groups) > 1, negligible)
+        results.append(SiteResult(label, tuple(group), index, site_imp, found))
+    params = {
+        "method": method, "per_site": bool(per_site), "sites": None if sites is None else list(site_names),
+        "n_pathways": n_pathways, "on_fraction": on_fraction, "on_floor": on_floor, "negligible": negligible,
+        "random_state": random_state,
+    }
     return assemble_pathways(
         method=method,
         by=by,
         within=within,
         context_values=context_values,
-        contexts=contexts,
-        membership=membership,
-        sample_open=sample_open,
+        results=results,
+        sample_open=lambda contexts: _open_on(rec, by, contexts),
         rec=rec,
         importance=imp,
         negligible=negligible,
+        params=params,
     )
+
+
+def _check_found(found: ContextSets, label: str, several: bool, negligible: float) -> None:
+    where = f" at site {label!r}" if several else ""
+    if found.membership.size == 0 or found.membership.sum() <= 0:
+        warn_degenerate(
+            f"no unit is on for any sample{where} (or every active unit has zero importance): the "
+            "decomposition has no pathways there and every score takes its documented empty value."
+        )
+    elif found.unassigned > negligible:
+        warnings.warn(
+            f"{100 * found.unassigned:.1f}% of the importance{where} belongs to units in no pathway — on in "
+            "no context by the pathway rule (see `on_fraction`, `on_floor`), or only for items left out — "
+            "and is not assigned (Pathways.unassigned); the masses are shares of the assigned part.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _open_on(rec: Recording, by: str, contexts: Sequence[tuple]) -> np.ndarray:
@@ -162,61 +233,68 @@ def _open_on(rec: Recording, by: str, contexts: Sequence[tuple]) -> np.ndarray:
     return np.array(rows, dtype=bool).reshape(len(contexts), rec.n_samples)
 
 
-def _items_repeat(rec: Recording, by: str, within: str) -> bool:
-    pairs = {(a, b) for a, b in zip(rec.ds[within].values.tolist(), rec.ds[by].values.tolist())}
-    seen: dict[Any, int] = {}
-    for item, _ in pairs:
-        seen[item] = seen.get(item, 0) + 1
-    return max(seen.values(), default=0) > 1
+def _items_complete(rec: Recording, by: str, within: str) -> bool:
+    """Whether at least one item appears under every ``by`` value."""
+    items, item_codes = np.unique(rec.ds[within].values, return_inverse=True)
+    contexts, context_codes = np.unique(rec.ds[by].values, return_inverse=True)
+    count = np.zeros((items.size, contexts.size))
+    np.add.at(count, (item_codes.reshape(-1), context_codes.reshape(-1)), 1)
+    return bool(contexts.size > 1 and complete_items(count).any())
+
+
+def _by_members(
+    on: np.ndarray, groups: np.ndarray, imp: np.ndarray, context_values: tuple, unassigned: float
+) -> ContextSets:
+    """Pathways of grouped units, each named after its members (:func:`members_label`)."""
+    sets, assign, disagrees = members_label(on, groups, imp)
+    U = on.shape[0]
+    membership = np.zeros((U, len(sets)))
+    placed = assign >= 0
+    membership[np.flatnonzero(placed), assign[placed]] = imp[placed]
+    contexts = [tuple(context_values[j] for j in np.flatnonzero(row)) for row in sets]
+    return ContextSets(contexts, membership, unassigned, disagrees)
+
+
+def _profile_on(rec: Recording, by: str, imp: np.ndarray, relative: float, floor: float) -> tuple:
+    profile = gating_profile(rec, by)
+    context_values = tuple(profile[by].values.tolist())
+    P = np.nan_to_num(profile.values, nan=0.0)
+    on = profile_on(P, relative, floor)
+    active = (imp > 0) & on.any(1)
+    unassigned = float(imp[~on.any(1)].sum())
+    return P, on, active, context_values, unassigned
 
 
 def _profiles(
-    rec: Recording, by: str, imp: np.ndarray, n_pathways: int | None, random_state: Any
-) -> tuple[list[tuple], np.ndarray, tuple, np.ndarray]:
-    profile = gating_profile(rec, by)
-    context_values = tuple(profile[by].values.tolist())
-    P = profile.values
-    active = np.flatnonzero((imp > 0) & (P.max(1) > 0))
+    rec: Recording, by: str, imp: np.ndarray, n_pathways: int | None, random_state: Any, relative: float,
+    floor: float,
+) -> ContextSets:
+    P, on, active, context_values, unassigned = _profile_on(rec, by, imp, relative, floor)
     U = P.shape[0]
-    if active.size == 0:
-        return [], np.zeros((U, 0)), context_values, np.zeros((0, rec.n_samples), bool)
+    if not active.any():
+        return ContextSets([], np.zeros((U, 0)), unassigned, np.zeros(U, bool))
+    shape = P[active] / P[active].max(1, keepdims=True)
     est = PathwayClustering(
         method="profiles",
-        n_pathways=None if n_pathways is None else min(n_pathways, active.size),
+        n_pathways=None if n_pathways is None else min(n_pathways, int(active.sum())),
         random_state=random_state,
-    ).fit(P[active], sample_weight=imp[active])
-    # merge clusters that are on in the same contexts
-    keys = list(dict.fromkeys(est.pathway_columns_))
-    merged = np.array([keys.index(c) for c in est.pathway_columns_])
-    membership = np.zeros((U, len(keys)))
-    membership[active, merged[est.labels_]] = imp[active]
-    contexts = [tuple(context_values[j] for j in cols) for cols in keys]
-    return contexts, membership, context_values, _open_on(rec, by, contexts)
+    ).fit(shape, sample_weight=imp[active])
+    groups = np.full(U, -1, dtype=np.int64)
+    groups[active] = est.labels_
+    return _by_members(on, groups, imp, context_values, unassigned)
 
 
 def _cocluster(
-    rec: Recording, by: str, imp: np.ndarray, n_pathways: int | None, random_state: Any
-) -> tuple[list[tuple], np.ndarray, tuple, np.ndarray]:
+    rec: Recording, by: str, imp: np.ndarray, n_pathways: int | None, random_state: Any, relative: float,
+    floor: float,
+) -> ContextSets:
+    P, on, active, context_values, unassigned = _profile_on(rec, by, imp, relative, floor)
+    U = P.shape[0]
     gates = rec.gates().values.T  # (unit, sample)
-    sample_by = rec.ds[by].values
-    context_values = tuple(np.unique(sample_by).tolist())
-    U, P = gates.shape
-    use = (imp > 0) & (gates.sum(1) > 0)
+    use = active & (gates.sum(1) > 0)
     if not use.any():
-        return [], np.zeros((U, 0)), context_values, np.zeros((0, P), bool)
-    est = PathwayClustering(
-        method="cocluster", n_pathways=n_pathways, random_state=random_state
-    ).fit(gates[use])
-    labels = np.full(U, -1)
-    labels[use] = est.labels_
-    blocks = [p for p in range(est.n_pathways_) if est.pathway_columns_[p]]
-    membership = np.zeros((U, len(blocks)))
-    sample_open = np.zeros((len(blocks), P), dtype=bool)
-    contexts = []
-    for j, p in enumerate(blocks):
-        members = labels == p
-        membership[members, j] = imp[members]
-        cols = list(est.pathway_columns_[p])
-        sample_open[j, cols] = True
-        contexts.append(tuple(np.unique(sample_by[cols]).tolist()))
-    return contexts, membership, context_values, sample_open
+        return ContextSets([], np.zeros((U, 0)), unassigned, np.zeros(U, bool))
+    est = PathwayClustering(method="cocluster", n_pathways=n_pathways, random_state=random_state).fit(gates[use])
+    groups = np.full(U, -1, dtype=np.int64)
+    groups[use] = est.labels_
+    return _by_members(on, groups, imp, context_values, unassigned)

@@ -18,7 +18,7 @@ from ..errors import DegenerateDataWarning, InputError, ValueInputError, describ
 from ..recording.model import preserved_modes
 from .gradients import input_path, output_tensor, site_conductance
 
-__all__ = ["unit_importance", "given_importance", "IMPORTANCE_METHODS"]
+__all__ = ["unit_importance", "given_importance", "default_importance", "default_importance_method", "IMPORTANCE_METHODS"]
 
 #: The measures :func:`unit_importance` offers.
 IMPORTANCE_METHODS = ("readout", "conductance", "activity")
@@ -119,6 +119,30 @@ def unit_importance(
             )
         raw = _conductance(model, rec.ds, inputs, target, baselines, check_int("n_steps", n_steps, minimum=1), batch_size)
     return _normalised(raw, rec, method)
+
+
+def default_importance_method(model: nn.Module | None, ds: Any) -> str:
+    r"""The importance :func:`relu_probe.find_pathways`, :func:`relu_probe.analyze` and the
+    training monitor use when none is given: ``"readout"`` when the model is at hand and
+    every recorded site feeds a Linear / Conv directly (``ds.attrs["site_readouts"]``), else
+    ``"activity"``.
+
+    The readout importance is the principled one: a unit's share of the pathway mass is then
+    :math:`\lVert W_{:,u} \rVert \sum_c a_u(o, c)`, the weighting of Jarvis et al.
+    (arXiv 2503.06181) — how much of the unit's activity reaches the output. Without the
+    model, or where a site's output does not go straight into a Linear / Conv, the outgoing
+    weights are unknown and the activity importance (the unit's mean activity) is used.
+    """
+    rec = as_recording(ds)
+    readouts = [str(r) for r in site_attr(rec.ds, "site_readouts")]
+    return "readout" if isinstance(model, nn.Module) and readouts and all(readouts) else "activity"
+
+
+def default_importance(model: nn.Module | None, ds: Any) -> xr.DataArray:
+    """:func:`unit_importance` by :func:`default_importance_method` (``attrs["method"]`` says which)."""
+    rec = as_recording(ds)
+    method = default_importance_method(model, rec)
+    return unit_importance(model if method == "readout" else None, rec, method=method)
 
 
 def given_importance(importance: Any, rec: Recording, argname: str = "importance") -> xr.DataArray:

@@ -78,6 +78,7 @@ class _Fire:
     layout: SiteLayout | None = None
     nonfinite: int = 0
     out_ptr: tuple[int, int] | None = None
+    slope: float = 0.0
 
 
 @dataclass
@@ -190,6 +191,7 @@ class GateTap:
         self.sites: list[Site] = []
         self.layouts: dict[str, SiteLayout] = {}
         self.readouts: dict[str, str] = {}
+        self.slopes: dict[str, float] = {}
         self.nonfinite: dict[str, int] = defaultdict(int)
         self.last_site: str | None = None
         self._key_to_site: dict[tuple, str] = {}
@@ -290,7 +292,7 @@ class GateTap:
             state.suppress += 1
             key = ("module", path, call)
             if (self._discovering or key in self._selected_keys) and args and isinstance(args[0], torch.Tensor):
-                self._fire(key, module, type(module).__name__, args[0])
+                self._fire(key, module, type(module).__name__, args[0], _module_slope(module))
                 if self.values or self._discovering or self.on_output is not None:
                     state.pending_value[id(module)] = key
             return
@@ -324,7 +326,7 @@ class GateTap:
         wanted = (self._discovering or key in self._selected_keys) and isinstance(x, torch.Tensor)
         if wanted:
             owner = self.root.get_submodule(owner_path) if owner_path else self.root
-            self._fire(key, owner, fn, x)
+            self._fire(key, owner, fn, x, _functional_slope(fn, args, kwargs))
         out = func(*args, **kwargs)
         if wanted and isinstance(out, torch.Tensor):
             self._store_value(key, out)
@@ -334,7 +336,7 @@ class GateTap:
         return out
 
     # ------------------------------------------------------------------ gate extraction
-    def _fire(self, key: tuple, module: nn.Module, function: str, x: torch.Tensor) -> None:
+    def _fire(self, key: tuple, module: nn.Module, function: str, x: torch.Tensor, slope: float = 0.0) -> None:
         state = self._state
         if x.dim() < 2:
             raise ValueInputError(
@@ -350,7 +352,7 @@ class GateTap:
                 self.nonfinite[self._key_to_site[key]] += nonfinite
             return
         if self._discovering:
-            fire = _Fire(key=key, seq=state.seq, module=module, function=function)
+            fire = _Fire(key=key, seq=state.seq, module=module, function=function, slope=slope)
             state.seq += 1
             fire.layout = layout = self._layout_for(key, x)
             rate = self.units == "channel" and layout.channel_dim is not None
@@ -465,6 +467,7 @@ class GateTap:
         self.readouts = {
             self._key_to_site[k]: v for k, v in state.readouts.items() if self._key_to_site.get(k) in chosen
         }
+        self.slopes = {s.name: f.slope for f, s in zip(fires, sites) if s.name in chosen}
         offset = 0
         for key in self._ordered_keys():
             n = self.layouts[self._key_to_site[key]].n_units(self.units)
@@ -543,6 +546,23 @@ def replaced_output(module: nn.Module, value: Callable[[Any], torch.Tensor]) -> 
 
 
 _NUMPY_FLOATS = (torch.float16, torch.float32, torch.float64)
+
+
+def _module_slope(module: nn.Module) -> float:
+    """The negative-branch slope of an activation module: 0 for ``nn.ReLU``, ``negative_slope``
+    for ``nn.LeakyReLU``, NaN for other (opt-in) activations, which are not piecewise linear
+    with one kink at 0."""
+    if isinstance(module, nn.LeakyReLU):
+        return float(module.negative_slope)
+    return 0.0 if isinstance(module, nn.ReLU) else float("nan")
+
+
+def _functional_slope(function: str, args: tuple, kwargs: dict) -> float:
+    """The slope of a functional call: ``leaky_relu(x, negative_slope=0.01)``, else 0."""
+    if function != "leaky_relu":
+        return 0.0
+    slope = args[1] if len(args) > 1 else kwargs.get("negative_slope", 0.01)
+    return float(slope)
 
 
 def _write_gates(x: torch.Tensor, layout: SiteLayout, units: str, threshold: float, out: np.ndarray) -> None:

@@ -199,7 +199,7 @@ class Recorder:
         """The recorded sites: what fixes the dataset's units, unit coords and attrs."""
         return SiteTable(
             site_names=tuple(self.sites), layouts=self._tap.layouts, readouts=self._tap.readouts, units=self.units,
-            model_class=type(self.module).__qualname__, threshold=self._tap.threshold,
+            model_class=type(self.module).__qualname__, threshold=self._tap.threshold, slopes=self._tap.slopes,
         )
 
     def attrs_for(self, specs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -2,7 +2,8 @@
 (Jarvis, Klein, Rosman & Saxe, *Make Haste Slowly*, ICLR 2025, arXiv 2503.06181).
 
 ``ReLN.from_pathways`` turns a :class:`relu_probe.Pathways` result into a GDLN with one
-pathway per discovered context set (pathways below ``min_mass`` dropped), the shared pathway
+pathway per discovered context set (the smallest ones, holding at most 5% of the mass
+together, dropped: :func:`kept_pathways`), the shared pathway
 reading every input and the others only the inputs that vary within a context (the paper's
 rule; cue inputs are detected from the data). It trains with the paper's ``"residual"`` rule
 by default.
@@ -18,17 +19,47 @@ import torch
 import xarray as xr
 
 from .._util.arrays import as_2d_float, check_xy, object_array
-from .._util.checks import check_real
+from .._util.checks import check_choice, check_real
 from ..errors import InputError, ValueInputError, describe
 from ..tasks import PAPER_EPOCHS, PAPER_INIT_SCALE, PAPER_LR
 from .gdln import GDLN
 from .gating import resolve_gates
 from .spec import resolve_inputs, resolve_shared
 
-__all__ = ["ReLN", "DEFAULT_MIN_MASS"]
+__all__ = ["ReLN", "DEFAULT_MIN_MASS", "MIN_MASS_TAIL", "kept_pathways"]
 
-#: Pathways below this share of the recorded mass are left out of a ReLN by default.
-DEFAULT_MIN_MASS = 0.05
+#: The default ``min_mass`` of :meth:`ReLN.from_pathways`: a cumulative share (see
+#: :func:`kept_pathways`), not a fixed mass.
+DEFAULT_MIN_MASS = "auto"
+#: ``min_mass="auto"``: the pathways left out of a ReLN hold at most this share of the mass.
+MIN_MASS_TAIL = 0.05
+
+
+def kept_pathways(mass: Any, min_mass: float | str = DEFAULT_MIN_MASS) -> np.ndarray:
+    """Indices of the pathways a ReLN models, from their recorded masses.
+
+    ``min_mass="auto"``: the largest pathways, in order of mass, until they hold at least
+    ``1 - MIN_MASS_TAIL`` (95%) of the mass, and every pathway as large as the smallest of
+    them (equal masses are kept or dropped together, so a symmetric structure stays
+    symmetric). The tail left out — at most 5% of the mass, typically many small context sets
+    from noisy gates — would each add a pathway of its own to the ReLN. A fixed mass would
+    not do: the masses of a structure shrink with the number of its sets (a (K−1) structure
+    has K + 1 sets of mass about 1/(K + 1): at K = 20 every one is below 0.05). A float keeps
+    the pathways of mass >= ``min_mass``.
+    """
+    mass = np.asarray(mass, dtype=np.float64).reshape(-1)
+    if isinstance(min_mass, str):
+        check_choice("min_mass", min_mass, ["auto"])
+        total = mass.sum()
+        if total <= 0:
+            return np.zeros(0, dtype=np.int64)
+        order = np.argsort(-mass, kind="stable")
+        share = np.cumsum(mass[order]) / total
+        last = min(int(np.searchsorted(share, 1.0 - MIN_MASS_TAIL - 1e-12)), mass.size - 1)
+        floor = mass[order[last]]
+        return np.flatnonzero((mass > 0) & (mass >= floor * (1.0 - 1e-6)))
+    min_mass = check_real("min_mass", min_mass, minimum=0.0)
+    return np.flatnonzero(mass >= min_mass)
 
 
 class ReLN(GDLN):
@@ -115,7 +146,7 @@ class ReLN(GDLN):
         X: Any,
         Y: Any = None,
         *,
-        min_mass: float = DEFAULT_MIN_MASS,
+        min_mass: float | str = DEFAULT_MIN_MASS,
         inputs: Any = "auto",
         **params: Any,
     ) -> ReLN:
@@ -130,9 +161,10 @@ class ReLN(GDLN):
             The recorded inputs: used to detect cue inputs and to check the sample count.
         Y : array-like (sample, output), optional
             Targets, only checked against ``X`` here (pass them to :meth:`fit`).
-        min_mass : float, default=0.05
-            Pathways whose recorded mass ``pw.mass`` is below this are left out (their
-            context sets are listed in ``dropped_``).
+        min_mass : "auto" or float, default="auto"
+            Which pathways are modelled (:func:`kept_pathways`): ``"auto"`` the largest ones
+            holding 95% of the recorded mass ``pw.mass`` (ties kept together); a float those
+            of mass >= ``min_mass``. The others' context sets are listed in ``dropped_``.
         inputs : "auto", "all", None or masks, default="auto"
             ``"auto"``: the shared pathway (open on every sample) reads every input; every
             other pathway reads only the inputs that vary within a context — cue inputs,
@@ -157,7 +189,6 @@ class ReLN(GDLN):
             Xn = as_2d_float("X", X)
         else:
             Xn, _ = check_xy(X, Y)
-        min_mass = check_real("min_mass", min_mass, minimum=0.0)
         gates_da = pw.sample_gates
         if not isinstance(gates_da, xr.DataArray) or set(gates_da.dims) != {"pathway", "sample"}:
             raise InputError("`pw.sample_gates` must be a (pathway, sample) DataArray.")
@@ -169,7 +200,7 @@ class ReLN(GDLN):
             )
         mass = np.asarray(pw.mass.values, dtype=np.float64)
         contexts = list(pw.mass["contexts"].values) if "contexts" in pw.mass.coords else [None] * len(mass)
-        keep = np.flatnonzero(mass >= min_mass)
+        keep = kept_pathways(mass, min_mass)
         if keep.size == 0:
             raise ValueInputError(
                 f"no pathway has mass >= `min_mass` ({min_mass}); largest mass is "

@@ -47,7 +47,7 @@ from .sections import SECTIONS
 __all__ = ["render_report", "write_report"]
 
 #: What the report reads of an analysis (the attributes of :class:`relu_probe.Analysis`).
-REPORT_FIELDS = ("dataset", "importance", "pathways", "scores", "profile", "selectivity", "attributions", "reln",
+REPORT_FIELDS = ("dataset", "importance", "pathways", "scores", "null_scores", "profile", "selectivity", "attributions", "reln",
                  "dynamics", "comparison", "monitor_scores", "monitor_pathways", "params", "notes", "title", "by",
                  "within", "unit_table", "pathway_table", "top_features")
 

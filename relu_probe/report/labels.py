@@ -33,7 +33,7 @@ SCORE_DEFINITIONS: dict[str, str] = {
     "shared_score": "Mass m_S of the pathway that is on in every context: 1 = fully shared, 0 = nothing shared.",
     "node_reuse_score": "Σ_S m_S (|S|−1)/(K−1): how many contexts the average unit serves; 0 = one each, 1 = all.",
     "modularity_score": "Over context-specific pathways, Σ m_S (K−|S|)/(K−1) / Σ m_S: 1 = one context per pathway, "
-    "1/(K−1) = each serves all but one.",
+    "1/(K−1) = each serves all but one (undefined, NaN, without context-specific mass).",
     "k_minus_one_score": "(s̄ − 1)/(K − 2), s̄ the mass-weighted mean size of the context-specific sets: 0 = "
     "single-context modules, 1 = (K−1)-context pathways, at every K.",
     "effective_pathways": "exp(−Σ_S m_S ln m_S): the effective number of pathways (n equal pathways give n).",
@@ -41,8 +41,8 @@ SCORE_DEFINITIONS: dict[str, str] = {
     "condition × item (nonlinear mixed selectivity, Rigotti et al. 2013).",
     "ccgp_score": "Cross-condition generalisation: accuracy of a linear decoder of the condition on items it was not "
     "trained on (Bernardi et al. 2020); 0.5 = chance.",
-    "parallelism_score": "Mean cosine between the coding directions of the condition across items (Bernardi et al. "
-    "2020); 1 = parallel, abstract code.",
+    "parallelism_score": "Mean cosine between the coding vectors (differences of condition means) of the condition "
+    "across items (Bernardi et al. 2020); 1 = parallel, abstract code.",
     "dci_disentanglement": "DCI disentanglement: how much each unit codes for a single factor (Eastwood & Williams 2018).",
     "dci_completeness": "DCI completeness: how much each factor is coded by a single unit (Eastwood & Williams 2018).",
     "dci_informativeness": "DCI informativeness: cross-validated accuracy of predicting the factors from the units.",

@@ -1,5 +1,6 @@
 """Abstraction geometry (Bernardi, Benna, Rigotti, Munuera, Fusi & Salzman 2020, *Cell* 183:954):
-cross-condition generalisation performance (CCGP) and the parallelism score."""
+cross-condition generalisation performance (CCGP) and the parallelism score (from the
+differences of condition means)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def default_decoder() -> Any:
 
 def condition_table(rec: Recording, by: str, within: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, list, list]:
     """Features (sample × informative unit), per-sample by/within labels and their values."""
-    features = rec.activity().values
+    features = rec.signed_activity().values
     varying = features.max(0) > features.min(0)
     lab, item = rec.ds[by].values, rec.ds[within].values
     return features[:, varying], lab, item, sorted(set(lab.tolist())), sorted(set(item.tolist()))
@@ -82,23 +83,7 @@ def _ccgp(
     return float(np.mean(accuracies))
 
 
-def _coding_direction(decoder: Any, X: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Weight vector of a linear decoder separating two conditions, in feature space."""
-    model = _fit(decoder, X, y)
-    est = model[-1] if hasattr(model, "steps") else model
-    coef = np.asarray(getattr(est, "coef_")).reshape(-1)
-    if hasattr(model, "steps") and len(model.steps) > 1:
-        scaler = model[:-1]
-        scale = getattr(scaler[-1], "scale_", None)
-        if scale is not None:  # map back to the raw (unscaled) features
-            coef = coef / scale
-    norm = np.linalg.norm(coef)
-    return coef / norm if norm > 0 else coef
-
-
-def _parallelism(
-    rec: Recording, by: str, within: str, decoder: Any, pairing: str
-) -> float:
+def _parallelism(rec: Recording, by: str, within: str, pairing: str) -> float:
     """:func:`parallelism_score` on a checked recording."""
     X, lab, item, values, items = condition_table(rec, by, within)
     if len(values) < 2:
@@ -124,25 +109,22 @@ def _parallelism(
             "no unit varies across samples: the parallelism score is 0.", DegenerateDataWarning, stacklevel=3
         )
         return 0.0
+    # condition means (by value, item, feature)
+    means = np.stack([np.stack([X[(lab == v) & (item == o)].mean(0) for o in items]) for v in values])
     perms = np.array(list(itertools.permutations(range(n)))) if pairing == "best" else np.arange(n)[None, :]
+    pair_i, pair_k = np.triu_indices(n, k=1)
     scores = []
-    for a, b in itertools.combinations(values, 2):
-        need = {(i, int(j)) for perm in perms for i, j in enumerate(perm)}
-        directions = {}
-        for i, j in need:
-            rows = ((lab == a) & (item == items[i])) | ((lab == b) & (item == items[j]))
-            if np.allclose(X[rows][lab[rows] == a].mean(0), X[rows][lab[rows] == b].mean(0)):
-                directions[i, j] = np.zeros(X.shape[1])  # identical conditions: no direction
-            else:
-                directions[i, j] = _coding_direction(decoder, X[rows], lab[rows] == a)
-        keys = sorted(directions)
-        table = np.full((n, n), -1, dtype=np.int64)
-        for t, (i, j) in enumerate(keys):
-            table[i, j] = t
-        D = np.stack([directions[k] for k in keys])
-        cos = D @ D.T
-        pair_i, pair_k = np.triu_indices(n, k=1)
-        ids = table[np.arange(n)[None, :], perms]  # (n_pairings, n): direction of each pair
+    for a, b in itertools.combinations(range(len(values)), 2):
+        # coding vector of pair (a, o_i) vs (b, o_j): the difference of the condition means
+        if pairing == "best":  # every (i, j) pair: n <= 8
+            D = (means[a][:, None, :] - means[b][None, :, :]).reshape(n * n, -1)
+            ids = np.arange(n)[None, :] * n + perms  # (n_pairings, n): coding vector of each pair
+        else:
+            D = means[a] - means[b]
+            ids = np.arange(n)[None, :]
+        norm = np.linalg.norm(D, axis=1, keepdims=True)
+        flat = np.divide(D, norm, out=np.zeros_like(D), where=norm > 0)  # identical conditions: no direction
+        cos = flat @ flat.T
         best = float(cos[ids[:, pair_i], ids[:, pair_k]].mean(1).max())
         scores.append(best)
     return float(np.mean(scores))
@@ -200,21 +182,26 @@ def parallelism_score(
     within: str,
     *,
     pairing: str = "auto",
-    decoder: Any = None,
     sites: str | Sequence[str] | None = None,
 ) -> float:
     r"""Parallelism score of ``by`` across ``within`` (Bernardi et al. 2020).
 
     For a dichotomy a vs b (each pair of ``by`` values), each side holds the conditions
-    :math:`(a, o_i)` resp. :math:`(b, o_j)`. For a one-to-one pairing π of the two sides,
-    the coding direction :math:`w_{i}` of pair :math:`(a, o_i)` vs :math:`(b, o_{\pi(i)})` is
-    the (unit-normalised, raw-feature) weight vector of a linear decoder trained to separate
-    the two conditions, and
+    :math:`(a, o_i)` resp. :math:`(b, o_j)`, with mean population responses
+    :math:`\mu_{a, o_i}`. For a one-to-one pairing π of the two sides, the coding vector of
+    pair :math:`(a, o_i)` vs :math:`(b, o_{\pi(i)})` is the difference of the condition means,
+    :math:`d_i = \mu_{a, o_i} - \mu_{b, o_{\pi(i)}}`, and
 
-    .. math:: \mathrm{PS} = \max_\pi \frac{2}{n(n-1)} \sum_{i<i'} \cos(w_i, w_{i'})
+    .. math:: \mathrm{PS} = \max_\pi \frac{2}{n(n-1)} \sum_{i<i'} \cos(d_i, d_{i'})
 
-    averaged over dichotomies. 1 when the coding directions are parallel (a factorised,
-    abstract code), ~0 when unrelated (Bernardi et al. 2020, *Cell* 183:954).
+    averaged over dichotomies. 1 when the coding vectors are parallel (a factorised, abstract
+    code), ~0 when unrelated (Bernardi, Benna, Rigotti, Munuera, Fusi & Salzman 2020, *Cell*
+    183:954, who use the weight vectors of linear decoders trained on each pair). The
+    difference of means is the coding direction without any per-pair rescaling: a decoder fit
+    on a standardised pair of conditions divides each unit by its spread *within that pair*,
+    which turns two nearly parallel vectors (1, 0.01) and (1, −0.01) into antiparallel ones.
+    Features are the units' signed activations (gates when only gates were stored); units
+    that never vary are left out.
 
     Parameters
     ----------
@@ -222,16 +209,14 @@ def parallelism_score(
         ``"best"``: maximise over all pairings (Bernardi's definition; up to 8 conditions per
         side). ``"within"``: pair conditions with the same ``within`` value. ``"auto"``:
         ``"best"`` up to 8 ``within`` values, else ``"within"``.
-    decoder : scikit-learn linear classifier, optional
-        Default: ``StandardScaler`` + ``LinearSVC(C=1)``.
 
     Returns
     -------
     float
         In [−1, 1]; 0 with a ``DegenerateDataWarning`` when no unit varies. A pair of
-        conditions with identical responses has no coding direction (counts as 0 cosine).
+        conditions with identical responses has no coding vector (counts as 0 cosine).
     """
     check_choice("pairing", pairing, ["auto", "best", "within"])
     rec = as_recording(ds).select_sites(sites)
     by, within = two_factors(rec, by, within)
-    return _parallelism(rec, by, within, default_decoder() if decoder is None else decoder, pairing)
+    return _parallelism(rec, by, within, pairing)

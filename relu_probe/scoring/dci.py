@@ -72,7 +72,7 @@ def _dci(
     rec: Recording, factors: Sequence[str], alpha: float, n_splits: int, random_state: Any
 ) -> dict[str, float]:
     """:func:`dci_score` on a checked recording."""
-    features = rec.activity().values
+    features = rec.signed_activity().values
     X = features[:, features.max(0) > features.min(0)]
     labels = [rec.ds[f].values for f in factors]
     K = len(factors)

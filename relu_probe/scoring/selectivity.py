@@ -22,8 +22,10 @@ __all__ = ["anova_components", "cell_means", "mixed_selectivity_index", "mixed_s
 def cell_means(rec: Recording, by: str, within: str) -> np.ndarray:
     """Mean activity of every unit in every (by, within) cell: array (unit, by, within).
 
-    Activity is the recorded activation, or the gate (rate) when only gates were stored.
-    Every combination must have at least one sample.
+    Activity is the recorded activation with its sign (a LeakyReLU's negative branch
+    :math:`\alpha z` stays negative: the ANOVA sees the unit's response, not its magnitude),
+    or the gate (rate) when only gates were stored. Every combination must have at least one
+    sample.
     """
     sums, count = grouped_sum(rec.summed_activity(), [by, within])
     missing = int((count.values == 0).sum())
@@ -77,7 +79,8 @@ def mixed_selectivity_index(
               SS_b = A\sum_b \beta_b^2
 
     (Rigotti et al. 2013, *Nature* 497:585; Fusi, Miller & Rigotti 2016). Activity is the
-    recorded activation, or the gate when only gates were stored. Units whose activity does
+    recorded activation with its sign (for a LeakyReLU the signed output, never its
+    magnitude), or the gate when only gates were stored. Units whose activity does
     not vary (:math:`SS_{tot} = 0`) have no selectivity at all and get index 0.
 
     Returns

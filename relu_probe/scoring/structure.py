@@ -1,5 +1,5 @@
-"""Scores of the learned structure from pathway masses: shared, node reuse, modularity and the
-effective number of pathways.
+"""Scores of the learned structure from pathway masses: shared, node reuse, modularity, the
+K-comparable (K−1)-structure score and the effective number of pathways.
 
 With K contexts and pathway masses :math:`m_S` (summing to 1) each score is a function of the
 masses and the sizes :math:`|S|` of their context sets; each function's docstring gives its
@@ -17,11 +17,22 @@ import xarray as xr
 from .._util.checks import check_real
 from ..errors import DegenerateDataWarning, InputError, ValueInputError, describe
 
-__all__ = ["shared_score", "node_reuse_score", "modularity_score", "effective_pathways", "pathway_masses"]
+__all__ = [
+    "shared_score", "node_reuse_score", "modularity_score", "k_minus_one_score", "effective_pathways", "pathway_masses",
+]
 
 
 def _degenerate(message: str) -> None:
     warnings.warn(message, DegenerateDataWarning, stacklevel=3)
+
+
+def _no_specific_mass(mass: float, min_mass: float) -> None:
+    warnings.warn(
+        f"context-specific pathway mass is {mass:.3g} (< min_mass={min_mass:g}): modularity_score and "
+        "k_minus_one_score are undefined without context-specific structure (NaN).",
+        DegenerateDataWarning,
+        stacklevel=4,
+    )
 
 
 def pathway_masses(pathways: Any, name: str = "pathways") -> tuple[np.ndarray, np.ndarray, int]:
@@ -128,27 +139,70 @@ def modularity_score(pathways: Any, *, min_mass: float = 1e-3) -> float:
     1 for strictly modular structure (every context-specific pathway serves one context),
     :math:`1/(K-1)` when they all serve K−1 of K contexts (the paper's structured mixed
     selectivity); cf. the strictly modular vs mixed ReLNs of Jarvis et al. (2025,
-    arXiv 2503.06181).
+    arXiv 2503.06181). Its range is :math:`[1/(K-1), 1]`, and the value of a (K−1)
+    structure moves with K: to compare structures across K use :func:`k_minus_one_score`.
 
     Parameters
     ----------
     pathways : Pathways, fitted GDLN/ReLN, or DataArray
     min_mass : float, default=1e-3
         When the context-specific mass :math:`\sum_{|S|<K} m_S` is below this, the ratio
-        measures numerical noise (e.g. 1e-7 early in training), so 0 is returned with a
-        ``DegenerateDataWarning`` — as for a fully shared network, nothing modular was found.
+        measures numerical noise (e.g. 1e-7 early in training).
+
+    Returns
+    -------
+    float
+        In :math:`[1/(K-1), 1]`; **NaN** with a ``DegenerateDataWarning`` when it is undefined
+        — no context-specific mass (a fully shared network) or less than ``min_mass``.
     """
     min_mass = check_real("min_mass", min_mass, minimum=0.0)
     m, sizes, K = pathway_masses(pathways)
     specific = sizes < K
     denominator = m[specific].sum()
     if denominator <= 0 or denominator < min_mass:
-        _degenerate(
-            f"context-specific pathway mass is {denominator:.3g} (< min_mass={min_mass:g}): "
-            "no context-specific structure; modularity_score is 0."
-        )
-        return 0.0
+        _no_specific_mass(denominator, min_mass)
+        return float("nan")
     return float((m[specific] * (K - sizes[specific]) / (K - 1)).sum() / denominator)
+
+
+def k_minus_one_score(pathways: Any, *, min_mass: float = 1e-3) -> float:
+    r"""Where the context-specific structure lies between single-context modules and
+    (K−1)-context pathways, on a scale that does not move with K.
+
+    The two reference structures for K contexts are *shared + single-context modules*
+    (every context-specific pathway serves one context) and *shared + (K−1)-sets* (every
+    context-specific pathway serves all contexts but one — the structure Jarvis et al.,
+    arXiv 2503.06181, find in ReLU networks). With :math:`\bar s` the mass-weighted mean
+    size of the context-specific sets,
+
+    .. math:: \bar s = \frac{\sum_{|S|<K} m_S\,|S|}{\sum_{|S|<K} m_S}, \qquad
+              \mathrm{k\_minus\_one} = \frac{\bar s - 1}{K - 2}
+              = \frac{K - 1}{K - 2}\,(1 - \mathrm{modularity})
+
+    0 for the modular reference and 1 for the (K−1) reference **at every K** (modularity is
+    :math:`1/(K-1)` and node reuse :math:`(K-2)/(K-1)` for any (K−1) structure, so they
+    change with K by construction). The shared mass does not enter: both references have it.
+
+    Returns
+    -------
+    float
+        In [0, 1]; NaN with a ``DegenerateDataWarning`` when undefined: K = 2 (the two
+        references coincide) or no context-specific mass (below ``min_mass``, as for
+        :func:`modularity_score`).
+    """
+    min_mass = check_real("min_mass", min_mass, minimum=0.0)
+    m, sizes, K = pathway_masses(pathways)
+    if K < 3:
+        _degenerate("with K = 2 contexts single-context and (K-1)-context pathways are the same: "
+                    "k_minus_one_score is NaN.")
+        return float("nan")
+    specific = sizes < K
+    denominator = m[specific].sum()
+    if denominator <= 0 or denominator < min_mass:
+        _no_specific_mass(denominator, min_mass)
+        return float("nan")
+    mean_size = float((m[specific] * sizes[specific]).sum() / denominator)
+    return (mean_size - 1.0) / (K - 2)
 
 
 def effective_pathways(pathways: Any) -> float:

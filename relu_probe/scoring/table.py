@@ -9,15 +9,19 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..data.access import Recording, as_recording
-from ..errors import InputError
+from ..data.access import Recording, align_importance, as_recording
+from ..errors import CoordError, InputError
 from ..pathways.find import find_pathways
+from ..pathways.result import Pathways
 from .abstraction import ccgp_score, parallelism_score
 from .dci import dci_score
 from .selectivity import mixed_selectivity_score
-from .structure import effective_pathways, modularity_score, node_reuse_score, shared_score
+from .structure import effective_pathways, k_minus_one_score, modularity_score, node_reuse_score, shared_score
 
-__all__ = ["scores"]
+__all__ = ["scores", "site_recording", "STRUCTURE_SCORES"]
+
+#: The scores read from pathway masses alone, in table order.
+STRUCTURE_SCORES = ("shared_score", "node_reuse_score", "modularity_score", "k_minus_one_score", "effective_pathways")
 
 
 def scores(
@@ -29,16 +33,18 @@ def scores(
     importance: xr.DataArray | np.ndarray | None = None,
     literature: bool = True,
     random_state: int | None = 0,
-) -> pd.Series:
-    """All scores at once, as a pandas Series (index = score name).
+) -> pd.Series | pd.DataFrame:
+    """All scores at once: a pandas Series (index = score name) for one site, a DataFrame
+    (one row per site, index ``site``) for pathways found at several sites.
 
     Parameters
     ----------
     source : Pathways, fitted GDLN/ReLN, or xarray.Dataset
-        - :class:`~relu_probe.Pathways`: the pathway scores; with a recording (``ds``, or the
-          pathways' own by/within) also the selectivity and literature scores.
+        - :class:`~relu_probe.Pathways`: the pathway scores; with a recording (``ds``) also
+          the selectivity and literature scores, computed on the units the pathways were
+          found on (pathways of one site score against that site's units of ``ds``).
         - a recording (``xarray.Dataset``): pathways are found first with
-          ``find_pathways(source, by, within, importance)``; then as above.
+          ``find_pathways(source, by, within, importance)`` (per site); then as above.
         - any object with ``pathway_strength()`` (a fitted GDLN / ReLN): the pathway scores
           weight each pathway by its learned strength instead of its recorded mass (see
           :func:`relu_probe.scoring.structure.pathway_masses` for the interface); the
@@ -56,11 +62,14 @@ def scores(
 
     Returns
     -------
-    pandas.Series
-        ``shared_score, node_reuse_score, modularity_score, effective_pathways``, and with a
-        recording and both factors ``mixed_selectivity_score``, and with ``literature``
-        ``ccgp_score, parallelism_score, dci_disentanglement, dci_completeness,
-        dci_informativeness``.
+    pandas.Series or pandas.DataFrame
+        ``shared_score, node_reuse_score, modularity_score, k_minus_one_score,
+        effective_pathways``, and with a recording and both factors
+        ``mixed_selectivity_score``, and with ``literature`` ``ccgp_score,
+        parallelism_score, dci_disentanglement, dci_completeness, dci_informativeness``.
+        A Series for one site; with pathways at several sites a DataFrame indexed by
+        ``site`` (recording order), one row per site, each scored on its own pathways and
+        units. For a null baseline of each score see :func:`relu_probe.null_scores`.
     """
     if isinstance(source, (xr.Dataset, Recording)):
         if ds is not None:
@@ -71,29 +80,71 @@ def scores(
         source = find_pathways(ds, by, within, importance)
     by = by if by is not None else getattr(source, "by", None)
     within = within if within is not None else getattr(source, "within", None)
-    if importance is None and isinstance(getattr(source, "importance", None), xr.DataArray):
-        importance = source.importance
+    rec = None if ds is None else as_recording(ds)
+    if rec is not None and importance is not None and not isinstance(importance, xr.DataArray):
+        importance = align_importance(importance, rec)  # an array over the recording's units
     with warnings.catch_warnings(record=True) as caught:
         # a fully shared / empty structure warns once per score: collect, then say it once
         warnings.simplefilter("always")
-        out: dict[str, float] = {
-            "shared_score": shared_score(source),
-            "node_reuse_score": node_reuse_score(source),
-            "modularity_score": modularity_score(source),
-            "effective_pathways": effective_pathways(source),
-        }
-        if ds is not None and by is not None and within is not None:
-            ds = as_recording(ds)
-            out["mixed_selectivity_score"] = mixed_selectivity_score(ds, by, importance, within=within)
-            if literature:
-                out["ccgp_score"] = ccgp_score(ds, by, within, random_state=random_state)
-                out["parallelism_score"] = parallelism_score(ds, by, within)
-                dci = dci_score(ds, (by, within), random_state=random_state)
-                out.update({f"dci_{k}": v for k, v in dci.items()})
+        if isinstance(source, Pathways) and len(source.sites) > 1:
+            rows = {site: _one_site(source.sel(site), rec, by, within, importance, literature, random_state)
+                    for site in source.sites}
+            out: pd.Series | pd.DataFrame = pd.DataFrame.from_dict(rows, orient="index")
+            out.index.name = "site"
+        else:
+            out = pd.Series(_one_site(source, rec, by, within, importance, literature, random_state),
+                            name="scores", dtype=np.float64)
     seen: set[tuple[type, str]] = set()
     for w in caught:  # re-emitted under the caller's own warning filters
         key = (w.category, str(w.message))
         if key not in seen:
             seen.add(key)
             warnings.warn(w.message, w.category, stacklevel=2)
-    return pd.Series(out, name="scores", dtype=np.float64)
+    return out
+
+
+def site_recording(pathways: Any, rec: Recording) -> Recording:
+    """The units of *rec* the pathways were found on (all of *rec* for other sources).
+
+    Raises :class:`~relu_probe.errors.CoordError` when the pathways hold units *rec* lacks.
+    """
+    if not isinstance(pathways, Pathways):
+        return rec
+    want = np.asarray(pathways.membership["unit"].values)
+    have = np.asarray(rec.ds["unit"].values)
+    if want.size == have.size and np.array_equal(want, have):
+        return rec
+    missing = np.setdiff1d(want, have)
+    if missing.size:
+        raise CoordError(
+            f"the pathways were found on {want.size} units, {missing.size} of which the recording "
+            f"lacks (first unit ids: {missing[:5].tolist()}); pass the recording they were found on."
+        )
+    return rec.isel_units(np.flatnonzero(np.isin(have, want)))
+
+
+def _one_site(
+    source: Any, rec: Recording | None, by: str | None, within: str | None, importance: Any, literature: bool,
+    random_state: int | None,
+) -> dict[str, float]:
+    """The scores of one site's pathways (and its units of the recording)."""
+    out: dict[str, float] = {
+        "shared_score": shared_score(source),
+        "node_reuse_score": node_reuse_score(source),
+        "modularity_score": modularity_score(source),
+        "k_minus_one_score": k_minus_one_score(source),
+        "effective_pathways": effective_pathways(source),
+    }
+    if rec is None or by is None or within is None:
+        return out
+    sub = site_recording(source, rec)
+    imp = importance
+    if imp is None and isinstance(getattr(source, "importance", None), xr.DataArray):
+        imp = source.importance
+    out["mixed_selectivity_score"] = mixed_selectivity_score(sub, by, imp, within=within)
+    if literature:
+        out["ccgp_score"] = ccgp_score(sub, by, within, random_state=random_state)
+        out["parallelism_score"] = parallelism_score(sub, by, within)
+        dci = dci_score(sub, (by, within), random_state=random_state)
+        out.update({f"dci_{k}": v for k, v in dci.items()})
+    return out

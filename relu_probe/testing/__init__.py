@@ -48,6 +48,21 @@ from ._pathway_nets import PathwayNet, k_minus_one_net, modular_net, pathway_tas
 
 __all__ += ["PathwayNet", "k_minus_one_net", "modular_net", "pathway_task", "shared_net"]
 
+# known answers for deep, scaled, unbalanced, convolutional and leaky networks (issue 11)
+from ._known_answers import (  # noqa: E402
+    KnownNet,
+    channel_net,
+    deep_net,
+    leaky_net,
+    near_parallel_net,
+    rare_unit_net,
+    scaled_pathway_net,
+    unbalanced_net,
+)
+
+__all__ += ["KnownNet", "channel_net", "deep_net", "leaky_net", "near_parallel_net", "rare_unit_net",
+            "scaled_pathway_net", "unbalanced_net"]
+
 # real architectures and locally built tasks for them (issue: ResNets and transformers end to end)
 from ._image_task import DIGIT_RULES, FRAME_COLOURS, ImageTask, accuracy, digit_images, fit_classifier  # noqa: E402
 from ._resnet import BasicBlock, ResNet, resnet18  # noqa: E402

@@ -55,7 +55,8 @@ class PathwayNet(NamedTuple):
         ``masses`` ({context tuple: mass}), ``unit_contexts`` (each unit's context set, a
         tuple), ``shared_score``, ``node_reuse_score``, ``modularity_score``,
         ``effective_pathways``, ``mixed_selectivity_score`` (pooled, readout or activity
-        importance — identical here), ``mixed_selectivity_index`` (per unit), and
+        importance — identical here), ``k_minus_one_score``, ``mixed_selectivity_index``
+        (per unit), and
         ``importance`` (per unit, the readout importance, summing to 1).
     """
 
@@ -139,7 +140,11 @@ def _expected(n: int, K: int, units: list[tuple[int | None, list[int]]]) -> dict
         "shared_score": masses.get(tuple(range(K)), 0.0),
         "node_reuse_score": sum(m * (len(S) - 1) / (K - 1) for S, m in masses.items()),
         "modularity_score": (
-            sum(m * (K - len(S)) / (K - 1) for S, m in specific.items()) / spec_total if spec_total else 0.0
+            sum(m * (K - len(S)) / (K - 1) for S, m in specific.items()) / spec_total if spec_total else math.nan
+        ),
+        "k_minus_one_score": (
+            sum(m * (len(S) - 1) for S, m in specific.items()) / spec_total / (K - 2)
+            if spec_total and K > 2 else math.nan
         ),
         "effective_pathways": math.exp(-sum(m * math.log(m) for m in masses.values() if m > 0)),
         "mixed_selectivity_index": index,
@@ -158,7 +163,7 @@ def _build(n: int, K: int, units: list[tuple[int | None, list[int]]]) -> Pathway
 def modular_net(n_contexts: int = 3, n_objects: int = 4) -> PathwayNet:
     """Strictly modular: unit (c, o) is on only for object o in context c.
 
-    Expected: :math:`m_{\\{c\\}} = 1/K`, modularity 1, node reuse 0, shared 0,
+    Expected: :math:`m_{\\{c\\}} = 1/K`, modularity 1, (K−1) score 0, node reuse 0, shared 0,
     :math:`N_{\\mathrm{eff}} = K`, every unit's mixed-selectivity index
     :math:`(K-1)(n-1)/(Kn-1)`.
     """
@@ -171,7 +176,8 @@ def shared_net(n_contexts: int = 3, n_objects: int = 4) -> PathwayNet:
     """Fully shared: unit o is on for object o in every context.
 
     Expected: all mass shared, shared 1, node reuse 1, :math:`N_{\\mathrm{eff}} = 1`, mixed
-    selectivity 0, modularity 0 (no context-specific mass: a ``DegenerateDataWarning``).
+    selectivity 0, modularity and the (K−1) score NaN (no context-specific mass: undefined,
+    with a ``DegenerateDataWarning``).
     """
     K = check_int("n_contexts", n_contexts, minimum=2)
     n = check_int("n_objects", n_objects, minimum=2)
@@ -182,7 +188,7 @@ def k_minus_one_net(n_contexts: int = 3, n_objects: int = 4) -> PathwayNet:
     """The paper's structure: per object, one shared unit and K units each on in K−1 contexts.
 
     Expected: :math:`m_{\\mathrm{all}} = 1/K`, each (K−1)-set :math:`(K-1)/K^2`, node reuse
-    :math:`(K-1)/K`, modularity :math:`1/(K-1)`, skip units' mixed-selectivity index
+    :math:`(K-1)/K`, modularity :math:`1/(K-1)`, (K−1) score 1 (K > 2), skip units' mixed-selectivity index
     :math:`(n-1)/(Kn-K+1)`, shared units' 0.
     """
     K = check_int("n_contexts", n_contexts, minimum=2)

@@ -74,8 +74,9 @@ font-variant-numeric:tabular-nums;font-size:.85em}
 .note{color:#5b6472;font-size:.9em}.z{color:#8a93a0;font-size:.82em}.caption{color:#5b6472;font-size:.86em;margin:0 0 10px}
 dl.defs{font-size:.86em;color:#454e5c;margin:4px 0 10px;display:grid;grid-template-columns:max-content 1fr;
 gap:2px 14px}dl.defs dt{font-weight:600;color:#1d2330}dl.defs dd{margin:0}
-.layers{display:grid;grid-template-columns:repeat(auto-fill,minmax(330px,1fr));gap:6px 18px;margin:8px 0}
-section.layer h3{margin:10px 0 2px;font-size:.95em}section.layer table{font-size:.82em;margin:2px 0 6px}
+.layers{display:grid;grid-template-columns:repeat(auto-fill,minmax(400px,1fr));gap:6px 18px;margin:8px 0}
+section.layer{min-width:0}section.layer h3{margin:10px 0 2px;font-size:.95em}
+section.layer table{font-size:.82em;margin:2px 0 6px;width:100%}
 details{margin:6px 0 10px}summary{cursor:pointer;color:#1b6ca8;font-size:.9em}
 footer{margin-top:36px;color:#8a93a0;font-size:.82em}
 """

@@ -94,9 +94,9 @@ def kind_shares(res: Any, views: list[SiteView]) -> np.ndarray:
     return out
 
 
-def layers_section(res: Any, *, anchor: str = "layers") -> str:
-    """The layer summary (figure, table of sites, one card per site, gating small multiples);
-    empty for a single site."""
+def layers_section(res: Any, *, caption: str = "", anchor: str = "layers") -> str:
+    """The layer summary (figure, table of sites, one card per site with *caption* — what a
+    pathway is — above the cards, gating small multiples); empty for a single site."""
     views = site_views(res)
     if len(views) < 2:
         return ""
@@ -119,11 +119,15 @@ def layers_section(res: Any, *, anchor: str = "layers") -> str:
            img(figs.layer_summary_png(labels, shares, scores, n_contexts=k), "layer-by-layer summary")]
     out.append(_site_table(views, shares))
     if any(v.pathways is not None for v in views):
+        out.append('<h3 id="pathways">Pathways of every site</h3>' + caption)
         out.append('<div class="layers">' + "".join(_site_card(res, i, v) for i, v in enumerate(views)
                                                    if v.pathways is not None) + "</div>")
     panels = _profile_panels(res, views)
     if panels:
         measure = gating_measure(str(res.params.get("units", "element")), res.by)
+        per_site = any(v.pathways is not None for v in views)  # else the Gating profiles section has the anchor
+        anchor = ' id="profiles"' if per_site else ""
+        out.append(f"<h3{anchor}>Gating profiles of every site</h3>")
         out.append(img(figs.profile_grid_png(panels, measure=measure, by=res.by, n_contexts=k),
                        "gating profiles of every site"))
         out.append(f'<p class="caption">Gating profiles of every site: {esc(measure)} of its most important units '

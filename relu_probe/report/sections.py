@@ -126,6 +126,16 @@ def scores_section(res: Any, options: dict[str, Any]) -> str:
 
 
 # ----------------------------------------------------------------------------- pathways
+def pathway_caption(res: Any) -> str:
+    """What a pathway and its mass are, and the conditions (and items) of this analysis."""
+    pw = res.pathways
+    per_site = isinstance(getattr(pw, "sites", None), list) and len(pw.sites) > 1
+    return (f'<p class="caption">A pathway is the set of <code>{esc(res.by)}</code> values in which a group of '
+            "units is on; its mass is its share of the importance-weighted activity (masses sum to 1"
+            + (" within each site" if per_site else "") + f"). {pw.n_contexts} conditions: "
+            f"{esc(', '.join(map(str, pw.context_values)))}.{_items_text(res)}</p>")
+
+
 def _items_text(res: Any) -> str:
     if res.within is None or res.within not in res.dataset.coords:
         return ""
@@ -148,16 +158,9 @@ def pathways_section(res: Any, options: dict[str, Any]) -> str:
     several; per-site pathways are shown site by site under Layers)."""
     pw = res.pathways
     k = pw.n_contexts
-    per_site = isinstance(getattr(pw, "sites", None), list) and len(pw.sites) > 1
-    out = ['<h2 id="pathways">Pathways</h2>',
-           (f'<p class="caption">A pathway is the set of <code>{esc(res.by)}</code> values in which a group of '
-            "units is on; its mass is its share of the importance-weighted activity (masses sum to 1"
-            + (" within each site" if per_site else "") + f"). {k} conditions: "
-            f"{esc(', '.join(map(str, pw.context_values)))}.{_items_text(res)}</p>")]
-    if per_site:
-        out.append('<p class="note">Pathways were found per site: each site\'s pathways are listed under '
-                   '<a href="#layers">Layers</a>.</p>')
-        return "\n".join(out)
+    if isinstance(getattr(pw, "sites", None), list) and len(pw.sites) > 1:
+        return ""  # per-site pathways are shown site by site under Layers
+    out = ['<h2 id="pathways">Pathways</h2>', pathway_caption(res)]
     if pw.n_pathways == 0:
         out.append('<p class="note">No pathway: no unit is on for any sample.</p>')
         return "\n".join(out)
@@ -435,7 +438,7 @@ def _units_and_features(res: Any, options: dict[str, Any]) -> str:
 #: builder reads the analysis' attributes and returns ``""`` when they are absent.
 SECTIONS: tuple[Section, ...] = (
     Section("scores", "Scores", scores_section),
-    Section("layers", "Layers", lambda res, options: layers_section(res)),
+    Section("layers", "Layers", lambda res, options: layers_section(res, caption=pathway_caption(res))),
     Section("pathways", "Pathways", pathways_section),
     Section("profiles", "Gating profiles", profiles_section),
     Section("units", "Units", _units_and_features),

@@ -67,7 +67,7 @@ def analyse(path: str, rounds: int) -> dict:
     import dask.array as da
 
     import relu_probe as rp
-    from relu_probe import _bitcount
+    from relu_probe.data import bitcount as _bitcount
 
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     raw = da.from_zarr(os.path.join(path, "gate_bits"))

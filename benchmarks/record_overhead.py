@@ -59,6 +59,7 @@ class Case:
     calls: list[tuple[str, int]]  # (module path, call index) of every ReLU call, forward order
     n_samples: int = 0
     notes: list[str] = field(default_factory=list)
+    record_kwargs: dict = field(default_factory=dict)  # e.g. units="channel" (then no peers)
 
 
 def mlp_case(n: int, batch: int) -> Case:
@@ -80,6 +81,13 @@ def resnet_case(n: int, batch: int, size: int) -> Case:
     relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
     calls = [("relu", 0)] + [(f"layer{s}.{b}.relu", k) for s in range(1, 5) for b in range(2) for k in (0, 1)]
     return Case(f"ResNet-18 (64 ch, 3 x {size} x {size})", model, list(x.split(batch)), relus, calls, n)
+
+
+def resnet_channel_case(n: int, batch: int, size: int) -> Case:
+    case = resnet_case(n, batch, size)
+    case.name = f"ResNet-18 (64 ch, 3 x {size} x {size}), channel units"
+    case.record_kwargs = {"units": "channel"}
+    return case
 
 
 def bert_case(n: int, batch: int, length: int) -> Case:
@@ -108,7 +116,7 @@ def plain(case: Case) -> None:
 
 
 def with_relu_probe(case: Case) -> Any:
-    return rp.record(case.model, case.batches, progress=False)
+    return rp.record(case.model, case.batches, progress=False, **case.record_kwargs)
 
 
 def with_hooks(case: Case) -> torch.Tensor:
@@ -219,6 +227,9 @@ def available(module: str | None) -> bool:
 def measure(case: Case, peers: list[str], rounds: int) -> dict[str, dict[str, float]]:
     runs: dict[str, Callable[[], Any]] = {"plain forward": lambda: plain(case),
                                           "relu_probe.record": lambda: with_relu_probe(case)}
+    if case.record_kwargs:  # the peers record element gates: nothing to compare with
+        case.notes.append(f"relu_probe records {case.record_kwargs}; peers not run (they keep element gates)")
+        peers = []
     for key in peers:
         label, fn, module = PEERS[key]
         if available(module):
@@ -236,7 +247,7 @@ def measure(case: Case, peers: list[str], rounds: int) -> dict[str, dict[str, fl
                 del runs[label]
                 continue
             if label == "relu_probe.record":
-                reference = out.gate.values
+                reference = out.gate.values if "gate" in out else None
             elif out is not None and reference is not None:
                 # same gates, whatever the unit order: per-sample counts of units on
                 counts = out.reshape(len(out), -1).sum(1).numpy()
@@ -269,7 +280,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=11)
     parser.add_argument("--quick", action="store_true", help="smaller inputs and 3 rounds (a smoke run)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
-    parser.add_argument("--models", default="mlp,resnet18,bert")
+    parser.add_argument("--models", default="mlp,resnet18,resnet18-channel,bert")
     parser.add_argument("--peers", default="hooks,captum,torchlens,nnsight")
     parser.add_argument("--image-size", type=int, default=32)
     args = parser.parse_args(argv)
@@ -279,6 +290,7 @@ def main(argv: list[str] | None = None) -> None:
     builders = {
         "mlp": lambda: mlp_case(4096 // scale, 256),
         "resnet18": lambda: resnet_case(512 // scale, 64, args.image_size),
+        "resnet18-channel": lambda: resnet_channel_case(512 // scale, 64, args.image_size),
         "bert": lambda: bert_case(384 // scale, 32, 64),
     }
     peers = [p for p in args.peers.split(",") if p]
@@ -290,7 +302,7 @@ def main(argv: list[str] | None = None) -> None:
     results = {}
     for key in args.models.split(","):
         case = builders[key]()
-        units = rp.record(case.model, case.batches[:1], progress=False).sizes["unit"]
+        units = rp.record(case.model, case.batches[:1], progress=False, **case.record_kwargs).sizes["unit"]
         r = measure(case, peers, rounds)
         results[case.name] = r
         print(f"\n{case.name}: {case.n_samples} samples in {len(case.batches)} batches, "

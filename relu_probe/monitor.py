@@ -28,7 +28,7 @@ import pandas as pd
 import xarray as xr
 from torch import nn
 
-from ._util.checks import check_int
+from ._util.checks import check_int, check_real
 from ._util.progress import progress_bar
 from .data.monitor_store import MonitorStore
 from .data.schema import check_coords, context_set_label, site_attr
@@ -42,7 +42,12 @@ from .recording.recorder import record
 from .recording.sites import SiteSelector
 from .scoring.table import scores as all_scores
 
-__all__ = ["TrainingMonitor"]
+__all__ = ["TrainingMonitor", "GATE_STABILITY_TOLERANCE"]
+
+#: Default tolerance of :meth:`TrainingMonitor.gate_stability`: a site's gating counts as fixed
+#: once its flips between snapshots stay below 5 % of the flips a reshuffled gating of the
+#: same sparsity would show (the reason is in that method's docstring).
+GATE_STABILITY_TOLERANCE = 0.05
 
 
 class TrainingMonitor:
@@ -73,9 +78,10 @@ class TrainingMonitor:
         (by, within) combination needs a probe sample (the mixed-selectivity ANOVA of
         :meth:`scores` needs a complete design) — an incomplete design raises
         :class:`~relu_probe.errors.CoordError` now, not after training.
-    sites, values, units, batch_size, input_key :
+    sites, values, units, samples, batch_size, input_key :
         As in :func:`relu_probe.record`; ``values`` defaults to True (pathway masses and
-        mixed selectivity use the activations).
+        mixed selectivity use the activations). With ``samples="position"`` every
+        (probe input, position) is a sample and ``coords`` are per probe input.
     importance : {"readout", "activity"}, default="readout"
         Unit importance stored at each snapshot; ``"readout"`` falls back to
         ``"activity"`` for models whose sites have no Linear/Conv readout.
@@ -100,6 +106,7 @@ class TrainingMonitor:
         sites: SiteSelector = None,
         values: bool = True,
         units: str = "element",
+        samples: str = "input",
         importance: str = "readout",
         batch_size: int | None = None,
         input_key: str | None = None,
@@ -113,7 +120,7 @@ class TrainingMonitor:
         self.store = None if store is None else Path(store)
         self.by, self.within = by, within
         _check_design(coords, by, within)
-        self.record_kwargs = dict(sites=sites, values=values, units=units, batch_size=batch_size,
+        self.record_kwargs = dict(sites=sites, values=values, units=units, samples=samples, batch_size=batch_size,
                                   input_key=input_key, progress=False)
         if importance not in ("readout", "activity"):
             raise ValueInputError(f"`importance` must be 'readout' or 'activity'; got {importance!r}.")
@@ -127,7 +134,7 @@ class TrainingMonitor:
             checked = check_coords(coords, n_probe)
             self._store = MonitorStore(self.store, overwrite=overwrite, every=self.every)
             try:
-                self._store.check_probe(self._fingerprint, checked)
+                self._store.check_probe(self._fingerprint, checked, per_input=samples == "position")
             except BaseException:
                 self._store.close()
                 raise
@@ -270,6 +277,113 @@ class TrainingMonitor:
                     "label": ("pathway", labels), "n_contexts": ("pathway", [len(k[1]) for k in keys])},
             name="mass",
         )
+
+    def gate_stability(self, tolerance: float = GATE_STABILITY_TOLERANCE) -> pd.DataFrame:
+        r"""How many probe gates change from one snapshot to the next, per site.
+
+        The ReLN models a ReLU network by a gated linear network with *fixed* gates; this
+        measures directly when that holds. For consecutive snapshots :math:`t_{k-1}, t_k` and
+        a site with units :math:`U` over the probe samples :math:`X`,
+
+        .. math:: f_k = \frac{1}{|X|\,|U|} \sum_{x \in X} \sum_{u \in U}
+                  [\, g_u(x, t_k) \neq g_u(x, t_{k-1}) \,]
+
+        is the fraction of the site's probe gates that flipped (``flip_fraction``), and
+
+        .. math:: c_k = \frac{1}{|U|} \sum_{u \in U} p_u(t_{k-1}) (1 - p_u(t_k))
+                  + p_u(t_k) (1 - p_u(t_{k-1}))
+
+        with :math:`p_u(t)` the fraction of probe samples on which unit :math:`u` is on, the
+        flip fraction expected if each unit's gates at the two snapshots were drawn
+        independently with those rates (``chance_flip_fraction``): the flips of a gating
+        reshuffled over the probe set, the scale against which "few flips" is judged.
+
+        A site is *stable from* snapshot :math:`t_j` when :math:`f_k \le \text{tolerance}
+        \cdot c_k` for every later pair (:math:`k > j`): after :math:`t_j` its gates stay
+        fixed up to that fraction of the chance level. ``stable`` marks the rows from which
+        that holds; ``DataFrame.attrs["stable_step"]`` maps each site to its first stable
+        step (None while the last snapshot still changes too much; :meth:`stable_steps`
+        returns the same as a Series).
+
+        Parameters
+        ----------
+        tolerance : float, default=0.05
+            Fraction of the chance flip fraction below which a site counts as stable. The
+            default, 5 %, calls a site's gating fixed once it changes 20 × less than a
+            reshuffled gating of the same sparsity would. The threshold is relative so that
+            it means the same for dense and sparse sites (a site whose units are on 1 % of
+            the time flips at most ≈ 2 % of its gates even when re-drawn at random, so any
+            absolute threshold above that would call it stable from the start). The flips
+            also grow with the snapshot interval ``every``: compare monitors with the same one.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per (snapshot after the first, site), sites in recording order: columns
+            ``step``, ``site``, ``flip_fraction``, ``chance_flip_fraction``, ``stable``; attrs
+            ``tolerance`` and ``stable_step``. Reads one snapshot at a time (a store-backed
+            monitor never loads more than two).
+
+        Raises
+        ------
+        ValueInputError
+            Fewer than two snapshots, or channel units (``gate_rate`` is a fraction of
+            positions, not a gate that flips: record ``units="element"`` or
+            ``samples="position"``).
+        """
+        tolerance = check_real("tolerance", tolerance, minimum=0.0)
+        ds = self.to_dataset()
+        if "gate" not in ds:
+            raise ValueInputError(
+                "gate_stability() needs binary gates, but this monitor records units='channel' (gate_rate, a "
+                "fraction of positions); monitor with units='element' or samples='position'."
+            )
+        steps = [int(s) for s in ds["step"].values]
+        if len(steps) < 2:
+            raise ValueInputError(
+                f"gate_stability() compares consecutive snapshots and needs at least two; the monitor has {len(steps)}."
+            )
+        sites = list(dict.fromkeys(ds["site"].values.tolist()))
+        site_codes = pd.Categorical(ds["site"].values, categories=sites).codes
+        n_units = np.bincount(site_codes, minlength=len(sites))
+        rows = []
+        previous = np.asarray(ds["gate"].isel(step=0).values)
+        for k in range(1, len(steps)):
+            current = np.asarray(ds["gate"].isel(step=k).values)
+            flips = np.bincount(site_codes, weights=np.count_nonzero(current != previous, axis=0),
+                                minlength=len(sites))
+            p_before, p_now = previous.mean(0), current.mean(0)
+            chance_unit = p_before * (1 - p_now) + p_now * (1 - p_before)
+            chance = np.bincount(site_codes, weights=chance_unit, minlength=len(sites)) / n_units
+            flip_fraction = flips / (n_units * current.shape[0])
+            rows += [{"step": steps[k], "site": site, "flip_fraction": float(flip_fraction[i]),
+                      "chance_flip_fraction": float(chance[i])} for i, site in enumerate(sites)]
+            previous = current
+        frame = pd.DataFrame(rows, columns=["step", "site", "flip_fraction", "chance_flip_fraction"])
+        within = frame["flip_fraction"] <= tolerance * frame["chance_flip_fraction"]
+        # stable from a row on: that row and every later one of its site are within tolerance
+        frame["stable"] = within.groupby(frame["site"], sort=False).transform(
+            lambda w: w[::-1].cummin()[::-1]).astype(bool)
+        stable_step: dict[str, int | None] = {}
+        for site in sites:
+            rows_of = frame[frame["site"] == site]
+            if not rows_of["stable"].iloc[-1]:
+                stable_step[site] = None
+                continue
+            first = rows_of.index[rows_of["stable"]][0]
+            position = list(rows_of.index).index(first)
+            # within tolerance from the pair (t_{j}, t_{j+1}) on: stable after t_j
+            stable_step[site] = steps[position]
+        frame.attrs = {"tolerance": tolerance, "stable_step": stable_step}
+        return frame
+
+    def stable_steps(self, tolerance: float = GATE_STABILITY_TOLERANCE) -> pd.Series:
+        """The step from which each site's gates stay fixed within *tolerance*
+        (:meth:`gate_stability`): a Series indexed by site, ``<NA>`` for a site whose last
+        snapshots still change more."""
+        stable = self.gate_stability(tolerance).attrs["stable_step"]
+        return pd.Series(list(stable.values()), index=pd.Index(list(stable), name="site"), dtype="Int64",
+                         name="stable_step")
 
     def _factors(self, by: str | None, within: str | None) -> tuple[str, str | None]:
         by = by if by is not None else self.by

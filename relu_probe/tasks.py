@@ -235,12 +235,19 @@ def paper_network(
     init_std: float | None = None,
     seed: int | None = 0,
     dtype: torch.dtype = torch.float64,
+    bias: bool = False,
+    activation: Callable[[], nn.Module] | None = None,
 ) -> nn.Sequential:
     """The paper's bias-free ReLU network for a contextual task.
 
     ``depth=1``: ``Linear(n+k, width) → ReLU → Linear(width, out)``; ``depth=2`` adds a
     second ``Linear → ReLU``. Weights are drawn from ``N(0, init_std²)``; defaults from
     :func:`paper_hyperparameters`.
+
+    ``bias=True`` gives every Linear a bias, initialised to zero (the weights are drawn
+    exactly as without biases, so the two networks start from the same weights); the paper's
+    networks have none. ``activation`` makes the nonlinearity another module (e.g.
+    ``lambda: nn.LeakyReLU(0.1)``); default ``nn.ReLU``.
     """
     k = check_int("n_contexts", n_contexts, minimum=1)
     n = check_int("n_objects", n_objects, minimum=2)
@@ -250,16 +257,24 @@ def paper_network(
     n_in, n_out = n + k, (2 * n - 1) * (k + 1)
     sizes = [n_in] + [width] * depth + [n_out]
     layers: list[nn.Module] = []
+    if not isinstance(bias, (bool, np.bool_)):
+        raise ValueInputError(f"`bias` must be True or False, got {bias!r}.")
+    make_activation = nn.ReLU if activation is None else activation
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(a, b, bias=False))
+        layers.append(nn.Linear(a, b, bias=bool(bias)))
         if i < depth:
-            layers.append(nn.ReLU())
+            act = make_activation()
+            if not isinstance(act, nn.Module):
+                raise ValueInputError(f"`activation` must build a torch.nn.Module, got {type(act).__name__}.")
+            layers.append(act)
     model = nn.Sequential(*layers).to(dtype)
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     with torch.no_grad():
         for layer in model:
             if isinstance(layer, nn.Linear):
                 layer.weight.normal_(0.0, std, generator=generator)
+                if layer.bias is not None:
+                    layer.bias.zero_()
     return model
 
 

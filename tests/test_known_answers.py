@@ -15,6 +15,8 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+
+from relu_probe.reln.layered import LayeredSpec
 import torch
 from torch import nn
 
@@ -370,6 +372,12 @@ def test_analysis_per_site_reports_and_round_trips(tmp_path):
     pd.testing.assert_frame_equal(back.null_scores, res.null_scores)
     assert back.pathways.sites == ["1", "3"]
     assert masses(back.pathways.sel("1")) == masses(res.pathways.sel("1"))
-    with pytest.warns(rp.errors.ReluProbeWarning, match="deep ReLN"):
-        rp.analyze(net.model, net.X, coords=net.coords, by="context", within="object", attribution=False,
-                   literature=False, null=None, Y=net.model(net.X).detach(), epochs=5)
+    # with targets, per-site pathways of two sites give a layered ReLN (one block per layer and
+    # pathway), not a one-layer ReLN of pooled sets, and no one-layer race is run on it
+    deep = quiet(rp.analyze, net.model, net.X, coords=net.coords, by="context", within="object", attribution=False,
+                 literature=False, null=None, Y=net.model(net.X).detach(), epochs=5)
+    assert isinstance(deep.reln.spec_, LayeredSpec)
+    assert sorted(set(deep.reln.block_mass_["layer"].values.tolist())) == ["1", "3"]
+    assert "loss_race" not in deep.dynamics and any("layered ReLN" in n for n in deep.notes)
+    again = rp.Analysis.load(deep.save(tmp_path / "deep"))
+    np.testing.assert_allclose(again.dynamics["loss_reln"].values, deep.dynamics["loss_reln"].values)

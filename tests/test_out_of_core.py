@@ -142,3 +142,30 @@ def test_peak_memory_is_bounded_by_the_chunk_not_the_dataset(tmp_path):
     assert growth["analyse"] < chunk_bound, (growth, chunk_bound)
     # the control: the same measurement sees an allocation of the size the bound excludes
     assert growth["materialise"] >= whole, (growth, whole)
+
+
+def test_one_site_of_a_loaded_store_is_still_reduced_from_its_packed_bits(tmp_path):
+    """Per-site analysis selects a site's units; a run of units starting on a byte keeps the
+    packed reduction path, and any selection gives the in-memory result."""
+    import torch
+    from torch import nn
+
+    from relu_probe.data import reduce
+    from relu_probe.data.access import as_recording
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 11), nn.ReLU(), nn.Linear(11, 1))
+    x = torch.randn(300, 4)
+    coords = {"c": np.arange(300) % 3}
+    stored = as_recording(rp.record(model, x, coords=coords, store=tmp_path / "s", chunk_size=64))
+    memory = as_recording(rp.record(model, x, coords=coords))
+    for site in ("1", "3"):  # units 0-15 and 16-26: both start on a byte
+        part = stored.select_sites(site)
+        assert part.ds.gate.data.name in reduce._PACKED
+        np.testing.assert_array_equal(rp.gating_profile(part, "c").values,
+                                      rp.gating_profile(memory.select_sites(site), "c").values)
+    unaligned = stored.isel_units(np.arange(3, 20))
+    assert unaligned.ds.gate.data.name not in reduce._PACKED
+    np.testing.assert_array_equal(rp.gating_profile(unaligned, "c").values,
+                                  rp.gating_profile(memory.isel_units(np.arange(3, 20)), "c").values)
+    assert reduce.packed_unit_range(stored.ds.gate.data, 8, 12) is None  # ends inside a byte

@@ -389,13 +389,15 @@ def test_record_finds_the_feed_forward_relus_of_bert_and_opt(builder, site, prod
         handle.remove()
     ds = rp.record(model, [batch], sites=site.format(1))
     on = (seen["x"] > 0).numpy()
-    if on.ndim == 3:  # BERT: (batch, seq, ffn), one unit per (neuron, position), neuron-major
-        assert ds.sizes == {"sample": 4, "unit": 24 * 6}
-        expected = on.transpose(0, 2, 1).reshape(4, -1)
-    else:  # OPT flattens (batch * seq, ffn) before its feed-forward: rows are tokens today
-        assert ds.sizes == {"sample": 4 * 6, "unit": 24}
-        expected = on
-    np.testing.assert_array_equal(ds.gate.values, expected)
+    # BERT's feed-forward sees (batch, seq, ffn); OPT flattens it to (batch * seq, ffn), which is
+    # read back as (batch, seq, ffn) from the batch's input_ids: both give one sample per input
+    # and one unit per (position, neuron), in the tensor's own (position-major) order
+    assert on.shape == ((4, 6, 24) if on.ndim == 3 else (4 * 6, 24))
+    assert ds.sizes == {"sample": 4, "unit": 6 * 24}
+    assert ds.attrs["site_kinds"] == ["sequence"] and ds.attrs["site_shapes"] == ["6x24"]
+    np.testing.assert_array_equal(ds.gate.values, on.reshape(4, 6 * 24))
+    np.testing.assert_array_equal(ds.position.values, np.repeat(np.arange(6), 24))
+    np.testing.assert_array_equal(ds.channel.values, np.tile(np.arange(24), 6))
 
 
 @pytest.mark.parametrize("builder", [bert_token_classifier, opt_token_model])

@@ -76,12 +76,13 @@ def test_empty_inputs(inputs):
     (["not a tensor"], "`inputs` batch 0 is str"),
     ([("text", 1)], "first item is str"),
     ("a string", "`inputs` must be a Tensor"),
-    ({"x": torch.zeros(2, 4)}, "`inputs` must be a Tensor"),
+    ({"x": "text"}, "dict without tensors"),
     (42, "`inputs` must be a Tensor"),
     ([{"x": torch.zeros(2, 4)}], None),
+    ({"x": torch.zeros(2, 4)}, None),
 ])
 def test_batches_that_are_not_tensors(inputs, match):
-    if match is None:  # dict batch with a wrong input_key
+    if match is None:  # dict batch (or dict of tensors) with a wrong input_key
         with pytest.raises(errors.InputError, match="input_key='pixels'"):
             rp.record(T.SequentialReLUNet(), inputs, input_key="pixels")
         return

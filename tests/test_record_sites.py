@@ -94,7 +94,9 @@ def test_sequence_sites_are_channel_last():
     x = T.ToySequenceNet.tokens(6, length=4)
     ds = rp.record(model, x)
     assert ds.attrs["site_kinds"] == ["sequence"]
-    np.testing.assert_array_equal(ds.channel.values, np.repeat([0, 1, 2], 4))
+    # units in the tensor's own (position-major) order: unit 3 t + c is channel c at position t
+    np.testing.assert_array_equal(ds.channel.values, np.tile([0, 1, 2], 4))
+    np.testing.assert_array_equal(ds.position.values, np.repeat([0, 1, 2, 3], 3))
     ds_c = rp.record(model, x, units="channel")
     np.testing.assert_allclose(ds_c.gate_rate.values, model.expected_gate_rate(x)["act"], atol=1e-7)
 

@@ -55,6 +55,7 @@ from ..pathways.profiles import gating_profile
 from ..recording.recorder import record
 from ..recording.model import unwrap_model
 from ..reln.dynamics import as_loss_curve, compare_dynamics
+from ..reln.layered import LayeredSpec
 from ..reln.race import RACE_METHODS, race_from_spec
 from ..report.labels import default_title
 from ..reln.reln import ReLN
@@ -91,6 +92,7 @@ def analyze(
     sites: Any = None,
     units: str = "element",
     values: bool = True,
+    samples: str = "input",
     X: Any = None,
     feature_names: Sequence[str] | None = None,
     attribution: bool | str = "auto",
@@ -153,6 +155,12 @@ def analyze(
     sites, units, values, batch_size :
         Passed to :func:`relu_probe.record` (``values=True`` stores post-ReLU values, which
         the pathway masses and mixed selectivity use).
+    samples : {"input", "position"}, default="input"
+        Passed to :func:`relu_probe.record`: with ``"position"`` every (input, position) of
+        the sequence / conv sites is a sample (tokens as samples; padding dropped), and
+        ``coords`` are per input, broadcast to the positions. The ReLN and the input
+        attributions need one sample per input row of ``X``, so with ``"position"`` they
+        run only on a recording whose samples ``X`` matches (pass ``X=``).
     X : array-like, optional
         The input tensor when ``inputs`` is a recording (for the ReLN and attributions).
     feature_names : sequence of str, optional
@@ -229,7 +237,8 @@ def analyze(
     with StepBar(STEPS, enabled=progress, desc="analyze") as bar:
         with bar.step("record"):
             rec, X_t = _record_step(model, inputs, X=X, coords=coords, sites=sites, units=units, values=values,
-                                    batch_size=batch_size, record_kwargs=record_kwargs, progress=progress)
+                                    samples=samples, batch_size=batch_size, record_kwargs=record_kwargs,
+                                    progress=progress)
         with bar.step("importance"):
             imp = _importance_step(model, rec, importance, X_t)
         with bar.step("pathways"):
@@ -245,11 +254,15 @@ def analyze(
         relu_loss = None if loss_curve is None else as_loss_curve("loss_curve", loss_curve)
         with bar.step("ReLN"), _noted(notes):
             reln, Xn, Yn = _reln_step(pw, rec, X_t, Y, relu_loss, inputs=inputs, lr=lr, epochs=epochs,
-                                      params=dict(reln_params or {}), progress=progress)
+                                      params=dict(reln_params or {}), progress=progress, model=model)
         with bar.step("race"), _noted(notes):
             dynamics, comparison = _race_step(reln, Xn, Yn, relu_loss, lr=lr, closed_form_init=closed_form_init,
                                               race_method=race_method, notes=notes)
         with bar.step("attribution"):
+            if attribution is not False and samples == "position" and X is None:
+                notes.append("input attributions attribute each sample to its input row; with "
+                             "samples='position' the samples are positions, not inputs: skipped")
+                attribution = False
             attributions = _attribution_step(model, rec, pw, X_t, enabled=attribution, feature_names=feature_names,
                                              max_samples=attribution_samples, random_state=random_state, notes=notes,
                                              budget_s=time.perf_counter() - started)
@@ -267,10 +280,11 @@ def analyze(
 
 # ----------------------------------------------------------------------------- the steps
 def _record_step(model: Any, inputs: Any, *, X: Any, coords: Any, sites: Any, units: str, values: bool,
-                 batch_size: int | None, record_kwargs: Mapping[str, Any] | None,
+                 samples: str, batch_size: int | None, record_kwargs: Mapping[str, Any] | None,
                  progress: bool | None) -> tuple[Recording, torch.Tensor | None]:
     """Record *inputs* (or take the recording given as *inputs*) and check it, once: the
-    checked, in-memory recording and the input tensor (``None`` when there is none)."""
+    checked, in-memory recording and the input tensor (``None`` when there is none; with
+    ``samples="position"`` the inputs are not the samples, so only an ``X`` given)."""
     if isinstance(inputs, xr.Dataset):
         if coords is not None:
             raise InputError("`coords` must be omitted when `inputs` is already a recording.")
@@ -280,9 +294,9 @@ def _record_step(model: Any, inputs: Any, *, X: Any, coords: Any, sites: Any, un
             raise InputError(
                 "`model` is None: pass the trained torch.nn.Module, or a recording (xarray.Dataset) as `inputs`."
             )
-        ds = record(model, inputs, sites=sites, coords=coords, values=values, units=units, batch_size=batch_size,
-                    progress=progress, **dict(record_kwargs or {}))
-        X_t = _as_tensor(inputs) if X is None else _as_tensor(X)
+        ds = record(model, inputs, sites=sites, coords=coords, values=values, units=units, samples=samples,
+                    batch_size=batch_size, progress=progress, **dict(record_kwargs or {}))
+        X_t = _as_tensor(X) if X is not None else (_as_tensor(inputs) if samples == "input" else None)
     return as_recording(ds, "inputs").loaded(), X_t
 
 
@@ -346,19 +360,12 @@ def _attribution_step(model: Any, rec: Recording, pw: Any, X_t: torch.Tensor | N
 
 def _reln_step(pw: Any, rec: Recording, X_t: torch.Tensor | None, Y: Any, relu_loss: np.ndarray | None, *,
                inputs: Any, lr: float, epochs: int | None, params: dict[str, Any],
-               progress: bool | None) -> tuple[ReLN | None, np.ndarray | None, np.ndarray | None]:
+               progress: bool | None, model: Any = None) -> tuple[ReLN | None, np.ndarray | None, np.ndarray | None]:
     """With targets: the ReLN of the pathways, trained for ``len(loss_curve)`` epochs (else
-    *epochs*, else the paper's); returns it with the input and target matrices."""
+    *epochs*, else the paper's); returns it with the input and target matrices. The ReLU
+    network's biases and LeakyReLU slopes are read off the model and the recording; pathways
+    found per site of several sites give a layered ReLN."""
     if Y is None:
-        return None, None, None
-    if len(pw.sites) > 1:
-        warnings.warn(
-            f"the pathways were found at {len(pw.sites)} sites ({', '.join(pw.sites)}): their ReLN needs one gated "
-            "block per layer and pathway (a deep ReLN), which this version does not build; the ReLN and its race "
-            "are skipped. Pass sites=<one site> or per_site=False for a one-hidden-layer ReLN.",
-            ReluProbeWarning,
-            stacklevel=3,
-        )
         return None, None, None
     if X_t is None:
         raise InputError(
@@ -376,6 +383,8 @@ def _reln_step(pw: Any, rec: Recording, X_t: torch.Tensor | None, Y: Any, relu_l
             "curves can be compared epoch by epoch."
         )
     params.setdefault("progress", progress)
+    params.setdefault("model", unwrap_model(model) if model is not None else None)
+    params.setdefault("recording", rec.ds)
     reln = ReLN.from_pathways(pw, Xn, Yn, lr=lr, epochs=epochs, **params).fit(Xn, Yn)
     return reln, Xn, Yn
 
@@ -395,11 +404,20 @@ def _race_step(reln: ReLN | None, X: np.ndarray | None, Y: np.ndarray | None, re
     race = None
     method = race_method
     spec = reln.spec_
-    if all(d == 1 for d in spec.depths) and not spec.trunk:
+    if isinstance(spec, LayeredSpec):
+        notes.append("a layered ReLN (one gated block per layer and pathway) is trained by simulation only: the "
+                     "neural-race prediction covers one gated layer of pathways, so it is not run on this ReLN")
+        method = None
+    elif all(d == 1 for d in spec.depths) and not spec.trunk:
+        if method is None and spec.output_bias:
+            method = "live"
+            notes.append("the ReLN models the readout's bias as an ungated direct path, which the closed form "
+                         "cannot race (it would count the outputs' mean twice): race_method='live' (exact reduced "
+                         "gradient descent) is used")
         method = method or ("closed" if reln.rule == "residual" else "race")
         race = race_from_spec(
-            X, Y, spec, context=reln.context_, lr=lr, epochs=epochs, init=closed_form_init, rule=reln.rule,
-            method=method, d_scale="overlap" if (reln.rule == "residual" and method == "closed") else None,
+            X, Y, spec, context=reln.context_, lr=lr, epochs=epochs, init=closed_form_init, rule=reln.rule_,
+            method=method, d_scale="overlap" if (reln.rule_ == "residual" and method == "closed") else None,
         )
         data["loss_race"] = ("epoch", race["loss"].values)
         sv_race = race["singular_values"].sel(epoch=sv["sv_epoch"].values).rename(epoch="sv_epoch")
@@ -410,7 +428,7 @@ def _race_step(reln: ReLN | None, X: np.ndarray | None, Y: np.ndarray | None, re
     if relu_loss is not None:
         data["loss_relu"] = ("epoch", relu_loss)
     dynamics = xr.Dataset(data, coords={"epoch": np.arange(epochs)})
-    dynamics.attrs = {"lr": lr, "L0": float(reln.L0_), "rule": reln.rule, "race_method": method or ""}
+    dynamics.attrs = {"lr": lr, "L0": float(reln.L0_), "rule": reln.rule_, "race_method": method or ""}
     comparison: dict[str, Any] = {}
     if relu_loss is not None:
         comparison["reln"] = compare_dynamics(relu_loss, reln.loss_curve_)
@@ -438,6 +456,7 @@ def _params(rec: Recording, pw: Any, imp: xr.DataArray, reln: ReLN | None, *, by
         "model_class": str(attrs.get("model_class", "")),
         "sites": [str(s) for s in site_attr(rec.ds, "sites")],
         "units": str(attrs.get("units", units)),
+        "samples": str(attrs.get("samples", "input")),
         "n_samples": rec.n_samples,
         "n_units": rec.n_units,
         "lr": lr,

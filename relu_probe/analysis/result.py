@@ -71,6 +71,10 @@ class Analysis:
         from a training monitor.
     monitor_pathways : xarray.DataArray (step, pathway) or None
         Pathway masses over training steps, coord ``contexts``.
+    monitor_stability : xarray.Dataset or None
+        Gate stability over training (:meth:`relu_probe.TrainingMonitor.gate_stability`):
+        ``flip_fraction`` and ``chance_flip_fraction`` (step, site), ``stable_step`` (site;
+        NaN while a site's gates still change more than the tolerance); attr ``tolerance``.
     params : dict
         How the analysis was run (``by``, ``within``, ``importance``, ``title`` …).
     notes : list of str
@@ -93,6 +97,7 @@ class Analysis:
         comparison: Mapping[str, Any] | None = None,
         monitor_scores: pd.DataFrame | None = None,
         monitor_pathways: xr.DataArray | None = None,
+        monitor_stability: xr.Dataset | None = None,
         params: Mapping[str, Any] | None = None,
         notes: Sequence[str] | None = None,
     ) -> None:
@@ -109,6 +114,7 @@ class Analysis:
         self.comparison = dict(comparison or {})
         self.monitor_scores = monitor_scores
         self.monitor_pathways = monitor_pathways
+        self.monitor_stability = monitor_stability
         self.params = dict(params or {})
         self.notes = list(notes or [])
 
@@ -239,7 +245,8 @@ class Analysis:
         return "\n".join(lines)
 
     # ------------------------------------------------------------------ monitor
-    def attach_monitor(self, monitor: Any = None, *, scores: Any = None, pathways: Any = None) -> Analysis:
+    def attach_monitor(self, monitor: Any = None, *, scores: Any = None, pathways: Any = None,
+                       stability: Any = None) -> Analysis:
         """Add structure-over-training measurements (for the report's training section).
 
         Parameters
@@ -252,6 +259,10 @@ class Analysis:
             Scores over steps (index = step, one column per score); overrides ``monitor``'s.
         pathways : xarray.DataArray, optional
             Pathway masses, dims ``(step, pathway)``, coord ``contexts``; overrides ``monitor``'s.
+        stability : pandas.DataFrame, optional
+            Gate stability as :meth:`relu_probe.TrainingMonitor.gate_stability` returns it;
+            overrides ``monitor``'s (taken from it when it has two snapshots or more and
+            binary gates).
 
         Returns
         -------
@@ -262,6 +273,11 @@ class Analysis:
                 scores = monitor.scores()
             if pathways is None and callable(getattr(monitor, "pathways_over_time", None)):
                 pathways = monitor.pathways_over_time()
+            if stability is None and callable(getattr(monitor, "gate_stability", None)):
+                try:
+                    stability = monitor.gate_stability()
+                except ValueInputError:  # one snapshot, or channel units: nothing to show
+                    stability = None
             if scores is None and pathways is None:
                 raise InputError(
                     "`monitor` must have scores() and/or pathways_over_time() (a rp.TrainingMonitor), "
@@ -284,6 +300,8 @@ class Analysis:
                     + (f" with dims {pathways.dims}." if isinstance(pathways, xr.DataArray) else ".")
                 )
             self.monitor_pathways = pathways.transpose("step", "pathway")
+        if stability is not None:
+            self.monitor_stability = _stability_dataset(stability)
         return self
 
     def _add_init_baseline(self) -> None:
@@ -345,9 +363,10 @@ class Analysis:
         if self.reln is not None:
             self.reln.to_netcdf(path / "reln.nc")
             files.append("reln.nc")
-        if self.monitor_scores is not None or self.monitor_pathways is not None:
+        if self.monitor_scores is not None or self.monitor_pathways is not None or self.monitor_stability is not None:
             netcdf.write_groups(path / "monitor.nc", {"scores": _frame_to_dataset(self.monitor_scores),
-                                                      "pathways": self.monitor_pathways})
+                                                      "pathways": self.monitor_pathways,
+                                                      "stability": self.monitor_stability})
             files.append("monitor.nc")
         summary = {
             "format": FORMAT["name"],
@@ -401,6 +420,7 @@ class Analysis:
             comparison=meta.get("comparison") or {},
             monitor_scores=_frame_from_dataset(monitor.get("scores")),
             monitor_pathways=monitor.get("pathways"),
+            monitor_stability=monitor.get("stability"),
             params=meta.get("params") or {},
             notes=meta.get("notes") or [],
         )
@@ -475,3 +495,28 @@ def _frame_from_json(data: Mapping[str, Any]) -> pd.DataFrame:
     flat = pd.DataFrame(data["rows"], columns=data["columns"])
     index = list(data["index"])
     return flat.set_index(index if len(index) > 1 else index[0])
+
+
+def _stability_dataset(frame: Any) -> xr.Dataset:
+    """Gate stability (the long DataFrame of :meth:`relu_probe.TrainingMonitor.gate_stability`)
+    as a (step, site) Dataset with the per-site ``stable_step``."""
+    needed = {"step", "site", "flip_fraction", "chance_flip_fraction"}
+    if not isinstance(frame, pd.DataFrame) or not needed <= set(frame.columns):
+        raise InputError(
+            "`stability` must be the DataFrame of TrainingMonitor.gate_stability() (columns "
+            f"{sorted(needed)}), got {describe(frame)}."
+        )
+    sites = list(dict.fromkeys(frame["site"].tolist()))
+    steps = list(dict.fromkeys(frame["step"].tolist()))
+    table = {name: frame.pivot(index="step", columns="site", values=name).reindex(index=steps, columns=sites)
+             for name in ("flip_fraction", "chance_flip_fraction")}
+    stable = frame.attrs.get("stable_step", {})
+    site_values = np.empty(len(sites), dtype=object)
+    site_values[:] = sites
+    ds = xr.Dataset(
+        {name: (("step", "site"), t.to_numpy(np.float64)) for name, t in table.items()},
+        coords={"step": np.asarray(steps, dtype=np.int64), "site": site_values},
+    )
+    ds["stable_step"] = ("site", np.array([np.nan if stable.get(s) is None else float(stable[s]) for s in sites]))
+    ds.attrs = {"tolerance": float(frame.attrs.get("tolerance", np.nan))}
+    return ds

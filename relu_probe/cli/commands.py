@@ -196,9 +196,11 @@ def _analyze(args: argparse.Namespace) -> int:
             raise CLIError(f"--model was exported with a fixed batch size of {info['batch']}, which does not divide "
                            f"the {P} samples; export with a dynamic batch dimension (torch.export.Dim)")
         batch = info["batch"]
-    print(f"analysing {description} on {P} samples from {args.inputs} …", flush=True)
+    what = f"{P} inputs, each position a sample" if args.samples == "position" else f"{P} samples"
+    print(f"analysing {description} on {what} from {args.inputs} …", flush=True)
     res = analyze(model, Xt, coords=coords, by=args.by, within=args.within, Y=Y, loss_curve=loss,
-                  importance=args.importance, units=args.units, lr=PAPER_LR if args.lr is None else args.lr,
+                  importance=args.importance, units=args.units, samples=args.samples,
+                  lr=PAPER_LR if args.lr is None else args.lr,
                   epochs=args.epochs,
                   literature=not args.no_literature, race_method=args.race,
                   feature_names=names, batch_size=batch, attribution=args.attribution,

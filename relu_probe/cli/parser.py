@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--importance", choices=["auto", "readout", "conductance", "activity"], default="auto")
     an.add_argument("--units", choices=["element", "channel"], default="element",
                     help="conv/sequence sites: a unit per (channel, position) or per channel")
+    an.add_argument("--samples", choices=["input", "position"], default="input",
+                    help="what a sample is: each input (default), or each (input, position) of the sequence / "
+                    "conv sites (tokens as samples; coords are per input and broadcast to its positions)")
     an.add_argument("--epochs", type=_positive, default=None,
                     help="ReLN epochs (default: the loss curve's length, else the paper's, rp.tasks.PAPER_EPOCHS)")
     an.add_argument("--lr", type=_positive_float, default=None,

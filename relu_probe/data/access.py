@@ -18,7 +18,8 @@ import xarray as xr
 
 from .._util.arrays import plain
 from ..errors import CoordError, InputError, ValueInputError, describe
-from .schema import ACTIVATION, GATE_RATE, GATE_VARIABLES, SAMPLE, SITE, STEP, UNIT, gate_name, site_attr
+from .reduce import grouped_sum, packed_unit_range
+from .schema import ACTIVATION, GATE, GATE_RATE, GATE_VARIABLES, SAMPLE, SITE, STEP, UNIT, gate_name, site_attr
 
 __all__ = ["Recording", "as_recording", "align_importance"]
 
@@ -101,6 +102,15 @@ class Recording:
         if SITE not in self.ds.coords:
             return [""]
         return [str(s) for s in dict.fromkeys(self.ds[SITE].values.tolist())]
+
+    def mean_activity(self) -> np.ndarray:
+        """Per-unit mean over samples of :meth:`activity`, summed one sample chunk at a time
+        (:func:`relu_probe.data.reduce.grouped_sum`): bool gates are counted without widening
+        them (straight from the packed bits of a loaded store), so memory stays bounded by
+        the chunk size."""
+        source = abs(self.ds[ACTIVATION]).transpose(SAMPLE, UNIT) if self.has_activation else self.raw_gates()
+        sums, _ = grouped_sum(source, [])
+        return np.asarray(sums.values, dtype=np.float64) / self.n_samples
 
     def summed_activity(self) -> xr.DataArray:
         """What per-cell sums of responses read (the ANOVA): the signed activation when stored
@@ -190,8 +200,21 @@ class Recording:
         return Recording(ds, self.gate_name, frozenset(self._checked))
 
     def isel_units(self, index: Any) -> Recording:
-        """The recording of the units at *index* (positions along ``unit``); no re-validation."""
-        return Recording(self.ds.isel({UNIT: index}), self.gate_name, frozenset(self._checked))
+        """The recording of the units at *index* (positions along ``unit``); no re-validation.
+
+        The gates of a loaded store stay packed when *index* is a run of consecutive units
+        from a multiple of 8 (a site's units): reductions on the selection still read the
+        packed bits (:func:`relu_probe.data.reduce.packed_unit_range`)."""
+        ds = self.ds.isel({UNIT: index})
+        positions = np.asarray(index)
+        if self.gate_name == GATE and positions.ndim == 1 and positions.size \
+                and np.array_equal(positions, np.arange(positions[0], positions[0] + positions.size)):
+            gate = self.ds[GATE]
+            if gate.dims == (SAMPLE, UNIT):
+                packed = packed_unit_range(gate.data, int(positions[0]), int(positions[-1]) + 1)
+                if packed is not None:
+                    ds[GATE] = ds[GATE].copy(data=packed)
+        return Recording(ds, self.gate_name, frozenset(self._checked))
 
 
 def as_recording(ds: Any, name: str = "ds") -> Recording:

@@ -78,9 +78,10 @@ class MonitorStore:
         return import_zarr().open_group(str(self.path), mode="r+", use_consolidated=False)
 
     # ------------------------------------------------------------------ checks
-    def check_probe(self, fingerprint: str, coords: Mapping[str, np.ndarray]) -> None:
+    def check_probe(self, fingerprint: str, coords: Mapping[str, np.ndarray], *, per_input: bool = False) -> None:
         """A continued store must get the probe set it was started with (same input values
-        and order, same coords)."""
+        and order, same coords). With *per_input* (``samples="position"``) the coords are per
+        probe input and compared through the store's ``input`` coord."""
         if not self.n_steps:
             return
         group = self._group()
@@ -97,7 +98,16 @@ class MonitorStore:
                     f"continuing `store` {str(self.path)!r} with other coords: it has no coord {name!r}."
                 )
             values = np.asarray(group[name][:])
-            bad = first_difference(values, np.asarray(given))
+            given = np.asarray(given)
+            if per_input and "input" in group:
+                inputs = np.asarray(group["input"][:])
+                if inputs.max(initial=-1) >= len(given):
+                    raise StoreMismatchError(
+                        f"continuing `store` {str(self.path)!r} with other coords: its samples come from "
+                        f"{int(inputs.max()) + 1} probe inputs, `coords[{name!r}]` has {len(given)} values."
+                    )
+                given = given[inputs]
+            bad = first_difference(values, given)
             if bad is not None:
                 raise StoreMismatchError(
                     f"continuing `store` {str(self.path)!r} with other coords: `coords[{name!r}]` differs at "

@@ -21,7 +21,7 @@ import xarray as xr
 
 from .bitcount import choose_kernel, group_bit_counts
 
-__all__ = ["grouped_sum", "group_codes", "register_packed"]
+__all__ = ["grouped_sum", "group_codes", "register_packed", "packed_gate", "packed_unit_range"]
 
 _RUN = 255  # rows a uint8 accumulator can sum without overflow
 
@@ -40,6 +40,35 @@ def register_packed(gate: object, bits: object, n_units: int) -> None:
     _PACKED[gate.name] = (bits, int(n_units))
 
 
+def packed_gate(bits: object, n_units: int) -> object:
+    """The lazily unpacked bool gates ``(sample, unit)`` of dask packed *bits* ``(sample, byte)``
+    (``numpy.packbits(..., bitorder="little")`` along units), registered so that reductions
+    on it read *bits* (:func:`register_packed`)."""
+    bits = bits.rechunk({1: -1})
+    gate = bits.map_blocks(_unpack, n_units, dtype=bool, chunks=(bits.chunks[0], (n_units,)))
+    register_packed(gate, bits, n_units)
+    return gate
+
+
+def _unpack(bits: np.ndarray, n_units: int) -> np.ndarray:
+    return np.unpackbits(bits, axis=1, count=n_units, bitorder="little").view(bool)
+
+
+def packed_unit_range(gate: object, start: int, stop: int) -> object | None:
+    """Units ``start … stop - 1`` of a registered packed *gate*, itself packed and registered
+    (so per-site reductions of a loaded store still read packed bits), or None when *gate* is
+    not registered or the range does not start on a byte (``start % 8``) and end on one or at
+    the last unit."""
+    name = getattr(gate, "name", None)
+    source = _PACKED.get(name)
+    if source is None:
+        return None
+    bits, n_units = source
+    if start % 8 or not 0 <= start < stop <= n_units or (stop % 8 and stop != n_units):
+        return None
+    return packed_gate(bits[:, start // 8 : -(-stop // 8)], stop - start)
+
+
 def _packed_partial(bits: np.ndarray, codes: np.ndarray, n_groups: int, n_units: int, count_dtype: type,
                     kernel: str) -> np.ndarray:
     """One chunk's per-group counts straight from its packed gates (:mod:`relu_probe.data.bitcount`)."""
@@ -48,15 +77,26 @@ def _packed_partial(bits: np.ndarray, codes: np.ndarray, n_groups: int, n_units:
 
 def _count_dtype(max_rows: int) -> type:
     """The narrowest type that holds a count of *max_rows* rows (the sum tree then reads less)."""
+    if max_rows <= np.iinfo(np.uint8).max:
+        return np.uint8
     return np.uint16 if max_rows <= np.iinfo(np.uint16).max else np.int64
+
+
+def _max_group_rows(codes: np.ndarray, chunks: Sequence[int], n_groups: int) -> int:
+    """The most rows any one group has inside any one sample chunk (what a chunk's count can reach)."""
+    chunk_of_row = np.repeat(np.arange(len(chunks)), chunks)
+    return int(np.bincount(chunk_of_row * n_groups + codes, minlength=len(chunks) * n_groups).max(initial=0))
 
 
 def group_codes(ds_or_var: xr.Dataset | xr.DataArray, by: Sequence[str]) -> tuple[np.ndarray, list[np.ndarray]]:
     """Integer code per sample of its combination of the *by* coords, and each coord's sorted levels.
 
     The code of a sample with level indices ``(i_1, …, i_n)`` is
-    ``numpy.ravel_multi_index((i_1, …, i_n), (n_1, …, n_n))``.
+    ``numpy.ravel_multi_index((i_1, …, i_n), (n_1, …, n_n))``; with no *by* every sample is
+    in the one group 0.
     """
+    if not by:
+        return np.zeros(ds_or_var.sizes["sample"], dtype=np.int64), []
     codes, levels = [], []
     for name in by:
         values = np.asarray(ds_or_var[name].values)
@@ -112,8 +152,8 @@ def _add_parts(parts: list, axis: tuple, keepdims: bool) -> np.ndarray:
         else:
             items.append(item)
     dtype = np.float64 if any(i.dtype.kind == "f" for i in items) else np.int64
-    if dtype == np.int64 and all(i.dtype == np.uint16 for i in items) and len(items) <= 65537:
-        dtype = np.uint32  # holds the sum of up to 65537 uint16 partials, in half the bytes
+    if dtype == np.int64 and all(i.dtype in (np.uint8, np.uint16) for i in items) and len(items) <= 65537:
+        dtype = np.uint32  # holds the sum of up to 65537 uint8 / uint16 partials, in half the bytes
     total = np.array(items[0], dtype=dtype)
     for item in items[1:]:
         np.add(total, item, out=total)
@@ -136,6 +176,10 @@ def grouped_sum(var: xr.DataArray, by: Sequence[str]) -> tuple[xr.DataArray, xr.
     .. math:: S[u, b_1, …, b_n] = \sum_{x:\, by(x) = (b_1, …, b_n)} v_u(x), \qquad
               N[b_1, …, b_n] = |\{x : by(x) = (b_1, …, b_n)\}|
 
+    With ``by=[]`` it is the sum over all samples (dims ``("unit",)``), chunk by chunk like
+    the grouped sums (so :meth:`relu_probe.data.access.Recording.mean_activity` reads a loaded
+    store's packed bits, never a float copy of the gates).
+
     Returns
     -------
     sums : xarray.DataArray
@@ -156,7 +200,7 @@ def grouped_sum(var: xr.DataArray, by: Sequence[str]) -> tuple[xr.DataArray, xr.
 
         bits, n_units = packed
         code_array = da.from_array(codes, chunks=(bits.chunks[0],))
-        dtype = _count_dtype(max(bits.chunks[0]))
+        dtype = _count_dtype(_max_group_rows(codes, bits.chunks[0], n_groups))
         partial = da.blockwise(
             _packed_partial, "sgu", bits, "su", code_array, "s", n_groups=n_groups, n_units=n_units,
             count_dtype=dtype, kernel=choose_kernel(bits.nbytes), dtype=dtype, new_axes={"g": n_groups}, adjust_chunks={"s": 1, "u": n_units}, concatenate=True,

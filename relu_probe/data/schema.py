@@ -25,7 +25,7 @@ from .._version import __version__
 from ..errors import CoordError, InputError, describe
 
 __all__ = [
-    "SAMPLE", "UNIT", "SITE", "NEURON", "CHANNEL", "POSITION", "STEP",
+    "SAMPLE", "UNIT", "SITE", "NEURON", "CHANNEL", "POSITION", "STEP", "INPUT", "TOKEN", "TOKEN_COORDS",
     "GATE", "GATE_RATE", "ACTIVATION", "IMPORTANCE", "LOSS",
     "GATE_VARIABLES", "VARIABLES", "LONG_NAMES", "RESERVED_NAMES",
     "as_list",
@@ -43,6 +43,11 @@ __all__ = [
 SAMPLE, UNIT, STEP = "sample", "unit", "step"
 # unit coords
 SITE, NEURON, CHANNEL, POSITION = "site", "neuron", "channel", "position"
+# sample coords of a recording with ``samples="position"``: the input each sample (a token,
+# a conv position) comes from, its position, and its token id
+INPUT, TOKEN = "input", "token"
+#: The sample coords a ``samples="position"`` recording writes itself (besides ``sample``).
+TOKEN_COORDS = (INPUT, POSITION, TOKEN)
 # data variables
 GATE, GATE_RATE, ACTIVATION, IMPORTANCE, LOSS = "gate", "gate_rate", "activation", "importance", "loss"
 
@@ -88,12 +93,17 @@ def as_list(value: Any) -> list:
     return [plain_attr(v) for v in value]
 
 
-def check_coords(coords: Mapping[str, Any] | None, n_samples: int, *, argument: str = "coords") -> dict[str, np.ndarray]:
+def check_coords(coords: Mapping[str, Any] | None, n_samples: int, *, argument: str = "coords",
+                 per: str = "sample", reserved: Iterable[str] = ()) -> dict[str, np.ndarray]:
     """Validate per-sample coords: a mapping of name → array-like of length *n_samples*.
 
     Any dtype is accepted (ints, strings, categoricals → numpy arrays). Raises
     :class:`~relu_probe.errors.CoordError` naming the coord, its length and the expected one.
+    *per* names what each value belongs to in the messages (``"input"`` for the per-input
+    coords of a ``samples="position"`` recording); *reserved* are further names a coord may
+    not take.
     """
+    reserved_names = RESERVED_NAMES | frozenset(reserved)
     if coords is None:
         return {}
     if not hasattr(coords, "items"):
@@ -105,46 +115,57 @@ def check_coords(coords: Mapping[str, Any] | None, n_samples: int, *, argument: 
     for name, values in coords.items():
         if not isinstance(name, str) or not name:
             raise CoordError(f"`{argument}` keys must be non-empty strings, got {name!r}.")
-        if name in RESERVED_NAMES:
+        if name in reserved_names:
             raise CoordError(
                 f"`{argument}` cannot use the name {name!r}: it is reserved for the dataset's own "
-                f"dims, coords and variables ({', '.join(sorted(RESERVED_NAMES))})."
+                f"dims, coords and variables ({', '.join(sorted(reserved_names))})."
             )
         if hasattr(values, "detach"):
             values = values.detach().cpu().numpy()
         array = np.asarray(values)
         if array.ndim == 0:
             raise CoordError(
-                f"`{argument}[{name!r}]` must hold one value per sample ({n_samples}), got a scalar {array.item()!r}."
+                f"`{argument}[{name!r}]` must hold one value per {per} ({n_samples}), got a scalar {array.item()!r}."
             )
         if array.ndim != 1:
             raise CoordError(
-                f"`{argument}[{name!r}]` must be 1-D (one value per sample), got shape {array.shape}."
+                f"`{argument}[{name!r}]` must be 1-D (one value per {per}), got shape {array.shape}."
             )
         if len(array) != n_samples:
             raise CoordError(
                 f"`{argument}[{name!r}]` has {len(array)} values, expected {n_samples} "
-                "(one per recorded sample)."
+                f"(one per recorded {per})."
             )
         out[name] = array
     return out
 
 
-def unit_coords(site_names: Sequence[str], layouts: Mapping[str, Any], units: str) -> dict[str, np.ndarray]:
+def unit_coords(site_names: Sequence[str], layouts: Mapping[str, Any], units: str,
+                samples: str = "input") -> dict[str, np.ndarray]:
     """Per-unit coords for sites in order: ``site``, ``neuron`` and, when any site has
     positions, ``channel`` and ``position`` (dense units: ``channel = neuron``,
-    ``position = -1``; channel units: ``position = -1``)."""
+    ``position = -1``; channel units: ``position = -1``).
+
+    Element units of a conv / sequence site follow the per-sample tensor's memory order
+    (:class:`relu_probe.recording.sites.SiteLayout`): channel-first ``(C, *positions)``
+    gives ``channel = n // P``, ``position = n % P``; channel-last ``(*positions, C)``
+    ``position = n // C``, ``channel = n % C``. With ``samples="position"`` the positions are
+    samples, each unit is a channel (``neuron`` = channel index) and there are no
+    ``channel`` / ``position`` unit coords (``position`` is a sample coord)."""
     site, neuron, channel, position = [], [], [], []
     any_positions = False
     for name in site_names:
         layout = layouts[name]
-        n = layout.n_units(units)
+        n = layout.n_channels if samples == "position" else layout.n_units(units)
         site.append(np.repeat(np.array([name], dtype=object), n))
         neuron.append(np.arange(n))
-        any_positions |= layout.channel_dim is not None
-        if layout.channel_dim is None or units == "channel":
+        any_positions |= layout.channel_dim is not None and samples != "position"
+        if layout.channel_dim is None or units == "channel" or samples == "position":
             channel.append(np.arange(n))
             position.append(np.full(n, -1))
+        elif layout.channel_dim == -1:
+            channel.append(np.tile(np.arange(layout.n_channels), layout.n_positions))
+            position.append(np.repeat(np.arange(layout.n_positions), layout.n_channels))
         else:
             channel.append(np.repeat(np.arange(layout.n_channels), layout.n_positions))
             position.append(np.tile(np.arange(layout.n_positions), layout.n_channels))
@@ -167,6 +188,7 @@ def dataset_attrs(
     model_class: str,
     threshold: float = 0.0,
     slopes: Mapping[str, float] | None = None,
+    samples: str = "input",
 ) -> dict[str, Any]:
     """The recorded dataset's attrs (plain str / number / list values).
 
@@ -184,6 +206,7 @@ def dataset_attrs(
         "site_kinds": [layouts[name].kind for name in site_names],
         "site_slopes": [float(slopes.get(name, 0.0)) for name in site_names],
         "units": units,
+        "samples": samples,
         "threshold": float(threshold),
     }
 
@@ -200,10 +223,12 @@ def build_dataset(
     sample_ids: np.ndarray | None = None,
     threshold: float = 0.0,
     slopes: Mapping[str, float] | None = None,
+    samples: str = "input",
 ) -> xr.Dataset:
-    """Assemble the recorded dataset from ``(sample, unit)`` arrays (see the module docstring)."""
+    """Assemble the recorded dataset from ``(sample, unit)`` arrays (see the module docstring);
+    *coords* are per sample (with ``samples="position"`` they include :data:`TOKEN_COORDS`)."""
     n_samples = next(iter(data.values())).shape[0]
-    ucoords = unit_coords(site_names, layouts, units)
+    ucoords = unit_coords(site_names, layouts, units, samples)
     n_units = len(ucoords["site"])
     ids = np.arange(n_samples, dtype=np.int64) if sample_ids is None else np.asarray(sample_ids, dtype=np.int64)
     variables = {name: (("sample", "unit"), array) for name, array in data.items()}
@@ -212,12 +237,14 @@ def build_dataset(
         "unit": ("unit", np.arange(n_units, dtype=np.int64)),
     }
     for name, values in ucoords.items():
-        all_coords[name] = ("unit", values)
+        # our own coords are plain numpy (site names as str objects): skip xarray's scan of
+        # object arrays for dates (milliseconds for a wide recording)
+        all_coords[name] = xr.Variable(("unit",), values, fastpath=True)
     for name, values in coords.items():
         all_coords[name] = ("sample", values)
     attrs = dataset_attrs(
         site_names=site_names, layouts=layouts, readouts=readouts, units=units,
-        model_class=model_class, threshold=threshold, slopes=slopes,
+        model_class=model_class, threshold=threshold, slopes=slopes, samples=samples,
     )
     ds = xr.Dataset(variables, coords=all_coords, attrs=attrs)
     for name, long_name in LONG_NAMES.items():
@@ -256,17 +283,18 @@ class SiteTable:
     model_class: str
     threshold: float = 0.0
     slopes: Mapping[str, float] | None = None
+    samples: str = "input"
 
     def attrs(self) -> dict[str, Any]:
         """The dataset attrs (:func:`dataset_attrs`)."""
         return dataset_attrs(
             site_names=self.site_names, layouts=self.layouts, readouts=self.readouts, units=self.units,
-            model_class=self.model_class, threshold=self.threshold, slopes=self.slopes,
+            model_class=self.model_class, threshold=self.threshold, slopes=self.slopes, samples=self.samples,
         )
 
     def unit_coords(self) -> dict[str, np.ndarray]:
         """The per-unit coords (:func:`unit_coords`)."""
-        return unit_coords(self.site_names, self.layouts, self.units)
+        return unit_coords(self.site_names, self.layouts, self.units, self.samples)
 
     def dataset(
         self, data: Mapping[str, np.ndarray], coords: Mapping[str, np.ndarray], sample_ids: np.ndarray | None = None
@@ -275,5 +303,5 @@ class SiteTable:
         return build_dataset(
             data, site_names=self.site_names, layouts=self.layouts, readouts=self.readouts, units=self.units,
             model_class=self.model_class, coords=coords, sample_ids=sample_ids, threshold=self.threshold,
-            slopes=self.slopes,
+            slopes=self.slopes, samples=self.samples,
         )

@@ -38,6 +38,7 @@ from ..errors import ReluProbeWarning, StoreError, StoreMismatchError, ValueInpu
 from .fingerprint import FINGERPRINT_BYTES, BatchInputs, ChunkHasher
 from .lock import Job
 from .outputs import GATE_STORE, MARKER_NAME, MONITOR_STORE, claim_output, open_output, output_kind
+from .reduce import packed_gate
 from .schema import plain_attr
 
 __all__ = [
@@ -56,7 +57,10 @@ __all__ = [
 
 FORMAT_VERSION = 1
 #: attrs that must agree between a store and the model recording into it
-LAYOUT_ATTRS = ("model_class", "sites", "site_shapes", "site_kinds", "units", "threshold", "variables", "n_units")
+LAYOUT_ATTRS = ("model_class", "sites", "site_shapes", "site_kinds", "units", "samples", "threshold", "variables",
+                "n_units")
+#: values of layout attrs that stores written before the attr existed have implicitly
+_LAYOUT_DEFAULTS = {"samples": "input"}
 _INTERNAL_ATTRS = ("relu_probe_store", "n_units", "chunk_rows", "variables", "n_samples", "complete")
 #: the per-snapshot arrays of a TrainingMonitor store
 MONITOR_STEP_ARRAYS = ("step", "gate_bits", "gate_rate", "activation", "importance", "loss")
@@ -98,9 +102,12 @@ def default_chunk_rows(row_bytes: int, n_samples: int) -> int:
 
 
 def _store_vars(specs: Mapping[str, tuple[int, np.dtype]]) -> dict[str, tuple[tuple[str, str], int, str]]:
-    """zarr array name → (dims, width, dtype) for the sink's variable specs."""
+    """zarr array name → (dims, width, dtype) for the sink's (sample, unit) variable specs
+    (per-row coords, width None, are sample coords)."""
     out = {}
     for name, (width, dtype) in specs.items():
+        if width is None:
+            continue
         if name == "gate":
             out["gate_bits"] = (("sample", "unit_byte"), (width + 7) // 8, "uint8")
         else:
@@ -139,6 +146,18 @@ class ZarrSink:
     job : relu_probe.data.lock.Job, optional
         The job this process writes the store with (the ranks of ``record_distributed``):
         they share the store's lock, and ``job.check()`` runs before each batch.
+    input_coords : mapping, optional
+        A ``samples="position"`` recording: the user's coords are per *input* (this mapping;
+        *coords* is then empty), and the rows are kept (input, position) pairs whose
+        ``input`` / ``position`` / ``token`` coords the recorder writes with the gates. Each
+        chunk is written with these coords and the user's coords broadcast to its rows
+        (``coords[name][input]``). The number of rows is known once the sites are:
+        *n_inputs* is None and ``size_for()`` (set by the recorder) gives it at
+        :meth:`configure`.
+    n_source_inputs : int, optional
+        With *input_coords*: the number of inputs.
+    counted_rows : int, optional
+        With *input_coords*: the number of rows the caller stated (``n_samples=``).
 
     Notes
     -----
@@ -153,18 +172,28 @@ class ZarrSink:
         self,
         path: str | os.PathLike,
         *,
-        n_inputs: int,
+        n_inputs: int | None,
         sample_ids: np.ndarray | None,
         coords: Mapping[str, np.ndarray],
         attrs_for: Any,
         mode: str,
         chunk_rows: int | None = None,
         job: Job | None = None,
+        input_coords: Mapping[str, np.ndarray] | None = None,
+        n_source_inputs: int | None = None,
+        counted_rows: int | None = None,
     ) -> None:
         self.path = Path(path)
         self.job = job
         token = None if job is None else job.token
         self.coords = dict(coords)
+        self.position = input_coords is not None
+        self.input_coords = {k: np.asarray(v.astype(str)) if v.dtype.kind == "O" else v
+                             for k, v in (input_coords or {}).items()}
+        self.n_source_inputs = n_source_inputs
+        self.counted_rows = counted_rows
+        self.size_for: Any = None
+        self.row_specs: dict[str, np.dtype] = {}
         self.attrs_for = attrs_for
         self.mode = mode
         self.specs: dict[str, tuple[int, np.dtype]] = {}
@@ -194,13 +223,9 @@ class ZarrSink:
                 self.lock.release()
                 raise
         else:
-            self.n_samples = int(n_inputs)
-            self.sample_ids = (
-                np.arange(n_inputs, dtype=np.int64) if sample_ids is None else np.asarray(sample_ids, dtype=np.int64)
-            )
-            if len(np.unique(self.sample_ids)) != len(self.sample_ids):
-                raise ValueInputError("`sample_ids` must be unique.")
-            self.rows = np.arange(self.n_samples, dtype=np.int64)
+            self.n_samples = None
+            if n_inputs is not None:
+                self._set_size(int(n_inputs), sample_ids)
             self.chunk_rows = chunk_rows
             self.lock = claim_output(
                 self.path, kind=GATE_STORE, overwrite=mode == "overwrite", argument="store", lock=True, job=token,
@@ -208,7 +233,26 @@ class ZarrSink:
             )
 
     # ------------------------------------------------------------------ set-up
-    def _open_existing(self, n_inputs: int, sample_ids: np.ndarray | None) -> None:
+    def _set_size(self, n: int, sample_ids: np.ndarray | None = None) -> None:
+        """A new store's number of samples (and their ids)."""
+        self.n_samples = int(n)
+        self.sample_ids = np.arange(n, dtype=np.int64) if sample_ids is None else np.asarray(sample_ids, dtype=np.int64)
+        if len(np.unique(self.sample_ids)) != len(self.sample_ids):
+            raise ValueInputError("`sample_ids` must be unique.")
+        self.rows = np.arange(self.n_samples, dtype=np.int64)
+
+    def _sized_rows(self) -> int:
+        """The rows of a ``samples="position"`` recording, once the sites are known."""
+        n = None if self.size_for is None else self.size_for()
+        if n is None:
+            raise ValueInputError(
+                f"`store` {str(self.path)!r} needs the number of samples before recording: with "
+                "samples='position' it is counted from in-memory dict batches (attention_mask / input_ids) or "
+                "taken as inputs × positions; pass `n_samples=` (the number of kept positions)."
+            )
+        return int(n)
+
+    def _open_existing(self, n_inputs: int | None, sample_ids: np.ndarray | None) -> None:
         """Resume: read the store's rows, flags and input fingerprints; check the coords."""
         try:
             group = import_zarr().open_group(str(self.path), mode="r")
@@ -227,7 +271,7 @@ class ZarrSink:
         self.chunk_rows = int(attrs["chunk_rows"])
         self.sample_ids = np.asarray(group["sample"][:], dtype=np.int64)
         if sample_ids is None:
-            if n_inputs != self.n_samples:
+            if n_inputs is not None and n_inputs != self.n_samples:
                 raise StoreMismatchError(
                     f"resuming `store` {str(self.path)!r} with different inputs: it holds "
                     f"{self.n_samples} samples, these inputs have {n_inputs}. Pass `sample_ids=` "
@@ -253,7 +297,11 @@ class ZarrSink:
                 )
 
     def _check_coords(self, group: Any) -> None:
-        """Each coord passed on resume must equal the store's at this call's samples."""
+        """Each coord passed on resume must equal the store's at this call's samples (with
+        per-input coords, the store's at the rows of the chunks on disk, through their
+        ``input`` coord)."""
+        if self.position:
+            self._check_input_coords(group)
         for name, given in self.coords.items():
             if name not in group or name in ("sample", "unit") or group[name].shape != (self.n_samples,):
                 stored = sorted(k for k in group.array_keys() if group[k].shape == (self.n_samples,)
@@ -270,6 +318,38 @@ class ZarrSink:
                     f"sample {int(self.sample_ids[self.rows[bad]])} (the store has {plain_attr(values[bad])!r}, "
                     f"these coords {plain_attr(np.asarray(given)[bad])!r}). Resume with the coords of the "
                     "original recording (or omit them: the store keeps its own)."
+                )
+
+    def _check_input_coords(self, group: Any) -> None:
+        """Resume of a ``samples="position"`` store: the per-input coords, broadcast to the rows
+        already on disk, must equal the store's."""
+        if not self.input_coords:
+            return
+        rows = np.flatnonzero(np.repeat(self._done, self.chunk_rows)[: self.n_samples])
+        if "input" not in group:
+            raise StoreMismatchError(
+                f"resuming `store` {str(self.path)!r} with samples='position', but it was recorded with one "
+                "sample per input (it has no `input` coord)."
+            )
+        inputs = np.asarray(group["input"][:])[rows]
+        for name, given in self.input_coords.items():
+            if name not in group or group[name].shape != (self.n_samples,):
+                raise StoreMismatchError(
+                    f"resuming `store` {str(self.path)!r} with other coords: it has no sample coord {name!r}."
+                )
+            if len(rows) and inputs.max() >= len(given):
+                raise StoreMismatchError(
+                    f"resuming `store` {str(self.path)!r} with other inputs: its samples come from "
+                    f"{int(inputs.max()) + 1} or more inputs, `coords[{name!r}]` has {len(given)} values."
+                )
+            values = np.asarray(group[name][:])[rows]
+            bad = first_difference(values, np.asarray(given)[inputs])
+            if bad is not None:
+                raise StoreMismatchError(
+                    f"resuming `store` {str(self.path)!r} with other coords: `coords[{name!r}]` differs at input "
+                    f"{int(inputs[bad])} (the store has {plain_attr(values[bad])!r}, these coords "
+                    f"{plain_attr(np.asarray(given)[inputs[bad]])!r}). Resume with the coords of the original "
+                    "recording (or omit them: the store keeps its own)."
                 )
 
     def configure(self, specs: Mapping[str, tuple[int, np.dtype]]) -> None:
@@ -289,8 +369,18 @@ class ZarrSink:
     def _configure(self, specs: Mapping[str, tuple[int, np.dtype]]) -> None:
         zarr = import_zarr()
         self.specs = dict(specs)
+        self.row_specs = {k: np.dtype(d) for k, (w, d) in specs.items() if w is None}
         attrs, unit_coords = self.attrs_for(self.specs)
         width = next(iter(specs.values()))[0]
+        if self.position and self.mode != "resume":
+            self._set_size(self._sized_rows())
+        elif self.position:
+            n = self._sized_rows()
+            if n != self.n_samples:
+                raise StoreMismatchError(
+                    f"resuming `store` {str(self.path)!r} with different inputs: it holds {self.n_samples} "
+                    f"samples, these inputs give {n} kept positions."
+                )
         row_bytes = max(
             w if n == "gate_bits" else w * np.dtype(d).itemsize for n, (_, w, d) in _store_vars(specs).items()
         )
@@ -315,7 +405,7 @@ class ZarrSink:
             for rows, inputs in self._deferred:  # batches seen before the chunk size was known
                 self._hash(rows, inputs)
             self._deferred = []
-        for name in _store_vars(specs):
+        for name in (*_store_vars(specs), *self.row_specs, *self.input_coords):
             self._arrays[name] = group[name]
         self._done_array = group["chunk_done"]
         self._inputs_array = group["chunk_inputs"]
@@ -325,13 +415,18 @@ class ZarrSink:
         zarr = import_zarr()
         coords: dict[str, Any] = {"sample": ("sample", self.sample_ids)}
         coords.update({k: ("sample", v) for k, v in self.coords.items()})
+        encoding = {}
+        for name, dtype in [*self.row_specs.items(), *((k, v.dtype) for k, v in self.input_coords.items())]:
+            # written chunk by chunk with the gates (placeholders until then)
+            coords[name] = ("sample", np.zeros(self.n_samples, dtype))
+            encoding[name] = {"chunks": (self.chunk_rows,)}
         coords["unit"] = ("unit", np.arange(attrs["n_units"], dtype=np.int64))
         coords.update({k: ("unit", v) for k, v in unit_coords.items()})
         skeleton = xr.Dataset(coords=coords, attrs=attrs)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # zarr's note that vlen strings are an extension
             # mode "a": the directory already holds relu_probe's marker and lock (nothing else)
-            skeleton.to_zarr(str(self.path), mode="a", consolidated=False)
+            skeleton.to_zarr(str(self.path), mode="a", consolidated=False, encoding=encoding)
         group = zarr.open_group(str(self.path), mode="r+")
         rows = self.chunk_rows
         for name, (dims, width, dtype) in _store_vars(self.specs).items():
@@ -348,10 +443,13 @@ class ZarrSink:
 
     def _validate(self, group: Any, attrs: Mapping[str, Any]) -> None:
         stored = dict(group.attrs)
+        def value(source: Mapping[str, Any], key: str) -> Any:
+            return plain_attr(source.get(key, _LAYOUT_DEFAULTS.get(key)))
+
         differ = [
-            f"its {key} is {plain_attr(stored.get(key))!r}, this recording's is {plain_attr(attrs.get(key))!r}"
+            f"its {key} is {value(stored, key)!r}, this recording's is {value(attrs, key)!r}"
             for key in LAYOUT_ATTRS
-            if plain_attr(stored.get(key)) != plain_attr(attrs.get(key))
+            if value(stored, key) != value(attrs, key)
         ]
         if differ:
             raise StoreMismatchError(
@@ -413,12 +511,18 @@ class ZarrSink:
         return bool(self._done[np.asarray(rows) // self.chunk_rows].all())
 
     def reserve(self, n: int) -> dict[str, np.ndarray]:
-        self._block = {k: np.empty((n, w), d) for k, (w, d) in self.specs.items()}
+        self._block = {k: np.empty(_row_shape(n, w), d) for k, (w, d) in self.specs.items()}
         return self._block
 
     def commit(self, n: int) -> None:
         rows = self._rows
         if rows is None or len(rows) != n:
+            if self.position and rows is not None:
+                raise ValueInputError(
+                    f"a batch gave {n} samples (kept positions) but {len(rows)} were expected from its "
+                    "attention_mask / input_ids: the recorded sites' positions are not the batch's sequence "
+                    "positions; select the sequence sites with `sites=`."
+                )
             raise StoreError(f"internal: {n} samples committed but {0 if rows is None else len(rows)} rows set")
         block = self._block
         chunks = rows // self.chunk_rows
@@ -430,7 +534,7 @@ class ZarrSink:
             length = self._chunk_length(int(chunk))
             stage = self._staging.get(chunk)
             if stage is None:
-                stage = self._staging[chunk] = {k: np.zeros((length, w), d) for k, (w, d) in self.specs.items()}
+                stage = self._staging[chunk] = {k: np.zeros(_row_shape(length, w), d) for k, (w, d) in self.specs.items()}
                 stage[_FILLED] = np.zeros(length, bool)
             local = rows[sel] - start
             for name in self.specs:
@@ -455,6 +559,8 @@ class ZarrSink:
                     self._arrays["gate_bits"][start:stop] = pack_gates(data)
                 else:
                     self._arrays[name][start:stop] = data
+            for name, values in self.input_coords.items():  # per-input coords, broadcast to the rows
+                self._arrays[name][start:stop] = values[stage["input"]]
             self._inputs_array[chunk] = self._fingerprints.pop(chunk)
         except OSError as exc:
             raise self._write_error(chunk, start, stop, exc) from exc
@@ -506,6 +612,11 @@ class ZarrSink:
 
 
 _FILLED = "__filled__"
+
+
+def _row_shape(rows: int, width: int | None) -> tuple[int, ...]:
+    return (rows,) if width is None else (rows, width)
+
 
 
 def mark_complete(path: str | os.PathLike) -> bool:
@@ -589,7 +700,21 @@ def load(path: str | os.PathLike, *, chunks: Mapping[str, int] | None = None) ->
             stacklevel=2,
         )
     ds = ds.isel(sample=slice(0, complete_rows)).drop_vars(["chunk_done", "chunk_inputs"], errors="ignore")
+    if "gate_bits" in ds:
+        ds["gate_bits"] = (ds["gate_bits"].dims, _packed_bits(group, complete_rows, chunks))
     return _finish(ds, attrs, n_units)
+
+
+def _packed_bits(group: Any, rows: int, chunks: Mapping[str, int] | None) -> Any:
+    """The packed gates as a dask array read straight from the zarr array (``dask.array.from_zarr``):
+    one task per chunk, without xarray's lazily indexed backend array in between (which costs
+    about 5 % of an out-of-core reduction's time)."""
+    import dask.array as da
+
+    bits = da.from_zarr(group["gate_bits"])
+    if chunks and "sample" in chunks:
+        bits = bits.rechunk({0: chunks["sample"]})
+    return bits[:rows]
 
 
 def _decode_bits(ds: xr.Dataset, n_units: int) -> xr.Dataset:
@@ -600,15 +725,12 @@ def _decode_bits(ds: xr.Dataset, n_units: int) -> xr.Dataset:
         return ds
     var = ds["gate_bits"]
     bits = var.data if isinstance(var.data, da.Array) else da.from_array(np.asarray(var.data))
-    bits = bits.rechunk({bits.ndim - 1: -1})
-    gate = bits.map_blocks(
-        _unpack_last, n_units, dtype=bool, chunks=(*bits.chunks[:-1], (n_units,))
-    )
-    dims = (*var.dims[:-1], "unit")
     if bits.ndim == 2:
-        from .reduce import register_packed
-
-        register_packed(gate, bits, n_units)
+        gate = packed_gate(bits, n_units)  # reductions then read the packed bits
+    else:
+        bits = bits.rechunk({bits.ndim - 1: -1})
+        gate = bits.map_blocks(_unpack_last, n_units, dtype=bool, chunks=(*bits.chunks[:-1], (n_units,)))
+    dims = (*var.dims[:-1], "unit")
     ds = ds.drop_vars("gate_bits")
     ds["gate"] = (dims, gate)
     ds["gate"].attrs["long_name"] = "ReLU input > threshold"

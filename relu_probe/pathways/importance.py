@@ -81,6 +81,11 @@ def unit_importance(
     grouped convolutions, over the outputs of the channel's group). Cheap, exact for the
     paper's networks, and needs no inputs. Use it whenever every site has a readout.
 
+    Biases follow the ReLN's convention (:mod:`relu_probe.reln.spec`): a unit's activation
+    includes its own bias (a constant input its pathway reads), so the bias counts through
+    :math:`\overline{|a_u|}`; the readout's bias belongs to no unit (it is the ReLN's ungated
+    direct path) and is left out of every unit's importance, as it is out of every pathway.
+
     ``"conductance"`` — for arbitrary downstream computation (residual streams, attention,
     norms, ReLUs not followed by a Linear/Conv):
     :math:`I_u \propto \operatorname{mean}_x |\mathrm{Cond}_u(x)|`, the path-integrated
@@ -106,7 +111,7 @@ def unit_importance(
             f"`model` must be the recorded torch.nn.Module for method={method!r}, got "
             f"{describe(model)}."
         )
-    magnitude = rec.activity().mean("sample").values
+    magnitude = rec.mean_activity()
     if method == "activity":
         raw = magnitude
     elif method == "readout":

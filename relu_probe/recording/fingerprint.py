@@ -11,7 +11,10 @@ import torch
 from ..data.fingerprint import BatchInputs, RowStream
 from .inputs import Batch
 
-__all__ = ["batch_inputs", "fingerprint_of"]
+__all__ = ["batch_inputs", "fingerprint_of", "token_inputs"]
+
+#: Bytes of each input's digest in the fingerprint rows of a ``samples="position"`` recording.
+_DIGEST_BYTES = 16
 
 
 def _as_bytes(tensor: torch.Tensor, size: int) -> np.ndarray:
@@ -44,6 +47,21 @@ def batch_inputs(batch: Batch) -> BatchInputs:
     rows = parts[0] if len(parts) == 1 else (
         np.concatenate(parts, axis=1) if parts else np.zeros((batch.size, 0), np.uint8))
     return BatchInputs(";".join(layout).encode() + shared.digest(), np.ascontiguousarray(rows))
+
+
+def token_inputs(inputs: BatchInputs, keep: np.ndarray, positions: int) -> BatchInputs:
+    """The fingerprint rows of the kept (input, position) pairs of one call
+    (``samples="position"``): row ``k`` is the first 16 bytes of SHA-256 over the bytes of the
+    input ``keep[k] // positions`` (:func:`batch_inputs`), then the position
+    ``keep[k] % positions`` as a little-endian int64. Each input is hashed once, however many
+    of its positions are kept."""
+    digests = np.empty((len(inputs.rows), _DIGEST_BYTES), np.uint8)
+    for i, row in enumerate(inputs.rows):
+        digests[i] = np.frombuffer(hashlib.sha256(row).digest(), np.uint8, _DIGEST_BYTES)
+    keep = np.asarray(keep, dtype=np.int64)
+    where = (keep % positions).astype("<i8").view(np.uint8).reshape(len(keep), 8)
+    rows = np.concatenate([digests[keep // positions], where], axis=1)
+    return BatchInputs(inputs.layout + b";positions", np.ascontiguousarray(rows))
 
 
 def fingerprint_of(batches: Iterable[Batch]) -> tuple[np.ndarray, int]:

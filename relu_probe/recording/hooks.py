@@ -37,8 +37,11 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils.hooks import RemovableHandle
 
+from ..data.schema import INPUT, POSITION, TOKEN
 from ..errors import NoSitesError, SiteNeverFiredError, ValueInputError
+from .gates import PassRows, Scratch, compare, same_units, site_view, write_gates, write_values
 from .sites import Site, SiteLayout, SiteSelector, select_sites, site_name
+from .tokens import BatchTokens, batch_tokens, token_rows
 
 __all__ = ["GateTap", "FUNCTIONAL_RELUS", "replaced_output"]
 
@@ -73,8 +76,8 @@ class _Fire:
     seq: int
     module: nn.Module
     function: str
-    gate: np.ndarray | None = None
-    value: np.ndarray | None = None
+    gate: np.ndarray | None = None  # (B, *shape) bool: the site's gates in its own layout
+    value: np.ndarray | None = None  # (B, *shape) float32 post-activation values
     layout: SiteLayout | None = None
     nonfinite: int = 0
     out_ptr: tuple[int, int] | None = None
@@ -95,7 +98,8 @@ class _PassState:
     outer_exc: BaseException | None = None
     mode_pushed: bool = False
     block: dict | None = None
-    batch: int = -1
+    rows: PassRows | None = None
+    tokens: BatchTokens | None = None
     fired: set = field(default_factory=set)
 
 
@@ -132,13 +136,18 @@ class GateTap:
         Also keep the post-activation values.
     units : {"element", "channel"}
         Unit granularity for conv and sequence sites.
+    samples : {"input", "position"}
+        One row per input, or one per kept (input, position) of the sites' positions
+        (:mod:`relu_probe.recording.gates`); the pass's ``attention_mask`` drops padding.
     channel_dim : int or dict, optional
         Override the channel axis (1 or -1) for all sites or per site name.
     sink : object
         Receives the data: ``sink.configure(specs)`` once the sites are known (``specs``
-        maps ``"gate"``/``"gate_rate"``/``"activation"`` to ``(n_units, dtype)``), then per
-        pass ``sink.reserve(B)`` returns writable ``(B, n_units)`` arrays that the hooks
-        fill in place, and ``sink.commit(B)`` keeps them once the pass completed.
+        maps ``"gate"``/``"gate_rate"``/``"activation"`` to ``(n_units, dtype)``, and with
+        ``samples="position"`` the per-row coords ``"input"``, ``"position"`` (and
+        ``"token"``) to ``(None, int64)``), then per pass ``sink.reserve(rows)`` returns
+        writable ``(rows, n_units)`` (``(rows,)``) arrays that the hooks fill in place, and
+        ``sink.commit(rows)`` keeps them once the pass completed.
     threshold : float
         A unit is on when its pre-activation is ``> threshold``.
     check_finite : bool
@@ -166,8 +175,10 @@ class GateTap:
         threshold: float = 0.0,
         check_finite: bool = True,
         on_output: Callable[[str, torch.Tensor], torch.Tensor | None] | None = None,
+        samples: str = "input",
     ) -> None:
         self.root = root
+        self.samples = samples
         self.selector = selector
         self.activation_types = activation_types
         self.values = values
@@ -178,7 +189,15 @@ class GateTap:
         self.check_finite = check_finite
         self.on_output = on_output
         self.recount = False
+        #: set for a pass that only discovers the sites (nothing is recorded or committed)
+        self.discover_only = False
+        #: inputs committed so far (the ``input`` coord of the next pass starts here)
+        self.inputs_seen = 0
         self.output_nonfinite = False
+        self._scratch = Scratch()
+        self._token_coord = False
+        #: whether the sites' positions are the calls' sequence positions (``samples="position"``)
+        self.sequence_positions = False
         self.gate_var = "gate"
         self._offsets: dict[tuple, tuple[int, int]] = {}
         self._handles: list[RemovableHandle] = []
@@ -209,7 +228,7 @@ class GateTap:
         # The root's hooks never change while attached: torch iterates the root's hook
         # dicts while they run, so they must not be edited from inside them.
         self._root_handles = [
-            root.register_forward_pre_hook(self._begin_pass),
+            root.register_forward_pre_hook(self._begin_pass, with_kwargs=True),
             root.register_forward_pre_hook(self._pre_hook),
             root.register_forward_hook(self._post_hook, always_call=True),
             root.register_forward_hook(self._end_pass, always_call=True),
@@ -242,11 +261,15 @@ class GateTap:
                 for m, p in self._paths.items()
                 if (m in act_modules and (self._use_mode or p in selected_paths)) or p in owners
             ]
+        # a ReLU module's post-hook keeps its output (values) and pairs the function mode's
+        # suppression of the functional relu inside it: a lean recording needs neither
+        lean = not discovery and not self.values and not self._use_mode
         for module in dict.fromkeys(hooked):
             if module is self.root:
                 continue
             add(module.register_forward_pre_hook(self._pre_hook))
-            add(module.register_forward_hook(self._post_hook, always_call=True))
+            if not (lean and module in act_modules):
+                add(module.register_forward_hook(self._post_hook, always_call=True))
 
     def _push_mode(self) -> None:
         if not self._state.mode_pushed:
@@ -259,8 +282,8 @@ class GateTap:
             self._mode.__exit__(None, None, None)
 
     # ------------------------------------------------------------------ pass boundaries
-    def _begin_pass(self, module: nn.Module, args: tuple) -> None:
-        self._state = _PassState(outer_exc=sys.exc_info()[1])
+    def _begin_pass(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        self._state = _PassState(outer_exc=sys.exc_info()[1], tokens=batch_tokens(args, kwargs))
         self._state.owner_stack.append(("", 0))
         self.last_site = None
         if self._use_mode:
@@ -276,6 +299,9 @@ class GateTap:
         self.output_nonfinite = _has_nonfinite(output)
         if self._discovering:
             self._finish_discovery()
+            if self.discover_only:
+                state.block, state.fired = None, set()
+                return
         self._emit(self.passes)
         self.passes += 1
 
@@ -289,7 +315,8 @@ class GateTap:
             call = state.module_calls[path]
             state.module_calls[path] = call + 1
         if isinstance(module, self.activation_types):
-            state.suppress += 1
+            if self._use_mode or self._discovering or self.values:  # paired by _post_hook
+                state.suppress += 1
             key = ("module", path, call)
             if (self._discovering or key in self._selected_keys) and args and isinstance(args[0], torch.Tensor):
                 self._fire(key, module, type(module).__name__, args[0], _module_slope(module))
@@ -355,32 +382,31 @@ class GateTap:
             fire = _Fire(key=key, seq=state.seq, module=module, function=function, slope=slope)
             state.seq += 1
             fire.layout = layout = self._layout_for(key, x)
-            rate = self.units == "channel" and layout.channel_dim is not None
-            fire.gate = np.empty((x.shape[0], layout.n_units(self.units)), np.float32 if rate else bool)
-            _write_gates(x, layout, self.units, self.threshold, fire.gate)
+            view = site_view(x, layout, state.tokens, self._describe_key(key))
+            fire.gate = np.empty(tuple(view.shape), bool)
+            compare(view, self.threshold, fire.gate)
             fire.nonfinite = nonfinite
             state.fires[key] = fire
             self.last_site = self._describe_key(key)
             return
         name = self._key_to_site[key]
         layout = self.layouts[name]
-        if not _same_units(layout, tuple(x.shape[1:]), self.units):
+        view = site_view(x, layout, state.tokens, name)
+        if not same_units(layout, tuple(view.shape[1:]), self.units, self.samples):
             raise ValueInputError(
-                f"site {name!r} received per-sample shape {tuple(x.shape[1:])} but "
+                f"site {name!r} received per-sample shape {tuple(view.shape[1:])} but "
                 f"{layout.shape} in the first batch; element units need a fixed shape — "
-                "record with units='channel' for variable-length inputs."
+                "record with units='channel' or samples='position' for variable-length inputs."
             )
         if state.block is None:
-            state.batch = x.shape[0]
-            state.block = self.sink.reserve(state.batch)
-        elif x.shape[0] != state.batch:
-            raise ValueInputError(
-                f"site {name!r} saw {x.shape[0]} samples but an earlier site of the same forward "
-                f"pass saw {state.batch}; the first dimension of every ReLU input must be the "
-                "sample dimension."
-            )
+            state.rows = self._pass_rows(tuple(view.shape), layout, name)
+            state.block = self.sink.reserve(state.rows.n_rows)
+            self._write_row_coords()
+        else:
+            self._check_rows(tuple(view.shape), layout, name)
         u0, u1 = self._offsets[key]
-        _write_gates(x, layout, self.units, self.threshold, state.block[self.gate_var][:, u0:u1])
+        write_gates(view, layout, units=self.units, samples=self.samples, threshold=self.threshold,
+                    rows=state.rows, out=state.block[self.gate_var][:, u0:u1], scratch=self._scratch)
         if nonfinite:
             self.nonfinite[name] += nonfinite
         state.fired.add(key)
@@ -396,13 +422,81 @@ class GateTap:
                 return
             fire.out_ptr = _ptr(out)
             if self.values:
-                fire.value = np.empty((out.shape[0], fire.layout.n_units(self.units)), np.float32)
-                _write_values(out.detach(), fire.layout, self.units, fire.value)
+                view = site_view(out.detach(), fire.layout, state.tokens, self._describe_key(key))
+                fire.value = view.to("cpu", torch.float32).numpy().copy()
             return
         if self.values and key in state.fired:
             u0, u1 = self._offsets[key]
-            layout = self.layouts[self._key_to_site[key]]
-            _write_values(out.detach(), layout, self.units, state.block["activation"][:, u0:u1])
+            name = self._key_to_site[key]
+            layout = self.layouts[name]
+            write_values(site_view(out.detach(), layout, state.tokens, name), layout, units=self.units,
+                         samples=self.samples, rows=state.rows, out=state.block["activation"][:, u0:u1])
+
+    # ------------------------------------------------------------------ rows of a pass
+    def _pass_rows(self, shape: tuple[int, ...], layout: SiteLayout, name: str) -> PassRows:
+        """The rows of the pass whose first recorded site *name* has tensor *shape* ``(B, …)``."""
+        batch = shape[0]
+        tokens = self._state.tokens
+        if self.samples == "input":
+            if self.units != "channel" or layout.channel_dim is None or tokens is None or tokens.mask is None:
+                return PassRows(batch)
+            positions = SiteLayout(shape[1:], layout.channel_dim).n_positions
+            mask = tokens.mask_array()
+            if mask.shape != (batch, positions):
+                return PassRows(batch)  # the mask does not cover this site's positions
+            empty = np.flatnonzero(~mask.any(1))
+            if len(empty):
+                raise ValueInputError(
+                    f"input {self.inputs_seen + int(empty[0])} has no real token (its attention_mask is all 0), "
+                    "so the fraction of its positions active is undefined; leave it out of `inputs`."
+                )
+            return PassRows(batch, mask=mask)
+        positions = SiteLayout(shape[1:], layout.channel_dim).n_positions
+        mask = None if tokens is None else tokens.mask_array()
+        if mask is not None and mask.shape != (batch, positions):
+            raise ValueInputError(
+                f"site {name!r} has {positions} positions per input, but the batch's attention_mask has shape "
+                f"{mask.shape}; with samples='position' the mask must be (batch, positions) to drop padding "
+                "(select the sequence sites with `sites=`)."
+            )
+        keep = None if mask is None or mask.all() else token_rows(batch, positions, mask)
+        return PassRows(batch, positions, keep)
+
+    def _check_rows(self, shape: tuple[int, ...], layout: SiteLayout, name: str) -> None:
+        rows = self._state.rows
+        if shape[0] != rows.inputs:
+            raise ValueInputError(
+                f"site {name!r} saw {shape[0]} samples but an earlier site of the same forward "
+                f"pass saw {rows.inputs}; the first dimension of every ReLU input must be the "
+                "sample dimension."
+            )
+        if rows.positions is not None:
+            positions = SiteLayout(shape[1:], layout.channel_dim).n_positions
+            if positions != rows.positions:
+                raise ValueInputError(
+                    f"site {name!r} has {positions} positions per input in this forward pass, an earlier "
+                    f"site {rows.positions}; with samples='position' every site must have the same positions."
+                )
+
+    def _write_row_coords(self) -> None:
+        """The ``input``, ``position`` (and ``token``) of each row of a ``samples="position"`` pass."""
+        state = self._state
+        rows = state.rows
+        if rows.positions is None:
+            return
+        flat = np.arange(rows.n_rows, dtype=np.int64) if rows.keep is None else rows.keep
+        block = state.block
+        np.add(flat // rows.positions, self.inputs_seen, out=block[INPUT])
+        np.remainder(flat, rows.positions, out=block[POSITION])
+        if self._token_coord:
+            ids = None if state.tokens is None else state.tokens.ids_array()
+            if ids is None or ids.shape != (rows.inputs, rows.positions):
+                raise ValueInputError(
+                    "the first batch carried input_ids, so every sample has a `token` coord, but this "
+                    f"batch's token ids are {'missing' if ids is None else f'of shape {ids.shape}'} "
+                    f"(expected ({rows.inputs}, {rows.positions})); pass input_ids with every batch."
+                )
+            np.take(ids.reshape(-1), flat, out=block[TOKEN])
 
     def _hand_out(self, key: tuple, out: torch.Tensor) -> torch.Tensor | None:
         """Give a selected site's live output to ``on_output`` (steady state only)."""
@@ -413,6 +507,10 @@ class GateTap:
     def _layout_for(self, key: tuple, x: torch.Tensor) -> SiteLayout:
         shape = tuple(x.shape[1:])
         if x.dim() == 2:
+            tokens = self._state.tokens
+            if tokens is not None and tokens.size and tokens.length and tokens.length > 1 \
+                    and x.shape[0] == tokens.size * tokens.length:
+                return SiteLayout((tokens.length, x.shape[1]), -1, flattened=True)
             return SiteLayout(shape, None)
         override = self.channel_dim
         if isinstance(override, dict):
@@ -468,45 +566,83 @@ class GateTap:
             self._key_to_site[k]: v for k, v in state.readouts.items() if self._key_to_site.get(k) in chosen
         }
         self.slopes = {s.name: f.slope for f, s in zip(fires, sites) if s.name in chosen}
-        offset = 0
-        for key in self._ordered_keys():
-            n = self.layouts[self._key_to_site[key]].n_units(self.units)
-            self._offsets[key] = (offset, offset + n)
-            offset += n
-        rate = self.units == "channel" and any(l.channel_dim is not None for l in self.layouts.values())
-        self.gate_var = "gate_rate" if rate else "gate"
-        specs = {self.gate_var: (offset, np.dtype(np.float32) if rate else np.dtype(bool))}
-        if self.values:
-            specs["activation"] = (offset, np.dtype(np.float32))
-        self.sink.configure(specs)
-        # the discovery pass's own data goes to the sink like any other pass
         batch = {f.gate.shape[0] for k, f in state.fires.items() if k in self._selected_keys}
         if len(batch) != 1:
             detail = ", ".join(f"{self._key_to_site[k]}: {f.gate.shape[0]}" for k, f in state.fires.items())
             raise ValueInputError(
                 f"sites saw different batch sizes in the first forward pass ({detail}); the first "
-                "dimension of every ReLU input must be the sample dimension."
+                "dimension of every ReLU input must be the sample dimension (a (batch · seq, features) "
+                "layout is recognised when the call carries input_ids or an attention_mask)."
             )
-        state.batch = batch.pop()
-        state.block = self.sink.reserve(state.batch)
-        for key in self._selected_keys:
-            fire = state.fires[key]
-            u0, u1 = self._offsets[key]
-            state.block[self.gate_var][:, u0:u1] = fire.gate
-            if self.values:
-                if fire.value is None:
-                    raise ValueInputError(
-                        f"site {self._key_to_site[key]!r} returned no tensor, so `values=True` "
-                        "cannot record its post-activation."
-                    )
-                state.block["activation"][:, u0:u1] = fire.value
-            if fire.nonfinite:
-                self.nonfinite[self._key_to_site[key]] += fire.nonfinite
-            state.fired.add(key)
+        if self.samples == "position":
+            self._check_token_sites()
+        ordered = self._ordered_keys()
+        offset = 0
+        for key in ordered:
+            layout = self.layouts[self._key_to_site[key]]
+            n = layout.n_channels if self.samples == "position" else layout.n_units(self.units)
+            self._offsets[key] = (offset, offset + n)
+            offset += n
+        rate = self.units == "channel" and any(l.channel_dim is not None for l in self.layouts.values())
+        self.gate_var = "gate_rate" if rate else "gate"
+        specs: dict[str, tuple[int | None, np.dtype]] = {
+            self.gate_var: (offset, np.dtype(np.float32) if rate else np.dtype(bool))}
+        if self.values:
+            specs["activation"] = (offset, np.dtype(np.float32))
+        if self.samples == "position":
+            positions = self.layouts[self._key_to_site[ordered[0]]].n_positions
+            ids = None if state.tokens is None else state.tokens.ids
+            self._token_coord = ids is not None and int(ids.shape[1]) == positions
+            length = None if state.tokens is None else state.tokens.length
+            self.sequence_positions = length is not None and length == positions
+            for name in (INPUT, POSITION, *((TOKEN,) if self._token_coord else ())):
+                specs[name] = (None, np.dtype(np.int64))
+        self.sink.configure(specs)
+        if not self.discover_only:  # the discovery pass's own data goes to the sink like any other pass
+            first = state.fires[ordered[0]]
+            state.rows = self._pass_rows(first.gate.shape, first.layout, self._key_to_site[ordered[0]])
+            state.block = self.sink.reserve(state.rows.n_rows)
+            self._write_row_coords()
+            for key in ordered:
+                fire = state.fires[key]
+                name = self._key_to_site[key]
+                self._check_rows(fire.gate.shape, fire.layout, name)
+                u0, u1 = self._offsets[key]
+                write_gates(fire.gate, fire.layout, units=self.units, samples=self.samples, threshold=self.threshold,
+                            rows=state.rows, out=state.block[self.gate_var][:, u0:u1], scratch=self._scratch)
+                if self.values:
+                    if fire.value is None:
+                        raise ValueInputError(
+                            f"site {name!r} returned no tensor, so `values=True` cannot record its post-activation."
+                        )
+                    write_values(fire.value, fire.layout, units=self.units, samples=self.samples, rows=state.rows,
+                                 out=state.block["activation"][:, u0:u1])
+                if fire.nonfinite:
+                    self.nonfinite[name] += fire.nonfinite
+                state.fired.add(key)
         state.fires = {}
         self._discovering = False
         self._use_mode = any(s.kind == "functional" for s in self.sites)
         self._register(discovery=False)
+
+    def _check_token_sites(self) -> None:
+        """``samples="position"`` needs sites with positions, the same number at every site."""
+        dense = [name for name, layout in self.layouts.items() if layout.channel_dim is None]
+        if dense:
+            raise ValueInputError(
+                f"samples='position' makes each position of a sequence or conv site a sample, but site(s) "
+                f"{dense} have no positions (their input is (batch, features)); select the sites with "
+                "positions with `sites=` (see rp.list_sites), or record with samples='input'."
+            )
+        positions = {name: layout.n_positions for name, layout in self.layouts.items()}
+        if len(set(positions.values())) > 1:
+            listed = ", ".join(f"{name!r}: {p}" for name, p in positions.items())
+            raise ValueInputError(
+                "samples='position' needs the same positions at every recorded site (one row per "
+                f"(input, position)), but the sites have different numbers of positions ({listed}); "
+                "select sites of one resolution with `sites=` (e.g. sites='layer3*') and record each "
+                "resolution on its own."
+            )
 
     def _emit(self, pass_index: int) -> None:
         state = self._state
@@ -517,8 +653,10 @@ class GateTap:
                 "although they fired in the first pass; recording needs the same sites in every "
                 "pass (data-dependent control flow?). Select fewer sites with `sites=`."
             )
-        self.sink.commit(state.batch)
+        self.sink.commit(state.rows.n_rows)
+        self.inputs_seen += state.rows.inputs
         state.block = None
+        state.rows = None
         state.fired = set()
 
     def _ordered_keys(self) -> list[tuple]:
@@ -545,9 +683,6 @@ def replaced_output(module: nn.Module, value: Callable[[Any], torch.Tensor]) -> 
         handle.remove()
 
 
-_NUMPY_FLOATS = (torch.float16, torch.float32, torch.float64)
-
-
 def _module_slope(module: nn.Module) -> float:
     """The negative-branch slope of an activation module: 0 for ``nn.ReLU``, ``negative_slope``
     for ``nn.LeakyReLU``, NaN for other (opt-in) activations, which are not piecewise linear
@@ -563,42 +698,6 @@ def _functional_slope(function: str, args: tuple, kwargs: dict) -> float:
         return 0.0
     slope = args[1] if len(args) > 1 else kwargs.get("negative_slope", 0.01)
     return float(slope)
-
-
-def _write_gates(x: torch.Tensor, layout: SiteLayout, units: str, threshold: float, out: np.ndarray) -> None:
-    """Write the gates of *x* ``(B, …)`` into *out* ``(B, n_units)`` (a view into the sink).
-
-    Element units: ``out[b, u] = x[b, …] > threshold`` in channel-major unit order; channel
-    units of a conv/sequence site: the fraction of positions above threshold per channel.
-    CPU float tensors go through numpy's ``greater`` straight into *out* (several times
-    faster than ``torch.gt`` plus a copy).
-    """
-    xf = _channels_first(x, layout)
-    if units == "channel" and layout.channel_dim is not None:
-        out[...] = (xf > threshold).flatten(2).to(torch.float32).mean(2).cpu().numpy()
-        return
-    if out.dtype == bool and xf.device.type == "cpu" and xf.dtype in _NUMPY_FLOATS:
-        array = xf.numpy()
-        target = out.view()
-        target.shape = array.shape  # a view: splitting the unit axis never copies
-        np.greater(array, threshold, out=target)
-        return
-    out[...] = (xf > threshold).reshape(xf.shape[0], -1).cpu().numpy()
-
-
-def _write_values(y: torch.Tensor, layout: SiteLayout, units: str, out: np.ndarray) -> None:
-    """Write post-activation values (per-channel means for channel units) into *out*."""
-    yf = _channels_first(y, layout)
-    if units == "channel" and layout.channel_dim is not None:
-        yf = yf.flatten(2).to(torch.float32).mean(2)
-    out[...] = yf.reshape(yf.shape[0], -1).to("cpu", torch.float32).numpy()
-
-
-def _channels_first(x: torch.Tensor, layout: SiteLayout) -> torch.Tensor:
-    """View *x* as (B, C, *positions) for conv/sequence sites; dense sites unchanged."""
-    if layout.channel_dim == -1:
-        return x.movedim(-1, 1)
-    return x
 
 
 #: Values searched no further for tensors in a model's output.
@@ -644,14 +743,6 @@ def _members(obj: Any) -> list[Any]:
             if name not in ("__dict__", "__weakref__"):
                 members.append(getattr(obj, name, None))
     return members
-
-
-def _same_units(layout: SiteLayout, shape: tuple[int, ...], units: str) -> bool:
-    """Whether a per-sample *shape* maps to the same units as the site's first-pass layout
-    (channel units only need the same channel count; element units the same shape)."""
-    if units == "channel" and layout.channel_dim is not None and len(shape) == len(layout.shape):
-        return SiteLayout(shape, layout.channel_dim).n_channels == layout.n_channels
-    return shape == layout.shape
 
 
 def _ptr(t: torch.Tensor) -> tuple[int, int]:

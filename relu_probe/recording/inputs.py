@@ -3,6 +3,10 @@
 Accepted forms:
 
 * a ``torch.Tensor`` or ``numpy.ndarray`` of samples (split into ``batch_size`` chunks);
+* a dict of per-sample tensors (e.g. ``{"input_ids": ids, "attention_mask": mask}``), split
+  into ``batch_size`` chunks like a tensor: every tensor whose first dimension is the number
+  of samples is split, other values go to every call unchanged; it is passed as keyword
+  arguments (``model(**chunk)``), or only ``chunk[input_key]`` when ``input_key`` is given;
 * a list / tuple of tensors (each one batch);
 * a ``DataLoader`` or any iterable of batches, where a batch is a tensor, a tuple/list whose
   first item is the input, or a dict: ``batch[input_key]`` is the input when
@@ -37,13 +41,27 @@ class Batch:
     kwargs: dict
     size: int
 
+    def head(self, n: int) -> Batch:
+        """The same call on the first *n* samples (tensors of ``size`` rows are sliced)."""
+        n = min(n, self.size)
 
-def count_batches(inputs: Any, batch_size: int | None) -> int | None:
+        def cut(value: Any) -> Any:
+            if isinstance(value, torch.Tensor) and value.dim() and len(value) == self.size:
+                return value[:n]
+            return value
+
+        return Batch(tuple(cut(v) for v in self.args), {k: cut(v) for k, v in self.kwargs.items()}, n)
+
+
+def count_batches(inputs: Any, batch_size: int | None, input_key: str | None = None) -> int | None:
     """Number of batches *inputs* will yield, or ``None`` when it cannot be known."""
     if isinstance(inputs, (torch.Tensor, np.ndarray)):
         n = len(inputs) if inputs.ndim else 0
         size = batch_size or DEFAULT_BATCH_SIZE
         return -(-n // size)
+    if isinstance(inputs, Mapping):
+        n = _mapping_size(inputs, input_key)
+        return None if n is None else -(-n // (batch_size or DEFAULT_BATCH_SIZE))
     try:
         return len(inputs)
     except TypeError:
@@ -81,13 +99,49 @@ def iter_batches(
             chunk = inputs[start : start + size]
             yield Batch((chunk.to(device),), {}, len(chunk))
         return
-    if isinstance(inputs, (str, bytes, Mapping)) or not isinstance(inputs, Iterable):
+    if isinstance(inputs, Mapping):
+        yield from _split_mapping(inputs, model=model, device=device, batch_size=batch_size, input_key=input_key)
+        return
+    if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Iterable):
         raise InputError(
-            "`inputs` must be a Tensor, a numpy array, a sequence of Tensors, a DataLoader or an "
-            f"iterable of batches; got {describe(inputs)}."
+            "`inputs` must be a Tensor, a numpy array, a dict of tensors, a sequence of Tensors, a "
+            f"DataLoader or an iterable of batches; got {describe(inputs)}."
         )
     for index, batch in enumerate(inputs):
         yield _as_batch(batch, index, model=model, device=device, input_key=input_key)
+
+
+def _mapping_size(inputs: Mapping, input_key: str | None) -> int | None:
+    """Samples in a dict of per-sample tensors: the first dimension of ``inputs[input_key]``,
+    else of its first tensor (None when it holds no tensor)."""
+    if input_key is not None and input_key in inputs:
+        value = inputs[input_key]
+        return len(value) if hasattr(value, "shape") and len(value.shape) else None
+    first = next((v for v in inputs.values() if isinstance(v, (torch.Tensor, np.ndarray)) and v.ndim), None)
+    return None if first is None else len(first)
+
+
+def _split_mapping(inputs: Mapping, *, model: nn.Module, device: torch.device, batch_size: int | None,
+                   input_key: str | None) -> Iterator[Batch]:
+    """A dict of per-sample tensors as ``batch_size`` chunks (module docstring)."""
+    if input_key is not None and input_key not in inputs:
+        raise InputError(
+            f"`input_key={input_key!r}` is not a key of the `inputs` dict; its keys are {sorted(map(str, inputs))}."
+        )
+    n = _mapping_size(inputs, input_key)
+    if n is None:
+        raise InputError(
+            f"`inputs` is a dict without tensors (keys {sorted(map(str, inputs))}); expected per-sample "
+            "tensors such as {'input_ids': ids, 'attention_mask': mask}."
+        )
+    values = {k: (_from_numpy(v, model) if isinstance(v, np.ndarray) else v) for k, v in inputs.items()}
+    size = batch_size or DEFAULT_BATCH_SIZE
+    for start in range(0, n, size):
+        chunk = {
+            k: (v[start : start + size] if isinstance(v, torch.Tensor) and v.dim() and len(v) == n else v)
+            for k, v in values.items()
+        }
+        yield _as_batch(chunk, start // size, model=model, device=device, input_key=input_key)
 
 
 def _from_numpy(array: np.ndarray, model: nn.Module) -> torch.Tensor:
@@ -158,8 +212,14 @@ def samples_in(inputs: Any, *, coords: Mapping[str, Sequence] | None, sample_ids
     dataset = getattr(inputs, "dataset", None)
     if dataset is not None and hasattr(dataset, "__len__") and not getattr(inputs, "drop_last", False):
         return len(dataset)
+    if isinstance(inputs, Mapping):
+        return _mapping_size(inputs, None)
     if isinstance(inputs, (list, tuple)) and all(hasattr(b, "shape") for b in inputs):
         return int(sum(b.shape[0] for b in inputs))
+    if isinstance(inputs, (list, tuple)) and inputs and all(isinstance(b, Mapping) for b in inputs):
+        sizes = [_mapping_size(b, None) for b in inputs]
+        if all(s is not None for s in sizes):
+            return int(sum(sizes))
     if coords:
         first = next(iter(coords.values()))
         if hasattr(first, "__len__"):

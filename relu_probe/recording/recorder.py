@@ -24,7 +24,7 @@ from torch import nn
 
 from .._util.checks import check_choice, check_int
 from .._util.progress import progress_bar
-from ..data.schema import SiteTable, check_coords
+from ..data.schema import INPUT, TOKEN_COORDS, SiteTable, check_coords
 from ..errors import (
     ForwardError,
     InputError,
@@ -33,12 +33,13 @@ from ..errors import (
     ValueInputError,
     describe,
 )
-from .fingerprint import batch_inputs
+from .fingerprint import batch_inputs, token_inputs
 from .hooks import GateTap
-from .inputs import check_sample_count, count_batches, iter_batches, samples_in
+from .inputs import Batch, check_sample_count, count_batches, iter_batches, samples_in
 from .model import preserved_state, unwrap_model
 from .sinks import MemorySink
 from .sites import SiteSelector, activation_types
+from .tokens import SAMPLE_MODES, batch_tokens, count_tokens, token_rows
 
 __all__ = ["record", "Recorder", "list_sites", "create_store", "record_shard"]
 
@@ -73,6 +74,9 @@ class Recorder:
     check_finite : bool, default=True
         Count NaN/Inf pre-activations per site in every pass (warned about by
         :func:`record`; read them in ``rec.nonfinite``).
+    samples : {"input", "position"}, default="input"
+        One sample per input, or one per (input, position) of the recorded sequence / conv
+        sites (see :func:`record`).
 
     Examples
     --------
@@ -96,9 +100,17 @@ class Recorder:
         channel_dim: int | Mapping[str, int] | None = None,
         activations: Sequence[type[nn.Module]] = (),
         check_finite: bool = True,
+        samples: str = "input",
         _sink: Any = None,
     ) -> None:
         check_choice("units", units, ["element", "channel"])
+        check_choice("samples", samples, SAMPLE_MODES)
+        if samples == "position" and units == "channel":
+            raise ValueInputError(
+                "`units='channel'` averages each channel over its positions, `samples='position'` makes "
+                "each position a sample of its own; pass one of them (with samples='position' every unit "
+                "is a channel already)."
+            )
         if type(model).__name__ == "OptimizedModule":
             raise InputError(
                 "`model` is a torch.compile'd module; hooks inside a compiled graph do not run "
@@ -115,6 +127,7 @@ class Recorder:
         self.sites_selector = sites
         self.values = bool(values)
         self.units = units
+        self.samples = samples
         self._sink = MemorySink() if _sink is None else _sink
         self._tap = GateTap(
             self.module,
@@ -125,6 +138,7 @@ class Recorder:
             sink=self._sink,
             channel_dim=dict(channel_dim) if isinstance(channel_dim, Mapping) else channel_dim,
             check_finite=bool(check_finite),
+            samples=samples,
         )
         self._entered = False
 
@@ -153,8 +167,13 @@ class Recorder:
 
     @property
     def n_samples(self) -> int:
-        """Samples recorded so far."""
+        """Samples recorded so far (with ``samples="position"``: kept (input, position) pairs)."""
         return self._sink.n_samples
+
+    @property
+    def n_inputs(self) -> int:
+        """Inputs recorded so far (equal to :attr:`n_samples` unless ``samples="position"``)."""
+        return self._tap.inputs_seen
 
     @property
     def nonfinite(self) -> dict[str, int]:
@@ -170,6 +189,7 @@ class Recorder:
         """Forget the recorded batches (sites stay discovered)."""
         self._sink.clear()
         self._tap.nonfinite.clear()
+        self._tap.inputs_seen = 0
 
     def to_dataset(
         self, coords: Mapping[str, Any] | None = None, *, sample_ids: np.ndarray | None = None
@@ -179,7 +199,8 @@ class Recorder:
         Parameters
         ----------
         coords : mapping of str to array-like, optional
-            Per-sample labels (any dtype), one value per recorded sample.
+            Per-sample labels (any dtype), one value per recorded sample; with
+            ``samples="position"`` one per recorded *input*, broadcast to its positions.
         sample_ids : array of int, optional
             Values of the ``sample`` coord (default ``0 … n-1``).
         """
@@ -188,18 +209,24 @@ class Recorder:
                 "no forward pass was recorded: call the model inside `with Recorder(model) as rec:` "
                 "before `rec.to_dataset()`."
             )
-        checked = check_coords(coords, self._sink.n_samples)
         if sample_ids is not None and len(sample_ids) != self._sink.n_samples:
             raise ValueInputError(
                 f"`sample_ids` has {len(sample_ids)} values, expected {self._sink.n_samples}."
             )
-        return self.site_table().dataset(self._sink.arrays(), checked, sample_ids)
+        arrays = self._sink.arrays()
+        if self.samples == "input":
+            return self.site_table().dataset(arrays, check_coords(coords, self._sink.n_samples), sample_ids)
+        per_input = check_coords(coords, self._tap.inputs_seen, per="input", reserved=TOKEN_COORDS)
+        row_coords = {k: arrays.pop(k) for k in TOKEN_COORDS if k in arrays}
+        inputs = row_coords[INPUT]
+        broadcast = {name: values[inputs] for name, values in per_input.items()}
+        return self.site_table().dataset(arrays, {**row_coords, **broadcast}, sample_ids)
 
     def site_table(self) -> SiteTable:
         """The recorded sites: what fixes the dataset's units, unit coords and attrs."""
         return SiteTable(
             site_names=tuple(self.sites), layouts=self._tap.layouts, readouts=self._tap.readouts, units=self.units,
-            model_class=type(self.module).__qualname__, threshold=self._tap.threshold, slopes=self._tap.slopes,
+            model_class=type(self.module).__qualname__, threshold=self._tap.threshold, slopes=self._tap.slopes, samples=self.samples,
         )
 
     def attrs_for(self, specs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -240,6 +267,7 @@ def record(
     n_samples: int | None = None,
     chunk_size: int | None = None,
     check_finite: bool | str = "auto",
+    samples: str = "input",
     _job: Any = None,
 ) -> xr.Dataset:
     """Run *model* over *inputs* and return which ReLU units are on for which sample.
@@ -249,12 +277,15 @@ def record(
     model : torch.nn.Module
         Any model; ``DataParallel``/``DDP`` wrappers are unwrapped and a ``torch.compile``d
         model is recorded through its original module.
-    inputs : Tensor, ndarray, sequence of Tensors, DataLoader or iterable of batches
-        See :mod:`relu_probe.recording.inputs` for the accepted batch forms.
+    inputs : Tensor, ndarray, dict of Tensors, sequence of Tensors, DataLoader or iterable of batches
+        See :mod:`relu_probe.recording.inputs` for the accepted batch forms; a dict such as
+        ``{"input_ids": ids, "attention_mask": mask}`` is split into batches like a tensor and
+        passed as keyword arguments.
     sites : selector, optional
         Exact names, globs, module types or predicates (see :func:`list_sites`).
     coords : mapping of str to array-like, optional
-        Per-sample labels (e.g. ``{"context": c, "object": o}``), one per sample.
+        Per-sample labels (e.g. ``{"context": c, "object": o}``), one per sample; with
+        ``samples="position"`` one per *input*, broadcast to every position of that input.
     batch_size : int, optional
         Split a tensor input into batches of this size (default 1024).
     values : bool, default=False
@@ -304,14 +335,39 @@ def record(
         check every site of every batch (one extra read of each site's input). ``False``:
         no checks. In training mode (``eval_mode=False``) ``"auto"`` means ``True``, since a
         re-run would update batch-norm statistics twice.
+    samples : {"input", "position"}, default="input"
+        What a sample is. ``"input"``: one per input; a conv / sequence site gives a unit per
+        (channel, position). ``"position"``: every (input, position) of the recorded
+        sequence or conv sites is one sample — a token of a transformer, a pixel of a
+        feature map — and every unit is a channel (``neuron`` = channel index). Sample
+        coords ``input`` (index of the input, in input order), ``position`` (flat index
+        over the site's positions, row-major for conv maps) and, when the batches carry
+        ``input_ids``, ``token``; *coords* are per input and broadcast to its positions.
+        Padding (``attention_mask == 0`` of the model call) is dropped. Every recorded site
+        must have the same positions: select sites of one resolution with ``sites=``
+        (sites without positions, or of different resolutions, are refused); not with
+        ``units="channel"`` or ``sample_ids``. With *store*, the number of samples must be
+        known before recording: counted from the attention masks (or ``input_ids``) of
+        in-memory dict batches, or inputs × positions for tensors and lists of tensors
+        (positions found on the first batch); otherwise pass ``n_samples=`` (the number of
+        kept positions) together with ``coords`` or a countable ``inputs``.
 
     Returns
     -------
     xarray.Dataset
         ``gate`` (sample, unit) bool — the ReLU's input is > 0 — (or ``gate_rate`` for
         channel units), optional ``activation``; unit coords ``site``, ``neuron``
-        (+ ``channel``, ``position``); sample coords ``sample`` and *coords*. Dask-backed
-        when written to a *store*.
+        (+ ``channel``, ``position``); sample coords ``sample`` and *coords* (+ ``input``,
+        ``position``, ``token`` with ``samples="position"``). Dask-backed when written to a
+        *store*.
+
+    Notes
+    -----
+    Layouts that flatten ``(batch · seq, d)`` before a ReLU (OPT's feed-forward) are read as
+    ``(batch, seq, d)`` when the call carries ``input_ids`` or an ``attention_mask``
+    (:mod:`relu_probe.recording.tokens`), with either value of *samples*. With
+    ``units="channel"``, a sequence site's active fraction counts only the real positions
+    of the call's ``attention_mask``.
 
     Raises
     ------
@@ -335,28 +391,47 @@ def record(
         raise ValueInputError(f"`check_finite` must be 'auto', True or False; got {check_finite!r}.")
     if store is None and (resume or overwrite):
         raise ValueInputError("`resume` and `overwrite` apply to a `store`; pass `store=path`.")
+    check_choice("samples", samples, SAMPLE_MODES)
+    position = samples == "position"
+    if position and sample_ids is not None:
+        raise ValueInputError(
+            "`sample_ids` name the samples, but with samples='position' the samples are the kept positions "
+            "(the `input` coord says which input each comes from); pass per-input ids as a coord instead "
+            "(coords={'input_id': ids}), which is broadcast to the positions."
+        )
     every_site = check_finite is True or (check_finite == "auto" and not eval_mode)
     recount = check_finite == "auto" and not every_site
+    if position and store is not None and not eval_mode:
+        raise ValueInputError(
+            "samples='position' with `store=` records in eval mode only (eval_mode=True): the store is sized "
+            "from the sites' positions, found on a first pass that must not update the model."
+        )
     sink = None
     if store is not None:  # claims (creates, checks, locks) the store before the model runs
         sink = _store_sink(inputs, store, coords=coords, sample_ids=sample_ids, n_samples=n_samples,
-                           resume=resume, overwrite=overwrite, chunk_size=chunk_size, job=_job)
+                           resume=resume, overwrite=overwrite, chunk_size=chunk_size, job=_job, samples=samples,
+                           input_key=input_key)
     try:
         recorder = Recorder(
             module, sites, values=values, units=units, channel_dim=channel_dim, activations=activations,
-            check_finite=every_site, _sink=sink,
+            check_finite=every_site, samples=samples, _sink=sink,
         )
-        if sink is None and isinstance(inputs, (torch.Tensor, np.ndarray)) and inputs.ndim:
-            recorder._sink.expected_rows = len(inputs)
-        n_seen = _run(module, inputs, recorder, sink, batch_size=batch_size, input_key=input_key,
-                      progress=progress, eval_mode=eval_mode, recount=recount)
+        if sink is None:  # one allocation when the number of samples can be read off the inputs
+            if not position:
+                recorder._sink.expected_rows = samples_in(inputs, coords=None, sample_ids=None, n_samples=n_samples)
+            else:
+                n_inputs = samples_in(inputs, coords=None, sample_ids=None, n_samples=None)
+                recorder._sink.size_for = lambda: _position_rows(inputs, recorder, n_inputs, n_samples)
+        n_seen, n_rows = _run(module, inputs, recorder, sink, batch_size=batch_size, input_key=input_key,
+                              progress=progress, eval_mode=eval_mode, recount=recount)
         if n_seen == 0:
             raise ValueInputError(f"`inputs` is empty: it yielded no samples ({describe(inputs)}).")
         recorder._warn_nonfinite(stacklevel=2)
         if sink is not None:
-            if n_seen != len(sink.rows):
+            if n_rows != len(sink.rows):
+                what = "kept positions" if position else "samples"
                 raise ValueInputError(
-                    f"`inputs` yielded {n_seen} samples but {len(sink.rows)} were expected for `store` "
+                    f"`inputs` yielded {n_rows} {what} but {len(sink.rows)} were expected for `store` "
                     f"{str(store)!r} (from the inputs' length, `n_samples`, `sample_ids` or `coords`)."
                 )
             sink.close()
@@ -424,11 +499,26 @@ def record_shard(model: nn.Module, inputs: Any, store: str | os.PathLike, *, job
 
 
 def _store_sink(inputs: Any, store: Any, *, coords: Any, sample_ids: Any, n_samples: Any,
-                resume: bool, overwrite: bool, chunk_size: int | None, job: Any = None) -> Any:
+                resume: bool, overwrite: bool, chunk_size: int | None, job: Any = None, samples: str = "input",
+                input_key: str | None = None) -> Any:
     from ..data.store import ZarrSink
 
     if resume and overwrite:
         raise ValueInputError("`resume=True` and `overwrite=True` contradict each other; pass one.")
+    mode = "resume" if resume else ("overwrite" if overwrite else "create")
+    if samples == "position":
+        n_inputs = samples_in(inputs, coords=coords, sample_ids=None, n_samples=None)
+        counted = None if n_samples is None else check_int("n_samples", n_samples, minimum=1)
+        if n_inputs is None:
+            raise ValueInputError(
+                "`store=` with samples='position' needs the number of inputs up front (for their `input` "
+                f"coord and `coords`), but it cannot be read off `inputs` ({describe(inputs)}); pass `coords` "
+                "(one value per input) or inputs of known length, and `n_samples=` (the number of kept positions)."
+            )
+        checked = check_coords(coords, n_inputs, per="input", reserved=TOKEN_COORDS)
+        return ZarrSink(store, n_inputs=None, sample_ids=None, coords={}, input_coords=checked,
+                        n_source_inputs=n_inputs, counted_rows=counted, attrs_for=None, mode=mode,
+                        chunk_rows=chunk_size, job=job)
     n = check_sample_count(
         samples_in(inputs, coords=coords, sample_ids=sample_ids, n_samples=n_samples), describe(inputs)
     )
@@ -436,52 +526,63 @@ def _store_sink(inputs: Any, store: Any, *, coords: Any, sample_ids: Any, n_samp
     if ids is not None and len(ids) != n:
         raise ValueInputError(f"`sample_ids` has {len(ids)} values, expected {n} (one per sample).")
     checked = check_coords(coords, n)
-    mode = "resume" if resume else ("overwrite" if overwrite else "create")
     return ZarrSink(store, n_inputs=n, sample_ids=ids, coords=checked, attrs_for=None, mode=mode,
                     chunk_rows=chunk_size, job=job)
 
 
-def _run(module: nn.Module, inputs: Any, recorder: Recorder, sink: Any, *, batch_size: int | None,
-         input_key: str | None, progress: bool | None, eval_mode: bool, recount: bool = False) -> int:
-    """Call *module* on every batch of *inputs* inside *recorder*; return the samples seen.
+def _dict_batches(inputs: Any) -> list[Any]:
+    """*inputs* as in-memory dict batches (a dict, or a list / tuple of dicts), else ``[None]``."""
+    if isinstance(inputs, Mapping):
+        return [inputs]
+    if isinstance(inputs, (list, tuple)) and inputs and all(isinstance(b, Mapping) for b in inputs):
+        return list(inputs)
+    return [None]
 
-    With a store *sink*, each batch's target rows and input fingerprints are set first (a
-    resumed stream checks them against the chunks on disk), and batches whose rows are all
-    on disk already are skipped once the sites are known. With
-    *recount*, a batch whose output is not finite is run once more, recording nothing, to
-    count its non-finite pre-activations per site.
+
+def _run(module: nn.Module, inputs: Any, recorder: Recorder, sink: Any, *, batch_size: int | None,
+         input_key: str | None, progress: bool | None, eval_mode: bool,
+         recount: bool = False) -> tuple[int, int]:
+    """Call *module* on every batch of *inputs* inside *recorder*; return the inputs seen and
+    the rows (samples) they gave.
+
+    The first batch also discovers the sites. With a store *sink*, each batch's target rows and input
+    fingerprints are set first (a resumed stream checks them against the chunks on disk),
+    and batches whose rows are all on disk already are skipped once the sites are known.
+    With *recount*, a batch whose output is not finite is run once more, recording nothing,
+    to count its non-finite pre-activations per site.
     """
     tap = recorder._tap
+    position = recorder.samples == "position"
     if sink is not None:
         sink.attrs_for = recorder.attrs_for
-    n_batches = count_batches(inputs, batch_size)
-    start = 0
+        if position:
+            sink.size_for = lambda: _position_rows(inputs, recorder, sink.n_source_inputs, sink.counted_rows)
+    n_batches = count_batches(inputs, batch_size, input_key)
+    start = row = 0
     with preserved_state(module, eval_mode=eval_mode), recorder:
         batches = iter_batches(inputs, model=module, batch_size=batch_size, input_key=input_key)
         for index, batch in enumerate(
             progress_bar(batches, enabled=progress, total=n_batches, desc="recording", unit="batch")
         ):
+            if not recorder.sites and position and sink is not None:
+                _discover(module, batch, recorder)  # the store's size depends on the sites' positions
+            n_rows = batch.size
             if sink is not None:
-                rows = sink.rows[start : start + batch.size]
-                if len(rows) < batch.size:
+                n_rows, fingerprint = _batch_rows(batch, recorder) if position else (batch.size, batch_inputs(batch))
+                rows = sink.rows[row : row + n_rows]
+                if len(rows) < n_rows:
+                    what = "kept positions" if position else "samples"
                     raise ValueInputError(
-                        f"`inputs` yielded more samples than the {len(sink.rows)} expected for the store."
+                        f"`inputs` yielded more {what} than the {len(sink.rows)} expected for the store."
                     )
-                sink.set_rows(rows, batch_inputs(batch))  # checks chunks already on disk
+                sink.set_rows(rows, fingerprint)  # checks chunks already on disk
                 if recorder.sites and sink.rows_done(rows):
                     start += batch.size
+                    row += n_rows
                     continue
-            try:
-                module(*batch.args, **batch.kwargs)
-            except ReluProbeError:
-                raise
-            except Exception as exc:  # the user's forward failed: add where it happened
-                last = recorder._tap.last_site
-                raise ForwardError(
-                    f"the model's forward raised {type(exc).__name__} on batch {index} "
-                    f"(samples {start}–{start + batch.size - 1}); last ReLU site reached: "
-                    f"{repr(last) if last else 'none (before the first ReLU)'}. Original error: {exc}"
-                ) from exc
+            tap.inputs_seen = start
+            before = recorder.n_samples
+            _call(module, batch, recorder, index, start)
             if recount and tap.output_nonfinite:
                 tap.recount = True
                 try:
@@ -489,7 +590,80 @@ def _run(module: nn.Module, inputs: Any, recorder: Recorder, sink: Any, *, batch
                 finally:
                     tap.recount = False
             start += batch.size
-    return start
+            row += recorder.n_samples - before if sink is None else n_rows
+    return start, row
+
+
+def _call(module: nn.Module, batch: Batch, recorder: Recorder, index: int, start: int) -> None:
+    """``module(batch)``; an error of the user's forward gets the batch and the last site."""
+    try:
+        module(*batch.args, **batch.kwargs)
+    except ReluProbeError:
+        raise
+    except Exception as exc:  # the user's forward failed: add where it happened
+        last = recorder._tap.last_site
+        raise ForwardError(
+            f"the model's forward raised {type(exc).__name__} on batch {index} "
+            f"(samples {start}–{start + batch.size - 1}); last ReLU site reached: "
+            f"{repr(last) if last else 'none (before the first ReLU)'}. Original error: {exc}"
+        ) from exc
+
+
+def _discover(module: nn.Module, batch: Batch, recorder: Recorder) -> None:
+    """Find the sites on *batch* (the first), recording nothing: one extra forward pass, in
+    eval mode only (it must not change the model). The batch is then recorded like the
+    others."""
+    tap = recorder._tap
+    tap.discover_only = True
+    try:
+        _call(module, batch, recorder, 0, 0)
+    finally:
+        tap.discover_only = False
+
+
+def _positions(recorder: Recorder) -> int:
+    """Positions per input of the recorded sites (``samples="position"``, after discovery)."""
+    layouts = recorder._tap.layouts
+    return layouts[recorder.sites[0]].n_positions
+
+
+def _follows_sequence(recorder: Recorder, length: int | None) -> bool:
+    """Whether the sites' positions are the batch's sequence positions."""
+    return length is not None and recorder._tap.sequence_positions
+
+
+def _batch_rows(batch: Batch, recorder: Recorder) -> tuple[int, Any]:
+    """The rows a ``samples="position"`` batch will fill and the fingerprint of each."""
+    tokens = batch_tokens(batch.args, batch.kwargs)
+    mask = tokens.mask_array()
+    if recorder.sites:
+        positions = tokens.length if _follows_sequence(recorder, tokens.length) else _positions(recorder)
+    elif tokens.length is not None:
+        positions = tokens.length
+    else:  # pragma: no cover - record() refuses stores in training mode for samples="position"
+        raise ValueInputError("samples='position' with a store needs the sites' positions before the first batch.")
+    keep = token_rows(batch.size, positions, mask if mask is not None and mask.shape == (batch.size, positions) else None)
+    return len(keep), token_inputs(batch_inputs(batch), keep, positions)
+
+
+def _position_rows(inputs: Any, recorder: Recorder, n_inputs: int | None, counted: int | None) -> int | None:
+    """Samples a ``samples="position"`` recording of *inputs* will have, once the sites are
+    known: *counted* (``n_samples``) when given; for in-memory dict batches their real tokens
+    (attention masks, else ``input_ids`` sizes) when the sites' positions are their sequence
+    positions; for tensors (and dict batches without masks) inputs × positions; else None
+    (an iterable whose masks are not known before it is run)."""
+    if counted is not None:
+        return counted
+    batches = _dict_batches(inputs)
+    if batches != [None]:
+        if recorder._tap.sequence_positions:
+            return count_tokens(batches)
+        if any("attention_mask" in batch for batch in batches):
+            return None
+    elif not (isinstance(inputs, (torch.Tensor, np.ndarray))
+              or (isinstance(inputs, (list, tuple)) and all(isinstance(b, torch.Tensor) for b in inputs))):
+        return None
+    return None if n_inputs is None else n_inputs * _positions(recorder)
 
 
 def list_sites(

@@ -1,9 +1,11 @@
 """Where recorded gates go: :class:`MemorySink` keeps them in memory (the zarr sink is
 :class:`relu_probe.data.store.ZarrSink`).
 
-A sink is filled in place by the hooks: ``configure(specs)`` once the sites are known,
-then per forward pass ``reserve(B)`` returns writable ``(B, n_units)`` arrays and
-``commit(B)`` keeps them (a failed pass is simply not committed and its rows are reused).
+A sink is filled in place by the hooks: ``configure(specs)`` once the sites are known
+(``specs`` maps each variable to ``(n_units, dtype)``, or ``(None, dtype)`` for a per-row
+coord), then per forward pass ``reserve(rows)`` returns writable ``(rows, n_units)`` (or
+``(rows,)``) arrays and ``commit(rows)`` keeps them (a failed pass is simply not committed
+and its rows are reused).
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ class MemorySink:
     """Keeps recorded passes in memory: rows are reserved, filled in place by the hooks, and
     committed once their pass completed (a failed pass's rows are simply reused).
 
-    Storage is allocated once when the number of samples is known. Otherwise it grows
+    Storage is allocated once when the number of samples is known (``expected_rows``, or
+    ``size_for()`` at :meth:`configure`; more rows than that still fit). Otherwise it grows
     geometrically: the first chunk holds the first batch, and each new chunk as many rows as
     are recorded so far (at least one batch), so the capacity never exceeds twice the rows
     recorded plus one batch, and no per-batch concatenation happens. :meth:`arrays` joins
@@ -58,17 +61,21 @@ class MemorySink:
 
     def __init__(self, expected_rows: int | None = None) -> None:
         self.expected_rows = expected_rows
+        #: optional callable giving ``expected_rows`` once the sites are known (at :meth:`configure`)
+        self.size_for = None
         self.specs: dict[str, tuple[int, np.dtype]] = {}
         self._chunks: list[dict[str, np.ndarray]] = []
         self._used: list[int] = []
         self._populating: threading.Thread | None = None
         self.n_samples = 0
 
-    def configure(self, specs: dict[str, tuple[int, np.dtype]]) -> None:
+    def configure(self, specs: dict[str, tuple[int | None, np.dtype]]) -> None:
         self.specs = dict(specs)
+        if self.expected_rows is None and self.size_for is not None:
+            self.expected_rows = self.size_for()
 
     def _new_chunk(self, rows: int) -> None:
-        chunk = {k: np.empty((rows, n), dtype) for k, (n, dtype) in self.specs.items()}
+        chunk = {k: np.empty(_shape(rows, n), dtype) for k, (n, dtype) in self.specs.items()}
         self._chunks.append(chunk)
         self._used.append(0)
         if sys.platform.startswith("linux") and sum(a.nbytes for a in chunk.values()) >= POPULATE_BYTES:
@@ -106,7 +113,7 @@ class MemorySink:
         if len(kept) == 1:
             chunk, used = kept[0]
             return {k: a[:used] for k, a in chunk.items()}
-        joined = {k: np.empty((self.n_samples, width), dtype) for k, (width, dtype) in self.specs.items()}
+        joined = {k: np.empty(_shape(self.n_samples, width), dtype) for k, (width, dtype) in self.specs.items()}
         self._chunks, self._used = [], []
         start = 0
         while kept:
@@ -124,3 +131,7 @@ class MemorySink:
         self._used.clear()
         self.n_samples = 0
         self.expected_rows = None
+
+
+def _shape(rows: int, width: int | None) -> tuple[int, ...]:
+    return (rows,) if width is None else (rows, width)

@@ -69,10 +69,19 @@ class SiteLayout:
     ``shape`` is the per-sample shape (batch dim removed). Dense sites have
     ``shape == (C,)``; conv/sequence sites have a channel axis (``channel_dim`` in the full
     tensor: 1 = channel-first, -1 = channel-last) and positions over the other axes.
+    ``flattened`` marks a sequence site whose tensor arrives as ``(batch · seq, C)`` (OPT's
+    feed-forward): its ``shape`` is the unflattened ``(seq, C)``
+    (:mod:`relu_probe.recording.tokens`).
+
+    Element units are numbered in the per-sample tensor's own (row-major) order: neuron
+    ``n`` is element ``n`` of ``x[b].flatten()``, so a conv site ``(C, H, W)`` is
+    channel-major and a sequence site ``(seq, C)`` position-major (gates are then written
+    without a transpose); the ``channel`` and ``position`` coords name each unit.
     """
 
     shape: tuple[int, ...]
     channel_dim: int | None  # None for dense (2-D) sites
+    flattened: bool = False
 
     @property
     def n_channels(self) -> int:

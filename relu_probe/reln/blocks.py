@@ -5,8 +5,8 @@ layer :math:`l` of the group is one matrix :math:`W_l` whose pathway blocks sit 
 diagonal (masks keep the off-diagonal blocks at zero). Gating a pathway's first-layer units
 gates the whole pathway, since its later layers are linear and block-diagonal:
 
-.. math:: g_{p\mu}\, W_{p,L} \cdots W_{p,2} W_{p,1} 	ilde x_{p\mu}
-          = W_{p,L} \cdots W_{p,2} ig(g_{p\mu} W_{p,1} 	ilde x_{p\mu}ig)
+.. math:: g_{p\mu}\, W_{p,L} \cdots W_{p,2} W_{p,1} \tilde x_{p\mu}
+          = W_{p,L} \cdots W_{p,2} \big(g_{p\mu} W_{p,1} \tilde x_{p\mu}\big)
 
 so one epoch costs a handful of matrix products whatever the number of pathways.
 """
@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import ValueInputError
 from .spec import PathwaySpec
 
 __all__ = ["PathwayBlocks", "gradient_step"]
@@ -45,7 +46,7 @@ class PathwayBlocks:
         self.n_paths = spec.n_pathways
         self.n_out = n_out
         self.dtype, self.device = dtype, device
-        in_mask = spec.inputs
+        in_mask = spec.design_inputs  # with hidden biases: a last, constant input every pathway reads
         self.trunk: list[torch.Tensor] = []
         prev = in_mask.shape[1]
         for width, scale in zip(spec.trunk, spec.trunk_scales):
@@ -54,12 +55,23 @@ class PathwayBlocks:
         if self.trunk:
             in_mask = np.ones((self.n_paths, prev), dtype=bool)
         self.n_base = prev  # what the pathways read: the inputs, or the trunk's last layer
-        draws = [self._draw(spec, p, int(in_mask[p].sum()), n_out, generator) for p in range(self.n_paths)]
+        n_data = spec.inputs.shape[1] if not self.trunk else prev
+        draws = [self._draw(spec, p, int(in_mask[p, :n_data].sum()), n_out, generator) for p in range(self.n_paths)]
+        if spec.hidden_bias:  # the bias column of every pathway's first layer, drawn after all weights
+            for p in range(self.n_paths):
+                draws[p][0] = torch.cat([draws[p][0], self._bias(spec, (spec.widths[p][0], 1), generator)], dim=1)
+        self.output_bias = (self._bias(spec, (n_out,), generator).to(device) if spec.output_bias else None)
         self.groups: list[dict[str, Any]] = []
         for depth in sorted(set(spec.depths)):
             members = [p for p in range(self.n_paths) if spec.depths[p] == depth]
             members.sort(key=lambda p: (not spec.shared[p], p))
             self.groups.append(self._group(spec, members, draws, in_mask))
+
+    def _bias(self, spec: PathwaySpec, shape: tuple[int, ...], generator: Any) -> torch.Tensor:
+        """Initial biases: ``N(0, bias_init_scale²)``, zeros (no draw) at scale 0."""
+        if spec.bias_init_scale == 0.0:
+            return torch.zeros(shape, dtype=self.dtype)
+        return torch.randn(shape, generator=generator, dtype=self.dtype) * spec.bias_init_scale
 
     def _draw(self, spec: PathwaySpec, p: int, n_in: int, n_out: int, generator: Any) -> list[torch.Tensor]:
         sizes = [n_in, *spec.widths[p], n_out]
@@ -156,6 +168,29 @@ class PathwayBlocks:
             out = out @ T
         return out
 
+    def load(self, weights: list[list[np.ndarray]], output_bias: np.ndarray | None) -> None:
+        """Set every pathway's weights (as :meth:`per_pathway_weights` returns them) and the
+        output bias: the inverse of reading them."""
+        if self.trunk:
+            raise ValueInputError("a warm start of a GDLN with a trunk is not supported.")
+        if len(weights) != self.n_paths:
+            raise ValueInputError(f"`weights_` must hold {self.n_paths} pathways, got {len(weights)}.")
+        for g in self.groups:
+            Ws, offs, masks = g["weights"], g["offs"], g["masks"]
+            depth = len(g["sizes"])
+            for j, p in enumerate(g["members"]):
+                mats = [torch.as_tensor(np.asarray(m), dtype=self.dtype, device=self.device) for m in weights[p]]
+                if len(mats) != depth + 1:
+                    raise ValueInputError(f"`weights_[{p}]` must hold {depth + 1} matrices, got {len(mats)}.")
+                rows = slice(int(offs[0][j]), int(offs[0][j + 1]))
+                first = mats[0] if masks[0] is None else mats[0] * masks[0][rows]
+                Ws[0][rows] = first  # full design rows, as read; entries outside the input mask stay 0
+                for l in range(1, depth):
+                    Ws[l][offs[l][j]:offs[l][j + 1], offs[l - 1][j]:offs[l - 1][j + 1]] = mats[l]
+                Ws[-1][:, offs[-1][j]:offs[-1][j + 1]] = mats[depth]
+        if self.output_bias is not None and output_bias is not None:
+            self.output_bias.copy_(torch.as_tensor(np.asarray(output_bias), dtype=self.dtype))
+
     def per_pathway_weights(self) -> list[list[np.ndarray]]:
         """Each pathway's own weight matrices, input side first, as numpy copies."""
         res: list[list[np.ndarray]] = [[] for _ in range(self.n_paths)]
@@ -185,35 +220,37 @@ def gradient_step(
 
     Forward pass of a group with weights :math:`W_0` (first layer), :math:`W_1 … W_{L-1}`
     (hidden to hidden) and :math:`W_L` (output), after the trunk
-    :math:`B = X T_1^	op \cdots T_K^	op` (:math:`B = X` without one), with :math:`G_u`
+    :math:`B = X T_1^\top \cdots T_K^\top` (:math:`B = X` without one), with :math:`G_u`
     the (sample, unit) gate of every first-layer unit (its pathway's gate):
 
-    .. math:: H_0 = (B W_0^	op) \odot G_u,\qquad H_l = H_{l-1} W_l^	op,\qquad
-              \hat Y = \sum_{	ext{groups}} H_{L-1} W_L^	op
+    .. math:: H_0 = (B W_0^\top) \odot G_u,\qquad H_l = H_{l-1} W_l^\top,\qquad
+              \hat Y = \sum_{\text{groups}} H_{L-1} W_L^\top
 
-    Loss and error: :math:`L = 	frac12 \lVert \hat Y - Y 
-Vert_F^2` (stored in
+    Loss and error: :math:`L = \tfrac12 \lVert \hat Y - Y \rVert_F^2` (stored in
     ``losses[epoch]``, before the update), :math:`E = \hat Y - Y`. Backward pass, with
     :math:`M_l` the block masks (and the input masks at :math:`l = 0`):
 
     .. math::
-        
-abla_{W_L} L = E^	op H_{L-1},\qquad \Delta_{L-1} = E W_L,\
-        
-abla_{W_l} L = (\Delta_l^	op H_{l-1}) \odot M_l,\quad \Delta_{l-1} = \Delta_l W_l
-        \quad (l = L-1, …, 1),\
-        \Delta_0 \leftarrow \Delta_0 \odot G_u,\qquad 
-abla_{W_0} L = (\Delta_0^	op B) \odot M_0.
+        \nabla_{W_L} L = E^\top H_{L-1},\qquad \Delta_{L-1} = E W_L,\\
+        \nabla_{W_l} L = (\Delta_l^\top H_{l-1}) \odot M_l,\quad \Delta_{l-1} = \Delta_l W_l
+        \quad (l = L-1, …, 1),\\
+        \Delta_0 \leftarrow \Delta_0 \odot G_u,\qquad \nabla_{W_0} L = (\Delta_0^\top B) \odot M_0.
 
-    The trunk receives :math:`\Delta_B = \sum_{	ext{groups}} \Delta_0 W_0` and passes it down
-    as :math:`
-abla_{T_k} L = \Delta^	op B_{k-1}`, :math:`\Delta \leftarrow \Delta T_k`.
+    The trunk receives :math:`\Delta_B = \sum_{\text{groups}} \Delta_0 W_0` and passes it down
+    as :math:`\nabla_{T_k} L = \Delta^\top B_{k-1}`, :math:`\Delta \leftarrow \Delta T_k`.
     With ``residual`` (the paper's rule, :class:`relu_probe.GDLN`), the shared pathways' units
     (the first ``n_shared`` columns of :math:`W_L`) back-propagate their own error
     :math:`E_s = \hat Y_s - Y`, :math:`\hat Y_s` the shared pathways' output alone, in place
     of :math:`E`; the block-diagonal layers keep it within their blocks. Every weight is then
-    updated at once: :math:`W \leftarrow W - \eta\, 
-abla_W L` with :math:`\eta` = ``lr``.
+    updated at once: :math:`W \leftarrow W - \eta\, \nabla_W L` with :math:`\eta` = ``lr``.
+
+    Hidden biases are the last column of :math:`B` (a constant input, mask 1 for every
+    pathway) and train as weights. An output bias :math:`b` (the ungated direct path) adds
+    :math:`\mathbf 1 b^\top` to :math:`\hat Y` and steps by
+    :math:`\nabla_b L = E^\top \mathbf 1` (:math:`E_s^\top \mathbf 1` under ``residual``, where it
+    counts with the shared pathways, whose output :math:`\hat Y_s` then includes it).
+    ``G_u`` holds effective gates (:attr:`relu_probe.reln.spec.PathwaySpec.gates`): a leaky
+    pathway's closed units pass :math:`\alpha` of their input, forward and backward.
     """
     acts_all = []
     Yhat = None
@@ -234,10 +271,16 @@ abla_W L` with :math:`\eta` = ``lr``.
             out_s = acts[-1][:, :ns] @ Ws[-1][:, :ns].T
             Yhat_s = out_s if Yhat_s is None else Yhat_s + out_s
         acts_all.append(acts)
+    if blocks.output_bias is not None:
+        Yhat = Yhat + blocks.output_bias
+        if residual:
+            Yhat_s = blocks.output_bias.expand_as(Y) if Yhat_s is None else Yhat_s + blocks.output_bias
     E = Yhat - Y
     flat = E.reshape(-1)
     losses[epoch] = 0.5 * torch.dot(flat, flat)
     Es = (Yhat_s - Y) if residual else None
+    if blocks.output_bias is not None:
+        updates_bias = (blocks.output_bias, (Es if residual else E).sum(0))
     delta_base = None
     updates: list[tuple[torch.Tensor, torch.Tensor]] = []
     for g, Gu, acts in zip(blocks.groups, gates_u, acts_all):
@@ -272,5 +315,7 @@ abla_W L` with :math:`\eta` = ``lr``.
             if layer:
                 delta = delta @ blocks.trunk[layer]
             updates.append((blocks.trunk[layer], gW))
+    if blocks.output_bias is not None:
+        updates.append(updates_bias)
     for W, gW in updates:
         W.sub_(gW, alpha=lr)

@@ -235,15 +235,19 @@ def sample_groups(G: np.ndarray | None = None, context: Any = None, n_samples: i
 
 
 def cue_inputs(X: np.ndarray, groups: np.ndarray, *, atol: float = 0.0) -> np.ndarray:
-    """Boolean mask over input features that are constant within every group (cue inputs).
+    """Boolean mask over input features that are cue inputs: constant within every group but
+    not the same in all of them.
 
     Feature ``i`` is a cue input when ``max_μ∈c x_μi − min_μ∈c x_μi <= atol`` for every group
-    ``c`` — e.g. the context one-hot of the paper's tasks. A feature that is constant over all
-    samples (a bias input) also counts.
+    ``c`` and ``max_μ x_μi − min_μ x_μi > atol`` over all samples — e.g. the context one-hot of
+    the paper's tasks, which tells the groups apart. A feature that is constant over *all*
+    samples (a bias input) carries no cue: it is what a bias reads, and every pathway reads it.
     """
     X = np.asarray(X, dtype=np.float64)
     cue = np.ones(X.shape[1], dtype=bool)
     for g in np.unique(groups):
         block = X[groups == g]
         cue &= (block.max(axis=0) - block.min(axis=0)) <= atol
+    if X.shape[0]:
+        cue &= (X.max(axis=0) - X.min(axis=0)) > atol
     return cue

@@ -50,6 +50,12 @@ Training rules (as :class:`relu_probe.GDLN`)
                 context pathways' ``d`` (``"k-1"``: the paper's ``d/(k−1)``). ``"live"`` uses
                 the live residual.
 
+Biases and leaky units (:mod:`relu_probe.reln.spec`): a hidden bias is a constant input
+every pathway reads, so the correlations run over the design ``[x, 1]``; an output bias is an
+ungated one-layer direct path (gate 1, reading only the constant input) that races with the
+pathways linearly, ``τ dπ_b/dt = s_b − Σ_{qβ} K_{b,qβ} π_{qβ}``; a LeakyReLU slope ``α``
+turns the gates into ``α + (1 − α) g`` in every correlation.
+
 Diagnostics: ``attrs["off_mode_gradient"]`` is the largest share of the drive that the exact
 gradient puts outside the pathways' modes along the predicted trajectory (0 when Assumption
 2.1 holds); above 5 % ``"closed"``/``"race"`` warn and point to ``"live"``.
@@ -66,6 +72,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -88,7 +95,7 @@ from .correlations import (
 )
 from .dynamics import check_divergence, divergence_limit
 from .gating import sample_groups
-from .spec import PathwaySpec, per_pathway, per_role, resolve_spec
+from .spec import PathwaySpec, per_pathway, per_role, resolve_spec, warn_residual_is_joint
 
 __all__ = ["race_dynamics", "race_from_spec", "closed_form", "gram_simulate", "RACE_METHODS", "DEFAULT_TOL"]
 
@@ -156,14 +163,18 @@ def _integrate_race(
     time: str,
     rtol: float = 1e-6,
     atol: float = 1e-6,
+    linear: np.ndarray | None = None,
 ) -> np.ndarray:
     """Integrate ``d ln π/dt = rate(s − K π)`` over epochs 0..epochs−1; returns (N, epochs).
 
     ``rate(e) = 2e/τ`` (continuous) or ``2 ln(1 + e/τ)`` (discrete). Uses LSODA (scipy's
-    ``odeint``) with the analytic Jacobian in ``y = ln π``.
+    ``odeint``) with the analytic Jacobian in ``y = ln π``. Modes flagged ``linear`` (the
+    one-layer direct path of an output bias) follow ``dπ/dt = (s − K π)/τ`` in ``y = π``.
     """
     from scipy.integrate import odeint
 
+    if linear is not None and linear.any():
+        return _integrate_mixed(s, K, pi0, tau, epochs, time, linear, rtol=rtol, atol=atol)
     y0 = np.log(np.maximum(pi0, 1e-300))
 
     if time == "continuous":
@@ -190,6 +201,37 @@ def _integrate_race(
     return np.exp(y.T)
 
 
+def _integrate_mixed(s: np.ndarray, K: np.ndarray, pi0: np.ndarray, tau: float, epochs: int, time: str,
+                     linear: np.ndarray, *, rtol: float, atol: float) -> np.ndarray:
+    """:func:`_integrate_race` with some linear modes: state ``ln π`` for the two-layer modes,
+    ``π`` for the linear ones."""
+    from scipy.integrate import odeint
+
+    lin = np.asarray(linear, dtype=bool)
+
+    def strengths(y: np.ndarray) -> np.ndarray:
+        return np.where(lin, y, np.exp(np.where(lin, 0.0, y)))
+
+    def f(y: np.ndarray, t: float) -> np.ndarray:
+        e = s - K @ strengths(y)
+        grow = 2.0 * e / tau if time == "continuous" else 2.0 * np.log1p(np.maximum(e / tau, -0.999999))
+        return np.where(lin, e / tau, grow)
+
+    def jac(y: np.ndarray, t: float) -> np.ndarray:
+        pi = strengths(y)
+        dpi_dy = np.where(lin, 1.0, pi)
+        e = s - K @ pi
+        if time == "continuous":
+            row = np.where(lin, 1.0 / tau, 2.0 / tau)
+        else:
+            row = np.where(lin, 1.0 / tau, 2.0 / (1.0 + np.maximum(e / tau, -0.999999)) / tau)
+        return -(row[:, None] * K) * dpi_dy[None, :]
+
+    y0 = np.where(lin, pi0, np.log(np.maximum(pi0, 1e-300)))
+    y = odeint(f, y0, np.arange(epochs, dtype=float), Dfun=jac, rtol=rtol, atol=atol, mxstep=100000)
+    return np.where(lin[:, None], y.T, np.exp(np.where(lin[:, None], 0.0, y.T)))
+
+
 def gram_simulate(
     X: np.ndarray,
     Y: np.ndarray,
@@ -203,6 +245,7 @@ def gram_simulate(
     M0: np.ndarray,
     own_error: np.ndarray | None = None,
     n_sv: int | None = None,
+    linear: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact gradient descent of one-hidden-layer gated pathways in map space.
 
@@ -226,6 +269,9 @@ def gram_simulate(
         pathways: ``Ẽ`` uses ``y − ŷ_shared``); the others use the total error.
     n_sv : int, optional
         Number of singular values per pathway to return (default ``min(m, n)``).
+    linear : (p,) bool, optional
+        One-layer paths (an output bias's direct path): ``M ← M + η Ẽ`` (masked to the
+        inputs the path reads), their ``A``, ``B`` unused.
 
     Returns
     -------
@@ -240,6 +286,7 @@ def gram_simulate(
     Xg = Xm * G[:, :, None]
     own = np.zeros(p_count, dtype=bool) if own_error is None else np.asarray(own_error, bool)
     use_own = bool(own.any())
+    lin = np.zeros(p_count, dtype=bool) if linear is None else np.asarray(linear, bool)
     loss = np.empty(epochs)
     svs = np.zeros((p_count, n_sv, epochs))
     eta, eta2 = lr, lr * lr
@@ -262,6 +309,8 @@ def gram_simulate(
         EtM = np.swapaxes(E, 1, 2) @ M  # (p, n, n)
         Et = np.swapaxes(E, 1, 2)
         M_new = M + eta * (AE + EB) + eta2 * (EMt @ E)
+        if lin.any():
+            M_new[lin] = M[lin] + eta * E[lin] * masks[lin][:, None, :]
         A = A + eta * (EMt + np.swapaxes(EMt, 1, 2)) + eta2 * (EB @ Et)
         B = B + eta * (EtM + np.swapaxes(EtM, 1, 2)) + eta2 * (Et @ AE)
         M = M_new
@@ -289,6 +338,10 @@ def race_dynamics(
     hidden: Any = 100,
     init_scale: Any = None,
     tol: float = DEFAULT_TOL,
+    hidden_bias: bool = False,
+    output_bias: bool = False,
+    bias_init_scale: float = 0.0,
+    leak: Any = 0.0,
 ) -> xr.Dataset:
     """Predict the learning dynamics of a GDLN from the gated correlations of the data.
 
@@ -336,6 +389,13 @@ def race_dynamics(
         ``init_scale = 0.005 / Σ_p hidden_p``.
     tol : float, default=1e-9
         Singular values below ``tol × max s`` are treated as zero.
+    hidden_bias, output_bias, bias_init_scale, leak :
+        Biases and LeakyReLU slopes, read as :class:`relu_probe.GDLN` reads them
+        (:mod:`relu_probe.reln.spec`): hidden biases are a constant input every pathway reads
+        (the last ``feature``); an output bias is an ungated one-layer direct path, raced
+        with the pathways (``"race"``: ``τ dπ_b/dt = s_b − Σ K π``; ``"live"``: exactly) and
+        reported as ``output_bias`` — ``"closed"`` refuses it; a slope ``α`` makes the
+        effective gates ``α + (1 − α) g``.
 
     Returns
     -------
@@ -361,7 +421,8 @@ def race_dynamics(
     """
     Xn, Yn = check_xy(X, Y)
     spec = resolve_spec(gates, Xn, context=context, shared=shared, inputs=inputs, hidden=hidden, depth=1,
-                        init_scale=init_scale)
+                        init_scale=init_scale, hidden_bias=hidden_bias, output_bias=output_bias,
+                        bias_init_scale=bias_init_scale, leak=leak)
     return race_from_spec(Xn, Yn, spec, context=context, lr=lr, epochs=epochs, init=init, rule=rule,
                           method=method, d_scale=d_scale, time=time, tol=tol)
 
@@ -399,27 +460,68 @@ def race_from_spec(
             "closed form, where d/(k−1) stands in for the coupling the race computes); got "
             f"rule={rule!r}, method={method!r}."
         )
+    if spec.output_bias and method == "closed":
+        raise ValueInputError(
+            "method='closed' cannot model an output bias: the ungated direct path and the shared pathway both "
+            "fit the outputs' mean, and the uncoupled closed form would count it twice. Use method='race' "
+            "(coupled) or 'live' (exact reduced gradient descent)."
+        )
+    if rule == "residual" and not spec.shared.any():
+        warn_residual_is_joint(spec.gating.names, stacklevel=4)
     pi0, a0, b0 = _initial_state(init, spec)
+    paths = _paths(spec)
+    X_design = spec.design(X)
     P = X.shape[0]
-    masks = spec.inputs.astype(np.float64)
     tau = 1.0 / (lr * P)
     residual = rule == "residual" and bool(spec.shared.any()) and bool((~spec.shared).any())
-    target = _targets(X, Y, spec, masks, residual=residual, tol=tol)
+    if paths.n_pathways > spec.n_pathways:  # the direct path: starts at the biases' initial (mean) value 0
+        pi0, a0, b0 = np.append(pi0, 0.0), np.append(a0, 0.0), np.append(b0, 0.0)
+    target = _targets(X_design, Y, paths, residual=residual, tol=tol)
     _check_stable(target["s"], lr, P)
-    div = _d_divisor(d_scale, spec, context) if d_scale is not None else np.ones(spec.n_pathways)
+    div = _d_divisor(d_scale, spec, context) if d_scale is not None else np.ones(paths.n_pathways)
     target["d_eff"] = target["d"] / div[:, None]
     if method == "live":
-        loss, pi = _live(X, Y, spec, masks, a0, b0, lr=lr, epochs=epochs, residual=residual)
+        bias_b0 = ((spec.bias_init_scale ** 2) * np.array([w[0] for w in spec.widths], float)
+                   if spec.hidden_bias else None)
+        loss, pi = _live(X_design, Y, paths, a0, b0, lr=lr, epochs=epochs, residual=residual, bias_b0=bias_b0)
         off_mode = 0.0
     else:
         if method == "closed":
             pi = _closed(target, pi0, tau, epochs, time)
         else:
-            pi = _race(target, spec, div, pi0, tau, epochs, time, residual=residual, n_samples=P)
+            pi = _race(target, paths, div, pi0, tau, epochs, time, residual=residual, n_samples=P)
         loss = _mode_loss(pi, target, L0=0.5 * float(np.vdot(Y, Y)), n_samples=P, lr=lr)
-        off_mode = _warn_off_mode(pi, target, spec, residual=residual, method=method)
-    return _race_dataset(X, Y, spec, target, pi, loss, pi0, tau, lr=lr, rule=rule, method=method, time=time,
-                         d_scale=d_scale, off_mode=off_mode)
+        off_mode = _warn_off_mode(pi, target, paths, residual=residual, method=method)
+    return _race_dataset(X_design, Y, spec, paths, target, pi, loss, pi0, tau, lr=lr, rule=rule, method=method,
+                         time=time, d_scale=d_scale, off_mode=off_mode)
+
+
+@dataclass(frozen=True)
+class _Paths:
+    """The paths the race integrates: the pathways (effective gates, design input masks), and
+    with an output bias the ungated direct path last (gate 1, reading only the constant input;
+    ``linear``: a one-layer path, ``τ dπ/dt = s − Σ K π``)."""
+
+    G: np.ndarray
+    masks: np.ndarray
+    shared: np.ndarray
+    linear: np.ndarray
+
+    @property
+    def n_pathways(self) -> int:
+        return int(self.G.shape[0])
+
+
+def _paths(spec: PathwaySpec) -> _Paths:
+    G, masks = spec.gates, spec.design_inputs.astype(np.float64)
+    shared, linear = spec.shared.copy(), np.zeros(spec.n_pathways, dtype=bool)
+    if spec.output_bias:
+        direct = np.zeros((1, masks.shape[1]))
+        direct[0, -1] = 1.0  # the constant input (the design's last column)
+        G = np.vstack([G, np.ones((1, G.shape[1]))])
+        masks = np.vstack([masks, direct])
+        shared, linear = np.append(shared, True), np.append(linear, True)
+    return _Paths(G, masks, shared, linear)
 
 
 # ----------------------------------------------------------------------------- steps
@@ -451,8 +553,7 @@ def _initial_state(init: Any, spec: PathwaySpec) -> tuple[np.ndarray, np.ndarray
     return (a0 + b0) / 4.0, a0, b0
 
 
-def _targets(X: np.ndarray, Y: np.ndarray, spec: PathwaySpec, masks: np.ndarray, *, residual: bool,
-             tol: float) -> dict[str, np.ndarray]:
+def _targets(X: np.ndarray, Y: np.ndarray, paths: _Paths, *, residual: bool, tol: float) -> dict[str, np.ndarray]:
     """The correlation each pathway races on and its modes.
 
     Every pathway races on ``Y``; with the residual rule the context pathways race on the
@@ -460,13 +561,13 @@ def _targets(X: np.ndarray, Y: np.ndarray, spec: PathwaySpec, masks: np.ndarray,
     converged values ``Σ_α (s_α/d_α) u_α v_αᵀ`` (their coupled fixed point when there are
     several). Singular values below ``tol × max s`` are set to 0.
     """
-    G = spec.gating.G
+    G, masks = paths.G, paths.masks
     n_modes = min(Y.shape[1], X.shape[1])
     syx_Y, sx = gated_correlations(X, Y, G, masks)
     syx = syx_Y.copy()
     U, s, V, d = modes(syx_Y, sx, n_modes)
     if residual:
-        sh = np.flatnonzero(spec.shared)
+        sh = np.flatnonzero(paths.shared)
         smax = max(float(s.max()), 1e-300)
         with np.errstate(divide="ignore", invalid="ignore"):
             final = np.where(s[sh] > tol * smax, s[sh] / d[sh], 0.0)
@@ -475,7 +576,7 @@ def _targets(X: np.ndarray, Y: np.ndarray, spec: PathwaySpec, masks: np.ndarray,
         shared_maps = np.einsum("poa,pa,pfa->pof", U[sh], final, V[sh])
         R = Y - predict_outputs(G[sh], shared_maps, masks[sh], X)
         syx_R, _ = gated_correlations(X, R, G, masks)
-        ctx = np.flatnonzero(~spec.shared)
+        ctx = np.flatnonzero(~paths.shared)
         syx[ctx] = syx_R[ctx]
         U[ctx], s[ctx], V[ctx], d[ctx] = modes(syx_R[ctx], sx[np.ix_(ctx, ctx)], n_modes)
     s_max = max(float(s.max()), 1e-300)
@@ -527,7 +628,7 @@ def _closed(target: dict[str, np.ndarray], pi0: np.ndarray, tau: float, epochs: 
     ).reshape(n_paths, n_modes, epochs)
 
 
-def _race(target: dict[str, np.ndarray], spec: PathwaySpec, div: np.ndarray, pi0: np.ndarray, tau: float,
+def _race(target: dict[str, np.ndarray], paths: _Paths, div: np.ndarray, pi0: np.ndarray, tau: float,
           epochs: int, time: str, *, residual: bool, n_samples: int) -> np.ndarray:
     r"""``method="race"``: Eq. 2, ``τ dπ_{pα}/dt = 2 π_{pα} (s_{pα} − Σ_{qβ} K_{pα,qβ} π_{qβ})`` with
     ``K_{pα,qβ} = (u_{pα}ᵀ u_{qβ})(v_{qβ}ᵀ Σ^x(q,p) v_{pα})`` computed from the data, integrated
@@ -540,8 +641,8 @@ def _race(target: dict[str, np.ndarray], spec: PathwaySpec, div: np.ndarray, pi0
     K = coupling(U, V, sx).reshape(N, N).copy()
     allow = np.ones((n_paths, n_paths), dtype=bool)
     if residual:
-        allow[np.ix_(spec.shared, ~spec.shared)] = False  # shared ignores contexts
-        allow[np.ix_(~spec.shared, spec.shared)] = False  # final residual: shared done
+        allow[np.ix_(paths.shared, ~paths.shared)] = False  # shared ignores contexts
+        allow[np.ix_(~paths.shared, paths.shared)] = False  # final residual: shared done
     K = np.where(np.repeat(np.repeat(allow, n_modes, 0), n_modes, 1), K, 0.0)
     # the d_scale divisor applies to a pathway's coupling with itself
     own_block = np.repeat(np.repeat(np.diag(1.0 / div), n_modes, 0), n_modes, 1)
@@ -550,9 +651,10 @@ def _race(target: dict[str, np.ndarray], spec: PathwaySpec, div: np.ndarray, pi0
     active = (s > 0).reshape(-1)
     pi = np.zeros((N, epochs))
     pi0_modes = np.repeat(pi0, n_modes)
+    linear = np.repeat(paths.linear, n_modes)
     if active.any():
         pi[active] = _integrate_race(s.reshape(-1)[active], K[np.ix_(active, active)], pi0_modes[active], tau,
-                                     epochs, time)
+                                     epochs, time, linear=linear[active])
     if (~active).any():
         pi[~active] = closed_form(np.zeros((~active).sum()), d_eff.reshape(-1)[~active], pi0_modes[~active], tau,
                                   np.arange(epochs), time=time)
@@ -587,33 +689,38 @@ def _mode_loss(pi: np.ndarray, target: dict[str, np.ndarray], *, L0: float, n_sa
     return loss
 
 
-def _live(X: np.ndarray, Y: np.ndarray, spec: PathwaySpec, masks: np.ndarray, a0: np.ndarray, b0: np.ndarray, *,
-          lr: float, epochs: int, residual: bool) -> tuple[np.ndarray, np.ndarray]:
+def _live(X: np.ndarray, Y: np.ndarray, paths: _Paths, a0: np.ndarray, b0: np.ndarray, *,
+          lr: float, epochs: int, residual: bool, bias_b0: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``method="live"``: exact reduced gradient descent of the pathway maps
     (:func:`gram_simulate`) from ``A = a0·I``, ``B = b0·I`` (on each pathway's inputs),
     ``M = 0``, on the row space of ``Y`` (the part of ``Y`` outside it adds a constant to the
     loss); with the residual rule the shared pathways follow their own error."""
-    n_paths, n_in = spec.n_pathways, X.shape[1]
+    n_paths, n_in = paths.n_pathways, X.shape[1]
+    masks = paths.masks
     n_modes = min(Y.shape[1], n_in)
     basis = row_basis(Y, rank(Y))  # (m, r)
     Yr = Y @ basis
     A0 = a0[:, None, None] * np.eye(Yr.shape[1])[None]
-    B0 = b0[:, None, None] * (np.eye(n_in)[None] * masks[:, None, :])
+    diag = b0[:, None] * masks
+    if bias_b0 is not None and masks.shape[1] > 0 and bias_b0.size:  # hidden biases: the constant column
+        n_real = bias_b0.size
+        diag[:n_real, -1] = bias_b0 * masks[:n_real, -1]
+    B0 = diag[:, :, None] * np.eye(n_in)[None]
     M0 = np.zeros((n_paths, Yr.shape[1], n_in))
-    loss, svs, _ = gram_simulate(X, Yr, spec.gating.G, masks, lr=lr, epochs=epochs, A0=A0, B0=B0, M0=M0,
-                                 own_error=spec.shared if residual else None, n_sv=n_modes)
+    loss, svs, _ = gram_simulate(X, Yr, paths.G, masks, lr=lr, epochs=epochs, A0=A0, B0=B0, M0=M0,
+                                 own_error=paths.shared if residual else None, n_sv=n_modes, linear=paths.linear)
     outside = Y - Yr @ basis.T
     return loss + 0.5 * float(np.vdot(outside, outside)), svs
 
 
-def _warn_off_mode(pi: np.ndarray, target: dict[str, np.ndarray], spec: PathwaySpec, *, residual: bool,
+def _warn_off_mode(pi: np.ndarray, target: dict[str, np.ndarray], paths: _Paths, *, residual: bool,
                    method: str) -> float:
     """The off-mode share of the drive along the predicted trajectory
     (:func:`relu_probe.reln.correlations.off_mode_gradient`); warns above ``OFF_MODE_WARN``."""
-    couple = np.ones((spec.n_pathways, spec.n_pathways), dtype=bool)
+    couple = np.ones((paths.n_pathways, paths.n_pathways), dtype=bool)
     if residual:  # the final-residual model: shared and context pathways race apart
-        couple[np.ix_(spec.shared, ~spec.shared)] = False
-        couple[np.ix_(~spec.shared, spec.shared)] = False
+        couple[np.ix_(paths.shared, ~paths.shared)] = False
+        couple[np.ix_(~paths.shared, paths.shared)] = False
     off_mode = off_mode_gradient(pi, target["U"], target["V"], target["syx"], target["sx"], couple)
     if off_mode > OFF_MODE_WARN:
         warnings.warn(
@@ -628,27 +735,34 @@ def _warn_off_mode(pi: np.ndarray, target: dict[str, np.ndarray], spec: PathwayS
     return off_mode
 
 
-def _race_dataset(X: np.ndarray, Y: np.ndarray, spec: PathwaySpec, target: dict[str, np.ndarray], pi: np.ndarray,
-                  loss: np.ndarray, pi0: np.ndarray, tau: float, *, lr: float, rule: str, method: str, time: str,
-                  d_scale: Any, off_mode: float) -> xr.Dataset:
-    """The result of :func:`race_dynamics` (its Returns section)."""
-    s, d_eff = target["s"], target["d_eff"]
+def _race_dataset(X: np.ndarray, Y: np.ndarray, spec: PathwaySpec, paths: _Paths, target: dict[str, np.ndarray],
+                  pi: np.ndarray, loss: np.ndarray, pi0: np.ndarray, tau: float, *, lr: float, rule: str, method: str,
+                  time: str, d_scale: Any, off_mode: float) -> xr.Dataset:
+    """The result of :func:`race_dynamics` (its Returns section): per pathway; the direct path
+    of an output bias, when there is one, as ``output_bias`` (its strength ``‖b‖`` over
+    epochs) and ``output_bias_s``."""
+    n = spec.n_pathways
+    s, d_eff = target["s"][:n], target["d_eff"][:n]
+    data = {
+        "loss": ("epoch", np.asarray(loss, dtype=np.float64)),
+        "singular_values": (("pathway", "mode", "epoch"), pi[:n]),
+        "s": (("pathway", "mode"), s),
+        "d": (("pathway", "mode"), d_eff),
+        "half_rise": (("pathway", "mode"), _half_rise(s, d_eff, pi0[:n, None], tau, time)),
+        "pi0": ("pathway", pi0[:n]),
+        "sigma_yx": (("pathway", "output", "feature"), target["syx"][:n]),
+        "sigma_yx_Y": (("pathway", "output", "feature"), target["syx_Y"][:n]),
+        "sigma_x": (("pathway", "pathway_", "feature", "feature_"), target["sx"][:n, :n]),
+        "U": (("pathway", "output", "mode"), target["U"][:n]),
+        "V": (("pathway", "feature", "mode"), target["V"][:n]),
+        "inputs": (("pathway", "feature"), spec.design_inputs.copy()),
+        "gates": (("pathway", "sample"), paths.G[:n]),
+    }
+    if paths.n_pathways > n:
+        data["output_bias"] = ("epoch", pi[n, 0])
+        data["output_bias_s"] = ((), float(target["s"][n, 0]))
     return xr.Dataset(
-        {
-            "loss": ("epoch", np.asarray(loss, dtype=np.float64)),
-            "singular_values": (("pathway", "mode", "epoch"), pi),
-            "s": (("pathway", "mode"), s),
-            "d": (("pathway", "mode"), d_eff),
-            "half_rise": (("pathway", "mode"), _half_rise(s, d_eff, pi0[:, None], tau, time)),
-            "pi0": ("pathway", pi0),
-            "sigma_yx": (("pathway", "output", "feature"), target["syx"]),
-            "sigma_yx_Y": (("pathway", "output", "feature"), target["syx_Y"]),
-            "sigma_x": (("pathway", "pathway_", "feature", "feature_"), target["sx"]),
-            "U": (("pathway", "output", "mode"), target["U"]),
-            "V": (("pathway", "feature", "mode"), target["V"]),
-            "inputs": (("pathway", "feature"), spec.inputs.copy()),
-            "gates": (("pathway", "sample"), spec.gating.G),
-        },
+        data,
         coords={**spec.coords(), "mode": np.arange(s.shape[1]), "epoch": np.arange(pi.shape[-1])},
         attrs={
             "tau": tau,
@@ -660,5 +774,7 @@ def _race_dataset(X: np.ndarray, Y: np.ndarray, spec: PathwaySpec, target: dict[
             "n_samples": X.shape[0],
             "d_scale": "none" if d_scale is None else str(d_scale),
             "off_mode_gradient": float(off_mode),
+            "hidden_bias": int(spec.hidden_bias),
+            "output_bias": int(spec.output_bias),
         },
     )

@@ -16,10 +16,34 @@ three read every parameter the same way:
     ``{"shared": σ_s, "context": σ_c}`` (a missing key takes the default). The default is
     ``0.005 / Σ_p hidden_p`` (the paper's ``0.005 / width``,
     :data:`relu_probe.tasks.PAPER_INIT_GAIN`).
+
+Biases and leaky units (the ReLU network's own, modelled exactly; the same fields, with the
+same meaning, in a layered network's :class:`relu_probe.reln.layered.LayeredSpec`):
+
+``hidden_bias``
+    the hidden units have biases. A bias is a **constant input** ``1`` that every pathway
+    reads, whatever its input mask: pathway ``p``'s first layer computes
+    ``W_{p,1} (m_p ⊙ x_μ) + b_p``, i.e. it reads the design row ``[m_p ⊙ x_μ, 1]``
+    (:meth:`PathwaySpec.design`). Being constant on *every* sample, it is not a cue input
+    (:func:`relu_probe.reln.gating.cue_inputs`).
+``output_bias``
+    the readout has a bias: an **ungated direct path**, a one-layer path from the constant
+    input to every output, ``ŷ_μ = Σ_p g_{pμ} M_p x̃_{pμ} + b``. With the summed loss its
+    gradient is ``∇_b L = Σ_μ (ŷ_μ − y_μ)`` (one full-batch step ``b ← b − η Σ_μ (ŷ_μ −
+    y_μ)``); it is open on every sample, so the residual rule counts it with the shared
+    pathways.
+``bias_init_scale``
+    standard deviation of the biases' initial values (default 0: zero-initialised biases).
+``leak``
+    the slope ``α`` of each pathway's units (0 for ReLU; a ``LeakyReLU(α)`` unit computes
+    ``z·(α + (1 − α)·1[z > 0])``). A leaky pathway is an always-on path with gain ``α`` plus a
+    gated path with gain ``1 − α``: its *effective gate* is ``α + (1 − α) g_{pμ}``
+    (:attr:`PathwaySpec.gates`), which is what the simulation and the race multiply by.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,13 +53,22 @@ import xarray as xr
 
 from .._util.arrays import object_array, to_numpy
 from .._util.checks import check_choice, check_int, check_real
-from ..errors import InputError, ValueInputError, describe
+from ..errors import InputError, ReluProbeWarning, ValueInputError, describe
 from ..tasks import PAPER_INIT_GAIN
 from .gating import Gating, cue_inputs, resolve_gates, sample_groups
 
 __all__ = [
     "PathwaySpec",
+    "check_flag",
+    "check_slopes",
     "default_init_scale",
+    "effective_gates",
+    "gating_from_state",
+    "gating_state",
+    "spec_from_state",
+    "spec_state",
+    "warn_residual_is_joint",
+    "with_constant",
     "per_pathway",
     "per_role",
     "resolve_inputs",
@@ -64,6 +97,13 @@ class PathwaySpec:
     trunk, trunk_scales : tuple
         Widths and initial weight stds of ungated layers shared by all pathways (a GDLN's
         ``trunk``; empty otherwise).
+    hidden_bias, output_bias : bool
+        The hidden units' biases (a constant input every pathway reads) and the readout's
+        bias (an ungated direct path to the outputs); module docstring.
+    bias_init_scale : float
+        Standard deviation of the biases' initial values (0: zero-initialised).
+    leak : tuple of float
+        Slope ``α`` of each pathway's units (empty: all 0, ReLU); module docstring.
     """
 
     gating: Gating
@@ -73,10 +113,38 @@ class PathwaySpec:
     init_scales: tuple[tuple[float, ...], ...]
     trunk: tuple[int, ...] = ()
     trunk_scales: tuple[float, ...] = ()
+    hidden_bias: bool = False
+    output_bias: bool = False
+    bias_init_scale: float = 0.0
+    leak: tuple[float, ...] = ()
 
     @property
     def n_pathways(self) -> int:
         return self.gating.n_pathways
+
+    @property
+    def slopes(self) -> np.ndarray:
+        """(pathway,) slope ``α`` of every pathway's units (0 for ReLU units)."""
+        return np.zeros(self.n_pathways) if not self.leak else np.asarray(self.leak, dtype=np.float64)
+
+    @property
+    def gates(self) -> np.ndarray:
+        """(pathway, sample) effective gates ``α_p + (1 − α_p) g_{pμ}`` (the 0/1 gates ``G``
+        for ReLU pathways): what a pathway's output is multiplied by on each sample."""
+        return effective_gates(self.gating.G, self.slopes)
+
+    def design(self, X: np.ndarray) -> np.ndarray:
+        """The inputs the pathways read: *X*, and with ``hidden_bias`` a last column of ones
+        (the constant input of the biases)."""
+        return with_constant(X) if self.hidden_bias else X
+
+    @property
+    def design_inputs(self) -> np.ndarray:
+        """(pathway, design feature) input masks: ``inputs``, and with ``hidden_bias`` a last
+        column that every pathway reads."""
+        if not self.hidden_bias:
+            return self.inputs
+        return np.hstack([self.inputs, np.ones((self.n_pathways, 1), dtype=bool)])
 
     @property
     def depths(self) -> list[int]:
@@ -93,6 +161,40 @@ class PathwaySpec:
             coords["contexts"] = ("pathway", object_array(self.gating.contexts))
         coords["shared"] = ("pathway", self.shared.copy())
         return coords
+
+
+def effective_gates(G: np.ndarray, slopes: Any) -> np.ndarray:
+    """``α + (1 − α) G`` row by row: the gate of a unit with slope ``α`` (LeakyReLU), open
+    (1) where ``G = 1`` and passing ``α`` of its input where ``G = 0``."""
+    alpha = np.broadcast_to(np.asarray(slopes, dtype=np.float64), (G.shape[0],))[:, None]
+    return alpha + (1.0 - alpha) * G
+
+
+def with_constant(X: np.ndarray) -> np.ndarray:
+    """*X* (sample, feature) with a last column of ones: the constant input of a bias."""
+    return np.hstack([X, np.ones((X.shape[0], 1), dtype=X.dtype)])
+
+
+def check_slopes(value: Any, n: int, name: str = "leak") -> tuple[float, ...]:
+    """One slope or one per item (``n``), each a LeakyReLU slope in [0, 1)."""
+    raw = per_pathway(name, value, n)
+    out = []
+    for v in raw:
+        v = 0.0 if v is None else check_real(name, v)
+        if not 0.0 <= v < 1.0:
+            raise ValueInputError(
+                f"`{name}` must hold LeakyReLU slopes in [0, 1) (0: ReLU), got {v}; a slope of 1 or "
+                "more is a linear (or sign-flipping) unit, which has no gate to model."
+            )
+        out.append(float(v))
+    return tuple(out)
+
+
+def check_flag(name: str, value: Any) -> bool:
+    """A bool parameter (``hidden_bias`` / ``output_bias``)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise InputError(f"`{name}` must be True or False, got {describe(value)}.")
+    return bool(value)
 
 
 def default_init_scale(widths: Sequence[Sequence[int]]) -> float:
@@ -113,6 +215,10 @@ def resolve_spec(
     init_scale: Any = None,
     trunk: Any = None,
     trunk_init_scale: Any = None,
+    hidden_bias: Any = False,
+    output_bias: Any = False,
+    bias_init_scale: Any = 0.0,
+    leak: Any = 0.0,
 ) -> PathwaySpec:
     """Resolve the pathway parameters of a GDLN / race / ReLN into a :class:`PathwaySpec`
     (the module docstring describes each parameter)."""
@@ -131,9 +237,18 @@ def resolve_spec(
     widths = resolve_widths(hidden, depth, shared_mask)
     scales = resolve_init_scales(init_scale, widths, shared_mask)
     trunk_scales = _trunk_scales(trunk_init_scale, trunk_widths, default_init_scale(widths))
+    hidden_bias = check_flag("hidden_bias", hidden_bias)
+    output_bias = check_flag("output_bias", output_bias)
+    slopes = check_slopes(leak, gating.n_pathways)
+    if trunk_widths and (hidden_bias or any(slopes)):
+        raise ValueInputError(
+            "`hidden_bias` and `leak` are not modelled together with a `trunk`; build a layered "
+            "network instead (`gates` as a mapping {layer: gates}, relu_probe.reln.layered)."
+        )
     return PathwaySpec(
         gating, shared_mask, in_mask, tuple(map(tuple, widths)), tuple(map(tuple, scales)),
-        tuple(trunk_widths), tuple(trunk_scales),
+        tuple(trunk_widths), tuple(trunk_scales), hidden_bias, output_bias,
+        check_real("bias_init_scale", bias_init_scale, minimum=0.0), slopes if any(slopes) else (),
     )
 
 
@@ -322,3 +437,55 @@ def _trunk_scales(trunk_init_scale: Any, trunk: Sequence[int], default: float) -
             f"`trunk_init_scale` must be one value or one per trunk layer ({len(trunk)}), got {len(raw)}."
         )
     return [default if v is None else check_real("trunk_init_scale", v, minimum=0.0) for v in raw]
+
+
+# ----------------------------------------------------------------------------- rules, storage
+def warn_residual_is_joint(names: Sequence[str], *, stacklevel: int = 3) -> None:
+    """Warn that ``rule="residual"`` has no shared pathway to split off, so it trains (or
+    predicts) exactly as ``rule="joint"``."""
+    warnings.warn(
+        "rule='residual' needs a shared pathway (one open on every sample, or named by `shared=`), and none "
+        f"of the pathways {list(names)} is: every pathway follows the total error, so this is the 'joint' "
+        "rule. Pass rule='joint' to say so, or name the shared pathways with `shared=`.",
+        ReluProbeWarning,
+        stacklevel=stacklevel,
+    )
+
+
+def gating_state(gating: Gating) -> dict[str, Any]:
+    """A :class:`Gating` as plain values (for the tagged JSON of saved networks)."""
+    return {"G": gating.G, "names": list(gating.names),
+            "contexts": None if gating.contexts is None else [tuple(c) for c in gating.contexts]}
+
+
+def gating_from_state(state: Mapping[str, Any]) -> Gating:
+    contexts = state["contexts"]
+    return Gating(np.asarray(state["G"], dtype=np.float64), list(state["names"]),
+                  None if contexts is None else [tuple(c) for c in contexts])
+
+
+def spec_state(spec: PathwaySpec) -> dict[str, Any]:
+    """Everything needed to rebuild *spec* (:func:`spec_from_state`)."""
+    return {
+        "gating": gating_state(spec.gating), "shared": spec.shared, "inputs": spec.inputs,
+        "widths": spec.widths, "init_scales": spec.init_scales, "trunk": spec.trunk,
+        "trunk_scales": spec.trunk_scales, "hidden_bias": spec.hidden_bias, "output_bias": spec.output_bias,
+        "bias_init_scale": spec.bias_init_scale, "leak": spec.leak,
+    }
+
+
+def spec_from_state(state: Mapping[str, Any], fitted: Any = None) -> PathwaySpec:
+    """Inverse of :func:`spec_state`; files written before it stored the gating read it off
+    the fitted network *fitted* (``gates_``, ``inputs_``, ``shared_``, ``pathway_names_``)."""
+    if "gating" in state:
+        gating = gating_from_state(state["gating"])
+        shared, inputs = np.asarray(state["shared"], dtype=bool), np.asarray(state["inputs"], dtype=bool)
+    else:
+        gating = Gating(fitted.gates_.values, list(fitted.pathway_names_), fitted.contexts_)
+        shared, inputs = np.asarray(fitted.shared_, dtype=bool), fitted.inputs_.values
+    return PathwaySpec(
+        gating, shared, inputs, tuple(map(tuple, state["widths"])), tuple(map(tuple, state["init_scales"])),
+        tuple(state["trunk"]), tuple(state["trunk_scales"]), bool(state.get("hidden_bias", False)),
+        bool(state.get("output_bias", False)), float(state.get("bias_init_scale", 0.0)),
+        tuple(state.get("leak", ())),
+    )

@@ -47,6 +47,9 @@ __all__ = [
 from ._pathway_nets import PathwayNet, k_minus_one_net, modular_net, pathway_task, shared_net  # noqa: E402
 
 __all__ += ["PathwayNet", "k_minus_one_net", "modular_net", "pathway_task", "shared_net"]
+from ._reln_nets import ReLNNet, biased_leaky_net  # noqa: E402
+
+__all__ += ["ReLNNet", "biased_leaky_net"]
 
 # known answers for deep, scaled, unbalanced, convolutional and leaky networks (issue 11)
 from ._known_answers import (  # noqa: E402

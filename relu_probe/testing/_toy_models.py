@@ -292,7 +292,8 @@ class ToyConvNet(nn.Module):
 
 class ToySequenceNet(nn.Module):
     """Tokens ``(n, T, 4)`` → ``Linear(A)`` → ReLU: a channel-last sequence site ``"act"``
-    with 3 channels × T positions (units ordered channel-major)."""
+    with T positions × 3 channels (element units in the tensor's own order, position-major:
+    unit ``3 t + c`` is channel ``c`` at position ``t``)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -310,7 +311,13 @@ class ToySequenceNet(nn.Module):
     @staticmethod
     def expected_gates(x: torch.Tensor) -> dict[str, np.ndarray]:
         z = _np(x) @ A_WEIGHTS.T  # (n, T, C)
-        return {"act": (z > 0).transpose(0, 2, 1).reshape(len(z), -1)}
+        return {"act": (z > 0).reshape(len(z), -1)}
+
+    @staticmethod
+    def expected_token_gates(x: torch.Tensor) -> np.ndarray:
+        """Gates ``(n · T, 3)`` with one row per (input, position), inputs in order."""
+        z = _np(x) @ A_WEIGHTS.T
+        return (z > 0).reshape(-1, z.shape[-1])
 
     @staticmethod
     def expected_gate_rate(x: torch.Tensor) -> dict[str, np.ndarray]:

@@ -261,9 +261,10 @@ class GateTap:
                 for m, p in self._paths.items()
                 if (m in act_modules and (self._use_mode or p in selected_paths)) or p in owners
             ]
-        # a ReLU module's post-hook keeps its output (values) and pairs the function mode's
-        # suppression of the functional relu inside it: a lean recording needs neither
-        lean = not discovery and not self.values and not self._use_mode
+        # a ReLU module's post-hook keeps its output (values), hands it to ``on_output`` and
+        # pairs the function mode's suppression of the functional relu inside it: a lean
+        # recording needs none of these
+        lean = not discovery and not self.values and not self._use_mode and self.on_output is None
         for module in dict.fromkeys(hooked):
             if module is self.root:
                 continue

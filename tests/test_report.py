@@ -47,7 +47,10 @@ def evil():
     frame = pd.DataFrame({"shared_score": [1.0, 0.4], EVIL: [0.0, 2.0]}, index=pd.Index([0, 50], name="step"))
     masses = xr.DataArray([[1.0, 0.0], [0.6, 0.4]], dims=("step", "pathway"),
                           coords={"step": [0, 50], "pathway": [0, 1], "contexts": ("pathway", ctx)})
-    return res.attach_monitor(scores=frame, pathways=masses)
+    stability = pd.DataFrame({"step": [50, 100], "site": [EVIL_SITE, EVIL_SITE], "flip_fraction": [0.2, 0.0],
+                              "chance_flip_fraction": [0.4, 0.3]})
+    stability.attrs = {"tolerance": 0.05, "stable_step": {EVIL_SITE: 50}}
+    return res.attach_monitor(scores=frame, pathways=masses, stability=stability)
 
 
 @pytest.fixture(scope="module")
@@ -85,14 +88,14 @@ def test_sections_and_embedded_pngs(evil, plain, reports):
     from PIL import Image
 
     text = reports["evil"].read_text(encoding="utf-8")
-    for anchor in ("scores", "pathways", "profiles", "units", "features", "dynamics", "training"):
+    for anchor in ("scores", "pathways", "profiles", "units", "features", "dynamics", "training", "stability"):
         assert f'id="{anchor}"' in text, anchor
     for name in evil.scores.index:
         assert f"<code>{name}</code>" in text
     assert "http://" not in text and "https://" not in text  # reads offline, fetches nothing
     images = _images(text)
-    # mass bars, heatmap, loss curves, singular values, monitor scores, monitor pathways
-    assert len(images) == 6
+    # mass bars, heatmap, loss curves, singular values, monitor scores, monitor pathways, gate stability
+    assert len(images) == 7
     for tag in images:
         src = re.search(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', tag)
         assert src, tag[:80]
@@ -130,7 +133,7 @@ def test_chromium_loads_reports_without_errors(reports, tmp_path):
                        '<img src="data:image/png;base64,AAAAbroken"><script>console.error("boom");'
                        'throw new Error("oops")</script></body></html>', encoding="utf-8")
     evil_page, plain_page, control_page = check_pages([reports["evil"], reports["plain"], control], chromium=chromium)
-    for page, n_images in ((evil_page, 6), (plain_page, 2)):
+    for page, n_images in ((evil_page, 7), (plain_page, 2)):
         assert page["errors"] == []
         assert page["scripts"] == 0
         assert len(page["images"]) == n_images

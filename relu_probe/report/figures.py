@@ -21,6 +21,7 @@ from .labels import context_set_label, pathway_kind
 __all__ = [
     "attribution_maps_png",
     "context_mass_png",
+    "gate_stability_png",
     "layer_summary_png",
     "loss_curves_png",
     "monitor_pathways_png",
@@ -384,4 +385,69 @@ def attribution_maps_png(maps: np.ndarray, titles: Sequence[str]) -> bytes:
         ax.set_visible(False)
     if image is not None:
         fig.colorbar(image, ax=list(axes[:n]), label="share of attribution per pixel", fraction=0.03, pad=0.02)
+    return _png(fig)
+
+
+#: Colours of the gate-stability panels: the flips, the chance level, the threshold, the stable step.
+STABILITY_COLOURS = {"flips": "#1b6ca8", "chance": "#6c6c6c", "threshold": "#b86a0c", "stable": "#2e8b57"}
+
+
+def gate_stability_png(
+    steps: np.ndarray,
+    flips: np.ndarray,
+    chance: np.ndarray,
+    sites: Sequence[str],
+    stable_steps: np.ndarray,
+    *,
+    tolerance: float,
+) -> bytes:
+    """Small multiples, one panel per site: the fraction of probe gates that flipped since the
+    previous snapshot against training step (solid), the flip fraction of a gating re-drawn at
+    the same on-rates (chance, dashed), the stability threshold ``tolerance × chance``
+    (dotted) and the step from which the site stays below it (vertical line; none while the
+    site is not stable).
+
+    *flips* and *chance* are ``(n_steps, n_sites)``; *stable_steps* is ``(n_sites,)``, NaN
+    for a site that is not stable. One y scale for all panels, so sites compare.
+    """
+    from matplotlib.lines import Line2D
+
+    steps = np.asarray(steps, dtype=np.float64)
+    flips = np.asarray(flips, dtype=np.float64)
+    chance = np.asarray(chance, dtype=np.float64)
+    n = len(sites)
+    cols = min(6 if n > 8 else 4, n)
+    rows = int(np.ceil(n / cols))
+    fig = _figure(min(11.0, 2.6 * cols + 0.8), 2.0 * rows + 1.0)
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True)).ravel()
+    finite = np.concatenate([flips[np.isfinite(flips)], chance[np.isfinite(chance)]])
+    top = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+    for i in range(n):
+        ax = axes[i]
+        ax.plot(steps, chance[:, i], color=STABILITY_COLOURS["chance"], lw=1.1, ls="--")
+        ax.plot(steps, tolerance * chance[:, i], color=STABILITY_COLOURS["threshold"], lw=1.0, ls=":")
+        ax.plot(steps, flips[:, i], color=STABILITY_COLOURS["flips"], lw=1.6, marker="o", ms=2.5)
+        if np.isfinite(stable_steps[i]):
+            ax.axvline(float(stable_steps[i]), color=STABILITY_COLOURS["stable"], lw=1.2)
+        ax.set_title(text(sites[i], 28), fontsize=8)
+        ax.set_ylim(0, top * 1.08)
+        ax.tick_params(labelsize=7)
+        ax.spines[["top", "right"]].set_visible(False)
+        if i % cols == 0:
+            ax.set_ylabel("fraction of gates flipped", fontsize=8)
+        if i >= n - cols:  # the bottom panel of each column
+            ax.set_xlabel("training step", fontsize=8)
+            ax.tick_params(labelbottom=True)
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    handles = [
+        Line2D([], [], color=STABILITY_COLOURS["flips"], lw=1.6, marker="o", ms=2.5,
+               label="flipped since the previous snapshot"),
+        Line2D([], [], color=STABILITY_COLOURS["chance"], lw=1.1, ls="--",
+               label="chance (gates re-drawn at the same rates)"),
+        Line2D([], [], color=STABILITY_COLOURS["threshold"], lw=1.0, ls=":",
+               label=f"stability threshold ({tolerance:g} × chance)"),
+        Line2D([], [], color=STABILITY_COLOURS["stable"], lw=1.2, label="stable from this step"),
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncols=2 if cols < 4 else 4, fontsize=8, frameon=False)
     return _png(fig)

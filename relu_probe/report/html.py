@@ -23,7 +23,10 @@ inline, and there is no script at all (a Content-Security-Policy forbids any). T
 6. **Learning dynamics** (with targets): ReLU vs ReLN vs race loss curves, their
    comparison, and the singular-value trajectories of every ReLN pathway;
 7. **Structure over training** (when a training monitor was attached);
-8. **Notes**: what was skipped and why.
+8. **Gate stability** (when the monitor's gates are binary): per site, the fraction of probe
+   gates that flipped between snapshots against its chance level, and the step from which
+   the site's gating stays fixed — the ReLN's fixed-gating assumption, measured;
+9. **Notes**: what was skipped and why.
 
 Every string that comes from the user's data or model (coord labels, site names, titles,
 feature names) is escaped with :func:`html.escape`.
@@ -47,9 +50,10 @@ from .sections import SECTIONS
 __all__ = ["render_report", "write_report"]
 
 #: What the report reads of an analysis (the attributes of :class:`relu_probe.Analysis`).
-REPORT_FIELDS = ("dataset", "importance", "pathways", "scores", "null_scores", "profile", "selectivity", "attributions", "reln",
-                 "dynamics", "comparison", "monitor_scores", "monitor_pathways", "params", "notes", "title", "by",
-                 "within", "unit_table", "pathway_table", "top_features")
+REPORT_FIELDS = ("dataset", "importance", "pathways", "scores", "null_scores", "profile", "selectivity",
+                 "attributions", "reln", "dynamics", "comparison", "monitor_scores", "monitor_pathways",
+                 "monitor_stability", "params", "notes", "title", "by", "within", "unit_table", "pathway_table",
+                 "top_features")
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:0;color:#1d2330;

@@ -16,6 +16,7 @@ from .labels import (KIND_TEXT, RACE_EXPLANATIONS, RACE_LABELS, SCORE_DEFINITION
                      pathway_kind, score_label, site_labels)
 from .layers import layers_section, recording_sites
 from .markup import esc, img, num, site_cell, table
+from .stability import stability_section
 
 __all__ = ["SECTIONS", "Section"]
 
@@ -444,5 +445,6 @@ SECTIONS: tuple[Section, ...] = (
     Section("units", "Units", _units_and_features),
     Section("dynamics", "Learning dynamics", dynamics_section),
     Section("training", "Structure over training", monitor_section),
+    Section("stability", "Gate stability", stability_section),
     Section("notes", "Notes", notes_section),
 )

@@ -16,23 +16,25 @@ Post-LN BERT is sensitive to the learning rate: at 3e-3 it learns ``parity`` and
 ``repeat`` stays on a plateau for some 30 epochs and is then learned (≈ 100 % held out after
 60 epochs). Printed accuracies are on held-out sequences.
 
-``rp.analyze(..., by="task", within="sequence")`` then records the feed-forward ReLUs with
-the *tokens* as samples (``samples="position"``: one sample per real token, coords ``input``,
-``position`` and ``token``), finds each layer's pathways — neurons on for all three tasks,
-for two, for one — and attributes them to the input positions through the token embedding.
+``rp.analyze(..., by="task", within="sequence", samples="position")`` then records the
+feed-forward ReLUs with the *tokens* as samples (one sample per token, coords ``input``,
+``position`` and ``token``; the per-input ``task`` and ``sequence`` are broadcast to the
+tokens) and finds each layer's pathways: neurons on for all three tasks, for two, for one.
+Input attributions attribute each sample to its own input row, so with tokens as samples they
+are skipped (the report's Notes say so); record with ``units="channel"`` (one sample per
+input) to attribute the pathways to the input positions through the token embedding.
 The report is ``OUT/transformer_tasks/report.html``.
 
     python examples/transformer_tasks.py                  # ≈1 min on one CPU core
     python examples/transformer_tasks.py --quick          # a smoke run
     python examples/transformer_tasks.py --export saved/  # also write files for the CLI:
     relu-probe analyze --model examples/transformer_tasks.py:build_model --weights saved/weights.pt \\
-        --inputs saved/inputs.npz --by task --within sequence --feature-names names SAMPLES_OPTION
+        --inputs saved/inputs.npz --by task --within sequence --samples position
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -45,11 +47,9 @@ from relu_probe.testing import bert_token_classifier, fit_token_model, multitask
 
 TASKS = ("parity", "magnitude", "repeat")
 LENGTH, VALUES = 8, 8
-#: tokens as samples when this relu_probe records them (``samples="position"``); until then
-#: each input is one sample and a neuron's gate is the fraction of the input's tokens it is on for
-TOKENS_AS_SAMPLES = "samples" in inspect.signature(rp.analyze).parameters
-RECORDING = {"samples": "position"} if TOKENS_AS_SAMPLES else {"units": "channel"}
-CLI_RECORDING = ["--samples", "position"] if TOKENS_AS_SAMPLES else ["--units", "channel"]
+#: tokens as samples: one sample per (sequence, position)
+RECORDING = {"samples": "position"}
+CLI_RECORDING = ["--samples", "position"]
 
 
 def sequences(n: int, seed: int):

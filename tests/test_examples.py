@@ -102,6 +102,12 @@ def test_transformer_tasks(tmp_path):
     assert res.pathways.context_values == ("magnitude", "parity", "repeat") and res.within == "sequence"
     assert [str(s) for s in res.dataset.attrs["sites"]] == [
         f"bert.encoder.layer.{i}.intermediate.intermediate_act_fn" for i in range(2)]
+    # the tokens are the samples: every (sequence, position) of the 32 held-out inputs × 3 tasks
+    ds = res.dataset
+    assert ds.attrs["samples"] == "position" and ds.sizes["sample"] == 96 * 9
+    assert {"input", "position", "token"} <= set(ds.coords)
+    np.testing.assert_array_equal(ds["position"].values, np.tile(np.arange(9), 96))
+    assert res.attributions is None and any("samples='position'" in n for n in res.notes)
     cli = _cli_analyze(tmp_path, "transformer_tasks", "--by", "task", "--within", "sequence", *example.CLI_RECORDING)
     np.testing.assert_allclose(cli.dataset[_gate(cli.dataset)].values, res.dataset[_gate(res.dataset)].values)
     np.testing.assert_allclose(cli.pathways.mass.values, res.pathways.mass.values)

@@ -195,11 +195,13 @@ _LAYOUT = r"""
                 clientWidth: el.clientWidth});
     }
   }
-  // a word broken across lines (a label cut mid-word): a word's range with several line boxes
+  // a word broken across lines (a label cut mid-word): a word's range with several line boxes;
+  // a line break after a hyphen ("context-|specific") is ordinary typography, so the parts of a
+  // hyphenated word are words of their own
   const broken = [];
   const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
   for (let node = walker.nextNode(); node; node = walker.nextNode()) {
-    const re = /\S+/g;
+    const re = /[^\s-]+-?/g;
     let m;
     while ((m = re.exec(node.data)) !== null) {
       const range = document.createRange();

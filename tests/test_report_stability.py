@@ -132,3 +132,28 @@ def test_stability_site_names_are_escaped():
     text = render_report(res)
     assert evil not in text
     assert f'<code title="{html.escape(evil)}">' in text[text.index('id="stability"'):]
+
+
+def test_per_site_pathway_masses_over_training_get_one_panel_per_site(drawn):
+    """Per-site pathways sum to 1 within each site: one stacked panel per site (titled by it,
+    each stack summing to 1), not one stack of every site's pathways summing to the number of sites."""
+    model = net()
+    mon = rp.TrainingMonitor(model, torch.from_numpy(X), coords=COORDS, by="c", every=10, values=False)
+    take_snapshots(mon, model)
+    res = _analysis(model, mon)
+    over_time = res.monitor_pathways
+    assert set(over_time["site"].values.tolist()) == {"1", "3"}
+    text = render_report(res)
+    assert "one panel per site (masses sum to 1 within each site)" in text
+    stacks = [f for f in drawn if any(ax.collections and ax.get_ylabel().startswith("pathway mass")
+                                      for ax in f.axes)]
+    assert len(stacks) == 1
+    axes = [ax for ax in stacks[0].axes if ax.get_visible()]
+    assert [ax.get_title() for ax in axes] == ["ReLU 1", "ReLU 2"]
+    for ax, site in zip(axes, ("1", "3")):
+        mine = over_time.isel(pathway=np.flatnonzero(over_time["site"].values == site))
+        assert len(ax.collections) == mine.sizes["pathway"]  # this site's pathways only
+        np.testing.assert_allclose(mine.sum("pathway").values, 1.0, atol=1e-9)
+        assert ax.get_ylim()[1] == pytest.approx(1.0)
+    legend = [t.get_text() for t in axes[0].get_legend().get_texts()]
+    assert legend and all(t.startswith("{") for t in legend)

@@ -295,6 +295,9 @@ def singular_values_png(
             ax.plot(epochs, sv_sim[p, mode], color=cmap(j % 10), lw=1.5)
             if sv_closed is not None:
                 ax.plot(epochs, sv_closed[p, mode], color=cmap(j % 10), lw=1.0, ls="--")
+        from matplotlib.ticker import FormatStrFormatter
+
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))  # no offset text over the title
         ax.set_title(f"pathway {text(names[p], 30)}", fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)
         if p % cols == 0:
@@ -327,7 +330,8 @@ def monitor_scores_png(steps: np.ndarray, columns: dict[str, np.ndarray]) -> byt
     if loss is not None and np.isfinite(loss).any() and np.nanmax(loss) > 0:
         panels.append(({"loss": loss}, "training loss", True))
     panels = [p for p in panels if p[0]]
-    fig = _figure(3.6 * max(len(panels), 1) + 0.6, 3.4)
+    rows_of_legend = max((int(np.ceil(len(group) / 2)) for group, _, _ in panels), default=1)
+    fig = _figure(3.6 * max(len(panels), 1) + 0.6, 3.0 + 0.17 * rows_of_legend)
     axes = np.atleast_1d(fig.subplots(1, max(len(panels), 1), squeeze=False)).ravel()
     for ax, (group, ylabel, log) in zip(axes, panels):
         for name, v in group.items():
@@ -337,32 +341,54 @@ def monitor_scores_png(steps: np.ndarray, columns: dict[str, np.ndarray]) -> byt
         ax.set_xlabel("training step")
         ax.set_ylabel(ylabel)
         ax.spines[["top", "right"]].set_visible(False)
-        ax.legend(frameon=False, fontsize=8)
+        # above the axes, never over the lines it names
+        ax.legend(frameon=False, fontsize=8, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=2)
     return _png(fig)
 
 
-def monitor_pathways_png(steps: np.ndarray, mass: np.ndarray, labels: Sequence[str], kinds: Sequence[str]) -> bytes:
-    """Stacked areas: each pathway's mass against training step."""
-    fig = _figure(10.0, 3.6)
-    ax = fig.add_subplot()
+def monitor_pathways_png(steps: np.ndarray, mass: np.ndarray, labels: Sequence[str], kinds: Sequence[str],
+                         sites: Sequence[str] | None = None) -> bytes:
+    """Stacked areas: each pathway's mass against training step. With *sites* (the site of
+    each pathway, per-site pathways whose masses sum to 1 within each site) one panel per site,
+    titled by it, each with its own legend; else one panel."""
     from matplotlib import colormaps
 
+    mass = np.nan_to_num(np.asarray(mass, dtype=np.float64))
+    groups = list(dict.fromkeys(sites)) if sites is not None else [None]
+    n = len(groups)
+    cols = 1 if n == 1 else min(3, n)
+    rows = int(np.ceil(n / cols))
+    fig = _figure(10.0 if n == 1 else 11.0, 3.6 if n == 1 else 2.7 * rows + 0.3)
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
     palette = {"shared": colormaps["Blues"], "mixed": colormaps["Oranges"], "single": colormaps["Greys"]}
-    counts = {k: 0 for k in palette}
-    colours = []
-    for k in kinds:
-        counts[k] += 1
-        colours.append(palette[k](0.45 + 0.12 * (counts[k] % 4)))
-    mass = np.nan_to_num(mass)
-    # label the pathways that ever matter; a legend taller than the figure collapses the axes
-    shown = [j for j in np.argsort(-mass.max(0), kind="stable")[:14] if mass[:, j].max() >= 0.01]
-    names = [text(s, 30) if j in shown else f"_{j}" for j, s in enumerate(labels)]
-    ax.stackplot(steps, mass.T, labels=names, colors=colours)
-    ax.set_xlabel("training step")
-    ax.set_ylabel("pathway mass")
-    ax.set_ylim(0, max(1.0, float(mass.sum(1).max()) if mass.size else 1.0))
-    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8)
-    ax.spines[["top", "right"]].set_visible(False)
+    for i, group in enumerate(groups):
+        ax = axes[i]
+        cols_of = [j for j in range(len(labels)) if sites is None or sites[j] == group]
+        sub = mass[:, cols_of]
+        counts = {k: 0 for k in palette}
+        colours = []
+        for j in cols_of:
+            counts[kinds[j]] += 1
+            colours.append(palette[kinds[j]](0.45 + 0.12 * (counts[kinds[j]] % 4)))
+        # label the pathways that ever matter; a legend taller than the panel collapses the axes
+        limit = 14 if n == 1 else 6
+        shown = {cols_of[j] for j in np.argsort(-sub.max(0), kind="stable")[:limit] if sub[:, j].max() >= 0.01}
+        names = [text(labels[j], 30) if j in shown else f"_{j}" for j in cols_of]
+        ax.stackplot(steps, sub.T, labels=names, colors=colours)
+        ax.set_ylim(0, max(1.0, float(sub.sum(1).max()) if sub.size else 1.0))
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=7 if n > 1 else 8)
+        if group is not None:
+            ax.set_title(text(group, 30), fontsize=9)
+        if i % cols == 0:
+            ax.set_ylabel("pathway mass" + (" (within the site)" if group is not None else ""),
+                          fontsize=8 if n > 1 else 10)
+        if i >= n - cols:
+            ax.set_xlabel("training step", fontsize=8 if n > 1 else 10)
+        if n > 1:
+            ax.tick_params(labelsize=7)
+    for ax in axes[n:]:
+        ax.set_visible(False)
     return _png(fig)
 
 

@@ -39,6 +39,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .._util.checks import check_int
 from .._version import __version__
 from ..errors import InputError, ReluProbeError, StoreError, describe
@@ -69,7 +71,7 @@ th,td{border-bottom:1px solid #e3e6ea;padding:4px 10px;text-align:left;vertical-
 td{overflow-wrap:break-word}
 th{background:#f0f2f5;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 td.prof{white-space:nowrap}
-code{font-size:.92em}
+code{font-size:.92em}td code,th code,h3 code{font-size:1.02em}
 td.def{color:#454e5c;max-width:640px}
 img{max-width:100%;height:auto;display:block;margin:6px 0 4px}
 .kind-shared{color:#1b6ca8;font-weight:600}.kind-mixed{color:#b86a0c;font-weight:600}.kind-single{color:#6c6c6c}
@@ -103,11 +105,20 @@ def _header(res: Any, title: str) -> str:
     return "\n".join([
         f"<h1>{esc(title)}</h1>",
         ('<p class="meta">'
-         f"Model <code>{esc(p.get('model_class', ''))}</code> · {ds.sizes['sample']} samples × "
+         f"Model <code>{esc(p.get('model_class', ''))}</code> · {_samples_text(ds)} × "
          f"{ds.sizes['unit']} units ({esc(units)}) at {where} · "
          f"pathways by <code>{esc(res.by)}</code>{within} ({esc(res.pathways.method)}) · "
          f"importance: {esc(p.get('importance', ''))}</p>"),
     ])
+
+
+def _samples_text(ds: Any) -> str:
+    """The samples in words: with tokens as samples, how many inputs they come from."""
+    n = ds.sizes["sample"]
+    if str(ds.attrs.get("samples", "input")) == "position" and "input" in ds.coords:
+        inputs = len(np.unique(np.asarray(ds["input"].values)))
+        return f"{n} token samples (the positions of {inputs} inputs)"
+    return f"{n} samples"
 
 
 def render_report(res: Any, *, title: str | None = None, max_units: int = 40, max_heatmap_units: int = 400) -> str:

@@ -134,7 +134,9 @@ def pathway_caption(res: Any) -> str:
     return (f'<p class="caption">A pathway is the set of <code>{esc(res.by)}</code> values in which a group of '
             "units is on; its mass is its share of the importance-weighted activity (masses sum to 1"
             + (" within each site" if per_site else "") + f"). {pw.n_contexts} conditions: "
-            f"{esc(', '.join(map(str, pw.context_values)))}.{_items_text(res)}</p>")
+            f"{esc(', '.join(map(str, pw.context_values)))}.{_items_text(res)} Units: those whose largest share "
+            "of mass is in the pathway; a pathway can also hold some mass of units counted under another pathway "
+            "(so it may list 0 units).</p>")
 
 
 def _items_text(res: Any) -> str:
@@ -305,6 +307,9 @@ def features_section(res: Any, options: dict[str, Any], n_top: int = 6) -> str:
         return "\n".join(out)
     top = res.top_features(n_top)
     site = att["site"].values if "site" in att.coords else None
+    if site is None and "site" in res.pathways.mass.coords and len(set(res.pathways.mass["site"].values.tolist())) > 1:
+        # per-site pathways: each attributed pathway's site, from the pathways themselves
+        site = res.pathways.mass["site"].sel(pathway=att["pathway"].values).values
     short = _short_sites(res)
     rows = []
     for i, p in enumerate(att["pathway"].values):
@@ -325,6 +330,8 @@ def features_section(res: Any, options: dict[str, Any], n_top: int = 6) -> str:
         maps = att.values.reshape(att.sizes["pathway"], *shape)
         maps = maps.reshape(maps.shape[0], -1, shape[-2], shape[-1]).sum(1)
         titles = [f"#{int(p)} {context_set_label(c)}" for p, c in zip(att["pathway"].values, att["contexts"].values)]
+        if site is not None:  # per-site pathways: the site above each map
+            titles = [f"{short.get(str(s), str(s))}: {t}" for s, t in zip(site, titles)]
         out.append(img(figs.attribution_maps_png(maps, titles), "attribution maps"))
         out.append('<p class="caption">Attribution share over the input image (summed over channels), one colour '
                    "scale for all pathways.</p>")
@@ -387,6 +394,8 @@ def _monitor_scores(frame: pd.DataFrame, title: str | None) -> list[str]:
     out = [f"<h3>{title}</h3>"] if title else []
     steps = np.asarray(frame.index.to_numpy(), dtype=np.float64)
     columns = {str(c): np.asarray(frame[c].to_numpy(), dtype=np.float64) for c in frame.columns}
+    # a column the monitor never filled (no loss passed to update, a score undefined throughout)
+    columns = {c: v for c, v in columns.items() if np.isfinite(v).any()}
     out.append(img(figs.monitor_scores_png(steps, {c if c == "loss" else score_label(c): v for c, v in columns.items()}),
                    "scores over training"))
     rows = [f"<tr><td>{esc(score_label(c))}</td>{num(v[0])}{num(v[-1])}</tr>" for c, v in columns.items()]
@@ -416,9 +425,16 @@ def monitor_section(res: Any, options: dict[str, Any]) -> str:
             k = max(k, res.pathways.n_contexts)
         labels = [context_set_label(c) if isinstance(c, (tuple, list)) else str(c) for c in contexts]
         kinds = [pathway_kind(c, k) if isinstance(c, (tuple, list)) else "mixed" for c in contexts]
+        sites = None
+        if "site" in da.coords and len(set(da["site"].values.tolist())) > 1:  # per-site pathways: a panel each
+            short = _short_sites(res)
+            sites = [short.get(str(s), str(s)) for s in da["site"].values.tolist()]
         out.append(img(figs.monitor_pathways_png(np.asarray(da["step"].values, dtype=np.float64),
-                                                 np.asarray(da.values, float), labels, kinds),
+                                                 np.asarray(da.values, float), labels, kinds, sites),
                        "pathway masses over training"))
+        out.append('<p class="caption">Pathway masses over training' + (", one panel per site (masses sum to 1 "
+                   "within each site)" if sites else "") + "; blue: on in every context, orange: several, grey: "
+                   "one.</p>")
     return "\n".join(out)
 
 

@@ -114,6 +114,49 @@ def test_every_figure_has_axis_labels_and_a_legend_or_colour_bar(mlp, resnet, be
             assert words["x"] and words["y"], words
 
 
+def _drawn_texts(fig) -> list:
+    """The text a figure draws: per visible axes its labels, titles, annotations and the tick
+    labels inside its view limits (matplotlib draws no others); its legends; the figure's own."""
+    out = []
+    for ax in fig.axes:
+        if not ax.get_visible():
+            continue
+        out += [ax.xaxis.label, ax.yaxis.label, ax.title, *ax.texts]
+        for axis, (lo, hi), index in ((ax.xaxis, ax.get_xlim(), 0), (ax.yaxis, ax.get_ylim(), 1)):
+            lo, hi = min(lo, hi), max(lo, hi)
+            out += [t for t in axis.get_ticklabels() if lo - 1e-9 * abs(hi - lo) <= t.get_position()[index]
+                    <= hi + 1e-9 * abs(hi - lo)]
+        if ax.get_legend() is not None:
+            out.append(ax.get_legend())
+    out += [*fig.legends, *fig.texts] + ([fig._suptitle] if fig._suptitle is not None else [])
+    return [t for t in out if t.get_visible() and (not hasattr(t, "get_text") or t.get_text().strip())]
+
+
+def test_no_text_of_any_figure_is_cut_by_its_edges(mlp, resnet, bert, figures_drawn):
+    """Every label, title, tick label and legend a figure draws lies inside it (a legend wider
+    than its figure is cut in the PNG, where the browser checks cannot see it)."""
+    cut = []
+    for i, fig in enumerate(figures_drawn):
+        renderer = fig.canvas.get_renderer()
+        width, height = fig.bbox.width, fig.bbox.height
+        for artist in _drawn_texts(fig):
+            box = artist.get_window_extent(renderer)
+            if box.x0 < -1 or box.y0 < -1 or box.x1 > width + 1 or box.y1 > height + 1:
+                cut.append((i, type(artist).__name__, getattr(artist, "get_text", lambda: "legend")()[:40],
+                            [round(v) for v in box.extents], (round(width), round(height))))
+    assert cut == [], cut[:8]
+    # the check sees a cut: a legend far wider than a small figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    small = Figure(figsize=(2, 2), layout="constrained")
+    FigureCanvasAgg(small)
+    small.add_subplot().plot([0, 1], label="a label much longer than the two-inch figure it is drawn in")
+    small.legend(loc="outside lower center")
+    small.canvas.draw()
+    assert any(a.get_window_extent(small.canvas.get_renderer()).x0 < -1 for a in _drawn_texts(small))
+
+
 def test_singular_value_panels_are_labelled(mlp, figures_drawn):
     res, _ = mlp
     sv = [f for f in figures_drawn if f._suptitle is not None and "singular values" in f._suptitle.get_text()]

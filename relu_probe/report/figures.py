@@ -444,7 +444,8 @@ def gate_stability_png(
     n = len(sites)
     cols = min(6 if n > 8 else 4, n)
     rows = int(np.ceil(n / cols))
-    fig = _figure(min(11.0, 2.6 * cols + 0.8), 2.0 * rows + 1.0)
+    width = min(11.0, max(6.8, 2.6 * cols + 0.8))  # at least as wide as its legend (two columns)
+    fig = _figure(width, 2.0 * rows + 1.0)
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True)).ravel()
     finite = np.concatenate([flips[np.isfinite(flips)], chance[np.isfinite(chance)]])
     top = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
@@ -475,5 +476,5 @@ def gate_stability_png(
                label=f"stability threshold ({tolerance:g} × chance)"),
         Line2D([], [], color=STABILITY_COLOURS["stable"], lw=1.2, label="stable from this step"),
     ]
-    fig.legend(handles=handles, loc="outside lower center", ncols=2 if cols < 4 else 4, fontsize=8, frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", ncols=2 if width < 10.5 else 4, fontsize=8, frameon=False)
     return _png(fig)

@@ -5,6 +5,7 @@ captum where captum applies, the cost estimate and the skip rule of ``rp.analyze
 from __future__ import annotations
 
 import importlib
+import re
 
 import numpy as np
 import pytest
@@ -272,6 +273,38 @@ def test_analyze_skips_attributions_that_would_dominate_unless_asked(monkeypatch
     assert rp.analyze(net, x, coords=coords, by="c").attributions is not None
     with pytest.raises(rp.errors.InputError, match="`attribution`"):
         rp.analyze(net, x, coords=coords, by="c", attribution="yes")
+
+
+class _SlowForward(nn.Module):
+    """A network whose every forward takes at least *delay* seconds: recording it costs a few
+    forwards, attributing it ``n_steps`` forwards and backwards per pathway."""
+
+    def __init__(self, model: nn.Module, delay: float) -> None:
+        super().__init__()
+        self.model, self.delay = model, delay
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import time
+
+        time.sleep(self.delay)
+        return self.model(x)
+
+
+def test_a_measured_estimate_that_would_dominate_skips_attributions_with_a_note():
+    """No monkeypatching: the estimate is timed. With 4+ pathways × 32 steps of >= 60 ms
+    forwards, attributions would take >= 7.7 s, more than the rest of the analysis (a few
+    forwards) and more than ATTRIBUTION_ALWAYS_S."""
+    from relu_probe.testing import k_minus_one_net
+
+    net = k_minus_one_net(3, 4)
+    model = _SlowForward(net.model, 0.06)
+    res = rp.analyze(model, net.X, coords=net.coords, by="context", within="object", literature=False, null=0)
+    assert res.attributions is None
+    [note] = [n for n in res.notes if "input attributions skipped: estimated" in n]
+    estimate, budget = (float(v) for v in re.search(r"estimated (\d+) s .* than the (\d+) s", note).groups())
+    n_pathways = int(re.search(r"\((\d+) pathways", note).group(1))
+    assert n_pathways >= 4 and estimate >= n_pathways * 32 * 0.06 - 1 and estimate > budget
+    assert "attribution=True" in note and "--attribution" in note
 
 
 def test_repeated_notes_are_merged():

@@ -217,6 +217,12 @@ def test_min_mass_keeps_every_set_of_a_k_minus_one_net_at_K_20():
     # the rule: the largest pathways holding 95% of the mass, ties together
     np.testing.assert_array_equal(kept_pathways([0.5, 0.3, 0.16, 0.02, 0.01, 0.01]), [0, 1, 2])
     np.testing.assert_array_equal(kept_pathways([0.4, 0.2, 0.2, 0.2]), [0, 1, 2, 3])
+    # the paper's k = 3 net: shared + pairs hold 94%; the singletons (near-equal by symmetry)
+    # are kept together, not the one the noise made largest
+    paper = [0.362, 0.202, 0.194, 0.182, 0.0204, 0.0197, 0.0196]
+    np.testing.assert_array_equal(kept_pathways(paper), np.arange(7))
+    # a clear tail (a quarter of the last kept mass) is still dropped
+    np.testing.assert_array_equal(kept_pathways([0.40, 0.30, 0.26, 0.02, 0.01, 0.01]), [0, 1, 2])
     np.testing.assert_array_equal(kept_pathways([0.5, 0.3, 0.1, 0.1], 0.2), [0, 1])
 
 

@@ -48,22 +48,28 @@ from .layered import is_layered_gates
 from .network import network_facts, require_slopes
 from .spec import resolve_inputs, resolve_shared
 
-__all__ = ["ReLN", "DEFAULT_MIN_MASS", "MIN_MASS_TAIL", "kept_pathways"]
+__all__ = ["ReLN", "DEFAULT_MIN_MASS", "MIN_MASS_TAIL", "MIN_MASS_COMPARABLE", "kept_pathways"]
 
 #: The default ``min_mass`` of :meth:`ReLN.from_pathways`: a cumulative share (see
 #: :func:`kept_pathways`), not a fixed mass.
 DEFAULT_MIN_MASS = "auto"
 #: ``min_mass="auto"``: the pathways left out of a ReLN hold at most this share of the mass.
 MIN_MASS_TAIL = 0.05
+#: ``min_mass="auto"``: pathways of at least this fraction of the mass of the last pathway the
+#: 95% needs are kept with it (comparable masses are not split; see :func:`kept_pathways`).
+MIN_MASS_COMPARABLE = 0.5
 
 
 def kept_pathways(mass: Any, min_mass: float | str = DEFAULT_MIN_MASS) -> np.ndarray:
     """Indices of the pathways a ReLN models, from their recorded masses.
 
     ``min_mass="auto"``: the largest pathways, in order of mass, until they hold at least
-    ``1 - MIN_MASS_TAIL`` (95%) of the mass, and every pathway as large as the smallest of
-    them (equal masses are kept or dropped together, so a symmetric structure stays
-    symmetric). The tail left out — at most 5% of the mass, typically many small context sets
+    ``1 - MIN_MASS_TAIL`` (95%) of the mass; with them every pathway of comparable mass, at
+    least ``MIN_MASS_COMPARABLE`` (½) of the smallest one kept. Sets whose masses differ only
+    by noise — the three single-context sets of a symmetric task, say, at 0.0204, 0.0197 and
+    0.0196 — are then kept or dropped together, never split by which one the noise made
+    largest (a factor 2 is far wider than that noise and far narrower than the gap between
+    the orders of a structure's sets). The tail left out — at most 5% of the mass, typically many small context sets
     from noisy gates — would each add a pathway of its own to the ReLN. A fixed mass would
     not do: the masses of a structure shrink with the number of its sets (a (K−1) structure
     has K + 1 sets of mass about 1/(K + 1): at K = 20 every one is below 0.05). A float keeps
@@ -79,7 +85,7 @@ def kept_pathways(mass: Any, min_mass: float | str = DEFAULT_MIN_MASS) -> np.nda
         share = np.cumsum(mass[order]) / total
         last = min(int(np.searchsorted(share, 1.0 - MIN_MASS_TAIL - 1e-12)), mass.size - 1)
         floor = mass[order[last]]
-        return np.flatnonzero((mass > 0) & (mass >= floor * (1.0 - 1e-6)))
+        return np.flatnonzero((mass > 0) & (mass >= floor * MIN_MASS_COMPARABLE))
     min_mass = check_real("min_mass", min_mass, minimum=0.0)
     return np.flatnonzero(mass >= min_mass)
 

@@ -1,10 +1,13 @@
-"""Open HTML files in headless Chromium and report console errors and image decoding.
+"""Open HTML files in headless Chromium and report console errors, image decoding and layout.
 
 A tiny DevTools-protocol client (standard library only: a minimal RFC 6455 websocket) so the
 report test needs no browser-automation package. :func:`check_pages` starts one headless
-Chromium with a fresh profile, loads each file, waits for its load event, decodes every
-``<img>`` (``HTMLImageElement.decode()``) and returns, per page, the console errors, uncaught
-exceptions, log errors, image sizes and the number of ``<script>`` elements.
+Chromium with a fresh profile, loads each file at a fixed viewport, waits for its load event,
+decodes every ``<img>`` (``HTMLImageElement.decode()``) and returns, per page, the console
+errors, uncaught exceptions, log errors, image sizes, the number of ``<script>`` elements,
+layout facts (:data:`_LAYOUT`: the page's and every table cell's overflow, text cut by an
+ellipsis or a clipping box, words broken across lines, images wider than their container) and, on request, a full-page
+PNG screenshot.
 """
 
 from __future__ import annotations
@@ -175,9 +178,62 @@ Promise.all(Array.from(document.images).map(img =>
 """
 
 
-def check_pages(paths: list[Path], *, chromium: str, timeout: float = 60.0) -> list[dict[str, Any]]:
-    """Load every file in one headless Chromium; return per page ``errors``, ``images``
-    (``[decoded, naturalWidth, naturalHeight]`` per ``<img>``), ``scripts``, ``title``."""
+#: Layout facts of the loaded page, measured in the browser (CSS pixels).
+_LAYOUT = r"""
+(() => {
+  const doc = document.documentElement;
+  const name = el => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') +
+                     (el.className && typeof el.className === 'string' ? '.' + el.className.split(' ')[0] : '');
+  const cut = [];
+  const boxes = 'td, th, li, p, h1, h2, h3, code, span, a, figcaption, summary, table, div, section, details, dl';
+  for (const el of document.querySelectorAll(boxes)) {
+    const style = getComputedStyle(el);
+    // a box that clips or scrolls its overflow hides part of its content from the reader
+    const clips = style.overflowX !== 'visible' || style.textOverflow === 'ellipsis';
+    if (el.scrollWidth > el.clientWidth + 1 && (clips || el.tagName === 'TD' || el.tagName === 'TH')) {
+      cut.push({element: name(el), text: el.textContent.slice(0, 80), scrollWidth: el.scrollWidth,
+                clientWidth: el.clientWidth});
+    }
+  }
+  // a word broken across lines (a label cut mid-word): a word's range with several line boxes;
+  // a line break after a hyphen ("context-|specific") is ordinary typography, so the parts of a
+  // hyphenated word are words of their own
+  const broken = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const re = /[^\s-]+-?/g;
+    let m;
+    while ((m = re.exec(node.data)) !== null) {
+      const range = document.createRange();
+      range.setStart(node, m.index);
+      range.setEnd(node, m.index + m[0].length);
+      const lines = new Set(Array.from(range.getClientRects()).filter(r => r.width > 0).map(r => Math.round(r.top)));
+      if (lines.size > 1) broken.push({element: name(node.parentElement), word: m[0].slice(0, 60)});
+    }
+  }
+  const wide = [];
+  for (const el of document.querySelectorAll('img, table, pre, figure')) {
+    const box = el.getBoundingClientRect();
+    const parent = el.parentElement.getBoundingClientRect();
+    if (box.right > parent.right + 1 || box.left < parent.left - 1) {
+      wide.push({element: name(el), right: box.right, parentRight: parent.right});
+    }
+  }
+  const labels = Array.from(document.querySelectorAll('[title]')).length;
+  return JSON.stringify({scrollWidth: doc.scrollWidth, clientWidth: doc.clientWidth,
+                         scrollHeight: doc.scrollHeight, cut: cut, broken: broken, wide: wide,
+                         titled: labels});
+})()
+"""
+
+
+def check_pages(paths: list[Path], *, chromium: str, timeout: float = 60.0, width: int = 1280, height: int = 900,
+                screenshots: Path | None = None) -> list[dict[str, Any]]:
+    """Load every file in one headless Chromium at a *width* × *height* viewport; return per
+    page ``errors``, ``images`` (``[decoded, naturalWidth, naturalHeight]`` per ``<img>``),
+    ``scripts``, ``title`` and ``layout`` (:data:`_LAYOUT`). With *screenshots* (a folder),
+    also write a full-page PNG of each page there, named ``<folder>-<file>.png``, and return its path
+    as ``screenshot``."""
     profile = tempfile.mkdtemp(prefix="relu-probe-chromium-")
     proc = subprocess.Popen(
         [chromium, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank"],
@@ -200,6 +256,8 @@ def check_pages(paths: list[Path], *, chromium: str, timeout: float = 60.0) -> l
         session = _Session(ws, deadline)
         for domain in ("Page", "Runtime", "Log"):
             session.call(f"{domain}.enable")
+        session.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1,
+                     mobile=False)
         results = []
         for path in paths:
             session.events.clear()
@@ -207,10 +265,18 @@ def check_pages(paths: list[Path], *, chromium: str, timeout: float = 60.0) -> l
             session.wait_for("Page.loadEventFired")
             value = session.call("Runtime.evaluate", expression=_CHECK_IMAGES, awaitPromise=True,
                                  returnByValue=True)["result"]["value"]
+            layout = session.call("Runtime.evaluate", expression=_LAYOUT, returnByValue=True)["result"]["value"]
             # let late console messages arrive
             session.call("Runtime.evaluate", expression="1")
             info = json.loads(value)
+            info["layout"] = json.loads(layout)
             info["errors"] = _errors(session.events)
+            if screenshots is not None:
+                shot = session.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+                target = Path(screenshots) / f"{Path(path).resolve().parent.name}-{Path(path).stem}.png"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(base64.b64decode(shot["data"]))
+                info["screenshot"] = str(target)
             results.append(info)
         try:
             session.call("Browser.close")

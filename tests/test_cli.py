@@ -225,3 +225,21 @@ def test_report_command(capsys, files, tmp_path):
     ):
         code, _, err = run(capsys, "report", *argv, "--out", tmp_path / "bad")
         assert code == 2 and err.count("\n") == 1 and message in err, (argv, err)
+
+
+def test_analyze_attribution_switches(capsys, files, tmp_path):
+    root = files["root"]
+    base = ["analyze", "--model", f"{files['factory']}:build", "--weights", root / "weights.pt", "--inputs",
+            root / "inputs.npz", "--by", "context", "--within", "object", "--no-literature", "--out", tmp_path]
+    code, _, err = run(capsys, *base, "--no-attribution")
+    assert code == 0, err
+    res = rp.Analysis.load(tmp_path / "analysis")
+    assert res.attributions is None and not any("attribution" in n for n in res.notes)
+    assert "No input attributions" in (tmp_path / "report.html").read_text()
+    code, _, err = run(capsys, *base, "--attribution")
+    assert code == 0, err
+    assert rp.Analysis.load(tmp_path / "analysis").attributions is not None
+    with pytest.raises(SystemExit) as exc:
+        main([str(a) for a in base] + ["--attribution", "--no-attribution"])
+    _, err = capsys.readouterr()
+    assert exc.value.code == 2 and err.count("\n") == 1 and "not allowed with argument" in err

@@ -189,7 +189,7 @@ def test_errors():
         rp.unit_importance(wrong_model, ds)
 
 
-def test_conductance_rejects_functional_sites():
+def test_conductance_reads_functional_sites_like_modules():
     class Functional(nn.Module):
         def __init__(self):
             super().__init__()
@@ -200,12 +200,14 @@ def test_conductance_rejects_functional_sites():
             return self.out(torch.relu(self.fc(x)))
 
     model = Functional()
+    as_module = nn.Sequential(model.fc, nn.ReLU(), model.out)  # the same weights, an nn.ReLU module
     X = torch.randn(5, 3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds = rp.record(model, X)
-    with pytest.raises(ValueInputError, match="functional relu"):
-        rp.unit_importance(model, ds, method="conductance", inputs=X)
+    imp = rp.unit_importance(model, ds, method="conductance", inputs=X, n_steps=16)
+    ref = rp.unit_importance(as_module, rp.record(as_module, X), method="conductance", inputs=X, n_steps=16)
+    np.testing.assert_allclose(imp.values, ref.values, atol=1e-7)
     # readout still works: the recorder found the consuming Linear
     imp = rp.unit_importance(model, ds)
     assert imp.sum() == pytest.approx(1.0) and (imp >= 0).all()

@@ -371,7 +371,9 @@ def test_analysis_per_site_reports_and_round_trips(tmp_path):
                 literature=False, null=5)
     assert isinstance(res.scores, pd.DataFrame) and list(res.scores.index) == ["1", "3"]
     html = res.to_html(tmp_path / "report.html").read_text()
-    assert "Site <code>1</code>" in html and "Site <code>3</code>" in html
+    # each site by its short label, the module path in its tooltip, with its own scores and a card under Layers
+    assert '<code title="1">ReLU 1</code>' in html and '<code title="3">ReLU 2</code>' in html
+    assert 'id="layers"' in html and 'id="layer-1"' in html and 'id="layer-2"' in html
     assert "null mean ± sd" in html
     back = rp.Analysis.load(res.save(tmp_path / "saved"))
     pd.testing.assert_frame_equal(back.scores, res.scores)

@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from _deps import require
 from torch import nn
 from torch.nn import functional as F
 
@@ -209,7 +210,7 @@ def test_layered_gdln_refuses_the_residual_rule_and_unreachable_blocks():
 
 
 def test_layered_reln_saves_and_loads(tmp_path):
-    pytest.importorskip("netCDF4")
+    require("netCDF4")
     net = rp.testing.biased_leaky_net()
     ds = rp.record(net.model, net.X, coords=net.coords)
     mon = rp.TrainingMonitor(net.model, net.X, coords=net.coords, every=1, values=False)

@@ -47,7 +47,10 @@ def evil():
     frame = pd.DataFrame({"shared_score": [1.0, 0.4], EVIL: [0.0, 2.0]}, index=pd.Index([0, 50], name="step"))
     masses = xr.DataArray([[1.0, 0.0], [0.6, 0.4]], dims=("step", "pathway"),
                           coords={"step": [0, 50], "pathway": [0, 1], "contexts": ("pathway", ctx)})
-    return res.attach_monitor(scores=frame, pathways=masses)
+    stability = pd.DataFrame({"step": [50, 100], "site": [EVIL_SITE, EVIL_SITE], "flip_fraction": [0.2, 0.0],
+                              "chance_flip_fraction": [0.4, 0.3]})
+    stability.attrs = {"tolerance": 0.05, "stable_step": {EVIL_SITE: 50}}
+    return res.attach_monitor(scores=frame, pathways=masses, stability=stability)
 
 
 @pytest.fixture(scope="module")
@@ -85,15 +88,16 @@ def test_sections_and_embedded_pngs(evil, plain, reports):
     from PIL import Image
 
     text = reports["evil"].read_text(encoding="utf-8")
-    for anchor in ("scores", "pathways", "profiles", "units", "features", "dynamics", "structure", "training"):
+    for anchor in ("scores", "pathways", "profiles", "units", "features", "dynamics", "structure", "training",
+                   "stability"):
         assert f'id="{anchor}"' in text, anchor
     for name in evil.scores.index:
         assert f"<code>{name}</code>" in text
     assert "http://" not in text and "https://" not in text  # reads offline, fetches nothing
     images = _images(text)
     # mass bars, heatmap, loss curves, singular values, predicted vs measured structure, monitor
-    # scores, monitor pathways
-    assert len(images) == 7
+    # scores, monitor pathways, gate stability
+    assert len(images) == 8
     for tag in images:
         src = re.search(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', tag)
         assert src, tag[:80]
@@ -131,7 +135,7 @@ def test_chromium_loads_reports_without_errors(reports, tmp_path):
                        '<img src="data:image/png;base64,AAAAbroken"><script>console.error("boom");'
                        'throw new Error("oops")</script></body></html>', encoding="utf-8")
     evil_page, plain_page, control_page = check_pages([reports["evil"], reports["plain"], control], chromium=chromium)
-    for page, n_images in ((evil_page, 7), (plain_page, 2)):
+    for page, n_images in ((evil_page, 8), (plain_page, 2)):
         assert page["errors"] == []
         assert page["scripts"] == 0
         assert len(page["images"]) == n_images
@@ -140,3 +144,25 @@ def test_chromium_loads_reports_without_errors(reports, tmp_path):
     assert evil_page["title"] == f"Report {EVIL}"  # the title is text, not markup
     assert control_page["images"] == [[False, 0, 0]]
     assert any("boom" in e for e in control_page["errors"]) and any("oops" in e for e in control_page["errors"])
+
+
+def test_layers_section_escapes_site_names_in_text_and_tooltips(tmp_path):
+    """Two sites named with markup: short labels, tooltips (attribute values) and figures
+    all take them as text."""
+    evil_a, evil_b = '<b onmouseover="x">a</b>', "'><script>alert(3)</script>"
+    net = k_minus_one_net(3, 4)
+    lin1, relu, lin2 = net.model
+    model = nn.Sequential(OrderedDict([("first", lin1), (evil_a, relu), ("mid", nn.Linear(lin2.in_features, 8).double()),
+                                       (evil_b, nn.ReLU()), ("out", nn.Linear(8, 2).double())]))
+    res = rp.analyze(model, net.X, coords=net.coords, within="object", attribution=False, literature=False)
+    assert list(res.dataset.attrs["sites"]) == [evil_a, evil_b]
+    text = render_report(res)
+    assert 'id="layers"' in text
+    for s in (evil_a, evil_b):
+        assert s not in text
+        assert f'title="{html.escape(s, quote=True)}"' in text
+    assert "<script" not in text.lower() and "onmouseover=\"" not in text
+    tags = set(re.findall(r"<([a-zA-Z][a-zA-Z0-9]*)", text))
+    assert tags <= {"html", "head", "meta", "link", "title", "style", "body", "main", "h1", "h2", "h3", "p", "code",
+                    "nav", "a", "table", "thead", "tbody", "tr", "th", "td", "span", "img", "ul", "li", "footer",
+                    "section", "div", "dl", "dt", "dd", "details", "summary"}

@@ -20,17 +20,19 @@ The pipeline is a list of named steps (:data:`STEPS`), each also a public functi
    labels shuffled across items;
 5. ``selectivity``: the per-unit :func:`relu_probe.gating_profile` and
    :func:`relu_probe.mixed_selectivity_index`;
-6. ``attribution``: with tensor inputs, the input features that drive each pathway (captum
-   integrated gradients, :mod:`relu_probe.pathways.attribution`);
-7. ``ReLN``: with targets ``Y``, the ReLN (:meth:`relu_probe.ReLN.from_pathways`, trained by
+6. ``ReLN``: with targets ``Y``, the ReLN (:meth:`relu_probe.ReLN.from_pathways`, trained by
    gradient descent);
-8. ``race``: its race prediction (:func:`relu_probe.race_dynamics`) and, with the ReLU
-   network's ``loss_curve``, :func:`relu_probe.compare_dynamics` of each against it.
+7. ``race``: its race prediction (:func:`relu_probe.race_dynamics`) and, with the ReLU
+   network's ``loss_curve``, :func:`relu_probe.compare_dynamics` of each against it;
+8. ``attribution``: with tensor inputs, the input features that drive each pathway (captum
+   integrated gradients, :mod:`relu_probe.pathways.attribution`). It runs last, so that its
+   cost can be weighed against the rest of the run (see :func:`analyze`, ``attribution``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -42,11 +44,12 @@ import xarray as xr
 
 from .._util.arrays import as_2d_float
 from .._util.checks import check_choice, check_int, check_real
+from .._util.notes import merge_notes
 from .._util.progress import StepBar
 from ..data.access import Recording, as_recording
 from ..data.schema import site_attr
 from ..errors import InputError, ReluProbeWarning, ValueInputError, describe
-from ..pathways.attribution import pathway_attributions
+from ..pathways.attribution import attribution_cost, pathway_attributions, plan_attributions
 from ..pathways.find import find_pathways
 from ..pathways.importance import IMPORTANCE_METHODS, default_importance_method, given_importance, unit_importance
 from ..pathways.profiles import gating_profile
@@ -57,6 +60,7 @@ from ..reln.init import init_std_from_trained, one_hidden_layer
 from ..reln.layered import LayeredSpec
 from ..reln.predict import DEFAULT_MAX_EXHAUSTIVE, predict_structure, structure_table
 from ..reln.race import RACE_METHODS, race_from_spec
+from ..report.labels import default_title
 from ..reln.reln import ReLN
 from ..scoring.selectivity import mixed_selectivity_index
 from ..scoring.null import null_scores
@@ -64,10 +68,14 @@ from ..scoring.table import scores
 from ..tasks import PAPER_EPOCHS, PAPER_LR
 from .result import Analysis
 
-__all__ = ["STEPS", "analyze"]
+__all__ = ["ATTRIBUTION_ALWAYS_S", "STEPS", "analyze"]
 
 #: The steps of :func:`analyze`, in order (module docstring).
-STEPS = ("record", "importance", "pathways", "scores", "null", "selectivity", "attribution", "ReLN", "race")
+STEPS = ("record", "importance", "pathways", "scores", "null", "selectivity", "ReLN", "race", "attribution")
+
+#: Attributions estimated to take less than this many seconds are computed even when they
+#: would dominate the run: a few seconds are not worth a skipped result.
+ATTRIBUTION_ALWAYS_S = 5.0
 
 
 def analyze(
@@ -90,7 +98,7 @@ def analyze(
     samples: str = "input",
     X: Any = None,
     feature_names: Sequence[str] | None = None,
-    attribution: bool = True,
+    attribution: bool | str = "auto",
     attribution_samples: int = 256,
     lr: float | None = None,
     epochs: int | None = None,
@@ -167,9 +175,16 @@ def analyze(
         The input tensor when ``inputs`` is a recording (for the ReLN and attributions).
     feature_names : sequence of str, optional
         Names of the input features (flattened), for the attribution tables.
-    attribution : bool, default=True
-        Attribute every pathway's activity to the input features with captum (needs the model
-        and tensor inputs).
+    attribution : {"auto", True, False}, default="auto"
+        Attribute the pathways' activity to the input features (captum integrated gradients;
+        needs the model and tensor inputs). ``True`` always computes them. ``"auto"`` first
+        estimates their cost — one forward and backward pass per pathway over the attributed
+        samples, timed, times the integration steps
+        (:func:`relu_probe.pathways.attribution.attribution_cost`)
+        — and skips them, with a note, when they would *dominate the run*: when the estimate
+        exceeds the time the other steps of this call took (so attributions at most double
+        the run) and is over :data:`ATTRIBUTION_ALWAYS_S` seconds. ``False`` never computes
+        them.
     attribution_samples : int, default=256
         At most this many samples (a seeded random subset) are attributed.
     lr : float, optional
@@ -234,6 +249,9 @@ def analyze(
     convention, learning rate, epochs, initial state) are kept in :attr:`Analysis.notes`.
     """
     attribution_samples = check_int("attribution_samples", attribution_samples, minimum=1)
+    if not (isinstance(attribution, bool) or attribution == "auto"):
+        raise InputError(f"`attribution` must be True, False or 'auto', got {describe(attribution)}.")
+    started = time.perf_counter()
     if lr is not None:
         lr = check_real("lr", lr, minimum=0.0, strict=True)
     if null is not None:
@@ -264,13 +282,6 @@ def analyze(
         with bar.step("selectivity"):
             profile = gating_profile(rec, by)
             selectivity = mixed_selectivity_index(rec, by, within=within) if within is not None else None
-        with bar.step("attribution"):
-            if attribution and samples == "position" and X is None:
-                notes.append("input attributions attribute each sample to its input row; with "
-                             "samples='position' the samples are positions, not inputs: skipped")
-                attribution = False
-            attributions = _attribution_step(model, rec, pw, X_t, enabled=attribution, feature_names=feature_names,
-                                             max_samples=attribution_samples, random_state=random_state, notes=notes)
         relu_loss = None if loss_curve is None else as_loss_curve("loss_curve", loss_curve)
         with bar.step("ReLN"), _noted(notes):
             training = _training(model, monitor, X_t, Y, relu_loss, rec, lr=lr, epochs=epochs,
@@ -282,6 +293,15 @@ def analyze(
                                               race_method=race_method, notes=notes)
             structure = (_structure_step(pw, rec, Xn, Yn, training, notes=notes)
                          if predict and reln is not None else None)
+        with bar.step("attribution"):
+            if attribution is not False and samples == "position" and X is None:
+                notes.append("input attributions attribute each sample to its input row; with "
+                             "samples='position' the samples are positions, not inputs: skipped")
+                attribution = False
+            attributions = _attribution_step(model, rec, pw, X_t, enabled=attribution, feature_names=feature_names,
+                                             max_samples=attribution_samples, random_state=random_state, notes=notes,
+                                             budget_s=time.perf_counter() - started)
+    notes = merge_notes(notes)
     result = Analysis(
         dataset=rec.ds, importance=imp, pathways=pw, scores=sc, null_scores=baseline, profile=profile,
         selectivity=selectivity,
@@ -337,12 +357,13 @@ def _importance_step(model: Any, rec: Recording, importance: Any, X_t: torch.Ten
     return unit_importance(model if importance != "activity" else None, rec, method=importance, **kwargs)
 
 
-def _attribution_step(model: Any, rec: Recording, pw: Any, X_t: torch.Tensor | None, *, enabled: bool,
+def _attribution_step(model: Any, rec: Recording, pw: Any, X_t: torch.Tensor | None, *, enabled: bool | str,
                       feature_names: Sequence[str] | None, max_samples: int, random_state: int | None,
-                      notes: list[str]) -> xr.DataArray | None:
-    """The input features that drive each pathway; an extra: a failure is warned about and
-    noted, never raised (bad ``feature_names`` are)."""
-    if not enabled:
+                      notes: list[str], budget_s: float) -> xr.DataArray | None:
+    """The input features that drive each pathway, unless they would dominate the run
+    (``enabled="auto"``, :func:`analyze`); an extra: a failure is warned about and noted,
+    never raised (bad ``feature_names`` are)."""
+    if enabled is False:
         return None
     if model is None or X_t is None:
         notes.append("input attributions need the model and the inputs as one tensor; skipped")
@@ -355,10 +376,23 @@ def _attribution_step(model: Any, rec: Recording, pw: Any, X_t: torch.Tensor | N
                 f"`feature_names` must name every input feature ({n_features}), got {len(feature_names)} names."
             )
     try:
-        attributions, more = pathway_attributions(
-            unwrap_model(model), rec.ds, pw, X_t, feature_names=feature_names, max_samples=max_samples,
-            random_state=random_state,
-        )
+        plan = plan_attributions(unwrap_model(model), rec.ds, pw, X_t, max_samples=max_samples,
+                                 random_state=random_state)
+        if plan is None:
+            notes.append("no pathway has enough mass for input attributions")
+            return None
+        if enabled == "auto":
+            cost = attribution_cost(plan)
+            if cost > max(budget_s, ATTRIBUTION_ALWAYS_S):
+                notes.append(
+                    f"input attributions skipped: estimated {cost:.0f} s ({len(plan.pathways)} pathways × "
+                    f"{plan.n_steps} integration steps × {len(plan.samples)} inputs), more than the "
+                    f"{budget_s:.0f} s the rest of the analysis took; pass attribution=True "
+                    "(relu-probe analyze --attribution) to compute them"
+                )
+                return None
+        attributions, more = pathway_attributions(unwrap_model(model), rec.ds, pw, X_t, feature_names=feature_names,
+                                                  plan=plan)
     except Exception as exc:  # noqa: BLE001 - attributions are an extra: report, do not fail
         message = f"input attributions failed ({type(exc).__name__}: {' '.join(str(exc).split())})"
         warnings.warn(message, ReluProbeWarning, stacklevel=3)
@@ -666,7 +700,8 @@ def _params(rec: Recording, pw: Any, imp: xr.DataArray, reln: ReLN | None, *, by
         "pathway_method": pw.method,
         "per_site": bool(pw.params.get("per_site", True)),
         "null_shuffles": int(null or 0),
-        "title": title if title is not None else f"{attrs.get('model_class', 'model')}: pathways by {by!r}",
+        "title": title if title is not None else default_title(str(attrs.get("model_class", "")), by, within,
+                                                               len(site_attr(rec.ds, "sites"))),
         "model_class": str(attrs.get("model_class", "")),
         "sites": [str(s) for s in site_attr(rec.ds, "sites")],
         "units": str(attrs.get("units", units)),

@@ -5,8 +5,11 @@
     gates, find its pathways, fit the ReLN, and write the HTML report; the report's path is
     the last line printed.
 ``relu-probe analyze --model MODULE:FACTORY [--weights FILE] --inputs FILE.npz --by COORD``
-    Analyse a saved model on saved inputs (the ``.npz`` holds the inputs under ``X`` and one
-    array per coord under its name); ``--targets KEY`` also fits the ReLN. ``--model`` imports
+    Analyse a saved model on saved inputs (the ``.npz`` holds the inputs under ``X`` — float
+    features, or integer token ids — and one array per coord under its name); ``--targets
+    KEY`` also fits the ReLN. The input attributions are skipped, with a note, when they
+    would take longer than the rest of the analysis; ``--attribution`` computes them anyway,
+    ``--no-attribution`` never. ``--model`` imports
     the factory's module, running its code. ``--weights`` is read with
     ``torch.load(weights_only=True)``; TorchScript and ``torch.export`` archives (as weights, or
     a ``.pt2`` export as the model itself) run code from the file when loaded and are refused
@@ -44,19 +47,24 @@ def _finish(res: Any, out: Path, title: str | None) -> Path:
 
 
 def _describe_scores(res: Any) -> list[str]:
-    from ..report.labels import RACE_LABELS, context_set_label
+    """The analysis in a few lines: pathways and the main scores (per site when per site),
+    then each learning-curve comparison."""
+    import pandas as pd
+
+    from ..report.labels import RACE_LABELS, context_set_label, score_label, site_labels
 
     lines = []
-    several = len(res.pathways.sites) > 1
-    table = res.scores if several else res.scores.to_frame(res.pathways.sites[0]).T
-    for site in res.pathways.sites:
-        at = f" at {site}" if several else ""
+    sites = list(res.pathways.sites)
+    several = len(sites) > 1
+    table = res.scores if isinstance(res.scores, pd.DataFrame) else res.scores.to_frame(sites[0]).T
+    keys = [k for k in ("shared_score", "node_reuse_score", "modularity_score", "k_minus_one_score",
+                        "mixed_selectivity_score") if k in table.columns]
+    for site, label in zip(sites, site_labels(sites)):
+        at = f" at {label}" if several else ""
         pw = res.pathways.sel(site)
         lines.append(f"pathways{at}: " + ", ".join(
             f"{context_set_label(c)} {m:.3f}" for c, m in zip(pw.contexts, pw.mass.values)))
-        keys = [k for k in ("shared_score", "node_reuse_score", "modularity_score", "k_minus_one_score",
-                            "mixed_selectivity_score") if k in table.columns]
-        lines.append(f"scores{at}: " + ", ".join(f"{k} {table.loc[site, k]:.3f}" for k in keys))
+        lines.append(f"scores{at}: " + ", ".join(f"{score_label(k)} {table.loc[site, k]:.3f}" for k in keys))
     race = RACE_LABELS.get(str(res.dynamics.attrs.get("race_method", "")), "race") if res.dynamics is not None else ""
     closed = RACE_LABELS["closed"]
     for key, label in (("reln", "ReLN vs ReLU"), ("race", f"{race} vs ReLU"), ("closed", f"{closed} vs ReLU"),
@@ -195,8 +203,8 @@ def _analyze(args: argparse.Namespace) -> int:
                   importance=args.importance, units=args.units, samples=args.samples, lr=args.lr,
                   epochs=args.epochs,
                   literature=not args.no_literature, race_method=args.race,
-                  feature_names=names, batch_size=batch,
-                  title=args.title or f"{description}: pathways by {args.by!r}")
+                  feature_names=names, batch_size=batch, attribution=args.attribution,
+                  title=args.title)
     for line in _describe_scores(res):
         print(line)
     print(_finish(res, Path(args.out), args.title))

@@ -105,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="prediction of the ReLN's curve (default: the exact dynamics; the closed form is shown "
                          "beside it)")
     an.add_argument("--batch-size", type=_positive, default=None, help="recording batch size")
+    attribution = an.add_mutually_exclusive_group()
+    attribution.add_argument("--no-attribution", dest="attribution", action="store_const", const=False,
+                             default="auto", help="skip the input attributions of the pathways")
+    attribution.add_argument("--attribution", dest="attribution", action="store_const", const=True,
+                             help="compute the input attributions even when they would take longer than the rest "
+                             "of the analysis (by default they are then skipped, with a note)")
 
     rep = sub.add_parser("report", parents=[common], help="write the report of a saved analysis or recording",
                          description="Write report.html for a saved analysis directory, a zarr gate store "

@@ -15,7 +15,8 @@ from .._util.checks import check_choice, check_int
 from ..data.access import Recording, align_importance, as_recording
 from ..data.schema import site_attr
 from ..errors import DegenerateDataWarning, InputError, ValueInputError, describe
-from ..recording.model import model_float_tensor, preserved_modes
+from ..recording.model import preserved_modes
+from .gradients import input_path, output_tensor, site_conductance
 
 __all__ = ["unit_importance", "given_importance", "default_importance", "default_importance_method", "IMPORTANCE_METHODS"]
 
@@ -46,14 +47,16 @@ def unit_importance(
         Which measure to use — see Notes for when each applies.
     inputs : torch.Tensor, optional
         The recorded inputs, in the recorded sample order. Required for ``"conductance"``.
-    target : int, tuple or Tensor, optional
+    target : int or tuple, optional
         ``"conductance"`` only: the output index (captum's ``target``). Default: attribute
         the per-sample scalar :math:`F(x) = \tfrac12 \lVert f(x) \rVert^2`, so every output
         counts.
     baselines : scalar or Tensor, optional
-        ``"conductance"`` only: integration baseline (captum's default, zero).
+        ``"conductance"`` only: integration baseline — an input (default zero) for float
+        inputs, token ids whose embedding starts the path for integer inputs (default: the
+        zero embedding).
     n_steps : int, default=50
-        ``"conductance"`` only: integration steps (Gauss–Legendre).
+        ``"conductance"`` only: integration steps (trapezoid rule on the gradient).
     batch_size : int, optional
         ``"conductance"`` only: samples per attribution call (default: all at once).
 
@@ -84,12 +87,16 @@ def unit_importance(
     direct path) and is left out of every unit's importance, as it is out of every pathway.
 
     ``"conductance"`` — for arbitrary downstream computation (residual streams, attention,
-    norms, ReLUs not followed by a Linear/Conv): captum's ``LayerConductance`` on each site's
-    ``nn.ReLU`` module, :math:`I_u \propto \operatorname{mean}_x |\mathrm{Cond}_u(x)|`, the
-    path-integrated gradient flowing through unit *u* (Dhamdhere, Sundararajan & Yan 2019).
-    Channel units sum the conductance over positions before the magnitude. Needs ``inputs``
-    and an ``nn.ReLU`` module per site (functional ReLUs and reused modules have no layer
-    captum can hook: use ``"readout"`` or ``"activity"`` there).
+    norms, ReLUs not followed by a Linear/Conv):
+    :math:`I_u \propto \operatorname{mean}_x |\mathrm{Cond}_u(x)|`, the path-integrated
+    gradient flowing through unit *u* (Dhamdhere, Sundararajan & Yan 2019, arXiv 1805.12233;
+    formula and quadrature in :func:`relu_probe.pathways.gradients.site_conductance`). Every
+    site is read call by call in the same forward passes, so reused modules (``path#k``) and
+    functional ReLUs work. Float inputs are integrated from the zero input; integer inputs
+    (token ids) through the model's input embedding, from the zero embedding
+    (:mod:`relu_probe.pathways.gradients`). Channel units sum the conductance over positions
+    before the magnitude. Needs ``inputs``, one row per recorded sample: ``n_steps + 1``
+    forward and backward passes over them.
 
     ``"activity"`` — data only: :math:`I_u \propto \overline{|a_u|}` (mean activation, or mean
     gate rate). This is what the pathway and score functions use when no importance is given.
@@ -284,60 +291,35 @@ def _conductance(
     n_steps: int,
     batch_size: int | None,
 ) -> np.ndarray:
-    from captum.attr import LayerConductance
-
+    """Mean |conductance| per unit (:func:`relu_probe.pathways.gradients.site_conductance`)."""
     if not isinstance(inputs, torch.Tensor):
         raise InputError(f"`inputs` must be a torch.Tensor for method='conductance', got {describe(inputs)}.")
     n = ds.sizes["sample"]
     if inputs.shape[0] != n:
         raise ValueInputError(
-            f"`inputs` must hold the {n} recorded samples in order, got {inputs.shape[0]} rows."
+            f"`inputs` must hold the {n} recorded samples in order, got {inputs.shape[0]} rows "
+            "(method='conductance' needs one input row per recorded sample)."
         )
     size = n if batch_size is None else check_int("batch_size", batch_size, minimum=1)
-    forward = _scalarised(model) if target is None else model
-    inputs = model_float_tensor(model, inputs)
-    neuron = ds["neuron"].values.astype(np.int64)
-    channel = ds["channel"].values.astype(np.int64) if "channel" in ds.coords else neuron
-    channel_units = ds.attrs.get("units", "element") == "channel"
-    out = np.zeros(ds.sizes["unit"])
     with preserved_modes(model, eval_mode=True):
-        for site, _, idx in _site_blocks(ds):
-            layer = _relu_module(model, site)
-            cond = LayerConductance(forward, layer)
-            total = None
-            for start in range(0, n, size):
-                batch = inputs[start : start + size]
-                attr = cond.attribute(batch, baselines=baselines, target=target, n_steps=n_steps)
-                attr = attr.detach().to("cpu", torch.float64)
-                flat = attr.reshape(attr.shape[0], -1)
-                if channel_units:
-                    per = attr.reshape(attr.shape[0], attr.shape[1], -1).sum(-1)
-                    values = per.abs().sum(0).numpy()[channel[idx]]
-                else:
-                    values = flat.abs().sum(0).numpy()[neuron[idx]]
-                total = values if total is None else total + values
-            out[idx] = total / n
-    return out
+        path = input_path(model, inputs, baselines=baselines)  # refuses integer inputs without an embedding
+        return site_conductance(path, ds, _scalar(target), n_steps=n_steps, batch_size=size)
 
 
-def _scalarised(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        y = model(x)
-        return 0.5 * y.reshape(y.shape[0], -1).pow(2).sum(1)
+def _scalar(target: Any) -> Callable[[Any], torch.Tensor]:
+    """The per-input scalar output whose conductance is measured: ``½‖f(x)‖²`` (every output
+    counts), or the output at index *target*."""
+    def scalar(output: Any) -> torch.Tensor:
+        y = output_tensor(output)
+        if target is None:
+            return 0.5 * y.reshape(y.shape[0], -1).pow(2).sum(1)
+        index = (slice(None), *(target if isinstance(target, tuple) else (target,)))
+        try:
+            picked = y[index]
+        except (IndexError, TypeError) as exc:
+            raise ValueInputError(
+                f"`target` {target!r} does not index the model's output of shape {tuple(y.shape)}: {exc}"
+            ) from None
+        return picked.reshape(y.shape[0], -1).sum(1)
 
-    return forward
-
-
-def _relu_module(model: nn.Module, site: str) -> nn.Module:
-    if "#" in site or "::" in site:
-        raise ValueInputError(
-            f"method='conductance' needs an nn.ReLU module per site; site {site!r} is a reused "
-            "module call or a functional relu, which captum cannot hook separately. Use "
-            "method='readout' or method='activity'."
-        )
-    try:
-        return model.get_submodule(site)
-    except AttributeError:
-        raise ValueInputError(
-            f"site {site!r} is not a module of `model`; pass the model that was recorded."
-        ) from None
+    return scalar

@@ -21,11 +21,12 @@ call (functional sites), so in-place ReLUs cannot overwrite them. Every handle i
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 import types
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +43,7 @@ from .gates import PassRows, Scratch, compare, same_units, site_view, write_gate
 from .sites import Site, SiteLayout, SiteSelector, select_sites, site_name
 from .tokens import BatchTokens, batch_tokens, token_rows
 
-__all__ = ["GateTap", "FUNCTIONAL_RELUS"]
+__all__ = ["GateTap", "FUNCTIONAL_RELUS", "replaced_output"]
 
 #: Functional ReLUs intercepted by the function mode, mapped to their site function name.
 FUNCTIONAL_RELUS: dict[Any, str] = {
@@ -154,6 +155,11 @@ class GateTap:
         site's input). When False, only :attr:`output_nonfinite` is set per pass (from the
         model's output) and a caller may re-run the batch with :attr:`recount` set, which
         counts per site without recording anything.
+    on_output : callable, optional
+        ``on_output(site, output)`` is called, after discovery, with the live output tensor
+        (autograd graph intact) of every selected site call, as soon as the call returns; a
+        tensor it returns replaces that output downstream. The path-integrated gradients of
+        :mod:`relu_probe.pathways.gradients` read the sites through it, one call at a time.
     """
 
     def __init__(
@@ -168,6 +174,7 @@ class GateTap:
         channel_dim: int | dict[str, int] | None = None,
         threshold: float = 0.0,
         check_finite: bool = True,
+        on_output: Callable[[str, torch.Tensor], torch.Tensor | None] | None = None,
         samples: str = "input",
     ) -> None:
         self.root = root
@@ -180,6 +187,7 @@ class GateTap:
         self.threshold = threshold
         self.sink = sink
         self.check_finite = check_finite
+        self.on_output = on_output
         self.recount = False
         #: set for a pass that only discovers the sites (nothing is recorded or committed)
         self.discover_only = False
@@ -253,9 +261,10 @@ class GateTap:
                 for m, p in self._paths.items()
                 if (m in act_modules and (self._use_mode or p in selected_paths)) or p in owners
             ]
-        # a ReLU module's post-hook keeps its output (values) and pairs the function mode's
-        # suppression of the functional relu inside it: a lean recording needs neither
-        lean = not discovery and not self.values and not self._use_mode
+        # a ReLU module's post-hook keeps its output (values), hands it to ``on_output`` and
+        # pairs the function mode's suppression of the functional relu inside it: a lean
+        # recording needs none of these
+        lean = not discovery and not self.values and not self._use_mode and self.on_output is None
         for module in dict.fromkeys(hooked):
             if module is self.root:
                 continue
@@ -312,7 +321,7 @@ class GateTap:
             key = ("module", path, call)
             if (self._discovering or key in self._selected_keys) and args and isinstance(args[0], torch.Tensor):
                 self._fire(key, module, type(module).__name__, args[0], _module_slope(module))
-                if self.values or self._discovering:
+                if self.values or self._discovering or self.on_output is not None:
                     state.pending_value[id(module)] = key
             return
         if module is not self.root:
@@ -327,6 +336,7 @@ class GateTap:
             key = state.pending_value.pop(id(module), None)
             if key is not None and isinstance(output, torch.Tensor):
                 self._store_value(key, output)
+                return self._hand_out(key, output)
             return
         if module is not self.root and state.owner_stack:
             state.owner_stack.pop()
@@ -348,6 +358,9 @@ class GateTap:
         out = func(*args, **kwargs)
         if wanted and isinstance(out, torch.Tensor):
             self._store_value(key, out)
+            replaced = self._hand_out(key, out)
+            if replaced is not None:
+                out = replaced
         return out
 
     # ------------------------------------------------------------------ gate extraction
@@ -485,6 +498,12 @@ class GateTap:
                     f"(expected ({rows.inputs}, {rows.positions})); pass input_ids with every batch."
                 )
             np.take(ids.reshape(-1), flat, out=block[TOKEN])
+
+    def _hand_out(self, key: tuple, out: torch.Tensor) -> torch.Tensor | None:
+        """Give a selected site's live output to ``on_output`` (steady state only)."""
+        if self.on_output is None or self._discovering or self.recount or key not in self._state.fired:
+            return None
+        return self.on_output(self._key_to_site[key], out)
 
     def _layout_for(self, key: tuple, x: torch.Tensor) -> SiteLayout:
         shape = tuple(x.shape[1:])
@@ -651,6 +670,18 @@ class GateTap:
         if key[0] == "module":
             return key[1] or "<root>"
         return f"{key[1]}::{key[3]}#{key[4]}"
+
+
+@contextlib.contextmanager
+def replaced_output(module: nn.Module, value: Callable[[Any], torch.Tensor]) -> Iterator[None]:
+    """Inside the block, every call of *module* returns ``value(output)`` instead of its
+    output (e.g. an embedding layer's output replaced by a point on an integration path);
+    the hook is removed on exit, whatever happens in the block."""
+    handle = module.register_forward_hook(lambda _module, _args, output: value(output))
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 def _module_slope(module: nn.Module) -> float:

@@ -415,9 +415,11 @@ def tv_over_training_png(steps: np.ndarray, tv: np.ndarray) -> bytes:
     """Total-variation distance between predicted and measured structure against training step."""
     fig = _figure(6.0, 3.0)
     ax = fig.add_subplot()
-    ax.plot(steps, tv, marker="o", ms=3, color="#1b6ca8")
+    ax.plot(steps, tv, marker="o", ms=3, color="#1b6ca8",
+            label="total-variation distance, predicted vs measured pathway masses")
     ax.set_xlabel("training step")
     ax.set_ylabel("TV, predicted vs measured")
+    ax.legend(frameon=False, fontsize=8, loc="upper right")
     ax.set_ylim(0, max(0.5, float(np.nanmax(tv)) if np.isfinite(tv).any() else 0.5))
     ax.spines[["top", "right"]].set_visible(False)
     return _png(fig)

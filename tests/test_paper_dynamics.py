@@ -52,7 +52,7 @@ def closed_form(k: int, variant: str = "hierarchy", time: str = "continuous"):
     sets = [tuple(range(k))] + list(itertools.combinations(range(k), k - 1))
     return rp.race_dynamics(
         X, Y, sets, context=coords["context"], rule="residual", inputs="auto",
-        init={"shared": CODE_PI0[k][0], "context": CODE_PI0[k][1]}, d_scale="k-1", time=time,
+        init={"shared": CODE_PI0[k][0], "context": CODE_PI0[k][1]}, d_scale="k-1", time=time, method="closed",
     )
 
 
@@ -237,7 +237,8 @@ def test_end_to_end_reln_tracks_relu(seed):
     table = pw.summary().sort_values("mass", ascending=False)
     assert sorted(tuple(c) for c in table["contexts"].iloc[:4]) == sorted(MIXED)
     assert table["mass"].iloc[:4].sum() >= 0.9
-    reln = rp.ReLN.from_pathways(pw, X, Y, seed=seed)
+    # the initial state of the ReLU network imitated: its untrained copy (same seed)
+    reln = rp.ReLN.from_pathways(pw, X, Y, seed=seed, network=rp.tasks.paper_network(3, seed=seed))
     reln.fit(X, Y)
     kept = sorted(tuple(c) for c in reln.pathway_mass_["contexts"].values)
     # min_mass='auto' keeps them, and the near-equal singletons all together or none of them

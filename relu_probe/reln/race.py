@@ -431,9 +431,9 @@ def race_dynamics(
         Biases and LeakyReLU slopes, read as :class:`relu_probe.GDLN` reads them
         (:mod:`relu_probe.reln.spec`): hidden biases are a constant input every pathway reads
         (the last ``feature``); an output bias is an ungated one-layer direct path, raced
-        with the pathways (``"race"``: ``τ dπ_b/dt = s_b − Σ K π``; ``"live"``: exactly) and
-        reported as ``output_bias`` — ``"closed"`` refuses it; a slope ``α`` makes the
-        effective gates ``α + (1 − α) g``.
+        with the pathways (``"race"``: ``τ dπ_b/dt = s_b − Σ K π``; the exact dynamics:
+        exactly, stepped epoch by epoch) and reported as ``output_bias`` — ``"closed"``
+        refuses it; a slope ``α`` makes the effective gates ``α + (1 − α) g``.
 
     Returns
     -------

@@ -52,7 +52,7 @@ def test_layered_reln_reproduces_the_depth_plateaus(seed):
     hp = rp.tasks.paper_hyperparameters(3, depth=2)
     net = rp.tasks.paper_network(3, depth=2, seed=seed)
     relu, monitor, pws = _trained(net, X, Y, coords, epochs=int(hp["epochs"]), every=100)
-    # the ReLU network's stages (paper-brief §5.2: 96, 66, ≈12, final < 3)
+    # the ReLU network's stages (Jarvis et al., arXiv 2503.06181: 96, 66, ≈12, final < 3)
     for value, length in ((96.0, 3000), (66.0, 2000), (12.0, 3000)):
         assert _plateau(relu, value, 1.0, length), (value, seed)
     assert relu[30000] < 3.0

@@ -1,8 +1,8 @@
-"""Reproductions of *Make Haste Slowly* (paper-brief §7 items 1–3 and 7–9, plus the end-to-end
+"""Reproductions of *Make Haste Slowly* (Jarvis et al., arXiv 2503.06181, plus the end-to-end
 ReLU → record → find_pathways → ReLN check). Long runs are marked ``slow``
 (``pytest -m slow tests/test_paper_dynamics.py``); every check uses several seeds.
 
-Settings follow the authors' code (paper-brief §4.1): float64, full batch, lr 1e-3, 8001
+Settings follow the authors' code (Jarvis et al., arXiv 2503.06181): float64, full batch, lr 1e-3, 8001
 epochs, ReLU init std 0.005/width, ReLN 100 units per pathway with std 0.005/700 (shared) and
 0.01/700 (context), closed-form π0 = 5e-9/5e-5 (k=3), 1e-8/1e-4 (k=4), 1e-9/3e-4 (k=5) with
 the d/(k−1) rule.
@@ -125,7 +125,7 @@ def test_relu_loss_curve_k3(seed):
      (4, "hierarchy", 90.4, 90.5, (350, 550)), (5, "hierarchy", 114.9, 115.1, (300, 450))],
 )
 def test_first_plateaus_relu_and_closed_form(k, variant, lo, hi, window):
-    """paper-brief §7 item 2: the first plateau of each task, and the closed form within 0.3."""
+    """Jarvis et al., arXiv 2503.06181: the first plateau of each task, and the closed form within 0.3."""
     cf = closed_form(k, variant)["loss"].values
     for seed in SEEDS[:2]:
         _, L = relu_run(k, seed, variant)

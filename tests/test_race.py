@@ -39,7 +39,7 @@ def test_gated_correlations_by_hand(task3):
 
 
 def test_paper_spectrum_and_alignment(task3):
-    """paper-brief §7 item 1: s(YXᵀ/24), d, and VᵀΣ^xV diagonal."""
+    """Jarvis et al., arXiv 2503.06181: s(YXᵀ/24), d, and VᵀΣ^xV diagonal."""
     X, Y, _ = task3
     ds = rp.race_dynamics(X, Y, np.ones((1, 24)), init=5e-9, epochs=10)
     expected = [1.0704, 0.4564, 0.4564, 0.3819, 0.25, 0.25, 0.1443, 0.1443, 0.1443, 0.1443, 0.0]
@@ -93,7 +93,7 @@ def test_loss_formula_equals_direct_prediction(task3):
 
 
 def test_paper_closed_form_numbers(task3):
-    """paper-brief §5.2: singular values, s/d and half-rise times of the closed form."""
+    """Jarvis et al., arXiv 2503.06181: singular values, s/d and half-rise times of the closed form."""
     X, Y, ctx = task3
     ds = rp.race_dynamics(X, Y, MIXED3, context=ctx, rule="residual", inputs="auto",
                           init=PAPER_PI0_3, d_scale="k-1", time="continuous", method="closed")
@@ -115,7 +115,7 @@ def test_paper_closed_form_numbers(task3):
 
 def test_final_residual_closed_form_cannot_tell_mixed_from_modular(task3):
     """On the final residual, shared + 2-of-3 and shared + single-context pathways have the
-    same s and d/(number of covering pathways): identical curves (paper-brief §5.2)."""
+    same s and d/(number of covering pathways): identical curves (Jarvis et al., arXiv 2503.06181)."""
     X, Y, ctx = task3
     kw = dict(context=ctx, rule="residual", inputs="auto", init=PAPER_PI0_3, d_scale="overlap", method="closed")
     a = rp.race_dynamics(X, Y, MIXED3, **kw)

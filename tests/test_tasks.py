@@ -1,4 +1,4 @@
-"""The paper's datasets reproduce the published statistics exactly (paper-brief §4, §7 item 1)."""
+"""The paper's datasets reproduce the published statistics exactly (Jarvis et al., arXiv 2503.06181)."""
 
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ def test_paper_network_and_training_reach_the_first_plateau():
     assert model[0].weight.std().item() == pytest.approx(0.005 / 700, rel=0.05)
     losses = rp.tasks.train_full_batch(model, task.X, task.Y, epochs=501)
     assert losses[0] == pytest.approx(96.0, abs=1e-6)
-    assert losses[500] == pytest.approx(65.98, abs=0.1)  # paper-brief §7 item 2
+    assert losses[500] == pytest.approx(65.98, abs=0.1)  # Jarvis et al., arXiv 2503.06181
 
 
 def test_training_divergence_names_lr():

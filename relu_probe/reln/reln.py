@@ -340,18 +340,7 @@ class ReLN(GDLN):
         else:
             Xn, _ = check_xy(X, Y)
         sites = [site for site, _ in layers]
-        facts = network_facts([s for s in sites if s is not None], model=model, recording=recording) \
-            if all(s is not None for s in sites) else None
-        if facts is None:
-            hidden_flags, out_flag, slopes = [None] * len(layers), None, [None] * len(layers)
-        else:
-            hidden_flags, out_flag, slopes = list(facts.hidden_bias), facts.output_bias, list(facts.slopes)
-        if leak is None:
-            slopes = require_slopes(facts, sites, None) if facts is not None else [0.0] * len(layers)
-        else:  # one slope for every site, or one per site
-            leak = [leak] * len(layers) if np.isscalar(leak) else list(leak)
-            if len(leak) != len(layers):
-                raise ValueInputError(f"`leak` must be one slope or one per site ({len(layers)}), got {len(leak)}.")
+        hidden_flags, out_flag, slopes, leak = _layer_facts(sites, model, recording, leak)
         if output_bias is None:
             output_bias = bool(out_flag)
         kept = [_kept(site, one, Xn.shape[0], min_mass) for site, one in layers]
@@ -363,61 +352,79 @@ class ReLN(GDLN):
                 )
             params["gate_schedule"] = _schedule_from(trajectory, layers, kept, Xn.shape[0])
         if len(layers) == 1 and trajectory is None:
-            site, one = layers[0]
-            G, contexts, mass, dropped, context, _ = kept[0]
-            member = getattr(one, "membership", None)
-            if site is None and member is not None and "site" in member.coords:
-                pooled = list(dict.fromkeys(np.asarray(member["site"].values).astype(str).tolist()))
-                if len(pooled) > 1:
-                    warnings.warn(
-                        f"`pw` pools the pathways of sites {pooled}: a one-layer ReLN of pooled pathways mixes "
-                        "layers. Find the pathways per site (find_pathways per site, or a mapping {site: "
-                        "Pathways}) to get a layered ReLN.",
-                        ReluProbeWarning,
-                        stacklevel=2,
-                    )
             if hidden_bias is None:
                 hidden_bias = bool(hidden_flags[0]) if hidden_flags[0] is not None else False
-            leak = slopes[0] if leak is None else leak[0]
-            if params.get("trunk"):
-                inputs = None  # every input goes through the shared trunk
-            elif isinstance(inputs, str) and inputs == "auto":
-                # resolved now, from the pathways' own gates and context labels
-                gating = resolve_gates(G, Xn.shape[0], warn_empty=False)
-                inputs = resolve_inputs("auto", gating, resolve_shared(params.get("shared"), gating), Xn, context)
-            params.setdefault("context", context)
-            params.setdefault("rule", "residual")
-            source = None
-            if network is not None or init_std is not None or width is not None:
-                if params.get("init_scale") is not None:
-                    raise ValueInputError("pass either `init_scale` or `network` / `init_std` and `width`, not both.")
-                params["init_scale"], source = _scale_from_network(
-                    one, G, Xn, Y, context, inputs, {**params, "hidden": 100 if hidden is None else hidden},
-                    network=network, init_std=init_std, width=width,
-                )
-            model_ = cls(G, inputs=inputs, hidden=100 if hidden is None else hidden, hidden_bias=hidden_bias,
-                         output_bias=output_bias, leak=leak, **params)
-            if source is not None:
-                model_._given_init_source = source
-            model_.pathway_mass_ = _mass_array(mass, contexts)
-            model_.block_mass_ = None
-            model_.dropped_ = dropped
-            return model_
-        # several sites: a layered ReLN
+            return cls._one_layer(
+                layers[0], kept[0], Xn, Y, inputs=inputs, hidden=hidden, hidden_bias=hidden_bias,
+                output_bias=output_bias, leak=slopes[0] if leak is None else leak[0], network=network,
+                init_std=init_std, width=width, params=params,
+            )
         if network is not None or init_std is not None or width is not None:
             raise ValueInputError(
                 "`network` / `init_std` / `width` give the initial state of a ReLN with one gated layer (the "
                 "mean state of each context set's units); a layered ReLN starts from the layered GDLN's default "
                 "init (relu_probe.reln.layered) or an `init_scale` you give."
             )
+        if hidden_bias is None:
+            hidden_bias = [bool(f) if f is not None else False for f in hidden_flags]
+        return cls._layered(layers, kept, Xn, inputs=inputs, hidden=hidden, hidden_bias=hidden_bias,
+                            output_bias=output_bias, leak=slopes if leak is None else leak, params=params)
+
+    @classmethod
+    def _one_layer(cls, layer: tuple[str | None, Any], kept: tuple[Any, ...], Xn: np.ndarray, Y: Any, *,
+                   inputs: Any, hidden: Any, hidden_bias: bool, output_bias: bool, leak: Any, network: Any,
+                   init_std: Any, width: Any, params: dict[str, Any]) -> ReLN:
+        """The one-gated-layer ReLN of one site's (or pooled) kept pathways; its initial state
+        from ``network`` / ``init_std`` / ``width`` when given (see :meth:`from_pathways`)."""
+        site, one = layer
+        G, contexts, mass, dropped, context, _ = kept
+        member = getattr(one, "membership", None)
+        if site is None and member is not None and "site" in member.coords:
+            pooled = list(dict.fromkeys(np.asarray(member["site"].values).astype(str).tolist()))
+            if len(pooled) > 1:
+                warnings.warn(
+                    f"`pw` pools the pathways of sites {pooled}: a one-layer ReLN of pooled pathways mixes "
+                    "layers. Find the pathways per site (find_pathways per site, or a mapping {site: "
+                    "Pathways}) to get a layered ReLN.",
+                    ReluProbeWarning,
+                    stacklevel=3,
+                )
+        if params.get("trunk"):
+            inputs = None  # every input goes through the shared trunk
+        elif isinstance(inputs, str) and inputs == "auto":
+            # resolved now, from the pathways' own gates and context labels
+            gating = resolve_gates(G, Xn.shape[0], warn_empty=False)
+            inputs = resolve_inputs("auto", gating, resolve_shared(params.get("shared"), gating), Xn, context)
+        params.setdefault("context", context)
+        params.setdefault("rule", "residual")
+        hidden = 100 if hidden is None else hidden
+        source = None
+        if network is not None or init_std is not None or width is not None:
+            if params.get("init_scale") is not None:
+                raise ValueInputError("pass either `init_scale` or `network` / `init_std` and `width`, not both.")
+            params["init_scale"], source = _scale_from_network(
+                one, G, Xn, Y, context, inputs, {**params, "hidden": hidden},
+                network=network, init_std=init_std, width=width,
+            )
+        model_ = cls(G, inputs=inputs, hidden=hidden, hidden_bias=hidden_bias, output_bias=output_bias, leak=leak,
+                     **params)
+        if source is not None:
+            model_._given_init_source = source
+        model_.pathway_mass_ = _mass_array(mass, contexts)
+        model_.block_mass_ = None
+        model_.dropped_ = dropped
+        return model_
+
+    @classmethod
+    def _layered(cls, layers: list[tuple[str | None, Any]], kept: list[tuple[Any, ...]], Xn: np.ndarray, *,
+                 inputs: Any, hidden: Any, hidden_bias: Any, output_bias: bool, leak: Any,
+                 params: dict[str, Any]) -> ReLN:
+        """The layered ReLN (one gated block per site and kept pathway, :mod:`relu_probe.reln.layered`)."""
         if params.get("trunk") or params.get("depth", 1) != 1:
             raise ValueInputError(
                 "`trunk` and `depth` do not apply to a layered ReLN: its layers are the recorded sites."
             )
-        if hidden_bias is None:
-            hidden_bias = [bool(f) if f is not None else False for f in hidden_flags]
-        if leak is None:
-            leak = slopes
+        sites = [site for site, _ in layers]
         gates = {site: k[0] for site, k in zip(sites, kept)}
         context = next((k[4] for k in kept if k[4] is not None), None)
         if hidden is None:
@@ -533,6 +540,26 @@ def _layers_of(pw: Any) -> list[tuple[str | None, Any]]:
         pooled = member is not None and "site" in member.coords and _site_of(pw) is None
         return [(None if pooled or not sites else sites[0], pw)]  # pooled (per_site=False): no one site
     return [(_site_of(pw), pw)]
+
+
+def _layer_facts(sites: list[str | None], model: Any, recording: Any,
+                 leak: Any) -> tuple[list[Any], Any, list[Any], list[float] | None]:
+    """Per layer: whether it has a bias, the readout's bias, the recorded/model slopes (a leaky
+    site of unknown slope refused), and the user's *leak* as one slope per layer (None when not
+    given)."""
+    facts = network_facts([s for s in sites if s is not None], model=model, recording=recording) \
+        if all(s is not None for s in sites) else None
+    if facts is None:
+        hidden_flags, out_flag, slopes = [None] * len(sites), None, [None] * len(sites)
+    else:
+        hidden_flags, out_flag, slopes = list(facts.hidden_bias), facts.output_bias, list(facts.slopes)
+    if leak is None:
+        slopes = require_slopes(facts, sites, None) if facts is not None else [0.0] * len(sites)
+        return hidden_flags, out_flag, slopes, None
+    leak = [leak] * len(sites) if np.isscalar(leak) else list(leak)  # one slope for every site, or one per site
+    if len(leak) != len(sites):
+        raise ValueInputError(f"`leak` must be one slope or one per site ({len(sites)}), got {len(leak)}.")
+    return hidden_flags, out_flag, slopes, leak
 
 
 def _kept(site: str | None, pw: Any, n_samples: int, min_mass: float | str) -> tuple[Any, ...]:

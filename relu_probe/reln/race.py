@@ -489,26 +489,11 @@ def _network_state(network: Any, X: np.ndarray, spec: PathwaySpec, context: Any,
     return network_state(network, X, list(spec.gating.contexts), ctx, spec.inputs.astype(np.float64), cue, within)
 
 
-def race_from_spec(
-    X: np.ndarray,
-    Y: np.ndarray,
-    spec: PathwaySpec,
-    *,
-    context: Any = None,
-    lr: float = PAPER_LR,
-    epochs: int = PAPER_EPOCHS,
-    init: Any = None,
-    rule: str = "joint",
-    method: str = "auto",
-    d_scale: Any = None,
-    time: str = "discrete",
-    step: str = "adaptive",
-    check_lr: bool = True,
-    tol: float = DEFAULT_TOL,
-) -> xr.Dataset:
-    """:func:`race_dynamics` of the pathways of a resolved :class:`PathwaySpec` (e.g. a fitted
-    GDLN's ``spec_``), on checked float arrays *X*, *Y*; the other arguments as there
-    (``init`` may also be a :class:`~relu_probe.reln.exact.MeanState`)."""
+def _checked_race_args(spec: PathwaySpec, *, lr: float, epochs: int, rule: str, method: str, d_scale: Any,
+                       time: str, step: str, tol: float) -> tuple[float, int, float, str, str]:
+    """:func:`race_from_spec`'s arguments checked against each other and the spec; returns
+    ``(lr, epochs, tol, method, step)`` with ``"auto"`` / ``"live"`` resolved to the exact
+    dynamics (``"live"``: stepped epoch by epoch)."""
     lr = check_real("lr", lr, minimum=0.0, strict=True)
     epochs = check_int("epochs", epochs, minimum=1)
     check_choice("rule", rule, ["joint", "residual"])
@@ -534,6 +519,50 @@ def race_from_spec(
             "fit the outputs' mean, and the uncoupled closed form would count it twice. Use method='auto' "
             "(the exact dynamics) or 'race' (coupled)."
         )
+    return lr, epochs, tol, method, step
+
+
+def _warn_if_approximate(method: str, asymptote: float, off_mode: float, X_design: np.ndarray, Y: np.ndarray,
+                         spec: PathwaySpec, paths: Any) -> None:
+    """The closed form's Assumption 2.1 gap (its asymptote against the gates' least-squares
+    optimum) and the coupled race's off-mode drive, warned where they exceed their limits."""
+    if method == "closed":
+        gap_to_optimum(asymptote, X_design, Y, spec.gates, paths.masks[: spec.n_pathways],
+                       what="the closed form", stacklevel=4)
+    elif method == "race" and off_mode > OFF_MODE_WARN:
+        warnings.warn(
+            "race_dynamics(method='race'): the gated correlations are not mutually "
+            "diagonalisable (Assumption 2.1) along this trajectory — the gradient of the "
+            f"predicted state has {100 * off_mode:.1f}% of the drive outside the pathways' "
+            "modes, so the mode picture is approximate. method='auto' runs the exact dynamics "
+            "instead.",
+            ReluProbeWarning,
+            stacklevel=4,
+        )
+
+
+def race_from_spec(
+    X: np.ndarray,
+    Y: np.ndarray,
+    spec: PathwaySpec,
+    *,
+    context: Any = None,
+    lr: float = PAPER_LR,
+    epochs: int = PAPER_EPOCHS,
+    init: Any = None,
+    rule: str = "joint",
+    method: str = "auto",
+    d_scale: Any = None,
+    time: str = "discrete",
+    step: str = "adaptive",
+    check_lr: bool = True,
+    tol: float = DEFAULT_TOL,
+) -> xr.Dataset:
+    """:func:`race_dynamics` of the pathways of a resolved :class:`PathwaySpec` (e.g. a fitted
+    GDLN's ``spec_``), on checked float arrays *X*, *Y*; the other arguments as there
+    (``init`` may also be a :class:`~relu_probe.reln.exact.MeanState`)."""
+    lr, epochs, tol, method, step = _checked_race_args(spec, lr=lr, epochs=epochs, rule=rule, method=method,
+                                                       d_scale=d_scale, time=time, step=step, tol=tol)
     if rule == "residual" and not spec.shared.any():
         warn_residual_is_joint(spec.gating.names, stacklevel=4)
     state = mean_state_of(init, spec)
@@ -585,19 +614,7 @@ def race_from_spec(
     ds = ds.assign(extra)
     ds.attrs.update({"lr_bound": lr_bound, "step": step if method == "exact" else "", "init": state.source,
                      "asymptote": asymptote})
-    if method == "closed":
-        gap_to_optimum(asymptote, X_design, Y, spec.gates, paths.masks[: spec.n_pathways],
-                       what="the closed form", stacklevel=3)
-    elif method == "race" and off_mode > OFF_MODE_WARN:
-        warnings.warn(
-            "race_dynamics(method='race'): the gated correlations are not mutually "
-            "diagonalisable (Assumption 2.1) along this trajectory — the gradient of the "
-            f"predicted state has {100 * off_mode:.1f}% of the drive outside the pathways' "
-            "modes, so the mode picture is approximate. method='auto' runs the exact dynamics "
-            "instead.",
-            ReluProbeWarning,
-            stacklevel=3,
-        )
+    _warn_if_approximate(method, asymptote, off_mode, X_design, Y, spec, paths)
     return ds
 
 

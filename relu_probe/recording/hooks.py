@@ -578,6 +578,18 @@ class GateTap:
         if self.samples == "position":
             self._check_token_sites()
         ordered = self._ordered_keys()
+        self._configure_sink(ordered)
+        if not self.discover_only:  # the discovery pass's own data goes to the sink like any other pass
+            self._write_discovery_pass(ordered)
+        state.fires = {}
+        self._discovering = False
+        self._use_mode = any(s.kind == "functional" for s in self.sites)
+        self._register(discovery=False)
+
+    def _configure_sink(self, ordered: list[tuple]) -> None:
+        """Each selected site's unit range in the sample rows, and the sink's variables (gates or
+        channel rates, activations, token coords) sized from them."""
+        state = self._state
         offset = 0
         for key in ordered:
             layout = self.layouts[self._key_to_site[key]]
@@ -599,32 +611,31 @@ class GateTap:
             for name in (INPUT, POSITION, *((TOKEN,) if self._token_coord else ())):
                 specs[name] = (None, np.dtype(np.int64))
         self.sink.configure(specs)
-        if not self.discover_only:  # the discovery pass's own data goes to the sink like any other pass
-            first = state.fires[ordered[0]]
-            state.rows = self._pass_rows(first.gate.shape, first.layout, self._key_to_site[ordered[0]])
-            state.block = self.sink.reserve(state.rows.n_rows)
-            self._write_row_coords()
-            for key in ordered:
-                fire = state.fires[key]
-                name = self._key_to_site[key]
-                self._check_rows(fire.gate.shape, fire.layout, name)
-                u0, u1 = self._offsets[key]
-                write_gates(fire.gate, fire.layout, units=self.units, samples=self.samples, threshold=self.threshold,
-                            rows=state.rows, out=state.block[self.gate_var][:, u0:u1], scratch=self._scratch)
-                if self.values:
-                    if fire.value is None:
-                        raise ValueInputError(
-                            f"site {name!r} returned no tensor, so `values=True` cannot record its post-activation."
-                        )
-                    write_values(fire.value, fire.layout, units=self.units, samples=self.samples, rows=state.rows,
-                                 out=state.block["activation"][:, u0:u1])
-                if fire.nonfinite:
-                    self.nonfinite[name] += fire.nonfinite
-                state.fired.add(key)
-        state.fires = {}
-        self._discovering = False
-        self._use_mode = any(s.kind == "functional" for s in self.sites)
-        self._register(discovery=False)
+
+    def _write_discovery_pass(self, ordered: list[tuple]) -> None:
+        """The first (discovery) pass's gates and values, written to the sink like any later pass."""
+        state = self._state
+        first = state.fires[ordered[0]]
+        state.rows = self._pass_rows(first.gate.shape, first.layout, self._key_to_site[ordered[0]])
+        state.block = self.sink.reserve(state.rows.n_rows)
+        self._write_row_coords()
+        for key in ordered:
+            fire = state.fires[key]
+            name = self._key_to_site[key]
+            self._check_rows(fire.gate.shape, fire.layout, name)
+            u0, u1 = self._offsets[key]
+            write_gates(fire.gate, fire.layout, units=self.units, samples=self.samples, threshold=self.threshold,
+                        rows=state.rows, out=state.block[self.gate_var][:, u0:u1], scratch=self._scratch)
+            if self.values:
+                if fire.value is None:
+                    raise ValueInputError(
+                        f"site {name!r} returned no tensor, so `values=True` cannot record its post-activation."
+                    )
+                write_values(fire.value, fire.layout, units=self.units, samples=self.samples, rows=state.rows,
+                             out=state.block["activation"][:, u0:u1])
+            if fire.nonfinite:
+                self.nonfinite[name] += fire.nonfinite
+            state.fired.add(key)
 
     def _check_token_sites(self) -> None:
         """``samples="position"`` needs sites with positions, the same number at every site."""

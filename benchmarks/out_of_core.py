@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _rounds import interleaved_rounds
 
 
 def build_store(path: Path, n_samples: int, n_units: int, chunk_rows: int, seed: int = 0) -> float:
@@ -90,14 +91,7 @@ def analyse(path: str, rounds: int) -> dict:
         del runs["compiled"]
     baseline()  # warm-up: the page cache, numba's cached kernel
     profile(compiled)
-    times: dict[str, list[float]] = {k: [] for k in runs}
-    cpu: dict[str, list[float]] = {k: [] for k in runs}
-    for _ in range(rounds):
-        for key, fn in runs.items():
-            start, start_cpu = time.perf_counter(), time.process_time()
-            fn()
-            times[key].append(time.perf_counter() - start)
-            cpu[key].append(time.process_time() - start_cpu)
+    times, cpu = interleaved_rounds(runs, rounds)
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     chunk_bytes = int(raw.chunks[0][0]) * int(raw.shape[1])
     return {

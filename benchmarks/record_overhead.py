@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ import torch
 from torch import nn
 
 import relu_probe as rp
+from _rounds import interleaved_rounds
 from relu_probe.testing import bert_token_classifier, multitask_sequences, resnet18
 
 
@@ -255,14 +255,7 @@ def measure(case: Case, peers: list[str], rounds: int) -> dict[str, dict[str, fl
                     case.notes.append(f"{label}: records {out.shape[1]} units per sample "
                                       f"({int(counts.sum())} on), relu_probe {reference.shape[1]} "
                                       f"({int(reference.sum())} on) — not the same gates")
-        times: dict[str, list[float]] = {k: [] for k in runs}
-        cpu: dict[str, list[float]] = {k: [] for k in runs}
-        for _ in range(rounds):
-            for key, fn in runs.items():
-                start, start_cpu = time.perf_counter(), time.process_time()
-                fn()
-                times[key].append(time.perf_counter() - start)
-                cpu[key].append(time.process_time() - start_cpu)
+        times, cpu = interleaved_rounds(runs, rounds)
     base, base_cpu = times["plain forward"], cpu["plain forward"]
     return {
         key: {

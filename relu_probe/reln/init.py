@@ -42,6 +42,7 @@ from torch import nn
 from .._util.checks import check_int, check_real
 from ..errors import InputError, ValueInputError, describe
 from .exact import MeanState
+from .small_init import DEFAULT_RELATIVE_INIT, default_pi0
 
 __all__ = [
     "mean_state_from_units",
@@ -62,14 +63,6 @@ __all__ = [
 #: Gaussian units drawn to estimate the init statistics of ``mean_state_from_init``.
 DEFAULT_N_UNITS = 20000
 
-#: Default initial scale when neither a network nor an init std is known: the mean state of
-#: Gaussian units scaled so that the full-set pathway starts at
-#: ``π0 = DEFAULT_RELATIVE_INIT × σ_1(M_lin)`` (``M_lin`` the best linear map of the data),
-#: deep in the small-initialisation (rich) regime the theory describes. Measured on the
-#: paper's 3-context task: the predicted structure moves by a total-variation distance
-#: < 0.02 when this scale changes by six orders of magnitude (the loss curve's timing does
-#: move, as ``ln π0``).
-DEFAULT_RELATIVE_INIT = 1e-6
 
 
 def items_of(X: np.ndarray, context: np.ndarray, cue: np.ndarray, within: Any = None) -> np.ndarray:
@@ -404,13 +397,6 @@ def context_set_state(
     rule = InitRule(X, Y, context, items, lambda todo: masks[[index[tuple(S)] for S in todo]],
                     network=network, init_std=init_std, width=width)
     return rule.state([tuple(S) for S in sets])
-
-
-def default_pi0(X: np.ndarray, Y: np.ndarray) -> float:
-    """``DEFAULT_RELATIVE_INIT × σ_1(M_lin)``: the default initial mode strength of a pathway
-    reading every input (``M_lin`` the best linear map of the data; 1 when it is zero)."""
-    coef = np.linalg.lstsq(X, Y, rcond=None)[0]
-    return DEFAULT_RELATIVE_INIT * (float(np.linalg.norm(coef, 2)) if np.any(coef) else 1.0)
 
 
 def network_state(

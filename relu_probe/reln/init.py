@@ -52,6 +52,7 @@ __all__ = [
     "InitRule",
     "network_state",
     "init_std_from_trained",
+    "layer_weight_stds",
     "context_set_state",
     "default_pi0",
     "init_scales_of",
@@ -177,6 +178,24 @@ def one_hidden_layer(model: Any) -> tuple[np.ndarray, np.ndarray]:
             f"{W1.shape[0]} units."
         )
     return W1, W2
+
+
+def layer_weight_stds(network: Any, n_weights: int) -> list[float]:
+    r"""The initial weight std of each weight layer of an *untrained* MLP, input side first:
+    ``σ_l = \sqrt{\overline{W_l^2}}`` over the entries of its ``l``-th ``nn.Linear`` (the std
+    of a zero-mean Gaussian draw), the init of a layered ReLN whose blocks share each layer's
+    units (:mod:`relu_probe.reln.layered`). Refuses a network whose number of ``nn.Linear``
+    layers is not *n_weights* (one per recorded ReLU layer, plus the readout)."""
+    if not isinstance(network, nn.Module):
+        raise InputError(f"`network` must be a torch.nn.Module, got {describe(network)}.")
+    linears = [m for m in network.modules() if isinstance(m, nn.Linear)]
+    if len(linears) != n_weights:
+        raise ValueInputError(
+            f"`network`: the layered ReLN has {n_weights} weight layers ({n_weights - 1} recorded ReLU layers and "
+            f"the readout) but the network has {len(linears)} nn.Linear layers; give the init stds as "
+            "`init_scale` (one per weight layer) instead."
+        )
+    return [float(np.sqrt(np.mean(m.weight.detach().cpu().double().numpy() ** 2))) for m in linears]
 
 
 def mean_state_from_network(

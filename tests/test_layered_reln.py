@@ -422,3 +422,65 @@ def test_readout_importance_leaves_the_output_bias_to_the_direct_path():
     norms = np.linalg.norm(net.model[2].weight.detach().numpy(), axis=0)
     expected = norms * np.abs(act).mean(0)
     np.testing.assert_allclose(before.values, expected / expected.sum(), rtol=1e-6)  # activations: float32
+
+
+def _outputs(net):
+    """The hand-built network's own outputs, as the targets of its ReLN."""
+    with torch.no_grad():
+        return net.model(torch.as_tensor(net.X, dtype=torch.float64)).numpy()
+
+
+def _untrained_like(model, stds, seed=0):
+    """A copy of *model* whose l-th Linear has entries ±stds[l] (random signs): RMS exactly stds[l]."""
+    import copy
+
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    fresh = copy.deepcopy(model)
+    linears = [m for m in fresh.modules() if isinstance(m, torch.nn.Linear)]
+    with torch.no_grad():
+        for layer, s in zip(linears, stds):
+            signs = torch.randint(0, 2, layer.weight.shape, generator=gen).to(layer.weight.dtype) * 2 - 1
+            layer.weight.copy_(signs * s)
+    return fresh
+
+
+def test_layered_reln_takes_each_layers_init_std_from_the_untrained_network():
+    """Issue 12 item 3 for deep networks: a layered ReLN's blocks share out each site's units,
+    so its initial std per weight layer is the untrained network's (RMS of each nn.Linear)."""
+    net = rp.testing.deep_net()
+    Y = _outputs(net)
+    ds = rp.record(net.model, net.X, coords=net.coords)
+    pws = _per_site_pathways(net.model, ds)
+    stds = [0.01, 0.002, 0.03]
+    untrained = _untrained_like(net.model, stds)
+    reln = rp.ReLN.from_pathways(pws, net.X, Y, model=net.model, network=untrained, min_mass=0.0, epochs=1,
+                                 lr=1e-4)
+    np.testing.assert_allclose(reln.init_scale, stds, rtol=1e-12)
+    reln.fit(net.X, Y)
+    assert "untrained network" in reln.init_source_
+    np.testing.assert_allclose(reln.spec_.init_scales, stds, rtol=1e-12)  # one per weight layer
+    # without it, the default small init relative to the data (not the network's, not the paper's)
+    default = rp.ReLN.from_pathways(pws, net.X, Y, model=net.model, min_mass=0.0, epochs=1, lr=1e-4)
+    default.fit(net.X, Y)
+    assert not np.allclose(default.spec_.init_scales, stds)
+    # init_std alone: one std per weight layer
+    given = rp.ReLN.from_pathways(pws, net.X, Y, model=net.model, init_std=stds, min_mass=0.0, epochs=1, lr=1e-4)
+    np.testing.assert_allclose(given.init_scale, stds)
+
+
+def test_layered_reln_refuses_a_network_or_width_it_cannot_read():
+    net = rp.testing.deep_net()
+    Y = _outputs(net)
+    ds = rp.record(net.model, net.X, coords=net.coords)
+    pws = _per_site_pathways(net.model, ds)
+    shallow = torch.nn.Sequential(torch.nn.Linear(net.X.shape[1], 4, bias=False), torch.nn.ReLU(),
+                                  torch.nn.Linear(4, Y.shape[1], bias=False))
+    with pytest.raises(ValueInputError, match=r"`network`.*3 weight layers.*2 nn.Linear"):
+        rp.ReLN.from_pathways(pws, net.X, Y, model=net.model, network=shallow, min_mass=0.0)
+    with pytest.raises(ValueInputError, match="`width`"):
+        rp.ReLN.from_pathways(pws, net.X, Y, model=net.model, init_std=0.01, width=10, min_mass=0.0)
+    with pytest.raises(ValueInputError, match="`init_scale` or `network`"):
+        rp.ReLN.from_pathways(pws, net.X, Y, model=net.model, network=net.model, init_scale=0.1,
+                              min_mass=0.0)

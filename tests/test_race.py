@@ -245,8 +245,12 @@ def test_dataset_layout(task3):
 def test_default_init_matches_gdln_default(task3):
     X, Y, _ = task3
     ds = rp.race_dynamics(X, Y, np.ones((2, 24)), epochs=5)
-    sigma = 0.005 / 200
-    np.testing.assert_allclose(ds["pi0"].values, sigma**2 * 100 / 2)
+    # the GDLN's default small init: two pathways of 100 units share H = 200, σ² = 2 π0 / H with
+    # π0 = 1e-6 σ1(M_lin); each pathway's mean-field strength σ² h / 2 is then π0 h / H = π0 / 2
+    pi0 = 1e-6 * np.linalg.norm(np.linalg.lstsq(X, Y, rcond=None)[0], 2)
+    np.testing.assert_allclose(ds["pi0"].values, pi0 / 2, rtol=1e-9)
+    g = rp.GDLN(np.ones((2, 24)), epochs=1, lr=1e-6).fit(X, Y)
+    np.testing.assert_allclose(np.concatenate(g.spec_.init_scales), np.sqrt(2 * pi0 / 200), rtol=1e-9)
 
 
 # ----------------------------------------------------------------------------- bad input

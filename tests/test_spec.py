@@ -11,6 +11,12 @@ from relu_probe.reln.spec import resolve_spec
 
 GATES = [(0, 1, 2), (0, 1), (1, 2), (0, 2)]  # shared first, then the (k-1)-sets
 
+#: The paper's 3-context task's best linear map has σ1 = √(28/3) (its strongest mode, the
+#: 3.055 of the race docstring; checked below), so the default small init is
+#: π0 = 1e-6 · √(28/3) and one hidden layer shared by 140 units gets σ = √(2 π0 / 140).
+SIGMA1_K3 = (28 / 3) ** 0.5
+DEFAULT_STD_140 = (2e-6 * SIGMA1_K3 / 140) ** 0.5
+
 
 @pytest.fixture(scope="module")
 def task():
@@ -32,9 +38,9 @@ def _pi0(h, s_in, s_out):
      [(50, 1e-3, 4e-3), (50, 2e-3, 2e-3), (50, 3e-3, 1e-3), (50, 2e-3, 2e-3)]),
     ({"shared": 80, "context": 20}, {"shared": (1e-3, 3e-3), "context": 2e-3},
      [(80, 1e-3, 3e-3)] + [(20, 2e-3, 2e-3)] * 3),
-    # a role missing from the mapping takes the default 0.005 / Σ_p h_p = 0.005 / 140
+    # a role missing from the mapping takes the default small init √(2 π0 / Σ_p h_p), Σ_p h_p = 140
     ({"shared": 80, "context": 20}, {"shared": 1e-3},
-     [(80, 1e-3, 1e-3)] + [(20, 0.005 / 140, 0.005 / 140)] * 3),
+     [(80, 1e-3, 1e-3)] + [(20, DEFAULT_STD_140, DEFAULT_STD_140)] * 3),
 ])
 def test_gdln_and_race_read_hidden_and_init_scale_alike(task, hidden, init_scale, expected):
     X, Y, ctx = task
@@ -86,3 +92,49 @@ def test_the_race_refuses_a_spec_it_cannot_predict(task):
     deep = resolve_spec(GATES, X, context=ctx, depth=2)
     with pytest.raises(ValueInputError, match="one hidden layer"):
         race_from_spec(X, Y, deep, context=ctx, epochs=3)
+
+
+def test_the_paper_tasks_best_linear_map_strength(task):
+    """The premise of DEFAULT_STD_140: σ1 of the least-squares map of the 3-context task."""
+    X, Y, _ = task
+    coef = np.linalg.lstsq(X, Y, rcond=None)[0]
+    assert np.linalg.norm(coef, 2) == pytest.approx(SIGMA1_K3, rel=1e-9)
+
+
+@pytest.mark.parametrize("depth, trunk", [(1, None), (2, None), (3, None), (1, [30]), (2, [30, 20])])
+def test_default_init_is_small_relative_to_the_data_not_the_papers(depth, trunk):
+    """Without `init_scale`, every weight matrix gets σ = (2 π0)^{1/L} / √(Σ_p h_p) with
+    π0 = 1e-6 σ1(M_lin) and L the weight matrices of a path: the L factors σ√H multiply to 2 π0.
+    On data whose best linear map has σ1 = 50 (not the paper's), scaling the targets by 50
+    scales π0 by 50."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 6))
+    M = np.zeros((6, 3))
+    M[0, 0], M[1, 1], M[2, 2] = 50.0, 20.0, 5.0  # σ1(M_lin) = 50 exactly (Y = X M, X full rank)
+    Y = X @ M
+    gates = np.ones((2, 40))
+    gates[1, ::2] = 0
+    spec = resolve_spec(gates, X, hidden=[[10] * depth, [25] * depth], depth=depth, trunk=trunk, Y=Y)
+    n_weights = len(trunk or []) + depth + 1
+    expected = (2 * 50e-6) ** (1 / n_weights) / np.sqrt(35)
+    assert np.allclose(np.concatenate(spec.init_scales), expected, rtol=1e-9)
+    if trunk:
+        assert np.allclose(spec.trunk_scales, expected, rtol=1e-9)
+    assert not np.isclose(expected, rp.tasks.PAPER_INIT_GAIN / 35)
+    # the product of the L factors σ√H is 2 π0: the documented initial mode strength
+    assert (expected * np.sqrt(35)) ** n_weights == pytest.approx(2 * 50e-6, rel=1e-9)
+
+
+def test_the_gdln_default_init_follows_the_targets_scale():
+    """A GDLN fitted without `init_scale` draws weights whose std follows the data: targets
+    ×100 → π0 ×100 → σ ×10 for one hidden layer."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(60, 5))
+    Y = X @ rng.normal(size=(5, 2))
+    stds = []
+    for scale in (1.0, 100.0):
+        g = rp.GDLN(np.ones((1, 60)), hidden=400, epochs=1, lr=1e-6).fit(X, scale * Y)
+        stds.append(np.std(g.weights_[0][0]))
+        assert g.spec_.init_scales[0][0] == pytest.approx(
+            np.sqrt(2e-6 * np.linalg.norm(np.linalg.lstsq(X, scale * Y, rcond=None)[0], 2) / 400), rel=1e-9)
+    assert stds[1] / stds[0] == pytest.approx(10.0, rel=0.1)

@@ -536,7 +536,7 @@ def exact_dynamics(
     """
     Xn, Yn = check_xy(X, Y)
     spec = resolve_spec(gates, Xn, context=context, shared=shared, inputs=inputs, hidden=hidden,
-                        init_scale=init_scale)
+                        init_scale=init_scale, Y=Yn)
     sv_stride = check_int("sv_stride", sv_stride, minimum=1)
     epochs = check_int("epochs", epochs, minimum=1)
     sv_epochs = np.arange(0, epochs, sv_stride)

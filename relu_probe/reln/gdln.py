@@ -91,9 +91,11 @@ class GDLN(BaseEstimator):
     init_scale : float, sequence or mapping, optional
         Standard deviation of the Gaussian initial weights: one value, one per pathway, per
         pathway a list with one value per weight matrix (``depth + 1`` of them, input side
-        first), or ``{"shared": σ_s, "context": σ_c}``. Default ``0.005 / Σ_p hidden_p`` (the
-        paper's ``0.005 / width``); a missing key of a mapping also takes the default
-        (:mod:`relu_probe.reln.spec`).
+        first), or ``{"shared": σ_s, "context": σ_c}``. Default: a small initialisation relative
+        to the data, ``(2 π_0)^{1/L} / √(Σ_p hidden_p)`` for the ``L`` weight matrices of a path
+        with ``π_0 = 10^{-6} σ_1(M_lin)`` (:mod:`relu_probe.reln.small_init`); a missing key of a
+        mapping also takes the default. The paper's ``0.005 / width`` is
+        :data:`relu_probe.tasks.PAPER_INIT_GAIN`, used only when passed.
     inputs : None, "all", "auto", mask or sequence, default=None
         Which input features each pathway reads. ``None``/``"all"``: every input.
         ``"auto"``: shared pathways read every input; the others read only the inputs that
@@ -252,12 +254,12 @@ class GDLN(BaseEstimator):
         """The ``init_scale`` to use (subclasses may supply their own default)."""
         return self.init_scale
 
-    def _spec(self, X: np.ndarray, context: Any) -> PathwaySpec | LayeredSpec:
+    def _spec(self, X: np.ndarray, context: Any, Y: Any = None) -> PathwaySpec | LayeredSpec:
         """The pathways of this network on inputs *X* (:func:`relu_probe.reln.spec.resolve_spec`,
         or :func:`relu_probe.reln.layered.resolve_layered_spec` for a mapping of layer gates)."""
         common = dict(context=context, shared=self.shared, inputs=self.inputs, hidden=self.hidden,
                       init_scale=self._init_scale_param(), hidden_bias=self.hidden_bias,
-                      output_bias=self.output_bias, bias_init_scale=self.bias_init_scale, leak=self.leak)
+                      output_bias=self.output_bias, bias_init_scale=self.bias_init_scale, leak=self.leak, Y=Y)
         if is_layered_gates(self.gates):
             if self.trunk or not (np.isscalar(self.depth) and self.depth == 1):
                 raise ValueInputError(
@@ -293,7 +295,7 @@ class GDLN(BaseEstimator):
         layered GDLN, deep pathways, a trunk or an output bias's direct path, which the bound
         does not cover. :meth:`fit` refuses ``lr`` at or above it."""
         Xn, Yn = check_xy(X, Y)
-        spec = self._spec(Xn, context)
+        spec = self._spec(Xn, context, Yn)
         bounded = self._stability_inputs(Xn, spec, self._rule(spec))
         if bounded is None:
             return float("inf")
@@ -351,7 +353,7 @@ class GDLN(BaseEstimator):
         lr = check_real("lr", self.lr if lr is None else lr, minimum=0.0, strict=True)
         epochs = check_int("epochs", self.epochs if epochs is None else epochs, minimum=1)
         stride = check_int("sv_stride", self.sv_stride, minimum=1)
-        spec = self._spec(Xn, context)
+        spec = self._spec(Xn, context, Yn)
         rule = self._rule(spec)
         bounded = self._stability_inputs(Xn, spec, rule) if check_lr else None
         if bounded is not None:

@@ -42,6 +42,7 @@ from torch import nn
 from .._util.checks import check_int, check_real
 from ..errors import InputError, ValueInputError, describe
 from .exact import MeanState
+from .small_init import DEFAULT_RELATIVE_INIT, default_pi0
 
 __all__ = [
     "mean_state_from_units",
@@ -51,6 +52,7 @@ __all__ = [
     "InitRule",
     "network_state",
     "init_std_from_trained",
+    "layer_weight_stds",
     "context_set_state",
     "default_pi0",
     "init_scales_of",
@@ -62,14 +64,6 @@ __all__ = [
 #: Gaussian units drawn to estimate the init statistics of ``mean_state_from_init``.
 DEFAULT_N_UNITS = 20000
 
-#: Default initial scale when neither a network nor an init std is known: the mean state of
-#: Gaussian units scaled so that the full-set pathway starts at
-#: ``π0 = DEFAULT_RELATIVE_INIT × σ_1(M_lin)`` (``M_lin`` the best linear map of the data),
-#: deep in the small-initialisation (rich) regime the theory describes. Measured on the
-#: paper's 3-context task: the predicted structure moves by a total-variation distance
-#: < 0.02 when this scale changes by six orders of magnitude (the loss curve's timing does
-#: move, as ``ln π0``).
-DEFAULT_RELATIVE_INIT = 1e-6
 
 
 def items_of(X: np.ndarray, context: np.ndarray, cue: np.ndarray, within: Any = None) -> np.ndarray:
@@ -184,6 +178,24 @@ def one_hidden_layer(model: Any) -> tuple[np.ndarray, np.ndarray]:
             f"{W1.shape[0]} units."
         )
     return W1, W2
+
+
+def layer_weight_stds(network: Any, n_weights: int) -> list[float]:
+    r"""The initial weight std of each weight layer of an *untrained* MLP, input side first:
+    ``σ_l = \sqrt{\overline{W_l^2}}`` over the entries of its ``l``-th ``nn.Linear`` (the std
+    of a zero-mean Gaussian draw), the init of a layered ReLN whose blocks share each layer's
+    units (:mod:`relu_probe.reln.layered`). Refuses a network whose number of ``nn.Linear``
+    layers is not *n_weights* (one per recorded ReLU layer, plus the readout)."""
+    if not isinstance(network, nn.Module):
+        raise InputError(f"`network` must be a torch.nn.Module, got {describe(network)}.")
+    linears = [m for m in network.modules() if isinstance(m, nn.Linear)]
+    if len(linears) != n_weights:
+        raise ValueInputError(
+            f"`network`: the layered ReLN has {n_weights} weight layers ({n_weights - 1} recorded ReLU layers and "
+            f"the readout) but the network has {len(linears)} nn.Linear layers; give the init stds as "
+            "`init_scale` (one per weight layer) instead."
+        )
+    return [float(np.sqrt(np.mean(m.weight.detach().cpu().double().numpy() ** 2))) for m in linears]
 
 
 def mean_state_from_network(
@@ -404,13 +416,6 @@ def context_set_state(
     rule = InitRule(X, Y, context, items, lambda todo: masks[[index[tuple(S)] for S in todo]],
                     network=network, init_std=init_std, width=width)
     return rule.state([tuple(S) for S in sets])
-
-
-def default_pi0(X: np.ndarray, Y: np.ndarray) -> float:
-    """``DEFAULT_RELATIVE_INIT × σ_1(M_lin)``: the default initial mode strength of a pathway
-    reading every input (``M_lin`` the best linear map of the data; 1 when it is zero)."""
-    coef = np.linalg.lstsq(X, Y, rcond=None)[0]
-    return DEFAULT_RELATIVE_INIT * (float(np.linalg.norm(coef, 2)) if np.any(coef) else 1.0)
 
 
 def network_state(

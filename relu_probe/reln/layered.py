@@ -87,7 +87,6 @@ import numpy as np
 from .._util.arrays import object_array
 from .._util.checks import check_int, check_real
 from ..errors import DegenerateDataWarning, InputError, ValueInputError, describe
-from ..tasks import PAPER_INIT_GAIN
 from .gating import Gating, resolve_gates
 from .spec import (
     check_flag,
@@ -100,6 +99,7 @@ from .spec import (
     resolve_shared,
     with_constant,
 )
+from .small_init import small_init_std
 
 __all__ = [
     "LayeredSpec",
@@ -296,6 +296,7 @@ def resolve_layered_spec(
     bias_init_scale: Any = 0.0,
     leak: Any = 0.0,
     schedule: Any = None,
+    Y: Any = None,
 ) -> LayeredSpec:
     """Resolve the parameters of a layered GDLN into a :class:`LayeredSpec`.
 
@@ -315,8 +316,9 @@ def resolve_layered_spec(
         mapping keyed by layer name.
     init_scale : None, float or sequence
         Initial weight std: one value, or one per weight layer (``L + 1``, input side first).
-        Default ``0.005 / Σ_p h_{1p}`` for every layer (the GDLN's default rule,
-        :func:`relu_probe.reln.spec.default_init_scale`).
+        Default for every layer: the GDLN's small initialisation relative to the data,
+        ``(2 π_0)^{1/(L+1)} / √(Σ_p h_{1p})`` (:mod:`relu_probe.reln.small_init`; the paper's
+        ``0.005 / width`` is :data:`relu_probe.tasks.PAPER_INIT_GAIN`, used only when passed).
     hidden_bias : bool or sequence of bool
         Biases in every hidden layer, or per hidden layer.
     output_bias : bool
@@ -326,6 +328,8 @@ def resolve_layered_spec(
     schedule : mapping of int to mapping, optional
         ``{epoch: {layer: (pathway, sample) values in [0, 1]}}``: the gates from that epoch
         on (module docstring).
+    Y : array, optional
+        The targets, when known: they set the default ``init_scale``.
     """
     if len(gates) == 0:
         raise ValueInputError("`gates` as a mapping {layer: gating} must name at least one layer.")
@@ -354,7 +358,7 @@ def resolve_layered_spec(
                 stacklevel=4,
             )
         edges.append(edge)
-    default = PAPER_INIT_GAIN / sum(widths[0])
+    default = small_init_std(X, Y, sum(widths[0]), n_layers + 1)
     scales = _init_scales(init_scale, n_layers, default)
     spec = LayeredSpec(
         tuple(layers), tuple(names), tuple(shared_masks), first_inputs, tuple(tuple(w) for w in widths),

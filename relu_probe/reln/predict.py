@@ -175,7 +175,7 @@ class ContextSetRace:
             return self.init.state(list(sets))
         scale, hidden = self.scale
         spec = resolve_spec(self.gates(sets), self.X, shared=[len(S) == len(self.values) for S in sets],
-                            hidden=hidden, init_scale=scale)
+                            hidden=hidden, init_scale=scale, Y=self.Y)
         return mean_state_of(None, spec)
 
     def candidate(self, name: str, value: Any) -> tuple[tuple, ...]:

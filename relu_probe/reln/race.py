@@ -411,8 +411,9 @@ def race_dynamics(
         The GDLN's hidden width and initial weight std, read exactly as :class:`relu_probe.GDLN`
         reads them (:mod:`relu_probe.reln.spec`: one value, one per pathway, or a mapping
         ``{"shared": …, "context": …}``; per pathway, the pair (input-layer, output-layer)
-        of stds), used when neither ``init`` nor ``network`` is given. Default
-        ``init_scale = 0.005 / Σ_p hidden_p`` (as :class:`relu_probe.GDLN`).
+        of stds), used when neither ``init`` nor ``network`` is given. Default: the GDLN's
+        small initialisation relative to the data (:mod:`relu_probe.reln.small_init`, as
+        :class:`relu_probe.GDLN`).
     network : torch.nn.Module, optional
         The *untrained* one-hidden-layer ReLU network (``Linear → ReLU → Linear``, no biases)
         whose learning is predicted: each context-set pathway starts from the units of the
@@ -468,7 +469,7 @@ def race_dynamics(
     Xn, Yn = check_xy(X, Y)
     spec = resolve_spec(gates, Xn, context=context, shared=shared, inputs=inputs, hidden=hidden, depth=1,
                         init_scale=init_scale, hidden_bias=hidden_bias, output_bias=output_bias,
-                        bias_init_scale=bias_init_scale, leak=leak)
+                        bias_init_scale=bias_init_scale, leak=leak, Y=Yn)
     if network is not None:
         if init is not None:
             raise ValueInputError("pass either `init` or `network` (the initial state comes from one), not both.")

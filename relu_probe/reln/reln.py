@@ -55,7 +55,7 @@ from ..tasks import PAPER_EPOCHS, PAPER_LR
 from .exact import MeanState
 from .gating import cue_inputs, resolve_gates, sample_groups
 from .gdln import GDLN
-from .init import DEFAULT_RELATIVE_INIT, context_set_state, default_pi0, init_scales_of
+from .init import DEFAULT_RELATIVE_INIT, context_set_state, default_pi0, init_scales_of, layer_weight_stds
 from .layered import is_layered_gates
 from .network import network_facts, require_slopes
 from .spec import resolve_inputs, resolve_shared, resolve_spec
@@ -306,10 +306,13 @@ class ReLN(GDLN):
         network : torch.nn.Module, optional
             The *untrained* ReLU network (e.g. a TrainingMonitor's step-0 copy): each
             context-set pathway starts in the mean state of its units that are on exactly in
-            its contexts (:mod:`relu_probe.reln.init`). One gated layer only.
+            its contexts (:mod:`relu_probe.reln.init`). A layered ReLN, whose blocks share
+            out each site's units, takes each weight layer's std from the network's
+            ``nn.Linear`` layers in order (:func:`relu_probe.reln.init.layer_weight_stds`).
         init_std, width : optional
             Instead of ``network``: the network's initial weight std (one, or (input, output))
-            and hidden width. One gated layer only.
+            and hidden width. A layered ReLN takes ``init_std`` alone (one std, or one per
+            weight layer) and refuses ``width``.
         trajectory : xarray.Dataset or TrainingMonitor, optional
             Gates recorded during the ReLU network's training: a dataset with ``gate``
             (step, sample, unit) over the same samples and units (``TrainingMonitor
@@ -359,16 +362,14 @@ class ReLN(GDLN):
                 output_bias=output_bias, leak=slopes[0] if leak is None else leak[0], network=network,
                 init_std=init_std, width=width, params=params,
             )
-        if network is not None or init_std is not None or width is not None:
-            raise ValueInputError(
-                "`network` / `init_std` / `width` give the initial state of a ReLN with one gated layer (the "
-                "mean state of each context set's units); a layered ReLN starts from the layered GDLN's default "
-                "init (relu_probe.reln.layered) or an `init_scale` you give."
-            )
+        source = _layered_scale(params, len(layers) + 1, network=network, init_std=init_std, width=width)
         if hidden_bias is None:
             hidden_bias = [bool(f) if f is not None else False for f in hidden_flags]
-        return cls._layered(layers, kept, Xn, inputs=inputs, hidden=hidden, hidden_bias=hidden_bias,
-                            output_bias=output_bias, leak=slopes if leak is None else leak, params=params)
+        model_ = cls._layered(layers, kept, Xn, inputs=inputs, hidden=hidden, hidden_bias=hidden_bias,
+                              output_bias=output_bias, leak=slopes if leak is None else leak, params=params)
+        if source is not None:
+            model_._given_init_source = source
+        return model_
 
     @classmethod
     def _one_layer(cls, layer: tuple[str | None, Any], kept: tuple[Any, ...], Xn: np.ndarray, Y: Any, *,
@@ -461,6 +462,30 @@ class ReLN(GDLN):
 def _context_gates(sets: Sequence[tuple], context: np.ndarray) -> np.ndarray:
     """(pathway, sample) gates of context sets: open where the sample's context is in the set."""
     return np.array([np.isin(context, np.asarray(S, dtype=context.dtype)) for S in sets], dtype=np.float64)
+
+
+def _layered_scale(params: dict[str, Any], n_weights: int, *, network: Any, init_std: Any,
+                   width: Any) -> str | None:
+    """Set ``params["init_scale"]`` of a layered ReLN from the untrained ``network`` (each
+    weight layer's std, :func:`relu_probe.reln.init.layer_weight_stds`) or ``init_std`` (one
+    std or one per weight layer); return where it came from (None: neither given)."""
+    if width is not None:
+        raise ValueInputError(
+            "`width` applies to a ReLN with one gated layer (the hidden width behind `init_std`); a layered "
+            f"ReLN's blocks share out each recorded site's own units, so leave width=None (got {describe(width)})."
+        )
+    if network is None and init_std is None:
+        return None
+    if params.get("init_scale") is not None:
+        raise ValueInputError("pass either `init_scale` or `network` / `init_std`, not both.")
+    if network is not None and init_std is not None:
+        raise ValueInputError("pass either `network` or `init_std` (the initial state comes from one), not both.")
+    if network is not None:
+        params["init_scale"] = layer_weight_stds(network, n_weights)
+        return ("the untrained network's weight std per layer (" +
+                ", ".join(f"{s:.3g}" for s in params["init_scale"]) + ")")
+    params["init_scale"] = init_std
+    return f"init_std {init_std} per weight layer"
 
 
 def _scale_from_network(pw: Any, G: xr.DataArray, X: np.ndarray, Y: Any, context: Any, inputs: Any,

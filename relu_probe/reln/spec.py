@@ -13,9 +13,11 @@ three read every parameter the same way:
     the standard deviation of the Gaussian initial weights: one value, one per pathway, per
     pathway a list with one value per weight matrix (``depth + 1`` of them, input side first:
     for one hidden layer the pair (input-layer, output-layer)), or
-    ``{"shared": σ_s, "context": σ_c}`` (a missing key takes the default). The default is
-    ``0.005 / Σ_p hidden_p`` (the paper's ``0.005 / width``,
-    :data:`relu_probe.tasks.PAPER_INIT_GAIN`).
+    ``{"shared": σ_s, "context": σ_c}`` (a missing key takes the default). The default is a
+    small initialisation relative to the data, ``σ = (2 π_0)^{1/L} / √(Σ_p hidden_p)`` for
+    the ``L`` weight matrices of a path, ``π_0 = 10^{-6} σ_1(M_lin)``
+    (:mod:`relu_probe.reln.small_init`); the paper's ``0.005 / width`` is
+    :data:`relu_probe.tasks.PAPER_INIT_GAIN`, used only when passed.
 
 Biases and leaky units (the ReLU network's own, modelled exactly; the same fields, with the
 same meaning, in a layered network's :class:`relu_probe.reln.layered.LayeredSpec`):
@@ -54,8 +56,8 @@ import xarray as xr
 from .._util.arrays import object_array, to_numpy
 from .._util.checks import check_choice, check_int, check_real
 from ..errors import InputError, ReluProbeWarning, ValueInputError, describe
-from ..tasks import PAPER_INIT_GAIN
 from .gating import Gating, cue_inputs, resolve_gates, sample_groups
+from .small_init import small_init_std
 
 __all__ = [
     "PathwaySpec",
@@ -197,10 +199,12 @@ def check_flag(name: str, value: Any) -> bool:
     return bool(value)
 
 
-def default_init_scale(widths: Sequence[Sequence[int]]) -> float:
-    """``0.005 / Σ_p h_p`` over the pathways' first hidden widths (the paper's ``0.005 / width``
-    for the network whose hidden layer they share)."""
-    return PAPER_INIT_GAIN / sum(w[0] for w in widths)
+def default_init_scale(widths: Sequence[Sequence[int]], X: np.ndarray, Y: Any = None, *, trunk: int = 0) -> float:
+    """The default std of a weight matrix: :func:`relu_probe.reln.small_init.small_init_std`
+    over ``Σ_p h_p`` (the pathways' first hidden widths: the hidden layer they share) and the
+    ``L`` weight matrices of the deepest path (*trunk* trunk layers, then the pathway's)."""
+    n_weights = trunk + max(len(w) for w in widths) + 1
+    return small_init_std(X, Y, sum(w[0] for w in widths), n_weights)
 
 
 def resolve_spec(
@@ -219,9 +223,11 @@ def resolve_spec(
     output_bias: Any = False,
     bias_init_scale: Any = 0.0,
     leak: Any = 0.0,
+    Y: Any = None,
 ) -> PathwaySpec:
     """Resolve the pathway parameters of a GDLN / race / ReLN into a :class:`PathwaySpec`
-    (the module docstring describes each parameter)."""
+    (the module docstring describes each parameter; the targets ``Y``, when known, set the
+    default ``init_scale``)."""
     gating = resolve_gates(gates, X.shape[0], context)
     shared_mask = resolve_shared(shared, gating)
     trunk_widths = _trunk(trunk)
@@ -235,8 +241,9 @@ def resolve_spec(
     else:
         in_mask = resolve_inputs(inputs, gating, shared_mask, X, context)
     widths = resolve_widths(hidden, depth, shared_mask)
-    scales = resolve_init_scales(init_scale, widths, shared_mask)
-    trunk_scales = _trunk_scales(trunk_init_scale, trunk_widths, default_init_scale(widths))
+    default = default_init_scale(widths, X, Y, trunk=len(trunk_widths))
+    scales = resolve_init_scales(init_scale, widths, shared_mask, default)
+    trunk_scales = _trunk_scales(trunk_init_scale, trunk_widths, default)
     hidden_bias = check_flag("hidden_bias", hidden_bias)
     output_bias = check_flag("output_bias", output_bias)
     slopes = check_slopes(leak, gating.n_pathways)
@@ -399,10 +406,11 @@ def resolve_widths(hidden: Any, depth: Any, shared: np.ndarray) -> list[list[int
     return widths
 
 
-def resolve_init_scales(init_scale: Any, widths: Sequence[Sequence[int]], shared: np.ndarray) -> list[list[float]]:
+def resolve_init_scales(init_scale: Any, widths: Sequence[Sequence[int]], shared: np.ndarray,
+                        default: float) -> list[list[float]]:
     """Initial weight std of each pathway, one per weight matrix, input side first (module
-    docstring); ``None`` (or a role missing from a mapping) takes :func:`default_init_scale`."""
-    default = default_init_scale(widths)
+    docstring); ``None`` (or a role missing from a mapping) takes *default*
+    (:func:`default_init_scale`)."""
     scales: list[list[float]] = []
     for p, s in enumerate(_per_pathway_or_role("init_scale", init_scale, shared)):
         n_weights = len(widths[p]) + 1

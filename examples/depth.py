@@ -74,8 +74,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         print(pw.summary()[["contexts", "n_units", "mass"]].head(8).to_string(index=False))
 
     # the layered ReLN: widths = each layer's 420 units shared out by pathway mass, weights drawn
-    # with the ReLU network's own initial std, no hand-set schedule
-    common = dict(model=net, min_mass=args.min_mass, init_scale=float(hp["init_std"]), lr=hp["lr"], epochs=epochs,
+    # with the ReLU network's own initial std per layer (read off the monitor's step-0 copy),
+    # no hand-set schedule
+    common = dict(model=net, min_mass=args.min_mass, network=monitor.initial_model, lr=hp["lr"], epochs=epochs,
                   seed=args.seed, sv_stride=max(epochs // 100, 1))
     relns = {
         "fixed gates": rp.ReLN.from_pathways(pws, X, Y, **common),

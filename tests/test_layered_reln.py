@@ -403,8 +403,13 @@ def test_depth_example_builds_and_trains_the_layered_reln(tmp_path):
     finally:
         torch.set_num_threads(threads)
     assert set(out["relns"]) == {"fixed gates", "gates following training"}
+    init_std = rp.tasks.paper_hyperparameters(3, depth=2)["init_std"]
     for reln in out["relns"].values():
         assert reln.spec_.n_layers == 2 and reln.loss_curve_.shape == (400,)
+        # the init of each weight layer is read off the monitor's step-0 copy of the network,
+        # drawn with the paper's std: ≥ 4620 entries per layer, so the RMS is within a few %
+        assert "untrained network" in reln.init_source_
+        np.testing.assert_allclose(reln.spec_.init_scales, init_std, rtol=0.05)
     assert sorted(out["relns"]["gates following training"].gate_schedule) == [0, 100, 200, 300]
     assert (tmp_path / "depth.png").exists()
 

@@ -110,7 +110,7 @@ class ReLN(GDLN):
     ``hidden=100`` per pathway. ``init_scale=None`` means the default initial state of the
     module docstring, resolved at :meth:`fit` from the data (``init_source_`` says which);
     with ``depth > 1``, a ``trunk`` or a layered ReLN it is the GDLN's default
-    (:mod:`relu_probe.reln.layered`). ``context`` stores per-sample context labels used by
+    (:mod:`relu_probe.reln.small_init`). ``context`` stores per-sample context labels used by
     :meth:`fit` when none are passed.
 
     Build one from a :class:`relu_probe.Pathways` with :meth:`from_pathways`.
@@ -217,12 +217,12 @@ class ReLN(GDLN):
     def _default_init_scale(self, X: Any, Y: Any, context: Any) -> tuple[Any, str]:
         """The default initial weight stds (class docstring) and where they came from."""
         if is_layered_gates(self.gates):
-            return None, "the layered GDLN default (relu_probe.reln.layered)"
+            return None, "the layered GDLN default, a small init relative to the data (relu_probe.reln.small_init)"
         Xn, Yn = check_xy(X, Y)
         spec = resolve_spec(self.gates, Xn, context=context, shared=self.shared, inputs=self.inputs,
                             hidden=self.hidden, depth=self.depth, trunk=self.trunk)
         if any(len(w) != 1 for w in spec.widths) or spec.trunk:
-            return None, "the GDLN default (deep pathways or a trunk)"
+            return None, "the GDLN default for deep pathways or a trunk, a small init relative to the data (relu_probe.reln.small_init)"
         h = [w[0] for w in spec.widths]
         sets = spec.gating.contexts
         if context is not None and sets is not None and all(sets) and np.array_equal(

@@ -6,7 +6,9 @@ sums. :func:`grouped_sum` does that reduction one sample chunk at a time (a dask
 size, not by the number of samples; in-memory arrays take the same kernel in one call.
 
 Kernels: gates loaded from a store are counted straight from their packed bits (SWAR,
-:func:`relu_probe.data.bitcount.group_bit_counts`); other boolean gates are summed as uint8 over runs of at most 255 rows
+:func:`relu_probe.data.bitcount.group_bit_counts`), each stored chunk read, decoded and
+counted in one task where the dask chunks are the stored ones
+(:class:`relu_probe.data.packed_chunks.PackedChunks`); other boolean gates are summed as uint8 over runs of at most 255 rows
 (no overflow, 8× less memory traffic than widening first) and accumulated in int64; floats
 go through a one-hot matrix product in float64.
 """

@@ -134,3 +134,22 @@ def test_a_chunk_that_decodes_to_the_wrong_size_is_refused(tmp_path):
     lazy = rp.load(path)
     with pytest.raises(ValueError, match=r"decodes to 1000 bytes, expected 3500 \(100 rows × 35 bytes\)"):
         grouped_sum(lazy.gate, ["context"])
+
+
+@pytest.mark.parametrize("where", ["local", "memory"])
+@pytest.mark.parametrize("compressors", ["auto", None])
+def test_read_gives_zarrs_own_bytes_for_every_chunk(tmp_path, where, compressors):
+    import zarr
+
+    store = zarr.storage.LocalStore(tmp_path / "a.zarr") if where == "local" else zarr.storage.MemoryStore()
+    array = zarr.create_array(store, shape=(250, 13), chunks=(64, 13), dtype="uint8", compressors=compressors)
+    data = np.random.default_rng(0).integers(0, 256, size=(250, 13), dtype=np.uint8)
+    data[64:128] = 0  # a chunk equal to the fill value: zarr stores nothing for it
+    array[:] = data
+    reader = packed_chunks.PackedChunks.of(array)
+    assert reader is not None and (reader.directory is not None) == (where == "local")
+    if where == "local":
+        assert not (tmp_path / "a.zarr" / "c" / "1" / "0").exists() and (tmp_path / "a.zarr" / "c" / "2" / "0").exists()
+    for index, start in enumerate(range(0, 250, 64)):
+        rows = min(64, 250 - start)
+        np.testing.assert_array_equal(reader.read(index, rows), data[start : start + rows])

@@ -2,23 +2,55 @@
 
 A reduction of packed gates (:func:`relu_probe.data.reduce.grouped_sum`) reads every sample
 chunk once and counts it. Through zarr's general read path (``dask.array.from_zarr``) each
-chunk's bytes pass through zarr's asynchronous codec pipeline: the file is read and decoded on
-zarr's worker threads into a fresh buffer, which is then copied into a second fresh array,
-and only then counted. :class:`PackedChunks` reads a chunk's stored bytes from the zarr
-store and decodes them with numcodecs' Zstd codec on the calling thread, so one task reads,
-decodes and counts a chunk while it is in the core's cache. It applies only to the layout
-relu_probe writes (zarr format 3, ``BytesCodec`` then at most one ``ZstdCodec``, chunks
-spanning every byte column); :meth:`PackedChunks.of` returns None for anything else, and the
-reduction then reads through zarr's own path.
+chunk passes through zarr's asynchronous codec pipeline: the file is read and decoded on
+zarr's own threads, each into a fresh buffer, and the result is copied into a third fresh
+array before it is counted. :class:`PackedChunks` instead reads a chunk's stored bytes on the
+calling thread (a local store's file straight into a per-thread buffer that is reused from
+chunk to chunk; any other store through zarr's store interface) and decodes them with
+numcodecs' Zstd codec, so that one dask task reads, decodes and counts a chunk. It applies
+only to the layout relu_probe writes (zarr format 3, ``BytesCodec`` then at most one
+``ZstdCodec``, chunks spanning every byte column); :meth:`PackedChunks.of` returns None for
+anything else, and the reduction then reads through zarr's own path.
 """
 
 from __future__ import annotations
 
+import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 __all__ = ["PackedChunks"]
+
+_SCRATCH = threading.local()  # per thread: the buffer that stored bytes are read into
+
+
+def _scratch(size: int) -> np.ndarray:
+    """This thread's read buffer, at least *size* bytes (reused: no fresh pages per chunk)."""
+    buffer = getattr(_SCRATCH, "buffer", None)
+    if buffer is None or buffer.size < size:
+        buffer = _SCRATCH.buffer = np.empty(size, dtype=np.uint8)
+    return buffer
+
+
+def _read_file(path: Path) -> np.ndarray | None:
+    """The bytes of file *path* in this thread's read buffer (None when there is no file)."""
+    try:
+        with open(path, "rb", buffering=0) as f:
+            size = f.seek(0, 2)
+            f.seek(0)
+            buffer = _scratch(size)
+            view = memoryview(buffer)
+            done = 0
+            while done < size:
+                n = f.readinto(view[done:size])
+                if not n:
+                    break
+                done += n
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+    return buffer[:done]
 
 
 class PackedChunks:
@@ -40,6 +72,13 @@ class PackedChunks:
         self.chunk_rows = int(array.metadata.chunk_grid.chunk_shape[0])
         self.width = int(array.shape[1])
         self.fill_value = int(array.metadata.fill_value)
+        try:  # a local directory store: its files are read on the calling thread
+            from zarr.storage import LocalStore
+
+            local = isinstance(array.store, LocalStore)
+        except ImportError:
+            local = False
+        self.directory = Path(array.store.root) / array.store_path.path if local else None
 
     @classmethod
     def of(cls, array: Any) -> PackedChunks | None:
@@ -74,21 +113,19 @@ class PackedChunks:
         return all(c == self.chunk_rows for c in row_chunks[:-1]) and 0 < row_chunks[-1] <= self.chunk_rows
 
     def read(self, index: int, rows: int) -> np.ndarray:
-        """The first *rows* rows of stored chunk *index*: ``(rows, width)`` uint8, read-only.
+        """The first *rows* rows of stored chunk *index*: ``(rows, width)`` uint8, valid until
+        this thread's next read.
 
         A chunk that was never written (zarr skips chunks equal to the fill value) reads as
         the fill value. Raises ValueError when the stored chunk does not decode to the chunk's
         size (a damaged store)."""
         from numcodecs import Zstd
-        from zarr.core.buffer import default_buffer_prototype
-        from zarr.core.sync import sync
 
         key = self.array.metadata.encode_chunk_key((index, 0))
-        stored = sync((self.array.store_path / key).get(prototype=default_buffer_prototype()))
+        raw = _read_file(self.directory / key) if self.directory is not None else self._get(key)
         size = self.chunk_rows * self.width
-        if stored is None:
+        if raw is None:
             return np.full((rows, self.width), self.fill_value, dtype=np.uint8)
-        raw = stored.as_numpy_array()
         data = np.frombuffer(Zstd().decode(raw), dtype=np.uint8) if self.zstd else raw.view(np.uint8)
         if data.size != size:
             raise ValueError(
@@ -96,3 +133,11 @@ class PackedChunks:
                 f"{size} ({self.chunk_rows} rows × {self.width} bytes): the store is damaged."
             )
         return data.reshape(self.chunk_rows, self.width)[:rows]
+
+    def _get(self, key: str) -> np.ndarray | None:
+        """The stored bytes of chunk *key* through zarr's store (any store zarr reads)."""
+        from zarr.core.buffer import default_buffer_prototype
+        from zarr.core.sync import sync
+
+        stored = sync((self.array.store_path / key).get(prototype=default_buffer_prototype()))
+        return None if stored is None else stored.as_numpy_array()

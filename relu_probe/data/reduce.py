@@ -8,9 +8,9 @@ size, not by the number of samples; in-memory arrays take the same kernel in one
 Kernels: gates loaded from a store are counted straight from their packed bits (SWAR,
 :func:`relu_probe.data.bitcount.group_bit_counts`), each stored chunk read, decoded and
 counted in one task where the dask chunks are the stored ones
-(:class:`relu_probe.data.packed_chunks.PackedChunks`); other boolean gates are summed as uint8 over runs of at most 255 rows
-(no overflow, 8× less memory traffic than widening first) and accumulated in int64; floats
-go through a one-hot matrix product in float64.
+(:class:`relu_probe.data.packed_chunks.PackedChunks`); other boolean gates are summed as
+uint8 over runs of at most 255 rows (no overflow, 8× less memory traffic than widening
+first) and accumulated in int64; floats go through a one-hot matrix product in float64.
 """
 
 from __future__ import annotations
@@ -95,9 +95,9 @@ def _packed_partial(bits: np.ndarray, codes: np.ndarray, n_groups: int, n_units:
 
 
 def _stored_partial(codes: np.ndarray, stored: PackedChunks, first_byte: int, n_groups: int, n_units: int,
-                    count_dtype: type, kernel: str, block_id: tuple = (0,)) -> np.ndarray:
-    """One stored chunk's per-group counts, read, decoded and counted in one task (the chunk
-    is counted while it is still in the core's cache; :mod:`relu_probe.data.packed_chunks`)."""
+                    count_dtype: type, kernel: str, block_id: tuple[int, ...]) -> np.ndarray:
+    """Stored chunk ``block_id[0]``'s per-group counts: read, decoded and counted in one task,
+    on one thread (:mod:`relu_probe.data.packed_chunks`)."""
     bits = stored.read(block_id[0], len(codes))[:, first_byte : first_byte + -(-n_units // 8)]
     return _packed_partial(bits, codes, n_groups, n_units, count_dtype, kernel)
 

@@ -101,7 +101,8 @@ def analyse(path: str, rounds: int) -> dict:
             _bitcount._kernel = compiled
         assert out.shape == (ds.sizes["unit"], 3)
 
-    runs = {"baseline": baseline, "reader": reader, "compiled": lambda: profile(compiled), "numpy": lambda: profile(False)}
+    runs = {"baseline": baseline, "reader": reader, "compiled": lambda: profile(compiled),
+            "numpy": lambda: profile(False)}
     if compiled is False:
         del runs["compiled"]
     baseline()  # warm-up: the page cache, numba's cached kernel

@@ -6,47 +6,66 @@ sums. :func:`grouped_sum` does that reduction one sample chunk at a time (a dask
 size, not by the number of samples; in-memory arrays take the same kernel in one call.
 
 Kernels: gates loaded from a store are counted straight from their packed bits (SWAR,
-:func:`relu_probe.data.bitcount.group_bit_counts`); other boolean gates are summed as uint8 over runs of at most 255 rows
-(no overflow, 8× less memory traffic than widening first) and accumulated in int64; floats
-go through a one-hot matrix product in float64.
+:func:`relu_probe.data.bitcount.group_bit_counts`), each stored chunk read, decoded and
+counted in one task where the dask chunks are the stored ones
+(:class:`relu_probe.data.packed_chunks.PackedChunks`); other boolean gates are summed as
+uint8 over runs of at most 255 rows (no overflow, 8× less memory traffic than widening
+first) and accumulated in int64; floats go through a one-hot matrix product in float64.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from .bitcount import choose_kernel, group_bit_counts
+from .packed_chunks import PackedChunks
 
 __all__ = ["grouped_sum", "group_codes", "register_packed", "packed_gate", "packed_unit_range"]
 
 _RUN = 255  # rows a uint8 accumulator can sum without overflow
 
-#: dask name of an unpacked ``gate`` array -> (its packed uint8 source, n_units); filled by
-#: :func:`relu_probe.load` so reductions can read the packed bits directly (1/8 of the bytes).
-_PACKED: dict[str, tuple[object, int]] = {}
+
+class _Packed(NamedTuple):
+    """What a registered unpacked ``gate`` array reads: packed *bits* ``(sample, byte)`` of
+    *n_units* units and, when they are a stored zarr array's chunks as stored, a reader of
+    those chunks (*stored*) with the first byte column of *bits* in them."""
+
+    bits: object
+    n_units: int
+    stored: PackedChunks | None = None
+    first_byte: int = 0
 
 
-def register_packed(gate: object, bits: object, n_units: int) -> None:
+#: dask name of an unpacked ``gate`` array -> what it unpacks; filled by :func:`relu_probe.load`
+#: so reductions can read the packed bits directly (1/8 of the bytes).
+_PACKED: dict[str, _Packed] = {}
+
+
+def register_packed(gate: object, bits: object, n_units: int, stored: PackedChunks | None = None,
+                    first_byte: int = 0) -> None:
     """Remember that dask array *gate* (sample, unit) bool unpacks *bits* (sample, byte).
 
-    Reductions on exactly that array (not a slice of it) then run on the packed bits.
+    Reductions on exactly that array (not a slice of it) then run on the packed bits; given
+    *stored* (the reader of the zarr array whose chunks *bits* are, from byte column
+    *first_byte*), they read and count each stored chunk in one task.
     """
     if len(_PACKED) > 64:  # a small bounded registry: forget the oldest
         _PACKED.pop(next(iter(_PACKED)))
-    _PACKED[gate.name] = (bits, int(n_units))
+    _PACKED[gate.name] = _Packed(bits, int(n_units), stored, int(first_byte))
 
 
-def packed_gate(bits: object, n_units: int) -> object:
+def packed_gate(bits: object, n_units: int, stored: PackedChunks | None = None, first_byte: int = 0) -> object:
     """The lazily unpacked bool gates ``(sample, unit)`` of dask packed *bits* ``(sample, byte)``
     (``numpy.packbits(..., bitorder="little")`` along units), registered so that reductions
-    on it read *bits* (:func:`register_packed`)."""
+    on it read *bits* (:func:`register_packed`; *stored* and *first_byte* as there)."""
     bits = bits.rechunk({1: -1})
     gate = bits.map_blocks(_unpack, n_units, dtype=bool, chunks=(bits.chunks[0], (n_units,)))
-    register_packed(gate, bits, n_units)
+    register_packed(gate, bits, n_units, stored, first_byte)
     return gate
 
 
@@ -63,16 +82,24 @@ def packed_unit_range(gate: object, start: int, stop: int) -> object | None:
     source = _PACKED.get(name)
     if source is None:
         return None
-    bits, n_units = source
+    bits, n_units, stored, first_byte = source
     if start % 8 or not 0 <= start < stop <= n_units or (stop % 8 and stop != n_units):
         return None
-    return packed_gate(bits[:, start // 8 : -(-stop // 8)], stop - start)
+    return packed_gate(bits[:, start // 8 : -(-stop // 8)], stop - start, stored, first_byte + start // 8)
 
 
 def _packed_partial(bits: np.ndarray, codes: np.ndarray, n_groups: int, n_units: int, count_dtype: type,
                     kernel: str) -> np.ndarray:
     """One chunk's per-group counts straight from its packed gates (:mod:`relu_probe.data.bitcount`)."""
     return group_bit_counts(bits, codes, n_groups, n_units, dtype=count_dtype, kernel=kernel)[None]
+
+
+def _stored_partial(codes: np.ndarray, stored: PackedChunks, first_byte: int, n_groups: int, n_units: int,
+                    count_dtype: type, kernel: str, block_id: tuple[int, ...]) -> np.ndarray:
+    """Stored chunk ``block_id[0]``'s per-group counts: read, decoded and counted in one task,
+    on one thread (:mod:`relu_probe.data.packed_chunks`)."""
+    bits = stored.read(block_id[0], len(codes))[:, first_byte : first_byte + -(-n_units // 8)]
+    return _packed_partial(bits, codes, n_groups, n_units, count_dtype, kernel)
 
 
 def _count_dtype(max_rows: int) -> type:
@@ -198,13 +225,21 @@ def grouped_sum(var: xr.DataArray, by: Sequence[str]) -> tuple[xr.DataArray, xr.
     if packed is not None and packed[0].shape[0] == data.shape[0] and packed[1] == data.shape[1]:
         import dask.array as da
 
-        bits, n_units = packed
-        code_array = da.from_array(codes, chunks=(bits.chunks[0],))
+        bits, n_units, stored, first_byte = packed
         dtype = _count_dtype(_max_group_rows(codes, bits.chunks[0], n_groups))
-        partial = da.blockwise(
-            _packed_partial, "sgu", bits, "su", code_array, "s", n_groups=n_groups, n_units=n_units,
-            count_dtype=dtype, kernel=choose_kernel(bits.nbytes), dtype=dtype, new_axes={"g": n_groups}, adjust_chunks={"s": 1, "u": n_units}, concatenate=True,
-        )
+        options = dict(n_groups=n_groups, n_units=n_units, count_dtype=dtype, kernel=choose_kernel(bits.nbytes))
+        code_array = da.from_array(codes, chunks=(bits.chunks[0],))
+        if stored is not None and stored.aligned(bits.chunks[0]):
+            partial = code_array.map_blocks(
+                _stored_partial, stored, first_byte, **options, dtype=dtype, new_axis=[1, 2],
+                chunks=((1,) * len(bits.chunks[0]), (n_groups,), (n_units,)),
+                meta=np.empty((0, 0, 0), dtype=dtype),
+            )
+        else:
+            partial = da.blockwise(
+                _packed_partial, "sgu", bits, "su", code_array, "s", **options, dtype=dtype,
+                new_axes={"g": n_groups}, adjust_chunks={"s": 1, "u": n_units}, concatenate=True,
+            )
         sums = _sum_partials(partial).compute()
     elif hasattr(data, "dask"):
         import dask.array as da

@@ -38,6 +38,7 @@ from ..errors import ReluProbeWarning, StoreError, StoreMismatchError, ValueInpu
 from .fingerprint import FINGERPRINT_BYTES, BatchInputs, ChunkHasher
 from .lock import Job
 from .outputs import GATE_STORE, MARKER_NAME, MONITOR_STORE, claim_output, open_output, output_kind
+from .packed_chunks import PackedChunks
 from .reduce import packed_gate
 from .schema import plain_attr
 
@@ -700,9 +701,11 @@ def load(path: str | os.PathLike, *, chunks: Mapping[str, int] | None = None) ->
             stacklevel=2,
         )
     ds = ds.isel(sample=slice(0, complete_rows)).drop_vars(["chunk_done", "chunk_inputs"], errors="ignore")
+    stored = None
     if "gate_bits" in ds:
         ds["gate_bits"] = (ds["gate_bits"].dims, _packed_bits(group, complete_rows, chunks))
-    return _finish(ds, attrs, n_units)
+        stored = PackedChunks.of(group["gate_bits"])  # reductions read chunks as stored where aligned
+    return _finish(ds, attrs, n_units, stored)
 
 
 def _packed_bits(group: Any, rows: int, chunks: Mapping[str, int] | None) -> Any:
@@ -717,8 +720,9 @@ def _packed_bits(group: Any, rows: int, chunks: Mapping[str, int] | None) -> Any
     return bits[:rows]
 
 
-def _decode_bits(ds: xr.Dataset, n_units: int) -> xr.Dataset:
-    """Replace ``gate_bits`` (…, unit_byte) uint8 by a lazily unpacked ``gate`` (…, unit) bool."""
+def _decode_bits(ds: xr.Dataset, n_units: int, stored: PackedChunks | None = None) -> xr.Dataset:
+    """Replace ``gate_bits`` (…, unit_byte) uint8 by a lazily unpacked ``gate`` (…, unit) bool
+    (*stored*: the reader of its stored chunks, for reductions, :func:`~relu_probe.data.reduce.packed_gate`)."""
     import dask.array as da
 
     if "gate_bits" not in ds:
@@ -726,7 +730,7 @@ def _decode_bits(ds: xr.Dataset, n_units: int) -> xr.Dataset:
     var = ds["gate_bits"]
     bits = var.data if isinstance(var.data, da.Array) else da.from_array(np.asarray(var.data))
     if bits.ndim == 2:
-        gate = packed_gate(bits, n_units)  # reductions then read the packed bits
+        gate = packed_gate(bits, n_units, stored)  # reductions then read the packed bits
     else:
         bits = bits.rechunk({bits.ndim - 1: -1})
         gate = bits.map_blocks(_unpack_last, n_units, dtype=bool, chunks=(*bits.chunks[:-1], (n_units,)))
@@ -790,8 +794,8 @@ def _load_monitor(path: Path) -> xr.Dataset:
     return ds
 
 
-def _finish(ds: xr.Dataset, attrs: dict, n_units: int) -> xr.Dataset:
-    ds = _decode_bits(ds, n_units)
+def _finish(ds: xr.Dataset, attrs: dict, n_units: int, stored: PackedChunks | None = None) -> xr.Dataset:
+    ds = _decode_bits(ds, n_units, stored)
     for name in ds.coords:  # coords are small: read them now, strings as objects (as recorded)
         values = ds[name]
         data = np.asarray(values.values, dtype=object) if values.dtype.kind in ("T", "U", "O") else values.values

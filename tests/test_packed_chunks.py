@@ -9,6 +9,7 @@ import torch
 from _deps import require
 
 import relu_probe as rp
+from relu_probe.errors import StoreError
 
 require("zarr")
 require("dask")
@@ -132,7 +133,7 @@ def test_a_chunk_that_decodes_to_the_wrong_size_is_refused(tmp_path):
     rp.record(model, X, coords={"context": np.arange(200) % 3}, store=path, chunk_size=100)
     (path / "gate_bits" / "c" / "1" / "0").write_bytes(Zstd().encode(np.ones(1000, dtype=np.uint8)))
     lazy = rp.load(path)
-    with pytest.raises(ValueError, match=r"decodes to 1000 bytes, expected 3500 \(100 rows × 35 bytes\)"):
+    with pytest.raises(StoreError, match=r"decodes to 1000 bytes, expected 3500 \(100 rows × 35 bytes\)"):
         grouped_sum(lazy.gate, ["context"])
 
 

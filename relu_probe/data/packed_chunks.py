@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import StoreError
+
 __all__ = ["PackedChunks"]
 
 _SCRATCH = threading.local()  # per thread: the buffer that stored bytes are read into
@@ -117,8 +119,8 @@ class PackedChunks:
         this thread's next read.
 
         A chunk that was never written (zarr skips chunks equal to the fill value) reads as
-        the fill value. Raises ValueError when the stored chunk does not decode to the chunk's
-        size (a damaged store)."""
+        the fill value. Raises StoreError when the stored chunk does not decode to the chunk's
+        size (a damaged store): a :class:`~relu_probe.errors.StoreError`."""
         from numcodecs import Zstd
 
         key = self.array.metadata.encode_chunk_key((index, 0))
@@ -128,7 +130,7 @@ class PackedChunks:
             return np.full((rows, self.width), self.fill_value, dtype=np.uint8)
         data = np.frombuffer(Zstd().decode(raw), dtype=np.uint8) if self.zstd else raw.view(np.uint8)
         if data.size != size:
-            raise ValueError(
+            raise StoreError(
                 f"stored chunk {key!r} of {self.array.store_path} decodes to {data.size} bytes, expected "
                 f"{size} ({self.chunk_rows} rows × {self.width} bytes): the store is damaged."
             )

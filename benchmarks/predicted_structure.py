@@ -13,7 +13,8 @@ summed by set size ``|S|``.
 by each factor (initial mode strengths ``π0`` times ``F²``), to show how the predicted
 structure depends on the initial scale. ``--trajectory`` retrains the network and prints,
 at a few epochs, the measured masses by set size and the fraction of (unit, object) cells
-whose active context set is still the one they had at initialisation.
+whose active context set is still the one they had at initialisation, and how much of the
+final mass of each set size sits on cells that were open in every context at that epoch.
 
 Target (issue 12): TV <= 0.1 / 0.1 / 0.15 for K = 3 / 4 / 5.
 
@@ -81,12 +82,22 @@ def trajectory(k: int, seed: int) -> None:
     def callback(epoch: int, loss: float) -> None:
         if epoch in TRAJECTORY_EPOCHS:
             W1, W2 = net[0].weight.detach().numpy(), net[2].weight.detach().numpy()
-            same = float(((cell_sets(W1, Xn, k, n) > 0) == on0).all(axis=1).mean())
-            rows.append((epoch, loss, same, size_masses(W1, W2, Xn, k, n)))
+            on = cell_sets(W1, Xn, k, n) > 0
+            rows.append((epoch, loss, float((on == on0).all(axis=1).mean()), size_masses(W1, W2, Xn, k, n),
+                         on.all(axis=1)))
 
     rp.tasks.train_full_batch(net, X, Y, progress=False, callback=callback)
-    for epoch, loss, same, sizes in rows:
-        print(f"  epoch {epoch:5d}  ReLU loss {loss:7.2f}  cells with their init set {same:.2f}  mass by |S| {sizes}")
+    W1, W2 = net[0].weight.detach().numpy(), net[2].weight.detach().numpy()
+    A = np.maximum(cell_sets(W1, Xn, k, n), 0.0)
+    size = (A > 0).sum(axis=1)  # (unit, object): size of the final active set
+    cell_mass = np.linalg.norm(W2, axis=0)[:, None] * A.sum(axis=1)
+    print("  (last column: share of the final mass of each set size on (unit, object) cells that were "
+          "open in every context at that epoch)")
+    for epoch, loss, same, sizes, all_open in rows:
+        from_shared = {j: round(float(cell_mass[(size == j) & all_open].sum() / cell_mass[size == j].sum()), 2)
+                       for j in range(k, 0, -1) if cell_mass[size == j].sum() > 0}
+        print(f"  epoch {epoch:5d}  ReLU loss {loss:7.2f}  cells with their init set {same:.2f}  mass by |S| "
+              f"{sizes}  {from_shared}")
 
 
 def main() -> None:

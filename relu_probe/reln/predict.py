@@ -31,14 +31,15 @@ Limitation: fixed gating
 ------------------------
 The race keeps every pathway's gates fixed, as a GDLN does. A ReLU network's units change
 their active context sets while they learn: on the paper's 5-context hierarchy task most
-(unit, item) cells leave their initial set within the first hundred epochs, nearly all of the readout-weighted
-activity then sits on units open in every context (the shared pathway, which learns first),
-and the smaller context sets are formed out of those units once the shared mode is learned (most of the final
-3-context mass sits on cells that were open in every context then). Those sets start from the
-shared pathway's scale, not from their own initial state. The race does not see that head
-start: the sets that need it (there, the 3-context sets) are predicted below what the trained
-network uses, and the winners above. Predicted masses move towards the measured ones as the
-initial scale grows, which is how that head start acts.
+(unit, item) cells leave their initial set within the first hundred epochs, nearly all of the
+readout-weighted activity then sits on units open in every context (the shared pathway, which
+learns first), and the context sets are formed out of those units once the shared mode is
+learned (more than 90 % of the final mass of the 4- and 3-context sets sits on cells that
+were open in every context before). Those sets start from the shared pathway's scale, not
+from their own initial state, so the network's race is less decisive than the GDLN's: the
+slower sets (there, the 3-context sets) are predicted below what the trained network uses,
+and the faster ones above. Predicted masses move towards the measured ones as the initial
+scale grows, which is how that head start acts.
 
 Search
 ------

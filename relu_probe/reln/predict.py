@@ -27,6 +27,20 @@ the strength of the pathway's leading mode times the fraction of samples it is o
 rich regime the units a pathway recruits are dominated by its leading mode (its readout norm
 times activation grows with ``σ_1``) and they are on exactly on the pathway's samples.
 
+Limitation: fixed gating
+------------------------
+The race keeps every pathway's gates fixed, as a GDLN does. A ReLU network's units change
+their active context sets while they learn: on the paper's 5-context hierarchy task most
+(unit, item) cells leave their initial set within the first hundred epochs, nearly all of the
+readout-weighted activity then sits on units open in every context (the shared pathway, which
+learns first), and the context sets are formed out of those units once the shared mode is
+learned (more than 90 % of the final mass of the 4- and 3-context sets sits on cells that
+were open in every context before). Those sets start from the shared pathway's scale, not
+from their own initial state, so the network's race is less decisive than the GDLN's: the
+slower sets (there, the 3-context sets) are predicted below what the trained network uses,
+and the faster ones above. Predicted masses move towards the measured ones as the initial
+scale grows, which is how that head start acts.
+
 Search
 ------
 Up to ``max_exhaustive`` contexts (default 6, i.e. at most 63 pathways) all ``2^K − 1`` sets

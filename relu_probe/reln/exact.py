@@ -56,7 +56,7 @@ own error ``y_μ − ŷ^{shared}_μ``, the others the total error (see :class:`r
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,7 +73,7 @@ from .spec import PathwaySpec, per_pathway, per_role, resolve_spec
 from .schedule import resolve_schedule, stability_problem
 from .subspace import ReducedProblem, reduce_problem
 
-__all__ = ["MeanState", "exact_dynamics", "exact_from_spec", "mean_state_of", "run_exact", "DEFAULT_RTOL"]
+__all__ = ["MeanState", "exact_curve", "exact_dynamics", "exact_from_spec", "mean_state_of", "run_exact", "DEFAULT_RTOL"]
 
 #: Default per-step tolerance of the adaptive steps (error of the growth exponent): measured
 #: max loss error against epoch-by-epoch stepping ≤ 0.1 % of L0 on the paper's 3/4/5-context
@@ -457,6 +457,23 @@ def _weights_omega(weights: Sequence[Any], masks: np.ndarray, n_out: int) -> np.
     return Om
 
 
+def exact_curve(X: np.ndarray, Y: np.ndarray, spec: PathwaySpec, rule: str,
+                init: Any = None) -> Callable[[float, int], np.ndarray] | None:
+    """``curve(lr, epochs)``: the exact dynamics' loss curve of *spec*'s pathways from *init*
+    (adaptive steps, no singular values), used to measure the epochs to convergence
+    (:func:`relu_probe.reln.schedule.resolve_schedule`); None where the exact dynamics do not
+    cover *spec* (biases, deep pathways, a trunk)."""
+    if spec.hidden_bias or spec.output_bias or spec.trunk or any(len(w) != 1 for w in spec.widths):
+        return None
+
+    def curve(rate: float, horizon: int) -> np.ndarray:
+        ds = exact_from_spec(X, Y, spec, rule=rule, lr=rate, epochs=horizon, init=init,
+                             sv_epochs=np.zeros(0, dtype=int), check_lr=False)
+        return ds["loss"].values
+
+    return curve
+
+
 def _weights_state(Om0: np.ndarray, masks: np.ndarray, n_in: int, n_out: int) -> MeanState:
     """The mean state of explicit initial weights (their Gram state *Om0*): ``a0 = tr(W2W2ᵀ)/m``
     (per output) and ``b0 = tr(W1ᵀW1)/n_p`` (per open input)."""
@@ -596,10 +613,21 @@ def exact_from_spec(
     own = spec.shared.copy() if residual else np.zeros(spec.n_pathways, dtype=bool)
     if weights is not None and init is not None:
         raise ValueInputError("pass either `init` (a mean state) or `weights`, not both.")
-    Om0 = None if weights is None else _weights_omega(weights, masks, Y.shape[1])
-    state = mean_state_of(init, spec) if weights is None else _weights_state(Om0, masks, X.shape[1], Y.shape[1])
+    if weights is not None:
+        prob = reduce_problem(X, Y, G, masks, own, reduce=False)
+        Om0 = _weights_omega(weights, masks, Y.shape[1])
+        state = _weights_state(Om0, masks, X.shape[1], Y.shape[1])
+    else:
+        prob = reduce_problem(X, Y, G, masks, own, reduce=True)
+        state = mean_state_of(init, spec)
+        Om0 = _mean_omega(prob, state)
+
+    def curve(rate: float, horizon: int) -> np.ndarray:  # the loss alone, to measure the epochs
+        return run_exact(prob, Om0, lr=rate, epochs=horizon, step="adaptive", rtol=rtol,
+                         sv_epochs=np.zeros(0, int))["loss"]
+
     schedule = resolve_schedule(stability_problem(spec, X, rule), Y, lr=lr, epochs=epochs, pi0=state.pi0,
-                                check_lr=check_lr, what="exact_dynamics")
+                                check_lr=check_lr, what="exact_dynamics", curve=curve)
     lr, epochs, lr_bound = schedule.lr, schedule.epochs, schedule.lr_bound
     if sv_epochs is not None:
         sv_epochs = np.asarray(sv_epochs, dtype=int)
@@ -610,11 +638,6 @@ def exact_from_spec(
     else:
         sv_epochs = np.arange(epochs)
 
-    if weights is not None:
-        prob = reduce_problem(X, Y, G, masks, own, reduce=False)
-    else:
-        prob = reduce_problem(X, Y, G, masks, own, reduce=True)
-        Om0 = _mean_omega(prob, state)
     out = run_exact(prob, Om0, lr=lr, epochs=epochs, step=step, rtol=rtol, sv_epochs=sv_epochs)
     n = prob.Xh.shape[2]
     M_red = out["state"][:, n:, :n]  # (p, r, n)

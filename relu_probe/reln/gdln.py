@@ -59,7 +59,7 @@ from .gating import resolve_gates
 from .layered import LayeredSpec, is_layered_gates, layered_spec_from_state, layered_spec_state, resolve_layered_spec
 from .layered_blocks import LayeredBlocks, layered_step
 from .spec import PathwaySpec, effective_gates, resolve_spec, spec_from_state, spec_state, warn_residual_is_joint
-from .exact import mean_state_of
+from .exact import exact_curve, mean_state_of
 from .schedule import Schedule, StabilityProblem, resolve_schedule, stability_problem
 from .stability import max_stable_lr
 
@@ -324,9 +324,12 @@ class GDLN(BaseEstimator):
         """The fit's learning rate and epochs: given (``lr`` checked at once against the
         bound), or derived from the data and the initial scale (:mod:`relu_probe.reln.schedule`)."""
         problem = self._stability_problem(Xn, spec, rule)
-        pi0 = mean_state_of(None, spec).pi0 if problem is not None and epochs is None else None
+        pi0 = curve = None
+        if problem is not None and epochs is None:
+            pi0 = mean_state_of(None, spec).pi0
+            curve = exact_curve(Xn, Yn, spec, rule)
         return resolve_schedule(problem, Yn, lr=lr, epochs=epochs, pi0=pi0, check_lr=check_lr,
-                                what=type(self).__name__)
+                                what=type(self).__name__, curve=curve)
 
     # ------------------------------------------------------------------ fit
     def fit(

@@ -202,9 +202,12 @@ class ContextSetRace:
         (:func:`relu_probe.reln.schedule.resolve_schedule`)."""
         spec = resolve_spec(self.gates(sets), self.X, shared=[len(S) == len(self.values) for S in sets],
                             inputs=self.masks(sets))
+        def curve(rate: float, horizon: int) -> np.ndarray:  # the exact loss curve, to measure the epochs
+            return self.race(sets, lr=rate, epochs=horizon, rule=rule, sv_stride=horizon, check_lr=False)["loss"].values
+
         return resolve_schedule(stability_problem(spec, self.X, rule), self.Y, lr=lr, epochs=epochs,
                                 pi0=self.state(sets).pi0 if epochs is None else None, check_lr=check_lr,
-                                what="the prediction")
+                                what="the prediction", curve=curve)
 
     def race(self, sets: Sequence[tuple], **kw: Any) -> xr.Dataset:
         return exact_dynamics(
@@ -418,10 +421,12 @@ def predict_from(
         beam = check_int("beam", beam, minimum=1)
     sv_stride = check_int("sv_stride", sv_stride, minimum=1)
     K = len(setup.values)
+    derived: dict[str, Any] = {}
     if lr is None or epochs is None:  # derived once, for the first race, and kept for every race
         first = _all_sets(setup.values) if K <= max_exhaustive else [setup.values, *_children(setup.values)]
         schedule = setup.schedule(first, rule="joint", lr=lr, epochs=epochs)
         lr, epochs = schedule.lr, schedule.epochs
+        derived = {**schedule.attrs(), "lr_bound": schedule.lr_bound}
     kw = {"lr": lr, "epochs": epochs, "rule": "joint", "rtol": rtol, "sv_stride": sv_stride}
     if K <= max_exhaustive:
         sets = _all_sets(setup.values)
@@ -436,6 +441,8 @@ def predict_from(
     pruned = [sets[i] for i in range(len(sets)) if i not in keep]
     kept = [sets[i] for i in keep]
     final = setup.race(kept, **kw) if pruned else race
+    for ds in (race, final):
+        ds.attrs.update(derived)
     m_final = structure_mass(final["maps"].values, final["gates"].values)
     return PredictedStructure(
         mass=_mass_array(kept, m_final),

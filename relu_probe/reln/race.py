@@ -110,7 +110,7 @@ from .correlations import (
 )
 from .assumption import gap_to_optimum
 from .dynamics import check_divergence, divergence_limit
-from .exact import MeanState, exact_from_spec, mean_state_of
+from .exact import MeanState, exact_curve, exact_from_spec, mean_state_of
 from .gating import context_labels, cue_inputs, sample_groups
 from .init import network_state
 from .spec import PathwaySpec, resolve_spec, warn_residual_is_joint
@@ -582,7 +582,7 @@ def race_from_spec(
     pi0 = state.pi0
     problem = stability_problem(spec, X, rule)  # the paths, an output bias's direct path included
     schedule = resolve_schedule(problem, Y, lr=lr, epochs=epochs, pi0=pi0, check_lr=check_lr,
-                                what="race_dynamics")
+                                what="race_dynamics", curve=exact_curve(X, Y, spec, rule, state))
     lr, epochs, lr_bound = schedule.lr, schedule.epochs, schedule.lr_bound
     paths = _Paths(problem.G, problem.masks, problem.shared, problem.linear)
     # the constant input: read by every pathway with hidden biases, else by the direct path only

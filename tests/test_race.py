@@ -41,7 +41,7 @@ def test_gated_correlations_by_hand(task3):
 def test_paper_spectrum_and_alignment(task3):
     """Jarvis et al., arXiv 2503.06181: s(YXᵀ/24), d, and VᵀΣ^xV diagonal."""
     X, Y, _ = task3
-    ds = rp.race_dynamics(X, Y, np.ones((1, 24)), init=5e-9, epochs=10)
+    ds = rp.race_dynamics(X, Y, np.ones((1, 24)), init=5e-9, lr=rp.tasks.PAPER_LR, epochs=10)
     expected = [1.0704, 0.4564, 0.4564, 0.3819, 0.25, 0.25, 0.1443, 0.1443, 0.1443, 0.1443, 0.0]
     np.testing.assert_allclose(ds["s"].values[0], expected, atol=1e-4)
     np.testing.assert_allclose(
@@ -96,7 +96,8 @@ def test_paper_closed_form_numbers(task3):
     """Jarvis et al., arXiv 2503.06181: singular values, s/d and half-rise times of the closed form."""
     X, Y, ctx = task3
     ds = rp.race_dynamics(X, Y, MIXED3, context=ctx, rule="residual", inputs="auto",
-                          init=PAPER_PI0_3, d_scale="k-1", time="continuous", method="closed")
+                          init=PAPER_PI0_3, d_scale="k-1", time="continuous", method="closed",
+                          lr=rp.tasks.PAPER_LR, epochs=rp.tasks.PAPER_EPOCHS)
     final = ds["singular_values"].isel(epoch=-1)
     assert float(final.sel(pathway=0).max()) == pytest.approx(3.0551, abs=1e-3)
     np.testing.assert_allclose(final.sel(mode=0).values[1:], 2.16, atol=0.01)
@@ -117,7 +118,8 @@ def test_final_residual_closed_form_cannot_tell_mixed_from_modular(task3):
     """On the final residual, shared + 2-of-3 and shared + single-context pathways have the
     same s and d/(number of covering pathways): identical curves (Jarvis et al., arXiv 2503.06181)."""
     X, Y, ctx = task3
-    kw = dict(context=ctx, rule="residual", inputs="auto", init=PAPER_PI0_3, d_scale="overlap", method="closed")
+    kw = dict(context=ctx, rule="residual", inputs="auto", init=PAPER_PI0_3, d_scale="overlap", method="closed",
+              lr=rp.tasks.PAPER_LR, epochs=rp.tasks.PAPER_EPOCHS)
     a = rp.race_dynamics(X, Y, MIXED3, **kw)
     b = rp.race_dynamics(X, Y, MODULAR3, **kw)
     np.testing.assert_allclose(a["s"].values, b["s"].values, atol=1e-12)
@@ -156,9 +158,10 @@ def test_agrees_with_simulation_on_aligned_shared_pathway(task3, seed):
     X, Y, _ = task3
     sigma = 0.005 / 700
     gates = np.ones((1, 24))
-    g = rp.GDLN(gates, hidden=100, init_scale=sigma, seed=seed, sv_stride=100).fit(X, Y)
+    paper = dict(lr=rp.tasks.PAPER_LR, epochs=rp.tasks.PAPER_EPOCHS)
+    g = rp.GDLN(gates, hidden=100, init_scale=sigma, seed=seed, sv_stride=100, **paper).fit(X, Y)
     for method in ("auto", "closed", "race", "live"):
-        ds = rp.race_dynamics(X, Y, gates, hidden=100, init_scale=sigma, method=method)
+        ds = rp.race_dynamics(X, Y, gates, hidden=100, init_scale=sigma, method=method, **paper)
         r = rp.compare_dynamics(g.loss_curve_, ds["loss"])
         assert r["max_abs_diff_pct"] <= 2.0, (method, r["max_abs_diff_pct"])
         sv = ds["singular_values"].isel(epoch=-1).values[0]

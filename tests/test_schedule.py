@@ -273,3 +273,17 @@ def test_analyze_derives_lr_and_epochs_with_notes_and_refuses_a_too_large_one():
     with pytest.raises(ValueInputError, match=r"`lr` = 5 \(your training loop's"):
         rp.analyze(net, Xt, coords=coords, by="context", within="item", Y=Y, lr=5.0, epochs=100,
                    attribution=False, predict=False, null=None)
+
+
+def test_analyze_skips_a_reln_it_cannot_derive_lr_for_and_says_so():
+    """A ReLN with a trunk is not covered by the data-derived defaults: with no lr it is skipped
+    with a note (the old code trained it at the paper's 1e-3); with lr and epochs it runs."""
+    net = rp.testing.k_minus_one_net(3, 4)
+    Y = torch.as_tensor(np.random.default_rng(0).normal(size=(net.X.shape[0], 3)))
+    kw = dict(coords=net.coords, within="object", Y=Y, attribution=False, literature=False, null=None,
+              reln_params={"trunk": [6], "hidden": 4, "min_mass": 0.0})
+    res = rp.analyze(net.model, net.X, epochs=30, **kw)
+    assert res.reln is None
+    assert any("ReLN skipped: `lr` not given" in n for n in res.notes)
+    given = rp.analyze(net.model, net.X, lr=1e-3, epochs=30, **kw)
+    assert given.reln is not None and given.reln.lr_ == 1e-3

@@ -55,7 +55,7 @@ def main() -> None:
     torch.set_num_threads(1)
     X, Y, coords = rp.tasks.contextual_task(3)
     ctx = coords["context"]
-    kw = dict(inputs="auto", rule="residual", hidden=100, init_scale=INIT)
+    kw = dict(inputs="auto", rule="residual", hidden=100, init_scale=INIT, lr=rp.tasks.PAPER_LR)  # the paper's rate
     # warm up imports and lazy initialisation outside the timings
     rp.race_dynamics(X, Y, GATINGS["mixed"], context=ctx, epochs=10, **kw)
     rp.GDLN(GATINGS["mixed"], epochs=10, **kw).fit(X, Y, context=ctx)

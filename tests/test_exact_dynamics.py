@@ -249,7 +249,7 @@ def test_default_state_is_the_gdln_of_hidden_and_init_scale(task3):
 def test_result_layout(task3):
     X, Y, coords = task3
     ds = exact_dynamics(X, Y, MIXED3, context=coords["context"], inputs="auto", init=1e-6,
-                        epochs=101, sv_stride=25)
+                        lr=rp.tasks.PAPER_LR, epochs=101, sv_stride=25)
     assert ds["loss"].dims == ("epoch",) and ds.sizes["epoch"] == 101
     assert ds["singular_values"].dims == ("pathway", "mode", "sv_epoch")
     assert list(ds["sv_epoch"].values) == [0, 25, 50, 75, 100]

@@ -129,7 +129,7 @@ def test_residual_rule_shared_pathway_learns_as_if_alone(task3):
 
 def test_fitted_attributes(task3):
     X, Y, ctx = task3
-    g = rp.GDLN(SETS3, hidden=4, inputs="auto", epochs=53, sv_stride=10, init_scale=0.05).fit(
+    g = rp.GDLN(SETS3, hidden=4, inputs="auto", lr=rp.tasks.PAPER_LR, epochs=53, sv_stride=10, init_scale=0.05).fit(
         X, Y, context=ctx
     )
     assert g.loss_curve_.shape == (53,)
@@ -184,7 +184,7 @@ def test_gate_matrix_and_dataarray_inputs(task3):
 def test_per_pathway_widths_depths_and_scales(task3):
     X, Y, ctx = task3
     g = rp.GDLN([(0, 1, 2), (0, 1)], hidden=[6, [4, 5]], depth=[1, 2],
-                init_scale=[0.1, [0.2, 0.0, 0.3]], epochs=3).fit(X, Y, context=ctx)
+                init_scale=[0.1, [0.2, 0.0, 0.3]], lr=rp.tasks.PAPER_LR, epochs=3).fit(X, Y, context=ctx)
     shapes = [[w.shape for w in ws] for ws in g.weights_]
     assert shapes == [[(6, 11), (60, 6)], [(4, 11), (5, 4), (60, 5)]]
     # a zero middle layer makes pathway 1's map exactly zero at initialisation

@@ -383,7 +383,7 @@ def test_analysis_per_site_reports_and_round_trips(tmp_path):
     # with targets, per-site pathways of two sites give a layered ReLN (one block per layer and
     # pathway), not a one-layer ReLN of pooled sets, and no one-layer race is run on it
     deep = quiet(rp.analyze, net.model, net.X, coords=net.coords, by="context", within="object", attribution=False,
-                 literature=False, null=None, Y=net.model(net.X).detach(), epochs=5)
+                 literature=False, null=None, Y=net.model(net.X).detach(), lr=1e-3, epochs=5)
     assert isinstance(deep.reln.spec_, LayeredSpec)
     assert sorted(set(deep.reln.block_mass_["layer"].values.tolist())) == ["1", "3"]
     assert "loss_race" not in deep.dynamics and any("layered ReLN" in n for n in deep.notes)

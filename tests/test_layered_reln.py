@@ -123,7 +123,7 @@ def test_one_layer_reln_of_a_biased_leaky_network_is_that_network():
     reln.output_bias_ = L2[1]
     reln.set_params(warm_start=True)
     reln.fit(X, Y)
-    loss, stepped = _torch_step(net.model, X, Y, reln.lr)
+    loss, stepped = _torch_step(net.model, X, Y, reln.lr_)
     assert reln.loss_curve_[0] == pytest.approx(loss, rel=1e-13)
     with torch.no_grad():
         np.testing.assert_allclose(reln.predict(X), stepped(X).numpy(), atol=1e-12)
@@ -188,7 +188,7 @@ def test_layered_graph_connects_blocks_that_are_open_together():
     context = np.repeat([0, 1, 2], 2)
     X = np.eye(6)
     gates = {"a": [(0,), (1, 2)], "b": [(0, 1), (2,)]}
-    g = rp.GDLN(gates, hidden=3, epochs=2, init_scale=0.1).fit(X, np.ones((6, 2)), context=context)
+    g = rp.GDLN(gates, hidden=3, lr=1e-3, epochs=2, init_scale=0.1).fit(X, np.ones((6, 2)), context=context)
     spec = g.spec_
     np.testing.assert_array_equal(spec.edges[0], [[True, True], [False, True]])  # (b block, a block)
     assert g.pathway_names_ == ["{0}>{0,1}", "{1,2}>{0,1}", "{1,2}>{2}"]
@@ -202,11 +202,11 @@ def test_layered_gdln_refuses_the_residual_rule_and_unreachable_blocks():
     context = np.repeat([0, 1], 2)
     X, Y = np.eye(4), np.ones((4, 1))
     with pytest.raises(ValueInputError, match="residual"):
-        rp.GDLN({"a": [(0, 1)], "b": [(0, 1)]}, rule="residual", epochs=1).fit(X, Y, context=context)
+        rp.GDLN({"a": [(0, 1)], "b": [(0, 1)]}, rule="residual", lr=1e-3, epochs=1).fit(X, Y, context=context)
     with pytest.warns(rp.errors.DegenerateDataWarning, match="never open together"):
-        rp.GDLN({"a": [(0,)], "b": [(0,), (1,)]}, epochs=1).fit(X, Y, context=context)
+        rp.GDLN({"a": [(0,)], "b": [(0,), (1,)]}, lr=1e-3, epochs=1).fit(X, Y, context=context)
     with pytest.raises(ValueInputError, match="no path"):
-        rp.GDLN({"a": [(0,)], "b": [(1,)]}, epochs=1).fit(X, Y, context=context)
+        rp.GDLN({"a": [(0,)], "b": [(1,)]}, lr=1e-3, epochs=1).fit(X, Y, context=context)
 
 
 def test_layered_reln_saves_and_loads(tmp_path):
@@ -216,8 +216,8 @@ def test_layered_reln_saves_and_loads(tmp_path):
     mon = rp.TrainingMonitor(net.model, net.X, coords=net.coords, every=1, values=False)
     mon.snapshot(0)
     mon.snapshot(5)
-    reln = rp.ReLN.from_pathways(_per_site_pathways(net.model, ds), net.X, net.Y, model=net.model, epochs=20,
-                                 min_mass=0.0, trajectory=mon).fit(net.X, net.Y)
+    reln = rp.ReLN.from_pathways(_per_site_pathways(net.model, ds), net.X, net.Y, model=net.model, lr=1e-3,
+                                 epochs=20, min_mass=0.0, trajectory=mon).fit(net.X, net.Y)
     reln.to_netcdf(tmp_path / "reln.nc")
     back = rp.ReLN.from_netcdf(tmp_path / "reln.nc")
     assert back.spec_.schedule_epochs == [0, 5]

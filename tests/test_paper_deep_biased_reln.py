@@ -88,13 +88,15 @@ def test_reln_with_biases_tracks_a_biased_relu_network(seed):
     net = rp.tasks.paper_network(3, seed=seed, bias=True)
     relu, monitor, pws = _trained(net, X, Y, coords, epochs=int(hp["epochs"]), every=100)
     (site,) = pws
-    kw = dict(model=net, trajectory=monitor, init_scale=float(hp["init_std"]), seed=seed)
+    paper = dict(lr=hp["lr"], epochs=int(hp["epochs"]))  # the paper's training, as the ReLU network's
+    kw = dict(model=net, trajectory=monitor, init_scale=float(hp["init_std"]), seed=seed, **paper)
     modelled = rp.ReLN.from_pathways(pws, X, Y, **kw)
     assert modelled.hidden_bias == [True] and modelled.output_bias is True
     ignored = rp.ReLN.from_pathways(pws, X, Y, hidden_bias=False, output_bias=False, **kw)
     gap_modelled = rp.compare_dynamics(relu, modelled.fit(X, Y).loss_curve_)["mean_abs_diff"]
     gap_ignored = rp.compare_dynamics(relu, ignored.fit(X, Y).loss_curve_)["mean_abs_diff"]
-    fixed = rp.ReLN.from_pathways(pws, X, Y, model=net, init_scale=float(hp["init_std"]), seed=seed).fit(X, Y)
+    fixed = rp.ReLN.from_pathways(pws, X, Y, model=net, init_scale=float(hp["init_std"]), seed=seed,
+                                  **paper).fit(X, Y)
     gap_fixed = rp.compare_dynamics(relu, fixed.loss_curve_)["mean_abs_diff"]
     print(f"\nseed {seed}: biased ReLU vs ReLN mean |ΔL|: biases modelled {gap_modelled:.2f}, ignored "
           f"{gap_ignored:.2f}; fixed gates with biases {gap_fixed:.2f}")

@@ -53,6 +53,7 @@ def closed_form(k: int, variant: str = "hierarchy", time: str = "continuous"):
     return rp.race_dynamics(
         X, Y, sets, context=coords["context"], rule="residual", inputs="auto",
         init={"shared": CODE_PI0[k][0], "context": CODE_PI0[k][1]}, d_scale="k-1", time=time, method="closed",
+        lr=rp.tasks.PAPER_LR, epochs=rp.tasks.PAPER_EPOCHS,
     )
 
 
@@ -64,7 +65,7 @@ def closed_form(k: int, variant: str = "hierarchy", time: str = "continuous"):
 )
 def test_data_statistics(k, variant, L0, L_lin):
     X, Y, _ = task(k, variant)
-    ds = rp.race_dynamics(X, Y, np.ones((1, X.shape[0])), init=5e-9, epochs=12001, method="race")
+    ds = rp.race_dynamics(X, Y, np.ones((1, X.shape[0])), init=5e-9, epochs=12001, method="race", lr=rp.tasks.PAPER_LR)
     assert ds.attrs["L0"] == pytest.approx(L0, abs=0.01)
     if variant == "hierarchy":
         # aligned data: the shared (linear) pathway's modes converge to the best linear fit
@@ -73,7 +74,7 @@ def test_data_statistics(k, variant, L0, L_lin):
         # VᵀΣ^xV is not diagonal: the decoupled modes (the mode race) stop short of the least-squares fit,
         # while exact gradient descent (the live reduction) reaches it
         assert L_lin + 0.05 < float(ds["loss"][-1]) < L_lin + 0.3
-        live = rp.race_dynamics(X, Y, np.ones((1, 24)), init=5e-9, epochs=12001, method="live")
+        live = rp.race_dynamics(X, Y, np.ones((1, 24)), init=5e-9, epochs=12001, method="live", lr=rp.tasks.PAPER_LR)
         assert float(live["loss"][-1]) == pytest.approx(L_lin, abs=0.01)
     Xn, Yn = X.numpy(), Y.numpy()
     resid = Yn - Xn @ np.linalg.lstsq(Xn, Yn, rcond=None)[0]
@@ -82,7 +83,7 @@ def test_data_statistics(k, variant, L0, L_lin):
 
 def test_diff_spectrum_and_misalignment():
     X, Y, _ = task(3, "diff")
-    ds = rp.race_dynamics(X, Y, np.ones((1, 24)), init=5e-9, epochs=5)
+    ds = rp.race_dynamics(X, Y, np.ones((1, 24)), init=5e-9, epochs=5, lr=rp.tasks.PAPER_LR)
     np.testing.assert_allclose(
         ds["s"].values[0, :10],
         [1.1427, 0.6104, 0.4564, 0.3797, 0.2581, 0.2320, 0.1555, 0.1502, 0.1440, 0.1382],
@@ -153,7 +154,8 @@ def test_closed_form_tracks_relu(k, bound):
 def test_gdln_race_singular_values(seed):
     X, Y, coords = task(3)
     g = rp.GDLN(FULL, hidden=100, inputs="auto", rule="residual",
-                init_scale=[10 * BASE] + [20 * BASE] * 6, seed=seed, sv_stride=1000)
+                init_scale=[10 * BASE] + [20 * BASE] * 6, seed=seed, sv_stride=1000,
+                lr=rp.tasks.PAPER_LR, epochs=rp.tasks.PAPER_EPOCHS)
     g.fit(X, Y, context=coords["context"])
     top = g.singular_values_.isel(epoch=-1, mode=0).values
     assert top[0] == pytest.approx(3.055, abs=0.01)  # shared: s/d of mode 4
@@ -170,7 +172,8 @@ def test_mixed_reln_tracks_relu_modular_does_not(seed):
     fits = {}
     for name, sets in (("mixed", MIXED), ("modular", MODULAR)):
         g = rp.GDLN(sets, hidden=100, inputs="auto", rule="residual",
-                    init_scale={"shared": 10 * BASE, "context": 20 * BASE}, seed=seed, sv_stride=8000)
+                    init_scale={"shared": 10 * BASE, "context": 20 * BASE}, seed=seed, sv_stride=8000,
+                    lr=rp.tasks.PAPER_LR, epochs=rp.tasks.PAPER_EPOCHS)
         fits[name] = g.fit(X, Y, context=coords["context"]).loss_curve_
     late_mixed = rp.compare_dynamics(L, fits["mixed"], start=1500)["mean_abs_diff"]
     late_modular = rp.compare_dynamics(L, fits["modular"], start=1500)["mean_abs_diff"]
@@ -191,7 +194,8 @@ def test_final_residual_control_is_a_near_tie(seed):
     R = Yn - Xn @ np.linalg.lstsq(Xn, Yn, rcond=None)[0]
     sets = [(0,), (1,), (2,), (0, 1), (1, 2), (0, 2)]
     g = rp.GDLN(sets, hidden=100, inputs="auto", shared=[], init_scale=20 * BASE, seed=seed,
-                sv_stride=8000).fit(Xn, R, context=coords["context"])
+                sv_stride=8000,
+                lr=rp.tasks.PAPER_LR, epochs=rp.tasks.PAPER_EPOCHS).fit(Xn, R, context=coords["context"])
     assert not g.inputs_.values[:, 8:].any()
     top = g.singular_values_.isel(epoch=-1, mode=0).values
     ratio = top[3:].mean() / top[:3].mean()
@@ -204,7 +208,8 @@ def test_final_residual_control_is_a_near_tie(seed):
 def test_fastest_reln_picks_k_minus_1_sets(k):
     X, Y, coords = task(k)
     ranking = rp.fastest_reln(X, Y, cardinality_candidates(tuple(range(k))), context=coords["context"],
-                              rule="residual", init_scale=PAPER_INIT_SCALE)
+                              rule="residual", init_scale=PAPER_INIT_SCALE,
+                              lr=rp.tasks.PAPER_LR, epochs=rp.tasks.PAPER_EPOCHS)
     ranking = [r for r in ranking if not r["is_union"]]  # the union of the family is raced too
     best = ranking[0]["candidate"]
     assert best[0] == tuple(range(k))
@@ -218,7 +223,8 @@ def test_fastest_reln_picks_k_minus_1_sets(k):
 def test_fastest_reln_by_simulation_agrees_k3():
     X, Y, coords = task(3)
     ranking = rp.fastest_reln(X, Y, cardinality_candidates(SHARED), context=coords["context"], method="simulate",
-                              seed=1, rule="residual", init_scale=PAPER_INIT_SCALE)
+                              seed=1, rule="residual", init_scale=PAPER_INIT_SCALE,
+                              lr=rp.tasks.PAPER_LR, epochs=rp.tasks.PAPER_EPOCHS)
     ranking = [r for r in ranking if not r["is_union"]]  # the union of the family is raced too
     assert list(ranking[0]["candidate"]) == [SHARED, (0, 1), (0, 2), (1, 2)]
     assert ranking[1]["mean_loss"] - ranking[0]["mean_loss"] > 2.0
@@ -238,7 +244,8 @@ def test_end_to_end_reln_tracks_relu(seed):
     assert sorted(tuple(c) for c in table["contexts"].iloc[:4]) == sorted(MIXED)
     assert table["mass"].iloc[:4].sum() >= 0.9
     # the initial state of the ReLU network imitated: its untrained copy (same seed)
-    reln = rp.ReLN.from_pathways(pw, X, Y, seed=seed, network=rp.tasks.paper_network(3, seed=seed))
+    reln = rp.ReLN.from_pathways(pw, X, Y, seed=seed, network=rp.tasks.paper_network(3, seed=seed),
+                                 lr=rp.tasks.PAPER_LR, epochs=rp.tasks.PAPER_EPOCHS)
     reln.fit(X, Y)
     kept = sorted(tuple(c) for c in reln.pathway_mass_["contexts"].values)
     # min_mass='auto' keeps them, and the near-equal singletons all together or none of them

@@ -64,7 +64,8 @@ def test_race_dynamics_default_tracks_the_relu_loss(k, seed, dl_max, tv_max):
     X, Y, coords, _, net0, loss = trained(k, seed)
     res = analysed(k, seed)
     sets = [tuple(c) for c in res.reln.contexts_]
-    race = rp.race_dynamics(X, Y, sets, context=coords["context"], inputs="auto", network=net0, epochs=len(loss))
+    race = rp.race_dynamics(X, Y, sets, context=coords["context"], inputs="auto", network=net0, lr=rp.tasks.PAPER_LR,
+                             epochs=len(loss))
     assert race.attrs["method"] == "exact"
     dl = rp.compare_dynamics(loss, race)["mean_abs_diff"]
     print(f"\nK={k} seed={seed}: race_dynamics default (sets {sets}) mean|ΔL| {dl:.3f} (<= {dl_max})")
@@ -88,7 +89,8 @@ STRUCTURE_TARGETS = TARGETS[:2] + [pytest.param(*TARGETS[2], marks=pytest.mark.x
 def test_predicted_structure_matches_the_measured_one(k, seed, dl_max, tv_max):
     X, Y, coords, _, net0, loss = trained(k, seed)
     res = analysed(k, seed)
-    pred = rp.predict_structure(X, Y, context=coords["context"], within=coords["object"], network=net0)
+    pred = rp.predict_structure(X, Y, context=coords["context"], within=coords["object"], network=net0,
+                                lr=rp.tasks.PAPER_LR, epochs=rp.tasks.PAPER_EPOCHS)
     tv = rp.compare_structure(pred, res.pathways)["tv"]
     print(f"\nK={k} seed={seed}: predict_structure vs measured TV {tv:.3f} (<= {tv_max}); analyze's (init read off "
           f"the trained network) {res.structure.attrs['tv']:.3f}")

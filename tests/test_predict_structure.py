@@ -257,7 +257,8 @@ def test_paper_structure_and_loss_are_predicted_before_training(K, seed, tv_max,
     ReLU loss curve."""
     X, Y, coords, net0, loss, pw = _trained(K, seed)
     ctx = coords["context"]
-    pred = rp.predict_structure(X, Y, context=ctx, network=net0)
+    paper = dict(lr=rp.tasks.PAPER_LR, epochs=rp.tasks.PAPER_EPOCHS)  # as the ReLU network was trained
+    pred = rp.predict_structure(X, Y, context=ctx, network=net0, **paper)
     tv = rp.compare_structure(pred, pw)["tv"]
     # ReLN of the discovered pathways (mass >= 5 %), its exact dynamics from the network's init
     sets = [tuple(S) for S, m in zip(pw.mass["contexts"].values, pw.mass.values) if m >= 0.05]
@@ -269,7 +270,8 @@ def test_paper_structure_and_loss_are_predicted_before_training(K, seed, tv_max,
             masks[i] = ~cue
     items = items_of(Xn, ctx, cue, coords["object"])
     state = mean_state_from_network(net0, Xn, sets, ctx, masks, items)
-    reln = exact_dynamics(Xn, Y.numpy(), sets, context=ctx, inputs=masks, init=state, epochs=len(loss))
+    reln = exact_dynamics(Xn, Y.numpy(), sets, context=ctx, inputs=masks, init=state, lr=rp.tasks.PAPER_LR,
+                          epochs=len(loss))
     dl = float(np.abs(reln["loss"].values - loss).mean())
     print(f"K={K} seed={seed}: TV {tv:.3f} (<= {tv_max}), ReLN mean|ΔL| {dl:.2f} (<= {dl_max})")
     assert tv <= tv_max

@@ -41,7 +41,7 @@ def test_gated_correlations_by_hand(task3):
 def test_paper_spectrum_and_alignment(task3):
     """Jarvis et al., arXiv 2503.06181: s(YXᵀ/24), d, and VᵀΣ^xV diagonal."""
     X, Y, _ = task3
-    ds = rp.race_dynamics(X, Y, np.ones((1, 24)), init=5e-9, epochs=10)
+    ds = rp.race_dynamics(X, Y, np.ones((1, 24)), init=5e-9, lr=rp.tasks.PAPER_LR, epochs=10)
     expected = [1.0704, 0.4564, 0.4564, 0.3819, 0.25, 0.25, 0.1443, 0.1443, 0.1443, 0.1443, 0.0]
     np.testing.assert_allclose(ds["s"].values[0], expected, atol=1e-4)
     np.testing.assert_allclose(
@@ -81,7 +81,7 @@ def test_loss_formula_equals_direct_prediction(task3):
     """The loss from mode strengths equals ½‖Y − Σ_p g_p U_p diag(π_p) V_pᵀ x̃‖² exactly."""
     X, Y, ctx = task3
     ds = rp.race_dynamics(X, Y, MIXED3, context=ctx, rule="residual", inputs="auto",
-                          init=PAPER_PI0_3, d_scale="k-1", epochs=4001, method="closed")
+                          init=PAPER_PI0_3, d_scale="k-1", epochs=4001, method="closed", lr=rp.tasks.PAPER_LR)
     G, masks = ds["gates"].values, ds["inputs"].values
     for e in (0, 400, 1500, 4000):
         pi = ds["singular_values"].isel(epoch=e).values
@@ -96,7 +96,8 @@ def test_paper_closed_form_numbers(task3):
     """Jarvis et al., arXiv 2503.06181: singular values, s/d and half-rise times of the closed form."""
     X, Y, ctx = task3
     ds = rp.race_dynamics(X, Y, MIXED3, context=ctx, rule="residual", inputs="auto",
-                          init=PAPER_PI0_3, d_scale="k-1", time="continuous", method="closed")
+                          init=PAPER_PI0_3, d_scale="k-1", time="continuous", method="closed",
+                          lr=rp.tasks.PAPER_LR, epochs=rp.tasks.PAPER_EPOCHS)
     final = ds["singular_values"].isel(epoch=-1)
     assert float(final.sel(pathway=0).max()) == pytest.approx(3.0551, abs=1e-3)
     np.testing.assert_allclose(final.sel(mode=0).values[1:], 2.16, atol=0.01)
@@ -117,7 +118,8 @@ def test_final_residual_closed_form_cannot_tell_mixed_from_modular(task3):
     """On the final residual, shared + 2-of-3 and shared + single-context pathways have the
     same s and d/(number of covering pathways): identical curves (Jarvis et al., arXiv 2503.06181)."""
     X, Y, ctx = task3
-    kw = dict(context=ctx, rule="residual", inputs="auto", init=PAPER_PI0_3, d_scale="overlap", method="closed")
+    kw = dict(context=ctx, rule="residual", inputs="auto", init=PAPER_PI0_3, d_scale="overlap", method="closed",
+              lr=rp.tasks.PAPER_LR, epochs=rp.tasks.PAPER_EPOCHS)
     a = rp.race_dynamics(X, Y, MIXED3, **kw)
     b = rp.race_dynamics(X, Y, MODULAR3, **kw)
     np.testing.assert_allclose(a["s"].values, b["s"].values, atol=1e-12)
@@ -156,9 +158,10 @@ def test_agrees_with_simulation_on_aligned_shared_pathway(task3, seed):
     X, Y, _ = task3
     sigma = 0.005 / 700
     gates = np.ones((1, 24))
-    g = rp.GDLN(gates, hidden=100, init_scale=sigma, seed=seed, sv_stride=100).fit(X, Y)
+    paper = dict(lr=rp.tasks.PAPER_LR, epochs=rp.tasks.PAPER_EPOCHS)
+    g = rp.GDLN(gates, hidden=100, init_scale=sigma, seed=seed, sv_stride=100, **paper).fit(X, Y)
     for method in ("auto", "closed", "race", "live"):
-        ds = rp.race_dynamics(X, Y, gates, hidden=100, init_scale=sigma, method=method)
+        ds = rp.race_dynamics(X, Y, gates, hidden=100, init_scale=sigma, method=method, **paper)
         r = rp.compare_dynamics(g.loss_curve_, ds["loss"])
         assert r["max_abs_diff_pct"] <= 2.0, (method, r["max_abs_diff_pct"])
         sv = ds["singular_values"].isel(epoch=-1).values[0]
@@ -170,8 +173,8 @@ def test_live_and_closed_agree_for_the_same_pi0(task3):
     """Aligned data, one pathway: the mean-field reduction started from ``init=π0`` follows
     Eq. 1 from the same π0."""
     X, Y, _ = task3
-    live = rp.race_dynamics(X, Y, np.ones((1, 24)), init=1e-8, method="live", epochs=4001)
-    closed = rp.race_dynamics(X, Y, np.ones((1, 24)), init=1e-8, method="closed", epochs=4001)
+    live = rp.race_dynamics(X, Y, np.ones((1, 24)), init=1e-8, method="live", epochs=4001, lr=rp.tasks.PAPER_LR)
+    closed = rp.race_dynamics(X, Y, np.ones((1, 24)), init=1e-8, method="closed", epochs=4001, lr=rp.tasks.PAPER_LR)
     assert rp.compare_dynamics(closed["loss"], live["loss"])["max_abs_diff_pct"] < 0.5
 
 
@@ -179,11 +182,13 @@ def test_joint_race_couples_pathways(task3):
     """Two identical pathways racing jointly share the target: each ends at half of s/d."""
     X, Y, _ = task3
     gates = np.ones((2, 24))
-    ds = rp.race_dynamics(X, Y, gates, init=1e-6, method="race", rule="joint")
+    ds = rp.race_dynamics(X, Y, gates, init=1e-6, method="race", rule="joint",
+                          lr=rp.tasks.PAPER_LR, epochs=rp.tasks.PAPER_EPOCHS)
     top = ds["singular_values"].isel(epoch=-1, mode=3).values  # s/d = 3.055 mode
     np.testing.assert_allclose(top, [3.0551 / 2, 3.0551 / 2], rtol=1e-3)
     assert float(ds["loss"][-1]) == pytest.approx(17.0, abs=0.01)
-    closed = rp.race_dynamics(X, Y, gates, init=1e-6, method="closed", rule="joint")
+    closed = rp.race_dynamics(X, Y, gates, init=1e-6, method="closed", rule="joint",
+                              lr=rp.tasks.PAPER_LR, epochs=rp.tasks.PAPER_EPOCHS)
     # uncoupled modes overshoot: each pathway alone goes to s/d
     np.testing.assert_allclose(closed["singular_values"].isel(epoch=-1, mode=3).values, 3.0551, rtol=1e-3)
 
@@ -200,16 +205,17 @@ def test_off_mode_diagnostic(task3):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ok = rp.race_dynamics(X, Y, MIXED3, context=ctx, rule="residual", inputs="auto",
-                              init=PAPER_PI0_3, d_scale="k-1", method="closed")
+                              init=PAPER_PI0_3, d_scale="k-1", method="closed",
+                              lr=rp.tasks.PAPER_LR, epochs=rp.tasks.PAPER_EPOCHS)
         ok2 = rp.race_dynamics(X, Y, MIXED3, context=ctx, rule="residual", inputs="auto",
-                               init=PAPER_PI0_3, method="race")
+                               init=PAPER_PI0_3, method="race", lr=rp.tasks.PAPER_LR, epochs=rp.tasks.PAPER_EPOCHS)
     assert ok.attrs["off_mode_gradient"] < 1e-6 and ok2.attrs["off_mode_gradient"] < 1e-6
     with pytest.warns(ReluProbeWarning, match="Assumption 2.1"):
         bad = rp.race_dynamics(X, Y, MIXED3, context=ctx, rule="joint", inputs="auto", init=1e-8,
-                               method="race")
+                               method="race", lr=rp.tasks.PAPER_LR, epochs=rp.tasks.PAPER_EPOCHS)
     assert bad.attrs["off_mode_gradient"] > 0.05
     live = rp.race_dynamics(X, Y, MIXED3, context=ctx, rule="joint", inputs="auto", init=1e-8,
-                            method="live", epochs=8001)
+                            method="live", epochs=8001, lr=rp.tasks.PAPER_LR)
     assert float(live["loss"][-1]) < 0.1 < float(bad["loss"][-1])
 
 
@@ -227,7 +233,7 @@ def test_live_residual_tracks_gdln(task3):
 def test_dataset_layout(task3):
     X, Y, ctx = task3
     ds = rp.race_dynamics(X, Y, MIXED3, context=ctx, rule="residual", inputs="auto", epochs=50,
-                          init=PAPER_PI0_3, method="closed")
+                          init=PAPER_PI0_3, method="closed", lr=rp.tasks.PAPER_LR)
     assert ds["loss"].dims == ("epoch",) and ds.sizes["epoch"] == 50
     assert ds["singular_values"].dims == ("pathway", "mode", "epoch")
     assert ds["sigma_x"].dims == ("pathway", "pathway_", "feature", "feature_")
@@ -244,7 +250,7 @@ def test_dataset_layout(task3):
 
 def test_default_init_matches_gdln_default(task3):
     X, Y, _ = task3
-    ds = rp.race_dynamics(X, Y, np.ones((2, 24)), epochs=5)
+    ds = rp.race_dynamics(X, Y, np.ones((2, 24)), epochs=5, lr=rp.tasks.PAPER_LR)
     # the GDLN's default small init: two pathways of 100 units share H = 200, σ² = 2 π0 / H with
     # π0 = 1e-6 σ1(M_lin); each pathway's mean-field strength σ² h / 2 is then π0 h / H = π0 / 2
     pi0 = 1e-6 * np.linalg.norm(np.linalg.lstsq(X, Y, rcond=None)[0], 2)

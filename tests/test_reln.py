@@ -171,8 +171,9 @@ def test_fastest_reln_picks_the_mixed_reln_k3(task3):
     mixed ReLN first, the union of the candidates' sets (raced as well) second — marginally
     faster, but ranked behind by the parsimony tolerance — and the modular ReLN far behind."""
     X, Y, coords = task3
+    paper = dict(lr=rp.tasks.PAPER_LR, epochs=rp.tasks.PAPER_EPOCHS)
     ranking = rp.fastest_reln(X, Y, cardinality_candidates((0, 1, 2)), context=coords["context"],
-                              rule="residual", init_scale=PAPER_INIT_SCALE)
+                              rule="residual", init_scale=PAPER_INIT_SCALE, **paper)
     assert [r["rank"] for r in ranking] == [0, 1, 2]
     best, union, other = ranking
     assert best["names"] == ["{0,1,2}", "{0,1}", "{0,2}", "{1,2}"]
@@ -187,7 +188,7 @@ def test_fastest_reln_picks_the_mixed_reln_k3(task3):
     assert best["loss"].shape == (8001,)
     # by speed alone the union comes first
     by_speed = rp.fastest_reln(X, Y, cardinality_candidates((0, 1, 2)), context=coords["context"],
-                               rule="residual", init_scale=PAPER_INIT_SCALE, parsimony=0.0)
+                               rule="residual", init_scale=PAPER_INIT_SCALE, parsimony=0.0, **paper)
     assert by_speed[0]["is_union"] and [r["score"] for r in by_speed] == sorted(r["score"] for r in by_speed)
 
 

@@ -112,7 +112,7 @@ def test_a_fitted_network_saves_and_loads_itself(cls, tmp_path):
 
 def test_analyze_predicts_no_race_for_a_reln_with_a_trunk(net):
     X, Y = net.X, torch.as_tensor(np.random.default_rng(0).normal(size=(net.X.shape[0], 3)))
-    res = rp.analyze(net.model, X, coords=net.coords, within="object", Y=Y, epochs=30, attribution=False,
+    res = rp.analyze(net.model, X, coords=net.coords, within="object", Y=Y, lr=1e-3, epochs=30, attribution=False,
                      literature=False, reln_params={"trunk": [6], "hidden": 4, "min_mass": 0.0})
     assert "loss_reln" in res.dynamics and "loss_race" not in res.dynamics
     assert any("without a trunk" in note for note in res.notes)

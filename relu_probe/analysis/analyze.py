@@ -32,6 +32,7 @@ The pipeline is a list of named steps (:data:`STEPS`), each also a public functi
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -65,7 +66,6 @@ from ..reln.reln import ReLN
 from ..scoring.selectivity import mixed_selectivity_index
 from ..scoring.null import null_scores
 from ..scoring.table import scores
-from ..tasks import PAPER_EPOCHS, PAPER_LR
 from .result import Analysis
 
 __all__ = ["ATTRIBUTION_ALWAYS_S", "STEPS", "analyze"]
@@ -189,11 +189,16 @@ def analyze(
         At most this many samples (a seeded random subset) are attributed.
     lr : float, optional
         Learning rate of the ReLU network's training loop (for the convention of
-        ``loss_curve``). Default: the monitor's ``lr``; else 1e-3 (or half the ReLN's largest
-        stable rate when that is smaller), with a note saying so.
+        ``loss_curve``), refused at once at or above the ReLN's largest stable rate. Default:
+        the monitor's ``lr``; else a share of that bound, derived from the data
+        (:mod:`relu_probe.reln.schedule`), with a note saying so — the predictions' time axis
+        is then in epochs of that rate, not of your training's.
     epochs : int, optional
         Epochs of the ReLN and the predictions; default ``len(loss_curve)``, else the
-        monitor's ``epochs`` (or its last step + 1), else 8001, with a note.
+        monitor's ``epochs`` (or its last step + 1), else derived from the data (enough for
+        the ReLN to converge, :mod:`relu_probe.reln.schedule`), with a note. A ReLN the
+        derivation does not cover (a layered ReLN) needs both given, else it is skipped
+        with a note.
     init_network : torch.nn.Module, optional
         The *untrained* network (e.g. a copy taken before training; a monitor that saw step 0
         keeps one): every pathway of the ReLN and of the predictions starts in the mean state
@@ -409,16 +414,19 @@ class _Training:
     ``lr`` is the rate on the summed loss ``½ Σ ‖y − f(x)‖²`` (``factor × lr_user``), ``loss``
     the ReLU curve on that scale (None when none was given), ``comparable`` whether it may be
     compared epoch by epoch, ``init`` the initial-state source for the ReLN
-    (``network`` or ``init_std`` and ``width``, or empty for the default).
+    (``network`` or ``init_std`` and ``width``, or empty for the default). ``lr`` / ``epochs``
+    are None until the ReLN derives them from the data when neither the user nor the monitor
+    gave them (:func:`_reln_step`).
     """
 
-    lr_user: float
-    lr: float
-    epochs: int
+    lr_user: float | None
+    lr: float | None
+    epochs: int | None
     loss: np.ndarray | None
     comparable: bool
     init: dict[str, Any]
     lr_given: bool
+    factor: float = 1.0
 
 
 def _training(model: Any, monitor: Any, X_t: torch.Tensor | None, Y: Any, relu_loss: np.ndarray | None,
@@ -442,11 +450,8 @@ def _training(model: Any, monitor: Any, X_t: torch.Tensor | None, Y: Any, relu_l
         elif getattr(monitor, "steps", None):
             epochs = int(monitor.steps[-1]) + 1
             notes.append(f"epochs {epochs}: the training monitor's last step + 1")
-        else:
-            epochs = PAPER_EPOCHS
-            notes.append(f"epochs not given (no loss curve or monitor): the ReLN and the predictions run "
-                         f"{PAPER_EPOCHS} epochs; pass `epochs=` to match your training")
-    epochs = check_int("epochs", epochs, minimum=1)
+    if epochs is not None:
+        epochs = check_int("epochs", epochs, minimum=1)
     if relu_loss is not None and relu_loss.size != epochs:
         raise ValueInputError(
             f"`epochs` ({epochs}) must equal the length of `loss_curve` ({relu_loss.size}) so the "
@@ -457,7 +462,6 @@ def _training(model: Any, monitor: Any, X_t: torch.Tensor | None, Y: Any, relu_l
         factor, comparable = _convention(model, monitor, X_t, Y, relu_loss, rec, notes)
         if comparable and factor != 1.0:
             loss = relu_loss / factor
-    lr_user = PAPER_LR if lr is None else lr
     init: dict[str, Any] = {}
     network = init_network
     if network is None and init_std is None and monitor is not None:
@@ -474,8 +478,8 @@ def _training(model: Any, monitor: Any, X_t: torch.Tensor | None, Y: Any, relu_l
         notes.append(f"initial state: Gaussian weights of the `init_std` given on the model's {init['width']} units")
     elif model is not None and X_t is not None:
         init.update(_init_from_trained(model, X_t, rec, notes))
-    return _Training(lr_user=lr_user, lr=lr_user * factor, epochs=epochs, loss=loss, comparable=comparable,
-                     init=init, lr_given=lr_given)
+    return _Training(lr_user=lr, lr=None if lr is None else lr * factor, epochs=epochs, loss=loss,
+                     comparable=comparable, init=init, lr_given=lr_given, factor=factor)
 
 
 def _convention(model: Any, monitor: Any, X_t: torch.Tensor | None, Y: Any, relu_loss: np.ndarray,
@@ -575,25 +579,26 @@ def _reln_step(pw: Any, rec: Recording, X_t: torch.Tensor | None, Y: Any, traini
         init = {}
         reln = ReLN.from_pathways(pw, Xn, Yn, lr=training.lr, epochs=training.epochs, **params)
     bound = reln.max_stable_lr(Xn, Yn, context=reln.context)
-    if training.lr_given and training.lr >= bound:
+    if training.lr is not None and training.lr >= bound:
         raise ValueInputError(
             f"`lr` = {training.lr_user:g} (your training loop's; {training.lr:g} on the summed loss) is at or above "
             f"{bound:.4g}, the largest stable learning rate of the ReLN of these pathways (2 / the sharpness of its "
-            "balanced least-squares optimum, computed from the data): the ReLN and its predictions cannot follow "
-            "gradient descent at that rate. Analyse with a smaller `lr` (their time axis is then rescaled), or "
-            "without `Y` to skip the ReLN."
+            "balanced least-squares optimum, an output bias's direct path included, computed from the data): the "
+            "ReLN and its predictions cannot follow gradient descent at that rate. Analyse with a smaller `lr` "
+            "(their time axis is then rescaled), or without `Y` to skip the ReLN."
         )
-    if not training.lr_given:
-        if training.lr >= bound:
-            training.lr = training.lr_user = 0.5 * bound
-            reln.set_params(lr=training.lr)
-            notes.append(f"learning rate not given: 1e-3 is above this ReLN's largest stable rate {bound:.3g}, so "
-                         f"the ReLN and the predictions use half of it, {training.lr:.3g}; pass `lr=` (your "
-                         "training loop's) to compare timings")
-        else:
-            notes.append(f"learning rate not given: the ReLN and the predictions use {training.lr:g}; pass `lr=` "
-                         "(your training loop's) to compare timings")
+    if (training.lr is None or training.epochs is None) and not math.isfinite(bound):
+        missing = " and ".join(n for n, v in (("`lr`", training.lr), ("`epochs`", training.epochs)) if v is None)
+        notes.append(f"ReLN skipped: {missing} not given, and this ReLN (layered, deep pathways or a trunk) is not "
+                     "covered by the data-derived defaults; pass them (your training loop's)")
+        return None, None, None
     reln.fit(Xn, Yn)
+    schedule = reln.schedule_
+    notes.extend(schedule.notes)
+    if training.lr is None:
+        training.lr = float(reln.lr_)
+        training.lr_user = training.lr / training.factor
+    training.epochs = int(reln.epochs_)
     if not init:
         notes.append(f"initial state of the ReLN and the predictions: {reln.init_source_} (no untrained network, "
                      "init std or untouched weights to read it from; pass `init_network=` or `init_std=`)")

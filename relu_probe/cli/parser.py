@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="context structures: all the hierarchy, or hierarchy/ring/cross (k=3 only)")
     demo.add_argument("--seed", type=int, default=0, help="initialisation seed (default 0)")
     demo.add_argument("--epochs", type=_positive, default=None,
-                      help="training epochs (default: the paper's, rp.tasks.PAPER_EPOCHS)")
+                      help="training epochs (the demo reproduces the paper's run, so its default is the "
+                           "paper's, rp.tasks.PAPER_EPOCHS = 8001)")
     demo.add_argument("--every", type=int, default=500, metavar="N",
                       help="measure the structure every N epochs during training (default 500; 0: off)")
 
@@ -98,9 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="what a sample is: each input (default), or each (input, position) of the sequence / "
                     "conv sites (tokens as samples; coords are per input and broadcast to its positions)")
     an.add_argument("--epochs", type=_positive, default=None,
-                    help="ReLN epochs (default: the loss curve's length, else 8001, noted in the report)")
+                    help="ReLN epochs (default: the loss curve's length, else derived from the data: enough "
+                         "for the ReLN to converge; noted in the report)")
     an.add_argument("--lr", type=_positive_float, default=None,
-                    help="your training loop's learning rate (default: 1e-3, noted in the report)")
+                    help="your training loop's learning rate, refused at once at or above the ReLN's largest "
+                         "stable rate (default: a share of that rate, derived from the data; noted in the "
+                         "report)")
     an.add_argument("--race", choices=["auto", "exact", "closed", "race", "live"], default=None,
                     help="prediction of the ReLN's curve (default: the exact dynamics; the closed form is shown "
                          "beside it)")

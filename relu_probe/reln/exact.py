@@ -56,7 +56,7 @@ own error ``y_μ − ŷ^{shared}_μ``, the others the total error (see :class:`r
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,10 +70,10 @@ from .._util.checks import check_choice, check_int, check_real
 from ..errors import InputError, ValueInputError, describe
 from .dynamics import divergence_limit
 from .spec import PathwaySpec, per_pathway, per_role, resolve_spec
-from .stability import check_learning_rate
+from .schedule import resolve_schedule, stability_problem
 from .subspace import ReducedProblem, reduce_problem
 
-__all__ = ["MeanState", "exact_dynamics", "exact_from_spec", "mean_state_of", "run_exact", "DEFAULT_RTOL"]
+__all__ = ["MeanState", "exact_curve", "exact_dynamics", "exact_from_spec", "mean_state_of", "run_exact", "DEFAULT_RTOL"]
 
 #: Default per-step tolerance of the adaptive steps (error of the growth exponent): measured
 #: max loss error against epoch-by-epoch stepping ≤ 0.1 % of L0 on the paper's 3/4/5-context
@@ -457,6 +457,33 @@ def _weights_omega(weights: Sequence[Any], masks: np.ndarray, n_out: int) -> np.
     return Om
 
 
+def exact_curve(X: np.ndarray, Y: np.ndarray, spec: PathwaySpec, rule: str,
+                init: Any = None) -> Callable[[float, int], np.ndarray] | None:
+    """``curve(lr, epochs)``: the exact dynamics' loss curve of *spec*'s pathways from *init*
+    (adaptive steps, no singular values), used to measure the epochs to convergence
+    (:func:`relu_probe.reln.schedule.resolve_schedule`); None where the exact dynamics do not
+    cover *spec* (biases, deep pathways, a trunk)."""
+    if spec.hidden_bias or spec.output_bias or spec.trunk or any(len(w) != 1 for w in spec.widths):
+        return None
+
+    def curve(rate: float, horizon: int) -> np.ndarray:
+        ds = exact_from_spec(X, Y, spec, rule=rule, lr=rate, epochs=horizon, init=init,
+                             sv_epochs=np.zeros(0, dtype=int), check_lr=False)
+        return ds["loss"].values
+
+    return curve
+
+
+def _weights_state(Om0: np.ndarray, masks: np.ndarray, n_in: int, n_out: int) -> MeanState:
+    """The mean state of explicit initial weights (their Gram state *Om0*): ``a0 = tr(W2W2ᵀ)/m``
+    (per output) and ``b0 = tr(W1ᵀW1)/n_p`` (per open input)."""
+    return MeanState(
+        np.array([np.trace(Om0[p, n_in:, n_in:]) / n_out for p in range(len(Om0))]),
+        np.array([np.trace(Om0[p, :n_in, :n_in]) / max(masks[p].sum(), 1) for p in range(len(Om0))]),
+        "weights",
+    )
+
+
 # ---------------------------------------------------------------------------- public
 def exact_dynamics(
     X: Any,
@@ -467,8 +494,8 @@ def exact_dynamics(
     inputs: Any = None,
     shared: Any = None,
     rule: str = "joint",
-    lr: float = 1e-3,
-    epochs: int = 8001,
+    lr: float | None = None,
+    epochs: int | None = None,
     init: Any = None,
     hidden: Any = 100,
     init_scale: Any = None,
@@ -499,9 +526,12 @@ def exact_dynamics(
         Shared pathways (default: those open on every sample); used by ``rule="residual"``
         and ``inputs="auto"``.
     rule : {"joint", "residual"}, default="joint"
-    lr : float, default=1e-3
-        Learning rate of gradient descent on the summed loss.
-    epochs : int, default=8001
+    lr : float, optional
+        Learning rate of gradient descent on the summed loss. Default: a share of the largest
+        stable rate of these data, and ``epochs`` enough to converge
+        (:mod:`relu_probe.reln.schedule`, noted in ``attrs``); the paper's are
+        ``rp.tasks.PAPER_LR`` and ``rp.tasks.PAPER_EPOCHS``.
+    epochs : int, optional
     init : MeanState, float, sequence or mapping, optional
         Mean initial state per pathway (:class:`MeanState`, e.g. from
         :func:`relu_probe.reln.init.mean_state_from_network`), or ``π0`` (one value, one per
@@ -532,18 +562,15 @@ def exact_dynamics(
         (pathway, output, feature) after the last update; ``a0``, ``b0``, ``pi0`` (pathway);
         ``gates`` (pathway, sample); ``inputs`` (pathway, feature). Attrs: ``L0``, ``lr``,
         ``tau`` (``1/(lr P)``), ``rule``, ``step``, ``n_steps``, ``n_rejected``, ``init``,
-        ``lr_bound``.
+        ``lr_bound``, ``lr_source`` / ``epochs_source`` (``"given"`` or ``"derived"``),
+        ``schedule_notes``.
     """
     Xn, Yn = check_xy(X, Y)
     spec = resolve_spec(gates, Xn, context=context, shared=shared, inputs=inputs, hidden=hidden,
                         init_scale=init_scale, Y=Yn)
     sv_stride = check_int("sv_stride", sv_stride, minimum=1)
-    epochs = check_int("epochs", epochs, minimum=1)
-    sv_epochs = np.arange(0, epochs, sv_stride)
-    if sv_epochs[-1] != epochs - 1:
-        sv_epochs = np.append(sv_epochs, epochs - 1)
     return exact_from_spec(Xn, Yn, spec, rule=rule, lr=lr, epochs=epochs, init=init, weights=weights, step=step,
-                           rtol=rtol, sv_epochs=sv_epochs, check_lr=check_lr)
+                           rtol=rtol, sv_stride=sv_stride, check_lr=check_lr)
 
 
 def exact_from_spec(
@@ -552,19 +579,24 @@ def exact_from_spec(
     spec: PathwaySpec,
     *,
     rule: str = "joint",
-    lr: float,
-    epochs: int,
+    lr: float | None,
+    epochs: int | None,
     init: Any = None,
     weights: Sequence[Any] | None = None,
     step: str = "adaptive",
     rtol: float = DEFAULT_RTOL,
     sv_epochs: np.ndarray | None = None,
+    sv_stride: int | None = None,
     check_lr: bool = True,
 ) -> xr.Dataset:
     """:func:`exact_dynamics` of the pathways of a resolved :class:`PathwaySpec`, on checked
-    float arrays; singular values at the epochs *sv_epochs* (default: every epoch)."""
-    lr = check_real("lr", lr, minimum=0.0, strict=True)
-    epochs = check_int("epochs", epochs, minimum=1)
+    float arrays; singular values at the epochs *sv_epochs*, or every *sv_stride* epochs and
+    at the last (default: every epoch). ``lr`` / ``epochs`` None: derived from the data
+    (:func:`relu_probe.reln.schedule.resolve_schedule`)."""
+    if lr is not None:
+        lr = check_real("lr", lr, minimum=0.0, strict=True)
+    if epochs is not None:
+        epochs = check_int("epochs", epochs, minimum=1)
     check_choice("rule", rule, ["joint", "residual"])
     check_choice("step", step, ["adaptive", "exact"])
     rtol = check_real("rtol", rtol, minimum=0.0, strict=True)
@@ -575,28 +607,37 @@ def exact_from_spec(
             "exact_from_spec covers pathways without biases; race_dynamics(method='auto') steps a biased "
             "gating's exact dynamics epoch by epoch."
         )
-    sv_epochs = np.arange(epochs) if sv_epochs is None else np.asarray(sv_epochs, dtype=int)
     masks = spec.inputs.astype(np.float64)
     G = spec.gates  # effective gates α + (1 − α) g of leaky units (the 0/1 gates for ReLU units)
     residual = rule == "residual" and bool(spec.shared.any()) and bool((~spec.shared).any())
     own = spec.shared.copy() if residual else np.zeros(spec.n_pathways, dtype=bool)
-    lr_bound = check_learning_rate(X, Y, G, masks, lr, own=own) if check_lr else float("nan")
-
+    if weights is not None and init is not None:
+        raise ValueInputError("pass either `init` (a mean state) or `weights`, not both.")
     if weights is not None:
-        if init is not None:
-            raise ValueInputError("pass either `init` (a mean state) or `weights`, not both.")
         prob = reduce_problem(X, Y, G, masks, own, reduce=False)
         Om0 = _weights_omega(weights, masks, Y.shape[1])
-        n_in = X.shape[1]
-        state = MeanState(
-            np.array([np.trace(Om0[p, n_in:, n_in:]) / Y.shape[1] for p in range(len(Om0))]),
-            np.array([np.trace(Om0[p, :n_in, :n_in]) / max(masks[p].sum(), 1) for p in range(len(Om0))]),
-            "weights",
-        )
+        state = _weights_state(Om0, masks, X.shape[1], Y.shape[1])
     else:
-        state = mean_state_of(init, spec)
         prob = reduce_problem(X, Y, G, masks, own, reduce=True)
+        state = mean_state_of(init, spec)
         Om0 = _mean_omega(prob, state)
+
+    def curve(rate: float, horizon: int) -> np.ndarray:  # the loss alone, to measure the epochs
+        return run_exact(prob, Om0, lr=rate, epochs=horizon, step="adaptive", rtol=rtol,
+                         sv_epochs=np.zeros(0, int))["loss"]
+
+    schedule = resolve_schedule(stability_problem(spec, X, rule), Y, lr=lr, epochs=epochs, pi0=state.pi0,
+                                check_lr=check_lr, what="exact_dynamics", curve=curve)
+    lr, epochs, lr_bound = schedule.lr, schedule.epochs, schedule.lr_bound
+    if sv_epochs is not None:
+        sv_epochs = np.asarray(sv_epochs, dtype=int)
+    elif sv_stride is not None:
+        sv_epochs = np.arange(0, epochs, sv_stride)
+        if sv_epochs[-1] != epochs - 1:
+            sv_epochs = np.append(sv_epochs, epochs - 1)
+    else:
+        sv_epochs = np.arange(epochs)
+
     out = run_exact(prob, Om0, lr=lr, epochs=epochs, step=step, rtol=rtol, sv_epochs=sv_epochs)
     n = prob.Xh.shape[2]
     M_red = out["state"][:, n:, :n]  # (p, r, n)
@@ -626,5 +667,6 @@ def exact_from_spec(
             "init": state.source,
             "lr_bound": lr_bound,
             "n_samples": X.shape[0],
+            **schedule.attrs(),
         },
     )

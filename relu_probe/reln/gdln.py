@@ -53,14 +53,15 @@ from .._util.checks import check_choice, check_int, check_real
 from .._util.progress import progress_bar
 from ..data import netcdf
 from ..errors import InputError, NotFittedError, StoreError, ValueInputError, describe
-from ..tasks import PAPER_EPOCHS, PAPER_LR
 from .blocks import PathwayBlocks, gradient_step
 from .dynamics import check_divergence, divergence_limit
 from .gating import resolve_gates
 from .layered import LayeredSpec, is_layered_gates, layered_spec_from_state, layered_spec_state, resolve_layered_spec
 from .layered_blocks import LayeredBlocks, layered_step
 from .spec import PathwaySpec, effective_gates, resolve_spec, spec_from_state, spec_state, warn_residual_is_joint
-from .stability import check_learning_rate, max_stable_lr
+from .exact import exact_curve, mean_state_of
+from .schedule import Schedule, StabilityProblem, resolve_schedule, stability_problem
+from .stability import max_stable_lr
 
 __all__ = ["GDLN"]
 
@@ -135,10 +136,15 @@ class GDLN(BaseEstimator):
         ``output_bias_``) instead of a fresh draw — scikit-learn's convention; set them to
         start from weights of your own (e.g. a ReLU network's, to check that both take the
         same step).
-    lr : float, default=1e-3
-        Learning rate of gradient descent on the summed loss.
-    epochs : int, default=8001
-        Number of full-batch steps.
+    lr : float, optional
+        Learning rate of gradient descent on the summed loss. Default: derived from the data
+        at :meth:`fit` — a share of the largest stable rate (:meth:`max_stable_lr`,
+        :mod:`relu_probe.reln.schedule`); the paper's is ``rp.tasks.PAPER_LR``. A layered
+        GDLN, deep pathways or a trunk (which the bound does not cover) need it given.
+    epochs : int, optional
+        Number of full-batch steps. Default: derived from the data at :meth:`fit`, enough
+        for every mode that matters to converge from the initial scale
+        (:mod:`relu_probe.reln.schedule`); the paper's is ``rp.tasks.PAPER_EPOCHS``.
     sv_stride : int, default=10
         Record every pathway's singular values every ``sv_stride`` epochs (and at the last).
     seed : int or None, default=0
@@ -180,6 +186,11 @@ class GDLN(BaseEstimator):
         (what :func:`relu_probe.race_dynamics` predicts the same network from).
     rule_ : str
         The rule the network was trained by.
+    lr_, epochs_ : float, int
+        The learning rate and epochs of the fit.
+    schedule_ : relu_probe.reln.schedule.Schedule
+        Where they came from (``lr_source`` / ``epochs_source``: ``"given"`` or
+        ``"derived"``), the largest stable rate ``lr_bound`` and ``notes`` on a derived default.
 
     In a layered GDLN the per-pathway results (``singular_values_``, ``maps_``, ``gates_``,
     ``pathway_names_`` …) are per end-to-end *path* (a chain of blocks, named
@@ -190,7 +201,7 @@ class GDLN(BaseEstimator):
     >>> import relu_probe as rp
     >>> X, Y, coords = rp.tasks.contextual_task(3)
     >>> g = rp.GDLN([(0, 1, 2), (0, 1), (1, 2), (0, 2)], inputs="auto", rule="residual",
-    ...             init_scale=[7.1e-6, 1.4e-5, 1.4e-5, 1.4e-5], epochs=200)
+    ...             init_scale=[7.1e-6, 1.4e-5, 1.4e-5, 1.4e-5], lr=rp.tasks.PAPER_LR, epochs=200)
     >>> g = g.fit(X, Y, context=coords["context"])
     >>> g.loss_curve_.shape
     (200,)
@@ -214,8 +225,8 @@ class GDLN(BaseEstimator):
         leak: float | Sequence[float] = 0.0,
         gate_schedule: Mapping[int, Mapping[Any, Any]] | None = None,
         warm_start: bool = False,
-        lr: float = PAPER_LR,
-        epochs: int = PAPER_EPOCHS,
+        lr: float | None = None,
+        epochs: int | None = None,
         sv_stride: int = 10,
         seed: int | None = 0,
         dtype: torch.dtype = torch.float64,
@@ -291,24 +302,36 @@ class GDLN(BaseEstimator):
         """The largest stable learning rate of this network's gating on ``(X, Y)``
         (:func:`relu_probe.reln.stability.max_stable_lr`: 2 / the sharpness of the balanced
         least-squares optimum), computed from the data alone (over the design ``[x, 1]`` with
-        hidden biases, on the effective gates ``α + (1 − α) g`` of leaky units); ``inf`` for a
-        layered GDLN, deep pathways, a trunk or an output bias's direct path, which the bound
-        does not cover. :meth:`fit` refuses ``lr`` at or above it."""
+        hidden biases, on the effective gates ``α + (1 − α) g`` of leaky units, an output
+        bias's direct path included); ``inf`` for a layered GDLN, deep pathways or a trunk,
+        which the bound does not cover. :meth:`fit` refuses ``lr`` at or above it."""
         Xn, Yn = check_xy(X, Y)
         spec = self._spec(Xn, context, Yn)
-        bounded = self._stability_inputs(Xn, spec, self._rule(spec))
-        if bounded is None:
+        problem = self._stability_problem(Xn, spec, self._rule(spec))
+        if problem is None:
             return float("inf")
-        return max_stable_lr(bounded[0], Yn, bounded[1], bounded[2], own=bounded[3])
+        return max_stable_lr(problem.X, Yn, problem.G, problem.masks, own=problem.own, linear=problem.linear)
 
     @staticmethod
-    def _stability_inputs(Xn: np.ndarray, spec: PathwaySpec | LayeredSpec, rule: str) -> tuple | None:
-        """``(design, gates, input masks, own-error mask)`` of the one-gated-layer gatings
-        the learning-rate bound covers, else None."""
-        if isinstance(spec, LayeredSpec) or any(d != 1 for d in spec.depths) or spec.trunk or spec.output_bias:
+    def _stability_problem(Xn: np.ndarray, spec: PathwaySpec | LayeredSpec, rule: str) -> StabilityProblem | None:
+        """The problem the learning-rate bound and the defaults are computed on
+        (:func:`relu_probe.reln.schedule.stability_problem`) for one gated layer of
+        one-hidden-layer pathways without a trunk, else None."""
+        if isinstance(spec, LayeredSpec) or any(d != 1 for d in spec.depths) or spec.trunk:
             return None
-        own = spec.shared if (rule == "residual" and bool(spec.shared.any())) else None
-        return spec.design(Xn), spec.gates, spec.design_inputs.astype(np.float64), own
+        return stability_problem(spec, Xn, rule)
+
+    def _schedule(self, Xn: np.ndarray, Yn: np.ndarray, spec: PathwaySpec | LayeredSpec, rule: str, *,
+                  lr: float | None, epochs: int | None, check_lr: bool) -> Schedule:
+        """The fit's learning rate and epochs: given (``lr`` checked at once against the
+        bound), or derived from the data and the initial scale (:mod:`relu_probe.reln.schedule`)."""
+        problem = self._stability_problem(Xn, spec, rule)
+        pi0 = curve = None
+        if problem is not None and epochs is None:
+            pi0 = mean_state_of(None, spec).pi0
+            curve = exact_curve(Xn, Yn, spec, rule)
+        return resolve_schedule(problem, Yn, lr=lr, epochs=epochs, pi0=pi0, check_lr=check_lr,
+                                what=type(self).__name__, curve=curve)
 
     # ------------------------------------------------------------------ fit
     def fit(
@@ -330,10 +353,12 @@ class GDLN(BaseEstimator):
         context : array-like (sample,), optional
             Per-sample context labels; required when ``gates`` is a list of context sets.
         lr, epochs : optional
-            Override the constructor's values for this fit.
+            Override the constructor's values for this fit. Neither given: derived from the
+            data (:mod:`relu_probe.reln.schedule`; recorded in ``schedule_``).
         check_lr : bool, default=True
             For one-hidden-layer pathways without a trunk, refuse at once an ``lr`` at or
-            above the largest stable learning rate of the gating, computed from the data
+            above the largest stable learning rate of the gating (an output bias's direct
+            path included), computed from the data
             (:func:`relu_probe.reln.stability.check_learning_rate`); deeper networks are
             stopped by the divergence check when they diverge.
 
@@ -350,14 +375,17 @@ class GDLN(BaseEstimator):
         Xn, Yn = check_xy(X, Y)
         if self.rule is not None:
             check_choice("rule", self.rule, ["joint", "residual"])
-        lr = check_real("lr", self.lr if lr is None else lr, minimum=0.0, strict=True)
-        epochs = check_int("epochs", self.epochs if epochs is None else epochs, minimum=1)
+        lr = self.lr if lr is None else lr
+        epochs = self.epochs if epochs is None else epochs
+        if lr is not None:
+            lr = check_real("lr", lr, minimum=0.0, strict=True)
+        if epochs is not None:
+            epochs = check_int("epochs", epochs, minimum=1)
         stride = check_int("sv_stride", self.sv_stride, minimum=1)
         spec = self._spec(Xn, context, Yn)
         rule = self._rule(spec)
-        bounded = self._stability_inputs(Xn, spec, rule) if check_lr else None
-        if bounded is not None:
-            check_learning_rate(bounded[0], Yn, bounded[1], bounded[2], lr, own=bounded[3])
+        schedule = self._schedule(Xn, Yn, spec, rule, lr=lr, epochs=epochs, check_lr=check_lr)
+        lr, epochs = schedule.lr, schedule.epochs
         dtype = self.dtype
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise InputError(f"`dtype` must be a floating torch.dtype, got {describe(dtype)}.")
@@ -398,6 +426,7 @@ class GDLN(BaseEstimator):
         losses, svs, rec_epochs = self._simulate(step, maps, spec.n_pathways, n_modes, Yt, lr=lr, epochs=epochs,
                                                  stride=stride)
         self._store_fit(blocks, spec, losses, svs, rec_epochs, Xn, Yn, context=context, lr=lr, epochs=epochs)
+        self.schedule_ = schedule
         self.rule_ = rule
         return self
 

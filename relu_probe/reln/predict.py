@@ -75,6 +75,7 @@ from ..errors import InputError, ValueInputError, describe
 from .exact import DEFAULT_RTOL, MeanState, exact_dynamics, mean_state_of
 from .gating import _sorted_tuple, context_labels, cue_inputs, resolve_gates
 from .init import DEFAULT_N_UNITS, DEFAULT_RELATIVE_INIT, InitRule, items_of
+from .schedule import Schedule, resolve_schedule, stability_problem
 from .spec import resolve_spec
 
 __all__ = [
@@ -208,6 +209,20 @@ class ContextSetRace:
                 sets.append(S)
         return tuple(sets)
 
+    def schedule(self, sets: Sequence[tuple], *, rule: str, lr: float | None, epochs: int | None,
+                 check_lr: bool = True) -> Schedule:
+        """The learning rate and epochs of a race of these sets: given (``lr`` checked against
+        their largest stable rate), or derived from the data and their initial state
+        (:func:`relu_probe.reln.schedule.resolve_schedule`)."""
+        spec = resolve_spec(self.gates(sets), self.X, shared=[len(S) == len(self.values) for S in sets],
+                            inputs=self.masks(sets))
+        def curve(rate: float, horizon: int) -> np.ndarray:  # the exact loss curve, to measure the epochs
+            return self.race(sets, lr=rate, epochs=horizon, rule=rule, sv_stride=horizon, check_lr=False)["loss"].values
+
+        return resolve_schedule(stability_problem(spec, self.X, rule), self.Y, lr=lr, epochs=epochs,
+                                pi0=self.state(sets).pi0 if epochs is None else None, check_lr=check_lr,
+                                what="the prediction", curve=curve)
+
     def race(self, sets: Sequence[tuple], **kw: Any) -> xr.Dataset:
         return exact_dynamics(
             self.X, self.Y, self.gates(sets), inputs=self.masks(sets), init=self.state(sets),
@@ -324,8 +339,8 @@ def predict_structure(
     network: Any = None,
     init_std: Any = None,
     width: int | None = None,
-    lr: float = 1e-3,
-    epochs: int = 8001,
+    lr: float | None = None,
+    epochs: int | None = None,
     inputs: str = "auto",
     min_mass: float = DEFAULT_MIN_MASS,
     max_exhaustive: int = DEFAULT_MAX_EXHAUSTIVE,
@@ -356,7 +371,12 @@ def predict_structure(
         hidden width of the network to be trained (Gaussian units, :mod:`relu_probe.reln.init`).
         ``init_std="pytorch"``: PyTorch's default ``nn.Linear`` initialisation. Default:
         :data:`relu_probe.reln.init.DEFAULT_RELATIVE_INIT` (a small initialisation).
-    lr, epochs : learning rate and number of full-batch steps.
+    lr, epochs : optional
+        Learning rate and number of full-batch steps. Default: derived from the data for the
+        first race (:mod:`relu_probe.reln.schedule`: a share of its largest stable rate, and
+        the epochs for every mode that matters to converge), then kept for every race of the
+        prediction; noted in ``dynamics.attrs``. The paper's are ``rp.tasks.PAPER_LR`` /
+        ``rp.tasks.PAPER_EPOCHS``.
     inputs : {"auto", "all"}, default="auto"
         ``"auto"``: the full-set pathway reads every input, the others only the inputs that
         vary within a context.
@@ -393,8 +413,8 @@ def predict_structure(
 def predict_from(
     setup: ContextSetRace,
     *,
-    lr: float,
-    epochs: int,
+    lr: float | None,
+    epochs: int | None,
     min_mass: float = DEFAULT_MIN_MASS,
     max_exhaustive: int = DEFAULT_MAX_EXHAUSTIVE,
     beam: int | None = None,
@@ -403,8 +423,10 @@ def predict_from(
 ) -> PredictedStructure:
     """:func:`predict_structure` on a prepared :class:`ContextSetRace` (its data, contexts and
     initial state); the other arguments as there."""
-    lr = check_real("lr", lr, minimum=0.0, strict=True)
-    epochs = check_int("epochs", epochs, minimum=1)
+    if lr is not None:
+        lr = check_real("lr", lr, minimum=0.0, strict=True)
+    if epochs is not None:
+        epochs = check_int("epochs", epochs, minimum=1)
     min_mass = check_real("min_mass", min_mass, minimum=0.0)
     if min_mass >= 1.0:
         raise ValueInputError(f"`min_mass` must be < 1 (a share of the total mass), got {min_mass}.")
@@ -412,8 +434,14 @@ def predict_from(
     if beam is not None:
         beam = check_int("beam", beam, minimum=1)
     sv_stride = check_int("sv_stride", sv_stride, minimum=1)
-    kw = {"lr": lr, "epochs": epochs, "rule": "joint", "rtol": rtol, "sv_stride": sv_stride}
     K = len(setup.values)
+    derived: dict[str, Any] = {}
+    if lr is None or epochs is None:  # derived once, for the first race, and kept for every race
+        first = _all_sets(setup.values) if K <= max_exhaustive else [setup.values, *_children(setup.values)]
+        schedule = setup.schedule(first, rule="joint", lr=lr, epochs=epochs)
+        lr, epochs = schedule.lr, schedule.epochs
+        derived = {**schedule.attrs(), "lr_bound": schedule.lr_bound}
+    kw = {"lr": lr, "epochs": epochs, "rule": "joint", "rtol": rtol, "sv_stride": sv_stride}
     if K <= max_exhaustive:
         sets = _all_sets(setup.values)
         race = setup.race(sets, **kw)
@@ -427,6 +455,8 @@ def predict_from(
     pruned = [sets[i] for i in range(len(sets)) if i not in keep]
     kept = [sets[i] for i in keep]
     final = setup.race(kept, **kw) if pruned else race
+    for ds in (race, final):
+        ds.attrs.update(derived)
     m_final = structure_mass(final["maps"].values, final["gates"].values)
     return PredictedStructure(
         mass=_mass_array(kept, m_final),

@@ -62,10 +62,12 @@ turns the gates into ``α + (1 − α) g`` in every correlation. The exact dynam
 slopes as effective gates; with a bias they step the exact map-space recursion epoch by
 epoch (``attrs["step"] = "exact"``), which carries the constant input and the direct path.
 
-Learning rate: before anything is computed, ``lr`` is checked against the largest stable
-learning rate of the gating, ``2/λ_bal`` (:mod:`relu_probe.reln.stability`; of the pathways,
-without an output bias's direct path), and refused at or above it with the bound in the
-message.
+Learning rate and epochs: before anything is computed, ``lr`` is checked against the largest
+stable learning rate of the gating, ``2/λ_bal`` (:mod:`relu_probe.reln.stability`; of the
+pathways and an output bias's direct path), and refused at or above it with the bound in the
+message. Without ``lr`` / ``epochs`` both are derived from the data
+(:mod:`relu_probe.reln.schedule`: a share of that bound, and the epochs for every mode that
+matters to converge), and noted in the result's ``attrs``.
 
 Diagnostics (Assumption 2.1, the mutual diagonalisability of the gated correlations that the
 mode picture needs): ``"closed"`` compares its asymptote (every growing mode at ``s/d``) with
@@ -95,7 +97,6 @@ import xarray as xr
 from .._util.arrays import check_xy
 from .._util.checks import check_choice, check_int, check_real
 from ..errors import ReluProbeWarning, ValueInputError
-from ..tasks import PAPER_EPOCHS, PAPER_LR
 from .correlations import (
     DEFAULT_TOL,
     coupled_fixed_point,
@@ -109,11 +110,11 @@ from .correlations import (
 )
 from .assumption import gap_to_optimum
 from .dynamics import check_divergence, divergence_limit
-from .exact import MeanState, exact_from_spec, mean_state_of
+from .exact import MeanState, exact_curve, exact_from_spec, mean_state_of
 from .gating import context_labels, cue_inputs, sample_groups
 from .init import network_state
-from .spec import PathwaySpec, resolve_spec, warn_residual_is_joint, with_constant
-from .stability import check_learning_rate
+from .spec import PathwaySpec, resolve_spec, warn_residual_is_joint
+from .schedule import resolve_schedule, stability_problem
 
 __all__ = ["race_dynamics", "race_from_spec", "closed_form", "RACE_METHODS", "DEFAULT_TOL"]
 
@@ -343,8 +344,8 @@ def race_dynamics(
     Y: Any,
     gates: Any,
     *,
-    lr: float = PAPER_LR,
-    epochs: int = PAPER_EPOCHS,
+    lr: float | None = None,
+    epochs: int | None = None,
     init: Any = None,
     rule: str = "joint",
     method: str = "auto",
@@ -374,12 +375,17 @@ def race_dynamics(
     X, Y : array-like (sample, feature), (sample, output)
     gates : array-like (pathway, sample), DataArray, or list of context sets
         As for :class:`relu_probe.GDLN` (context sets need ``context``).
-    lr : float, default=1e-3
+    lr : float, optional
         Learning rate of the gradient descent being predicted (``τ = 1/(lr·P)``), on the
-        summed loss ``½ Σ_μ ‖y_μ − ŷ_μ‖²``. Refused at or above the largest stable rate
-        (module docstring) unless ``check_lr=False``.
-    epochs : int, default=8001
-        Epochs predicted.
+        summed loss ``½ Σ_μ ‖y_μ − ŷ_μ‖²``. Refused at once at or above the largest stable
+        rate (module docstring) unless ``check_lr=False``. Default: a share of that rate
+        computed from the data (:mod:`relu_probe.reln.schedule`; noted in
+        ``attrs["lr_source"]`` / ``attrs["schedule_notes"]``); the paper's is
+        ``rp.tasks.PAPER_LR``.
+    epochs : int, optional
+        Epochs predicted. Default: enough for every mode that matters to converge, from the
+        data and the initial state (:mod:`relu_probe.reln.schedule`); the paper's is
+        ``rp.tasks.PAPER_EPOCHS``.
     init : float, sequence, mapping or MeanState, optional
         Initial mode strength ``π0`` (one value, one per pathway, or
         ``{"shared": π0_s, "context": π0_c}``), meaning the balanced mean state
@@ -450,7 +456,8 @@ def race_dynamics(
         feature_); ``U`` (pathway, output, mode), ``V`` (pathway, feature, mode); ``inputs``
         (pathway, feature); ``gates`` (pathway, sample); exact: ``maps`` (pathway, output,
         feature) after the last epoch. Attrs: ``tau``, ``L0``, ``lr``, ``lr_bound`` (the
-        largest stable rate), ``rule``, ``method`` (``"exact"``, ``"closed"`` or ``"race"``;
+        largest stable rate), ``lr_source`` / ``epochs_source`` (``"given"`` or
+        ``"derived"``) and ``schedule_notes`` (how a default was derived), ``rule``, ``method`` (``"exact"``, ``"closed"`` or ``"race"``;
         ``"auto"`` is resolved), ``step``, ``time``, ``n_samples``, ``init`` (where the
         initial state came from), ``asymptote`` (``"closed"``: the loss with every growing
         mode at ``s/d``; else the last predicted loss), ``off_mode_gradient``.
@@ -460,6 +467,7 @@ def race_dynamics(
     >>> import relu_probe as rp
     >>> X, Y, coords = rp.tasks.contextual_task(3)
     >>> ds = rp.race_dynamics(X, Y, [(0, 1, 2), (0, 1), (1, 2), (0, 2)],
+    ...                       lr=rp.tasks.PAPER_LR, epochs=rp.tasks.PAPER_EPOCHS,
     ...                       context=coords["context"], rule="residual", inputs="auto",
     ...                       init={"shared": 5e-9, "context": 5e-5}, d_scale="k-1",
     ...                       method="closed", time="continuous")
@@ -490,13 +498,16 @@ def _network_state(network: Any, X: np.ndarray, spec: PathwaySpec, context: Any,
     return network_state(network, X, list(spec.gating.contexts), ctx, spec.inputs.astype(np.float64), cue, within)
 
 
-def _checked_race_args(spec: PathwaySpec, *, lr: float, epochs: int, rule: str, method: str, d_scale: Any,
-                       time: str, step: str, tol: float) -> tuple[float, int, float, str, str]:
+def _checked_race_args(spec: PathwaySpec, *, lr: float | None, epochs: int | None, rule: str, method: str,
+                       d_scale: Any, time: str, step: str,
+                       tol: float) -> tuple[float | None, int | None, float, str, str]:
     """:func:`race_from_spec`'s arguments checked against each other and the spec; returns
     ``(lr, epochs, tol, method, step)`` with ``"auto"`` / ``"live"`` resolved to the exact
-    dynamics (``"live"``: stepped epoch by epoch)."""
-    lr = check_real("lr", lr, minimum=0.0, strict=True)
-    epochs = check_int("epochs", epochs, minimum=1)
+    dynamics (``"live"``: stepped epoch by epoch); ``lr`` / ``epochs`` stay None when not given."""
+    if lr is not None:
+        lr = check_real("lr", lr, minimum=0.0, strict=True)
+    if epochs is not None:
+        epochs = check_int("epochs", epochs, minimum=1)
     check_choice("rule", rule, ["joint", "residual"])
     check_choice("method", method, RACE_METHODS)
     check_choice("time", time, ["discrete", "continuous"])
@@ -548,8 +559,8 @@ def race_from_spec(
     spec: PathwaySpec,
     *,
     context: Any = None,
-    lr: float = PAPER_LR,
-    epochs: int = PAPER_EPOCHS,
+    lr: float | None = None,
+    epochs: int | None = None,
     init: Any = None,
     rule: str = "joint",
     method: str = "auto",
@@ -561,22 +572,25 @@ def race_from_spec(
 ) -> xr.Dataset:
     """:func:`race_dynamics` of the pathways of a resolved :class:`PathwaySpec` (e.g. a fitted
     GDLN's ``spec_``), on checked float arrays *X*, *Y*; the other arguments as there
-    (``init`` may also be a :class:`~relu_probe.reln.exact.MeanState`)."""
+    (``init`` may also be a :class:`~relu_probe.reln.exact.MeanState`). ``lr`` is checked
+    against the largest stable rate, and the defaults of ``lr`` / ``epochs`` derived
+    (:func:`relu_probe.reln.schedule.resolve_schedule`), before anything is computed."""
     lr, epochs, tol, method, step = _checked_race_args(spec, lr=lr, epochs=epochs, rule=rule, method=method,
                                                        d_scale=d_scale, time=time, step=step, tol=tol)
     if rule == "residual" and not spec.shared.any():
         warn_residual_is_joint(spec.gating.names, stacklevel=4)
     state = mean_state_of(init, spec)
     pi0 = state.pi0
-    paths = _paths(spec)
+    problem = stability_problem(spec, X, rule)  # the paths, an output bias's direct path included
+    schedule = resolve_schedule(problem, Y, lr=lr, epochs=epochs, pi0=pi0, check_lr=check_lr,
+                                what="race_dynamics", curve=exact_curve(X, Y, spec, rule, state))
+    lr, epochs, lr_bound = schedule.lr, schedule.epochs, schedule.lr_bound
+    paths = _Paths(problem.G, problem.masks, problem.shared, problem.linear)
     # the constant input: read by every pathway with hidden biases, else by the direct path only
-    X_design = with_constant(X) if (spec.output_bias and not spec.hidden_bias) else spec.design(X)
+    X_design = problem.X
     P = X.shape[0]
     tau = 1.0 / (lr * P)
-    residual = rule == "residual" and bool(spec.shared.any()) and bool((~spec.shared).any())
-    lr_bound = (check_learning_rate(X_design, Y, spec.gates, paths.masks[: spec.n_pathways], lr,
-                                    own=spec.shared if residual else None)
-                if check_lr else float("nan"))
+    residual = problem.own is not None
     a0, b0 = state.a0, state.b0
     if paths.n_pathways > spec.n_pathways:  # the direct path: starts at the biases' initial (mean) value 0
         pi0, a0, b0 = np.append(pi0, 0.0), np.append(a0, 0.0), np.append(b0, 0.0)
@@ -614,7 +628,7 @@ def race_from_spec(
                        time=time, d_scale=d_scale, off_mode=off_mode)
     ds = ds.assign(extra)
     ds.attrs.update({"lr_bound": lr_bound, "step": step if method == "exact" else "", "init": state.source,
-                     "asymptote": asymptote})
+                     "asymptote": asymptote, **schedule.attrs()})
     _warn_if_approximate(method, asymptote, off_mode, X_design, Y, spec, paths)
     return ds
 
@@ -633,20 +647,6 @@ class _Paths:
     @property
     def n_pathways(self) -> int:
         return int(self.G.shape[0])
-
-
-def _paths(spec: PathwaySpec) -> _Paths:
-    G, masks = spec.gates, spec.design_inputs.astype(np.float64)
-    shared, linear = spec.shared.copy(), np.zeros(spec.n_pathways, dtype=bool)
-    if spec.output_bias:
-        if not spec.hidden_bias:  # a constant input column that only the direct path reads
-            masks = np.hstack([masks, np.zeros((masks.shape[0], 1))])
-        direct = np.zeros((1, masks.shape[1]))
-        direct[0, -1] = 1.0  # the constant input (the design's last column)
-        G = np.vstack([G, np.ones((1, G.shape[1]))])
-        masks = np.vstack([masks, direct])
-        shared, linear = np.append(shared, True), np.append(linear, True)
-    return _Paths(G, masks, shared, linear)
 
 
 # ----------------------------------------------------------------------------- steps

@@ -51,7 +51,6 @@ import xarray as xr
 from .._util.arrays import as_2d_float, check_xy, object_array
 from .._util.checks import check_choice, check_real
 from ..errors import InputError, ReluProbeWarning, ValueInputError, describe
-from ..tasks import PAPER_EPOCHS, PAPER_LR
 from .exact import MeanState
 from .gating import cue_inputs, resolve_gates, sample_groups
 from .gdln import GDLN
@@ -110,8 +109,10 @@ class ReLN(GDLN):
     ``hidden=100`` per pathway. ``init_scale=None`` means the default initial state of the
     module docstring, resolved at :meth:`fit` from the data (``init_source_`` says which);
     with ``depth > 1``, a ``trunk`` or a layered ReLN it is the GDLN's default
-    (:mod:`relu_probe.reln.small_init`). ``context`` stores per-sample context labels used by
-    :meth:`fit` when none are passed.
+    (:mod:`relu_probe.reln.small_init`). ``lr=None`` / ``epochs=None`` are derived from the data
+    at :meth:`fit` (as :class:`relu_probe.GDLN`, :mod:`relu_probe.reln.schedule`; the paper's
+    are ``rp.tasks.PAPER_LR`` / ``PAPER_EPOCHS``, on request). ``context`` stores per-sample
+    context labels used by :meth:`fit` when none are passed.
 
     Build one from a :class:`relu_probe.Pathways` with :meth:`from_pathways`.
 
@@ -147,8 +148,8 @@ class ReLN(GDLN):
         leak: float | Sequence[float] = 0.0,
         gate_schedule: Any = None,
         warm_start: bool = False,
-        lr: float = PAPER_LR,
-        epochs: int = PAPER_EPOCHS,
+        lr: float | None = None,
+        epochs: int | None = None,
         sv_stride: int = 10,
         seed: int | None = 0,
         dtype: torch.dtype = torch.float64,

@@ -32,7 +32,6 @@ import numpy as np
 from .._util.checks import check_choice, check_int, check_real
 from ..data.schema import context_set_label
 from ..errors import InputError, describe
-from ..tasks import PAPER_EPOCHS, PAPER_LR
 from .dynamics import DEFAULT_FRACTIONS, epochs_to_fraction
 from .exact import DEFAULT_RTOL
 from .gdln import GDLN
@@ -70,8 +69,8 @@ def fastest_reln(
     within: Any = None,
     method: str = "exact",
     rule: str = "joint",
-    lr: float = PAPER_LR,
-    epochs: int = PAPER_EPOCHS,
+    lr: float | None = None,
+    epochs: int | None = None,
     network: Any = None,
     init_std: Any = None,
     width: int | None = None,
@@ -109,8 +108,14 @@ def fastest_reln(
     rule : {"joint", "residual"}, default="joint"
         Training rule (:class:`relu_probe.GDLN`): ``"joint"``, every pathway follows the total
         error as a ReLU network's units do; ``"residual"``, the paper's code's rule.
-    lr, epochs : learning rate and number of epochs predicted (lr refused at or above the
-        largest stable rate of a candidate).
+    lr, epochs : optional
+        Learning rate and number of epochs predicted, the same for every candidate. A given
+        ``lr`` is refused at once, before any candidate runs, at or above the largest stable
+        rate of any candidate. Default (:mod:`relu_probe.reln.schedule`): the smallest of the
+        candidates' derived rates (a share of each one's largest stable rate), and the most
+        epochs any candidate needs to converge at that rate; without candidates, those
+        :func:`relu_probe.predict_structure` derives. The paper's are ``rp.tasks.PAPER_LR`` /
+        ``rp.tasks.PAPER_EPOCHS``.
     network, init_std, width :
         The initial state of every context set (:class:`relu_probe.reln.init.InitRule`): the
         untrained one-hidden-layer ReLU network's own units, or Gaussian weights of std
@@ -160,8 +165,10 @@ def fastest_reln(
     """
     check_choice("method", method, SEARCH_METHODS)
     check_choice("rule", rule, ["joint", "residual"])
-    lr = check_real("lr", lr, minimum=0.0, strict=True)
-    epochs = check_int("epochs", epochs, minimum=1)
+    if lr is not None:
+        lr = check_real("lr", lr, minimum=0.0, strict=True)
+    if epochs is not None:
+        epochs = check_int("epochs", epochs, minimum=1)
     parsimony = check_real("parsimony", parsimony, minimum=0.0)
     hidden = check_int("hidden", hidden, minimum=1)
     if isinstance(by, str):
@@ -174,12 +181,14 @@ def fastest_reln(
         pred = predict_from(setup, lr=lr, epochs=epochs, min_mass=min_mass, rtol=rtol)
         cands = [tuple(pred.contexts), tuple(pred.race["contexts"].values)]
         union = cands[1]
+        lr, epochs = float(pred.race.attrs["lr"]), int(pred.race.sizes["epoch"])
     else:
         if isinstance(candidates, (str, bytes)) or not isinstance(candidates, Sequence) or len(candidates) == 0:
             raise InputError(f"`candidates` must be a non-empty list of gatings, got {describe(candidates)}.")
         cands = [setup.candidate(f"candidates[{i}]", c) for i, c in enumerate(candidates)]
         union = tuple(dict.fromkeys(S for c in cands for S in c))
         cands.append(union)
+        lr, epochs = _common_schedule(setup, cands, rule=rule, lr=lr, epochs=epochs)
     cands = [tuple(sorted(c, key=lambda S: (-len(S), S))) for c in cands]
     union = tuple(sorted(union, key=lambda S: (-len(S), S)))
     L0 = 0.5 * float(np.vdot(setup.Y, setup.Y))
@@ -201,6 +210,21 @@ def fastest_reln(
         })
     ordered = [{"rank": r, **item} for r, item in enumerate(_rank(results, parsimony))]
     return _as_frame(ordered) if as_frame else ordered
+
+
+def _common_schedule(setup: ContextSetRace, cands: Sequence[tuple[tuple, ...]], *, rule: str, lr: float | None,
+                     epochs: int | None) -> tuple[float, int]:
+    """One learning rate and one number of epochs for every candidate, before any runs: a given
+    ``lr`` checked against every candidate's largest stable rate; else the smallest derived
+    rate; the most epochs any candidate needs at that rate (:mod:`relu_probe.reln.schedule`)."""
+    if lr is None:
+        lr = min(setup.schedule(list(c), rule=rule, lr=None, epochs=1).lr for c in cands)
+    else:
+        for c in cands:
+            setup.schedule(list(c), rule=rule, lr=lr, epochs=1)
+    if epochs is None:
+        epochs = max(setup.schedule(list(c), rule=rule, lr=lr, epochs=None, check_lr=False).epochs for c in cands)
+    return lr, epochs
 
 
 def _curve(setup: ContextSetRace, sets: tuple[tuple, ...], *, method: str, rule: str, lr: float, epochs: int,

@@ -51,6 +51,19 @@ Lanczos iteration.
 With the paper's ``"residual"`` rule the shared pathways are first fitted to ``Y`` alone and
 the others to the remaining residual; the update is block-triangular and both bounds are the
 smaller of the two groups'.
+
+Direct (one-layer) paths
+------------------------
+An output bias is an ungated one-layer path from the constant input (:mod:`relu_probe.reln.spec`),
+``ŷ_μ ← ŷ_μ + b``, stepped at the same rate, ``b ← b − η Σ_μ (ŷ_μ − y_μ)``. A one-layer path's
+map is its weight, so its block of ``W`` is the identity (no ``σ_i + σ_j`` factor) and it adds
+``X̃_bᵀ D_b`` itself to the sharpness: for the bias, gate 1 on all ``P`` samples and input 1,
+its own curvature is ``Σ_μ 1 = P`` per output. ``linear`` marks such paths; ``λ_bal`` is then
+the top eigenvalue of ``W^{1/2} CᵀC W^{1/2}`` with those identity blocks, so it is at least
+``P`` with an output bias — a bound that ignored the direct path can be above ``2/P`` and
+diverge. For ``λ_low`` a direct path contributes ``‖X̃_bᵀ D_b z‖²`` (its own curvature, a
+lower bound by itself), and the two-layer argument above is kept for ``z`` orthogonal to the
+direct paths' inputs (where they add nothing to ``Ŷ*ᵀz``).
 """
 
 from __future__ import annotations
@@ -61,9 +74,10 @@ from scipy.sparse.linalg import LinearOperator, eigsh
 
 from ..errors import ValueInputError
 from .gating import sample_groups
-from .subspace import reduce_problem
+from .subspace import reduce_problem, row_basis
 
-__all__ = ["least_squares_loss", "learning_rate_bounds", "max_stable_lr", "check_learning_rate"]
+__all__ = ["least_squares_loss", "learning_rate_bounds", "max_stable_lr", "check_learning_rate",
+           "never_converges_lr", "lr_refusal", "optimal_outputs"]
 
 #: Leading singular vectors of the optimal outputs tried as ``z`` (globally and per group).
 N_DIRECTIONS = 4
@@ -82,6 +96,11 @@ def _optimum(X: np.ndarray, T: np.ndarray, G: np.ndarray, masks: np.ndarray) -> 
     return coef, Xc @ coef
 
 
+def optimal_outputs(X: np.ndarray, T: np.ndarray, G: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """``Ŷ* = Xcat Xcat⁺ T``: the outputs of the least-squares optimum of the gating."""
+    return _optimum(X, T, G, masks)[1]
+
+
 def least_squares_loss(X: np.ndarray, Y: np.ndarray, G: np.ndarray, masks: np.ndarray) -> float:
     """``L* = ½‖Y − Ŷ*‖²``: the best summed loss any pathway maps reach."""
     _, Yh = _optimum(X, Y, G, masks)
@@ -89,8 +108,9 @@ def least_squares_loss(X: np.ndarray, Y: np.ndarray, G: np.ndarray, masks: np.nd
     return 0.5 * float(np.vdot(R, R))
 
 
-def _lambda_low(X: np.ndarray, T: np.ndarray, G: np.ndarray, masks: np.ndarray) -> float:
-    """The optimum-independent lower bound ``λ_low`` of the module docstring."""
+def _lambda_low(X: np.ndarray, T: np.ndarray, G: np.ndarray, masks: np.ndarray, linear: np.ndarray) -> float:
+    """The optimum-independent lower bound ``λ_low`` of the module docstring (direct paths:
+    their own curvature, and the two-layer bound for ``z`` orthogonal to their inputs)."""
     if G.shape[0] == 0 or not np.any(G) or not np.any(T):
         return 0.0
     _, Yh = _optimum(X, T, G, masks)
@@ -98,6 +118,9 @@ def _lambda_low(X: np.ndarray, T: np.ndarray, G: np.ndarray, masks: np.ndarray) 
         return 0.0
     Xg = _gated(X, G, masks)
     P = X.shape[0]
+    direct = Xg[linear].transpose(1, 0, 2).reshape(P, -1)  # (P, ·) the direct paths' gated inputs
+    best = float(np.linalg.norm(direct, 2) ** 2) if direct.size else 0.0
+    basis = row_basis(direct.T) if direct.size else np.zeros((P, 0))  # span of their inputs over samples
     cands = list(np.linalg.svd(Yh, full_matrices=False)[0].T[:N_DIRECTIONS])
     groups = sample_groups(G)
     for g in np.unique(groups):
@@ -106,18 +129,22 @@ def _lambda_low(X: np.ndarray, T: np.ndarray, G: np.ndarray, masks: np.ndarray) 
             z = np.zeros(P)
             z[rows] = v
             cands.append(z)
-    best = 0.0
+    two_layer = Xg[~linear]
     for z in cands:
-        w = np.linalg.norm(np.einsum("psn,s->pn", Xg, z), axis=1)
-        active = w > 1e-12 * max(float(w.max()), 1e-300)
+        z = z - basis @ (basis.T @ z)
+        if float(z @ z) <= 1e-24:
+            continue
+        w = np.linalg.norm(np.einsum("psn,s->pn", two_layer, z), axis=1)
+        active = w > 1e-12 * max(float(w.max()) if w.size else 0.0, 1e-300)
         if not active.any():
             continue
         best = max(best, 2.0 * float(np.linalg.norm(Yh.T @ z)) * float(w[active].min()) / float(z @ z))
     return best
 
 
-def _lambda_balanced(X: np.ndarray, T: np.ndarray, G: np.ndarray, masks: np.ndarray) -> float:
-    """Largest Hessian eigenvalue at the balanced minimum-norm optimum (module docstring)."""
+def _lambda_balanced(X: np.ndarray, T: np.ndarray, G: np.ndarray, masks: np.ndarray, linear: np.ndarray) -> float:
+    """Largest Hessian eigenvalue at the balanced minimum-norm optimum (module docstring);
+    a direct path's block of ``W`` is the identity."""
     p = G.shape[0]
     if p == 0 or not np.any(G) or not np.any(T):
         return 0.0
@@ -134,6 +161,7 @@ def _lambda_balanced(X: np.ndarray, T: np.ndarray, G: np.ndarray, masks: np.ndar
     a[:, :q] = s
     b[:, :q] = s
     root = np.sqrt(a[:, :, None] + b[:, None, :])  # √(σ_i + σ_j)
+    root[linear] = 1.0  # a one-layer path: its map is its weight
     K = Xc.T @ Xc
     Ut, V = U.transpose(0, 2, 1), Vt.transpose(0, 2, 1)
 
@@ -155,17 +183,33 @@ def _lambda_balanced(X: np.ndarray, T: np.ndarray, G: np.ndarray, masks: np.ndar
 
 
 def _groups(
-    X: np.ndarray, Y: np.ndarray, G: np.ndarray, masks: np.ndarray, own: np.ndarray
-) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """``(target, gates, masks)`` of each independently converging group of pathways."""
+    X: np.ndarray, Y: np.ndarray, G: np.ndarray, masks: np.ndarray, own: np.ndarray, linear: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """``(target, gates, masks, linear)`` of each independently converging group of pathways."""
     if own.any() and (~own).any():
         _, Yh = _optimum(X, Y, G[own], masks[own])
-        return [(Y, G[own], masks[own]), (Y - Yh, G[~own], masks[~own])]
-    return [(Y, G, masks)]
+        return [(Y, G[own], masks[own], linear[own]), (Y - Yh, G[~own], masks[~own], linear[~own])]
+    return [(Y, G, masks, linear)]
 
 
 def _rate(lam: float) -> float:
     return float("inf") if lam <= 0 else 2.0 / lam
+
+
+def _flags(flags: np.ndarray | None, n: int, name: str) -> np.ndarray:
+    """A per-pathway bool mask (default all False)."""
+    if flags is None:
+        return np.zeros(n, dtype=bool)
+    out = np.asarray(flags, dtype=bool)
+    if out.shape != (n,):
+        raise ValueInputError(f"`{name}` must hold one flag per pathway ({n}), got shape {out.shape}.")
+    return out
+
+
+def _all_groups(X: np.ndarray, Y: np.ndarray, G: np.ndarray, masks: np.ndarray, own: np.ndarray | None,
+                linear: np.ndarray | None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    n = G.shape[0]
+    return _groups(X, Y, G, masks, _flags(own, n, "own"), _flags(linear, n, "linear"))
 
 
 def learning_rate_bounds(
@@ -174,27 +218,46 @@ def learning_rate_bounds(
     G: np.ndarray,
     masks: np.ndarray,
     own: np.ndarray | None = None,
+    linear: np.ndarray | None = None,
 ) -> tuple[float, float]:
     """``(2/λ_low, 2/λ_bal)`` (module docstring): at and above the first, gradient descent
     cannot converge at any optimum; below the second it settles at the balanced optimum.
 
     ``own`` marks pathways that follow their own group's error (the residual rule's shared
-    pathways). ``inf`` when the data hold nothing to learn.
+    pathways, and an output bias's direct path with them); ``linear`` marks one-layer direct
+    paths (an output bias: gate 1, reading only the constant input). ``inf`` when the data
+    hold nothing to learn.
     """
-    own = np.zeros(G.shape[0], dtype=bool) if own is None else np.asarray(own, dtype=bool)
-    groups = _groups(X, Y, G, masks, own)
-    low = max(_lambda_low(X, T, g, m) for T, g, m in groups)
-    bal = max(_lambda_balanced(X, T, g, m) for T, g, m in groups)
+    groups = _all_groups(X, Y, G, masks, own, linear)
+    low = max(_lambda_low(X, *g) for g in groups)
+    bal = max(_lambda_balanced(X, *g) for g in groups)
     return _rate(low), _rate(bal)
 
 
 def max_stable_lr(
-    X: np.ndarray, Y: np.ndarray, G: np.ndarray, masks: np.ndarray, own: np.ndarray | None = None
+    X: np.ndarray,
+    Y: np.ndarray,
+    G: np.ndarray,
+    masks: np.ndarray,
+    own: np.ndarray | None = None,
+    linear: np.ndarray | None = None,
 ) -> float:
     """``2/λ_bal``: the largest learning rate at which gradient descent settles at the
-    balanced least-squares optimum (module docstring)."""
-    own = np.zeros(G.shape[0], dtype=bool) if own is None else np.asarray(own, dtype=bool)
-    return _rate(max(_lambda_balanced(X, T, g, m) for T, g, m in _groups(X, Y, G, masks, own)))
+    balanced least-squares optimum (module docstring; ``own`` and ``linear`` as in
+    :func:`learning_rate_bounds`)."""
+    return _rate(max(_lambda_balanced(X, *g) for g in _all_groups(X, Y, G, masks, own, linear)))
+
+
+def lr_refusal(lr: float, bound: float, never: float) -> ValueInputError:
+    """The one error that refuses ``lr >= bound`` (2/λ_bal), naming both bounds."""
+    return ValueInputError(
+        f"`lr` = {lr:g} is at or above {bound:.4g}, the largest stable learning rate of this "
+        "gated network (2 / the sharpness of the balanced least-squares optimum that "
+        "gradient descent from a small initialisation approaches, computed from the data, "
+        "an output bias's direct path included); "
+        f"at or above {never:.4g} it cannot converge at all. Use lr < {bound:.4g} (or "
+        "check_lr=False to run at the edge of stability anyway)."
+    )
 
 
 def check_learning_rate(
@@ -204,18 +267,23 @@ def check_learning_rate(
     masks: np.ndarray,
     lr: float,
     own: np.ndarray | None = None,
+    linear: np.ndarray | None = None,
 ) -> float:
     """Refuse ``lr >= 2/λ_bal`` with one :class:`ValueInputError` naming the bound; return it."""
-    own = np.zeros(G.shape[0], dtype=bool) if own is None else np.asarray(own, dtype=bool)
-    groups = _groups(X, Y, G, masks, own)
-    bound = _rate(max(_lambda_balanced(X, T, g, m) for T, g, m in groups))
+    groups = _all_groups(X, Y, G, masks, own, linear)
+    bound = _rate(max(_lambda_balanced(X, *g) for g in groups))
     if lr >= bound:
-        never = _rate(max(_lambda_low(X, T, g, m) for T, g, m in groups))
-        raise ValueInputError(
-            f"`lr` = {lr:g} is at or above {bound:.4g}, the largest stable learning rate of this "
-            "gated network (2 / the sharpness of the balanced least-squares optimum that "
-            "gradient descent from a small initialisation approaches, computed from the data); "
-            f"at or above {never:.4g} it cannot converge at all. Use lr < {bound:.4g} (or "
-            "check_lr=False to run at the edge of stability anyway)."
-        )
+        raise lr_refusal(lr, bound, _rate(max(_lambda_low(X, *g) for g in groups)))
     return bound
+
+
+def never_converges_lr(
+    X: np.ndarray,
+    Y: np.ndarray,
+    G: np.ndarray,
+    masks: np.ndarray,
+    own: np.ndarray | None = None,
+    linear: np.ndarray | None = None,
+) -> float:
+    """``2/λ_low`` alone (:func:`learning_rate_bounds`), for the refusal's message."""
+    return _rate(max(_lambda_low(X, *g) for g in _all_groups(X, Y, G, masks, own, linear)))

@@ -13,7 +13,9 @@ from __future__ import annotations
 import _thread
 import ctypes
 import mmap
+import os
 import sys
+from collections.abc import Callable
 
 import numpy as np
 
@@ -63,7 +65,7 @@ def _libc_madvise():
     return _madvise or None
 
 
-def _populate(arrays: list[np.ndarray], stopped=lambda: False) -> None:
+def _populate(arrays: list[np.ndarray], stopped: Callable[[], bool] = lambda: False) -> None:
     """Ask the kernel to map every page of *arrays* now (``madvise(MADV_POPULATE_WRITE)``),
     :data:`_POPULATE_STEP` bytes at a time until ``stopped()``.
 
@@ -94,11 +96,13 @@ class _Populator:
     ``threading.Thread.start`` blocks until the new thread runs, which on a loaded machine
     (every core busy) took 5–9 ms, as long as mapping the pages; the low-level
     :func:`_thread.start_new_thread` returns at once. :meth:`finish` stops the mapping
-    between two steps and waits for the thread: pages it did not reach fault in when written.
+    between two steps and waits for the thread: pages it did not reach fault in when written
+    (in a forked child, where the thread does not exist, it returns at once).
     """
 
     def __init__(self, arrays: list[np.ndarray]) -> None:
         self._stop = False
+        self._pid = os.getpid()
         self._done = _thread.allocate_lock()
         self._done.acquire()
         _thread.start_new_thread(self._run, (arrays,))
@@ -111,6 +115,8 @@ class _Populator:
 
     def finish(self) -> None:
         self._stop = True
+        if os.getpid() != self._pid:
+            return
         with self._done:
             pass
 

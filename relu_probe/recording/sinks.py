@@ -10,9 +10,12 @@ and its rows are reused).
 
 from __future__ import annotations
 
+import _thread
 import ctypes
+import mmap
+import os
 import sys
-import threading
+from collections.abc import Callable
 
 import numpy as np
 
@@ -21,10 +24,50 @@ __all__ = ["MemorySink"]
 #: Chunks at least this large have their pages mapped ahead of the hooks (Linux only).
 POPULATE_BYTES = 8 * 2**20
 _MADV_POPULATE_WRITE = 23  # Linux >= 5.14
+#: numpy asks for transparent huge pages (``MADV_HUGEPAGE``) on arrays at least this large.
+_NUMPY_HUGEPAGE_BYTES = 4 * 2**20
 
 
-def _populate(arrays: list[np.ndarray]) -> None:
-    """Ask the kernel to map every page of *arrays* now (``madvise(MADV_POPULATE_WRITE)``).
+def _fresh_array(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """An uninitialised array for a chunk; a large one (Linux) in its own anonymous mapping.
+
+    ``numpy.empty`` marks arrays of 4 MiB and more ``MADV_HUGEPAGE``, and with the common
+    ``transparent_hugepage/defrag = madvise`` setting the kernel then compacts memory to find
+    2 MiB pages when they are first touched. For a sink that is written once, that costs more
+    than it saves: on the 2-core VM of ``BENCHMARKS.md`` (``enabled``/``defrag`` both
+    ``madvise``) mapping a 100 MB chunk took 100–230 ms of CPU in huge pages against 30–40 ms
+    in 4 KiB ones. A plain anonymous mapping gets the kernel's default page policy instead
+    (4 KiB pages under ``enabled = madvise``; huge pages without direct compaction under
+    ``always``). The array owns its mapping (its ``base``), which is unmapped when the last
+    view is released.
+    """
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if nbytes < _NUMPY_HUGEPAGE_BYTES or not sys.platform.startswith("linux"):
+        return np.empty(shape, dtype)
+    buffer = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    return np.frombuffer(buffer, dtype=dtype).reshape(shape)
+
+
+#: Pages mapped per ``madvise`` call of the helper thread (it checks for a stop between calls).
+_POPULATE_STEP = 4 * 2**20
+_madvise = None
+
+
+def _libc_madvise():
+    """libc's ``madvise`` through ctypes (looked up once, on first use), or None."""
+    global _madvise
+    if _madvise is None:
+        try:
+            _madvise = ctypes.CDLL(None, use_errno=True).madvise
+        except (OSError, AttributeError):
+            _madvise = False
+    return _madvise or None
+
+
+def _populate(arrays: list[np.ndarray], stopped: Callable[[], bool] = lambda: False) -> None:
+    """Ask the kernel to map every page of *arrays* now (``madvise(MADV_POPULATE_WRITE)``),
+    :data:`_POPULATE_STEP` bytes at a time until ``stopped()``.
 
     Fresh memory is mapped one 4 KiB page fault at a time when first written; for a large
     recording those faults cost as much as computing the gates. Run from a helper thread
@@ -32,16 +75,50 @@ def _populate(arrays: list[np.ndarray]) -> None:
     data, so it cannot race with the hooks filling the same rows. Where the call is not
     supported it does nothing and the pages fault in as usual.
     """
-    try:
-        madvise = ctypes.CDLL(None, use_errno=True).madvise
-    except (OSError, AttributeError):
+    madvise = _libc_madvise()
+    if madvise is None:
         return
-    page = 4096
+    page = mmap.PAGESIZE
     for array in arrays:
-        start = array.ctypes.data - array.ctypes.data % page
-        length = array.nbytes + (array.ctypes.data - start)
-        if madvise(ctypes.c_void_p(start), ctypes.c_size_t(length), _MADV_POPULATE_WRITE) != 0:
+        first = array.ctypes.data - array.ctypes.data % page
+        end = array.ctypes.data + array.nbytes
+        for start in range(first, end, _POPULATE_STEP):
+            if stopped():
+                return
+            length = min(_POPULATE_STEP, end - start)
+            if madvise(ctypes.c_void_p(start), ctypes.c_size_t(length), _MADV_POPULATE_WRITE) != 0:
+                return
+
+
+class _Populator:
+    """:func:`_populate` on a helper thread that the caller never waits to start.
+
+    ``threading.Thread.start`` blocks until the new thread runs, which on a loaded machine
+    (every core busy) took 5–9 ms, as long as mapping the pages; the low-level
+    :func:`_thread.start_new_thread` returns at once. :meth:`finish` stops the mapping
+    between two steps and waits for the thread: pages it did not reach fault in when written
+    (in a forked child, where the thread does not exist, it returns at once).
+    """
+
+    def __init__(self, arrays: list[np.ndarray]) -> None:
+        self._stop = False
+        self._pid = os.getpid()
+        self._done = _thread.allocate_lock()
+        self._done.acquire()
+        _thread.start_new_thread(self._run, (arrays,))
+
+    def _run(self, arrays: list[np.ndarray]) -> None:
+        try:
+            _populate(arrays, lambda: self._stop)
+        finally:
+            self._done.release()
+
+    def finish(self) -> None:
+        self._stop = True
+        if os.getpid() != self._pid:
             return
+        with self._done:
+            pass
 
 
 class MemorySink:
@@ -66,7 +143,7 @@ class MemorySink:
         self.specs: dict[str, tuple[int, np.dtype]] = {}
         self._chunks: list[dict[str, np.ndarray]] = []
         self._used: list[int] = []
-        self._populating: threading.Thread | None = None
+        self._populating: _Populator | None = None
         self.n_samples = 0
 
     def configure(self, specs: dict[str, tuple[int | None, np.dtype]]) -> None:
@@ -75,19 +152,16 @@ class MemorySink:
             self.expected_rows = self.size_for()
 
     def _new_chunk(self, rows: int) -> None:
-        chunk = {k: np.empty(_shape(rows, n), dtype) for k, (n, dtype) in self.specs.items()}
+        chunk = {k: _fresh_array(_shape(rows, n), dtype) for k, (n, dtype) in self.specs.items()}
         self._chunks.append(chunk)
         self._used.append(0)
         if sys.platform.startswith("linux") and sum(a.nbytes for a in chunk.values()) >= POPULATE_BYTES:
             self._join_populate()
-            self._populating = threading.Thread(
-                target=_populate, args=(list(chunk.values()),), name="relu_probe-populate", daemon=True
-            )
-            self._populating.start()
+            self._populating = _Populator(list(chunk.values()))
 
     def _join_populate(self) -> None:
         if self._populating is not None:
-            self._populating.join()
+            self._populating.finish()
             self._populating = None
 
     def reserve(self, n: int) -> dict[str, np.ndarray]:
@@ -113,7 +187,7 @@ class MemorySink:
         if len(kept) == 1:
             chunk, used = kept[0]
             return {k: a[:used] for k, a in chunk.items()}
-        joined = {k: np.empty(_shape(self.n_samples, width), dtype) for k, (width, dtype) in self.specs.items()}
+        joined = {k: _fresh_array(_shape(self.n_samples, width), dtype) for k, (width, dtype) in self.specs.items()}
         self._chunks, self._used = [], []
         start = 0
         while kept:

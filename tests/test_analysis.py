@@ -287,6 +287,22 @@ def test_bad_input(net, paper):
         rp.analyze(net.model, net.X, coords=net.coords, title=3)
 
 
+def test_an_lr_above_the_bound_can_be_fitted_on_request(paper):
+    """The refusal names the escape hatch; reln_params={'check_lr': False} fits the ReLN at the
+    user's rate with a note (the bound is that of the least-squares optimum, which a short run
+    from a small init never approaches)."""
+    import re
+
+    model, X, Y, coords, loss = paper
+    kw = dict(coords=coords, within="object", Y=Y, attribution=False, literature=False, null=None)
+    with pytest.raises(ValueInputError, match=r"reln_params=\{'check_lr': False\}") as info:
+        rp.analyze(model, X, loss_curve=loss, lr=1.0, **kw)
+    bound = float(re.search(r"at or above ([0-9.e+-]+), the largest", str(info.value)).group(1))
+    res = rp.analyze(model, X, lr=1.05 * bound, epochs=40, reln_params={"check_lr": False}, **kw)
+    assert any("fitted anyway" in n and "check_lr" in n for n in res.notes)
+    assert res.reln.lr_ == pytest.approx(1.05 * bound) and np.all(np.isfinite(res.reln.loss_curve_))
+
+
 def test_progress_bar_runs(net, capsys):
     rp.analyze(net.model, net.X, coords=net.coords, progress=True, attribution=False)
     assert "analyze" in capsys.readouterr().err

@@ -116,6 +116,38 @@ def test_loss_convention_is_read_off_the_model():
     assert loss_convention(curve / 3.0, Y, out)["convention"] is None
 
 
+def test_loss_convention_accepts_an_initial_snapshot_taken_after_the_first_update():
+    """A training monitor updated after `opt.step()` copies the model one update after the
+    first logged loss: the first value is checked within that one step's change."""
+    import copy
+
+    from relu_probe.reln.dynamics import loss_convention, model_outputs
+
+    model, X, Y, curve = _trained_linear(mean=True)
+    rng = np.random.default_rng(0)
+    torch.manual_seed(0)
+    before = torch.nn.Linear(4, 3, bias=False).double()  # the same init as _trained_linear's
+    after = copy.deepcopy(before)
+    opt = torch.optim.SGD(after.parameters(), lr=0.3)
+    opt.zero_grad()
+    torch.nn.functional.mse_loss(after(X), Y).backward()
+    opt.step()
+    out = model_outputs(model, X)
+    for first in (before, after):
+        r = loss_convention(curve, Y, out, initial_outputs=model_outputs(first, X))
+        assert r["convention"] == "mse"
+    # a model two updates off at the start is still refused (not silently compared)
+    opt.zero_grad()
+    torch.nn.functional.mse_loss(after(X), Y).backward()
+    opt.step()
+    for _ in range(20):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(after(X), Y).backward()
+        opt.step()
+    assert loss_convention(curve, Y, out, initial_outputs=model_outputs(after, X))["convention"] is None
+    del rng
+
+
 def test_compare_dynamics_checks_the_convention_and_rescales_a_mean_loss():
     model, X, Y, curve = _trained_linear(mean=True)
     summed = curve * (90 / 2)  # the same training on the summed loss's scale

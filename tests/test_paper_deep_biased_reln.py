@@ -56,8 +56,8 @@ def test_layered_reln_reproduces_the_depth_plateaus(seed):
     for value, length in ((96.0, 3000), (66.0, 2000), (12.0, 3000)):
         assert _plateau(relu, value, 1.0, length), (value, seed)
     assert relu[30000] < 3.0
-    kw = dict(model=net, min_mass=0.01, init_scale=float(hp["init_std"]), epochs=int(hp["epochs"]), seed=seed,
-              sv_stride=1000)
+    kw = dict(model=net, min_mass=0.01, init_scale=float(hp["init_std"]), lr=hp["lr"], epochs=int(hp["epochs"]),
+              seed=seed, sv_stride=1000)
     moving = rp.ReLN.from_pathways(pws, X, Y, trajectory=monitor, **kw).fit(X, Y)
     fixed = rp.ReLN.from_pathways(pws, X, Y, **kw).fit(X, Y)
     L, F = moving.loss_curve_, fixed.loss_curve_

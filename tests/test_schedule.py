@@ -287,3 +287,25 @@ def test_analyze_skips_a_reln_it_cannot_derive_lr_for_and_says_so():
     assert any("ReLN skipped: `lr` not given" in n for n in res.notes)
     given = rp.analyze(net.model, net.X, lr=1e-3, epochs=30, **kw)
     assert given.reln is not None and given.reln.lr_ == 1e-3
+
+
+def test_default_init_is_small_when_items_are_nested_in_contexts():
+    """One class per context (digits-like): no unit can be on in every context of an item, so
+    the full-set pathway's share is 0 and the default init is referenced to the whole hidden
+    layer — finite and small (it was ~1e146, and every fit diverged at epoch 0)."""
+    rng = np.random.default_rng(3)
+    context = np.repeat(np.arange(3), 20)
+    X = rng.normal(size=(60, 8)) + context[:, None] * 0.5
+    Y = np.eye(3)[context]
+    sets = [[0, 1, 2], [1, 2], [0], [2]]
+    reln = rp.ReLN(sets, context=context, rule="joint")
+    scales, source = reln._default_init_scale(X, Y, context)
+    assert "whole hidden layer" in source
+    stds = np.asarray(scales, dtype=float)
+    assert np.all(np.isfinite(stds)) and np.all(stds > 0)
+    # the pathways' mean-field strengths (s_in² + s_out²) h / 4 add up to at most the layer's π0
+    pi0 = 1e-6 * np.linalg.norm(np.linalg.lstsq(X, Y, rcond=None)[0], 2)
+    strengths = (stds[:, 0] ** 2 + stds[:, 1] ** 2) * 100 / 4
+    assert 0 < strengths.sum() <= pi0 * (1 + 1e-6)
+    fitted = reln.fit(X, Y)  # derived lr and epochs from that init: converges, finite
+    assert np.all(np.isfinite(fitted.loss_curve_)) and fitted.loss_curve_[-1] < fitted.loss_curve_[0]

@@ -209,7 +209,10 @@ def analyze(
         (:data:`relu_probe.reln.init.DEFAULT_RELATIVE_INIT`), with a note.
     reln_params : mapping, optional
         Extra :meth:`relu_probe.ReLN.from_pathways` parameters (``hidden``, ``init_scale``,
-        ``rule``, ``min_mass``, ``seed`` …).
+        ``rule``, ``min_mass``, ``seed`` …), and ``check_lr=False`` to fit the ReLN at an
+        ``lr`` at or above its largest stable rate instead of refusing it (the bound is that of
+        the balanced least-squares optimum, which the ReLN may never approach within your
+        epochs on ill-conditioned data; the run may then diverge, and a note says so).
     closed_form_init : float or mapping, optional
         Initial mode strength ``π0`` of the closed form (``{"shared": …, "context": …}``);
         default: the ReLN's own initial state. :data:`relu_probe.tasks.PAPER_CLOSED_FORM_PI0`
@@ -506,9 +509,10 @@ def _convention(model: Any, monitor: Any, X_t: torch.Tensor | None, Y: Any, relu
             f"gradient descent (½Σ‖y − f(x)‖² of the model is {conv['summed_end']:.4g}; summed or mean-reduced, "
             "with or without ½): an epoch-by-epoch comparison with the predictions is not meaningful "
             "(minibatches, momentum or Adam, weight decay or another loss change the dynamics), so it is "
-            "shown but not compared"
+            "shown but not compared; the ReLN and the predictions run at `lr` as given, as a rate on the "
+            "summed loss"
         )
-        return float("nan"), False
+        return 1.0, False
     if conv["convention"] == "sum":
         notes.append(f"loss curve: ½Σ‖y − f(x)‖² summed over samples ({conv['checked']} checked against "
                      "the model), compared epoch by epoch")
@@ -564,6 +568,7 @@ def _reln_step(pw: Any, rec: Recording, X_t: torch.Tensor | None, Y: Any, traini
         )
     Xn = as_2d_float("X", X_t, n_rows=rec.n_samples)
     Yn = as_2d_float("Y", Y, n_rows=rec.n_samples)
+    check_lr = bool(params.pop("check_lr", True))
     params.setdefault("progress", progress)
     params.setdefault("model", unwrap_model(model) if model is not None else None)
     params.setdefault("recording", rec.ds)
@@ -579,20 +584,25 @@ def _reln_step(pw: Any, rec: Recording, X_t: torch.Tensor | None, Y: Any, traini
         init = {}
         reln = ReLN.from_pathways(pw, Xn, Yn, lr=training.lr, epochs=training.epochs, **params)
     bound = reln.max_stable_lr(Xn, Yn, context=reln.context)
-    if training.lr is not None and training.lr >= bound:
+    if training.lr is not None and training.lr >= bound and not check_lr:
+        notes.append(f"learning rate: {training.lr:g} on the summed loss is at or above {bound:.4g}, the largest "
+                     "stable rate of the ReLN's least-squares optimum; fitted anyway (reln_params['check_lr'] = "
+                     "False): the ReLN may diverge before reaching it")
+    elif training.lr is not None and training.lr >= bound:
         raise ValueInputError(
             f"`lr` = {training.lr_user:g} (your training loop's; {training.lr:g} on the summed loss) is at or above "
             f"{bound:.4g}, the largest stable learning rate of the ReLN of these pathways (2 / the sharpness of its "
             "balanced least-squares optimum, an output bias's direct path included, computed from the data): the "
             "ReLN and its predictions cannot follow gradient descent at that rate. Analyse with a smaller `lr` "
-            "(their time axis is then rescaled), or without `Y` to skip the ReLN."
+            "(their time axis is then rescaled), without `Y` to skip the ReLN, or with "
+            "reln_params={'check_lr': False} to fit it anyway (it may diverge)."
         )
     if (training.lr is None or training.epochs is None) and not math.isfinite(bound):
         missing = " and ".join(n for n, v in (("`lr`", training.lr), ("`epochs`", training.epochs)) if v is None)
         notes.append(f"ReLN skipped: {missing} not given, and this ReLN (layered, deep pathways or a trunk) is not "
                      "covered by the data-derived defaults; pass them (your training loop's)")
         return None, None, None
-    reln.fit(Xn, Yn)
+    reln.fit(Xn, Yn, check_lr=check_lr)
     schedule = reln.schedule_
     notes.extend(schedule.notes)
     if training.lr is None:

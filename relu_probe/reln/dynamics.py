@@ -304,13 +304,16 @@ def loss_convention(
     if initial_outputs is not None:
         init = np.asarray(initial_outputs, dtype=np.float64).reshape(Yn.shape)
         start = 0.5 * float(((Yn - init) ** 2).sum())
+    # the model may be snapshotted before or after the update of the epoch whose loss is logged:
+    # one step's change of the loss is tolerated at either end
     step = abs(float(curve[-1] - curve[-2])) if curve.size > 1 else 0.0
+    first_step = abs(float(curve[1] - curve[0])) if curve.size > 1 else 0.0
     checked = "last value" + (" and first value" if start is not None else "")
     for name, (description, factor) in LOSS_CONVENTIONS.items():
         c = float(factor(P, m))
         ok = abs(curve[-1] - c * end) <= CONVENTION_RTOL * max(abs(curve[-1]), c * end) + step
         if ok and start is not None:
-            ok = abs(curve[0] - c * start) <= CONVENTION_RTOL * max(abs(curve[0]), c * start)
+            ok = abs(curve[0] - c * start) <= CONVENTION_RTOL * max(abs(curve[0]), c * start) + first_step
         if ok:
             return {"convention": name, "factor": c, "description": description, "checked": checked,
                     "summed_end": end, "last": float(curve[-1])}

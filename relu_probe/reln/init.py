@@ -280,7 +280,11 @@ class InitRule:
       ``(input layer, output layer)``) on ``width`` hidden units (:func:`mean_state_from_init`);
       ``init_std="pytorch"`` means PyTorch's default ``nn.Linear`` initialisation
       (``U(±1/√fan_in)``, std ``1/√(3 fan_in)`` per layer);
-    - neither: :data:`DEFAULT_RELATIVE_INIT`.
+    - neither: :data:`DEFAULT_RELATIVE_INIT`: Gaussian units scaled so that the pathway open
+      in every context starts at ``π0 = DEFAULT_RELATIVE_INIT × σ_1(M_lin)``; when no unit
+      can be on in every context of an item (items nested in contexts, e.g. one class per
+      context, so that set's orthant probability is 0), the whole hidden layer starts at that
+      ``π0`` instead (at unit std and width its mean state is ``a0 = b0 = 1``).
 
     Call :meth:`state` with the context sets; values are cached per set (a set's state does
     not depend on the other sets raced with it).
@@ -340,9 +344,12 @@ class InitRule:
         self.width = 1
         full = tuple(sorted(np.unique(context).tolist()))
         a0, b0 = self._gaussian([full])[0]
-        scale = default_pi0(X, Y) / max((a0 + b0) / 4.0, 1e-300)
+        reference, whom = (a0 + b0) / 4.0, "the pathway open in every context"
+        if not reference > 0.0:  # no unit can be on in every context of an item: the whole layer
+            reference, whom = 0.5, "the whole hidden layer (no unit can be on in every context of an item)"
+        scale = default_pi0(X, Y) / reference
         self.std_in = self.std_out = float(np.sqrt(scale))
-        self.source = f"default small init (π0 = {DEFAULT_RELATIVE_INIT:g} × σ1 of the best linear map)"
+        self.source = f"default small init (π0 = {DEFAULT_RELATIVE_INIT:g} × σ1 of the best linear map, for {whom})"
 
     def _gaussian(self, sets: list[tuple]) -> list[tuple[float, float]]:
         st = mean_state_from_init(

@@ -305,8 +305,11 @@ def resolve_schedule(problem: StabilityProblem | None, Y: np.ndarray, *, lr: flo
                    "the learnable loss")
             capped = raw > estimate
             epochs = estimate
-        notes.append(f"{label}epochs not given: {epochs}, where {how}"
-                     + (f"; capped at {MAX_EPOCHS} (the mode picture estimates {raw})" if capped else ""))
+        if capped:
+            notes.append(f"{label}epochs not given: {MAX_EPOCHS}, the cap — {how} only after more than {MAX_EPOCHS} "
+                         f"epochs (the mode picture estimates {raw}), so the run stops before convergence")
+        else:
+            notes.append(f"{label}epochs not given: {epochs}, where {how}")
         if capped:
             warnings.warn(
                 f"{label}the epochs to convergence derived from the data exceed {MAX_EPOCHS} (the mode picture "

@@ -18,6 +18,7 @@ __all__ = [
     "InputError",
     "ValueInputError",
     "CoordError",
+    "IncompleteDesignError",
     "NoSitesError",
     "SiteNotFoundError",
     "SiteNeverFiredError",
@@ -47,6 +48,10 @@ class ValueInputError(ReluProbeError, ValueError):
 
 class CoordError(ReluProbeError, ValueError):
     """A coordinate is missing, has the wrong length, or names nothing in the dataset."""
+
+
+class IncompleteDesignError(CoordError):
+    """A crossed-design measure (e.g. the two-way ANOVA) meets (by, within) cells with no sample."""
 
 
 class NoSitesError(ReluProbeError, ValueError):

@@ -184,6 +184,19 @@ def test_mixed_selectivity_closed_forms():
     assert rp.mixed_selectivity_score(_record(shared_net(K, n))) == 0.0
 
 
+def test_scores_of_an_incomplete_design_keep_the_structure_scores():
+    """A (context, object) cell with no sample (e.g. objects nested in contexts) makes only the
+    crossed-design ANOVA undefined: rp.scores warns and gives it NaN, the others stand."""
+    net = shared_net(3, 4)
+    ds = _record(net).isel(sample=slice(1, None))
+    pw = rp.find_pathways(ds, "context", "object")
+    with pytest.warns(DegenerateDataWarning, match="mixed_selectivity_score is NaN.*crossed design"):
+        row = rp.scores(pw, ds)  # one site: a Series
+    assert np.isnan(row["mixed_selectivity_score"]) and np.isnan(row["parallelism_score"])
+    assert row["shared_score"] == pytest.approx(1.0)  # shared_net: every unit on in every context
+    assert np.isfinite(row["node_reuse_score"]) and np.isfinite(row["dci_informativeness"])
+
+
 def test_mixed_selectivity_degenerate_and_errors():
     net = shared_net(3, 4)
     ds = _record(net)

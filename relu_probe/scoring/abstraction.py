@@ -20,7 +20,7 @@ from sklearn.svm import LinearSVC
 
 from .._util.checks import check_choice, check_int
 from ..data.access import Recording, as_recording
-from ..errors import CoordError, DegenerateDataWarning
+from ..errors import CoordError, DegenerateDataWarning, IncompleteDesignError
 from .factors import two_factors
 
 __all__ = ["ccgp_score", "parallelism_score", "default_decoder", "condition_table"]
@@ -65,7 +65,7 @@ def _ccgp(
         items_a = sorted(set(item[lab == a].tolist()))
         items_b = sorted(set(item[lab == b].tolist()))
         if len(items_a) < 2 or len(items_b) < 2:
-            raise CoordError(
+            raise IncompleteDesignError(
                 f"CCGP holds out one `{within}` condition per side, so every `{by}` value needs "
                 f"at least two `{within}` values; {by}={a!r} has {len(items_a)} and {by}={b!r} "
                 f"has {len(items_b)}."
@@ -91,7 +91,7 @@ def _parallelism(rec: Recording, by: str, within: str, pairing: str) -> float:
     n = len(items)
     for v in values:
         if sorted(set(item[lab == v].tolist())) != items:
-            raise CoordError(
+            raise IncompleteDesignError(
                 f"the parallelism score pairs conditions across `{by}` values, so every `{by}` "
                 f"value needs every `{within}` value; {by}={v!r} lacks some."
             )

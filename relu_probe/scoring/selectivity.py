@@ -12,7 +12,7 @@ import xarray as xr
 from .._util.checks import check_choice
 from ..data.access import align_importance, as_recording, Recording
 from ..data.reduce import grouped_sum
-from ..errors import CoordError, DegenerateDataWarning
+from ..errors import DegenerateDataWarning, IncompleteDesignError
 from ..pathways.importance import unit_importance
 from .factors import two_factors
 
@@ -30,7 +30,7 @@ def cell_means(rec: Recording, by: str, within: str) -> np.ndarray:
     sums, count = grouped_sum(rec.summed_activity(), [by, within])
     missing = int((count.values == 0).sum())
     if missing:
-        raise CoordError(
+        raise IncompleteDesignError(
             f"the two-way ANOVA needs a sample for every ({by}, {within}) combination; "
             f"{missing} of {count.size} combinations have none."
         )

@@ -10,7 +10,7 @@ import pandas as pd
 import xarray as xr
 
 from ..data.access import Recording, align_importance, as_recording
-from ..errors import CoordError, InputError
+from ..errors import CoordError, DegenerateDataWarning, IncompleteDesignError, InputError
 from ..pathways.find import find_pathways
 from ..pathways.result import Pathways
 from .abstraction import ccgp_score, parallelism_score
@@ -123,6 +123,17 @@ def site_recording(pathways: Any, rec: Recording) -> Recording:
     return rec.isel_units(np.flatnonzero(np.isin(have, want)))
 
 
+def _crossed(name: str, by: str, within: str, score: Any) -> float:
+    """``score()``, or NaN with a warning when the design is not crossed (a (by, within) cell
+    with no sample, e.g. objects nested in contexts): the other scores of the table stand."""
+    try:
+        return score()
+    except IncompleteDesignError as exc:
+        warnings.warn(f"{name} is NaN: {exc} It needs every {within!r} under every {by!r} (a crossed design).",
+                      DegenerateDataWarning, stacklevel=4)
+        return float("nan")
+
+
 def _one_site(
     source: Any, rec: Recording | None, by: str | None, within: str | None, importance: Any, literature: bool,
     random_state: int | None,
@@ -141,10 +152,12 @@ def _one_site(
     imp = importance
     if imp is None and isinstance(getattr(source, "importance", None), xr.DataArray):
         imp = source.importance
-    out["mixed_selectivity_score"] = mixed_selectivity_score(sub, by, imp, within=within)
+    out["mixed_selectivity_score"] = _crossed("mixed_selectivity_score", by, within,
+                                              lambda: mixed_selectivity_score(sub, by, imp, within=within))
     if literature:
-        out["ccgp_score"] = ccgp_score(sub, by, within, random_state=random_state)
-        out["parallelism_score"] = parallelism_score(sub, by, within)
+        out["ccgp_score"] = _crossed("ccgp_score", by, within,
+                                     lambda: ccgp_score(sub, by, within, random_state=random_state))
+        out["parallelism_score"] = _crossed("parallelism_score", by, within, lambda: parallelism_score(sub, by, within))
         dci = dci_score(sub, (by, within), random_state=random_state)
         out.update({f"dci_{k}": v for k, v in dci.items()})
     return out

@@ -197,6 +197,17 @@ def test_scores_of_an_incomplete_design_keep_the_structure_scores():
     assert np.isfinite(row["node_reuse_score"]) and np.isfinite(row["dci_informativeness"])
 
 
+def test_find_pathways_says_when_within_cannot_be_used():
+    """Every object under one context only (nested): `within` cannot define context sets of
+    items; find_pathways says so and uses the gating profiles (it used to drop it silently)."""
+    net = shared_net(3, 4)
+    ds = _record(net)
+    nested = ds.isel(sample=np.flatnonzero(ds["object"].values % 3 == ds["context"].values))
+    with pytest.warns(DegenerateDataWarning, match="`within`='object' is not used"):
+        pw = rp.find_pathways(nested, "context", "object")
+    assert pw.method == "profiles"
+
+
 def test_mixed_selectivity_degenerate_and_errors():
     net = shared_net(3, 4)
     ds = _record(net)

@@ -161,6 +161,13 @@ def find_pathways(
     imp = default_importance(model, rec) if importance is None else given_importance(importance, rec)
     if method == "auto":
         method = "context-sets" if within is not None and _items_complete(rec, by, within) else "profiles"
+        if within is not None and method == "profiles":
+            warn_degenerate(
+                f"no `{within}` value appears under every `{by}` value (items nested in contexts), so the "
+                f"context-set decomposition over items is not defined: `within`={within!r} is not used and the "
+                "pathways are found from each unit's gating profile over "
+                f"`{by}` (method='profiles')."
+            )
     if method == "context-sets" and within is None:
         raise CoordError(
             "method='context-sets' needs `within` (the item coord, e.g. 'object'); without "

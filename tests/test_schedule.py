@@ -117,7 +117,7 @@ def test_race_dynamics_default_lr_is_a_share_of_the_data_bound_not_the_papers():
     # digits' small input directions need millions of epochs at a stable rate: capped, with a warning
     assert ds.sizes["epoch"] == MAX_EPOCHS
     assert any("exceed" in str(w.message) and "`epochs=`" in str(w.message) for w in caught)
-    assert "capped" in ds.attrs["schedule_notes"]
+    assert "the cap" in ds.attrs["schedule_notes"] and "stops before convergence" in ds.attrs["schedule_notes"]
 
 
 def test_derived_epochs_reach_convergence_on_a_non_paper_task():

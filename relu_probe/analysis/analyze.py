@@ -602,7 +602,7 @@ def _reln_step(pw: Any, rec: Recording, X_t: torch.Tensor | None, Y: Any, traini
         notes.append(f"ReLN skipped: {missing} not given, and this ReLN (layered, deep pathways or a trunk) is not "
                      "covered by the data-derived defaults; pass them (your training loop's)")
         return None, None, None
-    reln.fit(Xn, Yn, check_lr=check_lr)
+    reln.fit(Xn, Yn, check_lr=False)  # the given lr was checked against `bound` above
     schedule = reln.schedule_
     notes.extend(schedule.notes)
     if training.lr is None:

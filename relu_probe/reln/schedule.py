@@ -62,7 +62,7 @@ from .._util.checks import check_int, check_real
 from ..errors import ReluProbeWarning, ValueInputError
 from .correlations import gated_correlations, modes
 from .spec import PathwaySpec, with_constant
-from .stability import lr_refusal, max_stable_lr, never_converges_lr, optimal_outputs
+from .stability import check_learning_rate, max_stable_lr, optimal_outputs
 
 __all__ = ["LR_FRACTION", "LOSS_RTOL", "MAX_EPOCHS", "Schedule", "StabilityProblem", "stability_problem",
            "default_lr", "convergence_epochs", "measured_epochs", "asymptote", "resolve_schedule"]
@@ -275,11 +275,11 @@ def resolve_schedule(problem: StabilityProblem | None, Y: np.ndarray, *, lr: flo
         return Schedule(lr, epochs, float("nan"), "given", "given", ())
     notes: list[str] = []
     bound = float("nan")
-    if lr is None or check_lr:
-        bound = max_stable_lr(problem.X, Y, problem.G, problem.masks, own=problem.own, linear=problem.linear)
-    if lr is not None and check_lr and lr >= bound:
-        never = never_converges_lr(problem.X, Y, problem.G, problem.masks, own=problem.own, linear=problem.linear)
-        raise lr_refusal(lr, bound, never)
+    paths = dict(own=problem.own, linear=problem.linear)
+    if lr is not None and check_lr:
+        bound = check_learning_rate(problem.X, Y, problem.G, problem.masks, lr, **paths)
+    elif lr is None:
+        bound = max_stable_lr(problem.X, Y, problem.G, problem.masks, **paths)
     lr_source = "given"
     if lr is None:
         lr = default_lr(bound)

@@ -228,10 +228,7 @@ def learning_rate_bounds(
     paths (an output bias: gate 1, reading only the constant input). ``inf`` when the data
     hold nothing to learn.
     """
-    groups = _all_groups(X, Y, G, masks, own, linear)
-    low = max(_lambda_low(X, *g) for g in groups)
-    bal = max(_lambda_balanced(X, *g) for g in groups)
-    return _rate(low), _rate(bal)
+    return never_converges_lr(X, Y, G, masks, own, linear), max_stable_lr(X, Y, G, masks, own, linear)
 
 
 def max_stable_lr(
@@ -269,11 +266,11 @@ def check_learning_rate(
     own: np.ndarray | None = None,
     linear: np.ndarray | None = None,
 ) -> float:
-    """Refuse ``lr >= 2/λ_bal`` with one :class:`ValueInputError` naming the bound; return it."""
-    groups = _all_groups(X, Y, G, masks, own, linear)
-    bound = _rate(max(_lambda_balanced(X, *g) for g in groups))
+    """Refuse ``lr >= 2/λ_bal`` with one :class:`ValueInputError` naming the bound (and
+    ``2/λ_low``, computed only then); return the bound."""
+    bound = max_stable_lr(X, Y, G, masks, own, linear)
     if lr >= bound:
-        raise lr_refusal(lr, bound, _rate(max(_lambda_low(X, *g) for g in groups)))
+        raise lr_refusal(lr, bound, never_converges_lr(X, Y, G, masks, own, linear))
     return bound
 
 

@@ -104,6 +104,10 @@ class TrainingMonitor:
     ----------
     steps : list of int
         The steps snapshotted so far (including those found in a continued store).
+    last_step : int or None
+        The largest step passed to :meth:`update` or :meth:`snapshot` so far (snapshotted or
+        not; at least the last stored step of a continued store): the number of training
+        steps is ``last_step + 1`` when :meth:`update` is called at every step.
     initial_model : torch.nn.Module or None
         A copy of the model at the step-0 snapshot taken by this monitor (None before, when
         ``keep_initial=False``, or when a continued store already held step 0).
@@ -163,6 +167,7 @@ class TrainingMonitor:
                 self._store.close()
                 raise
             self.steps = list(self._store.steps)
+        self.last_step: int | None = max(self.steps) if self.steps else None
 
     def _probe_fingerprint(self) -> tuple[str, int]:
         """Fingerprint of the probe set (:mod:`relu_probe.recording.fingerprint`) and its size."""
@@ -192,6 +197,7 @@ class TrainingMonitor:
         continued store) are skipped.
         """
         step = check_int("step", step, minimum=0)
+        self.last_step = step if self.last_step is None else max(self.last_step, step)
         if step % self.every:
             return False
         return self.snapshot(step, loss)
@@ -199,6 +205,7 @@ class TrainingMonitor:
     def snapshot(self, step: int, loss: float | None = None) -> bool:
         """Record the probe set now, labelled *step* (skipped if that step exists)."""
         step = check_int("step", step, minimum=0)
+        self.last_step = step if self.last_step is None else max(self.last_step, step)
         if step in self.steps:
             return False
         if self.steps and step < self.steps[-1]:
@@ -219,6 +226,15 @@ class TrainingMonitor:
             self._snapshots.append(ds)
         self.steps.append(step)
         return True
+
+    def losses(self) -> pd.Series:
+        """The training loss passed to :meth:`update` / :meth:`snapshot` at each snapshot,
+        indexed by step (NaN where none was given); read from the store when one is used."""
+        if self._store is not None:
+            values = self._store.losses()
+        else:
+            values = np.array([float(ds["loss"].values[0]) for ds in self._snapshots], dtype=np.float64)
+        return pd.Series(values, index=pd.Index(list(self.steps), name="step"), name="loss")
 
     def _importance(self, ds: xr.Dataset) -> xr.DataArray:
         method = self.importance
@@ -343,7 +359,7 @@ class TrainingMonitor:
                                   "TrainingMonitor(lr=...)).")
         if not self.steps:
             raise ValueInputError("no snapshot yet: call `update(step)` during training first.")
-        last = int(self.steps[-1]) + 1
+        last = int(max(self.steps[-1], self.last_step or 0)) + 1
         epochs = max(self.epochs or 0, last) if epochs is None else check_int("epochs", epochs, minimum=last)
         X = self.probe_inputs if X is None else X
         coords = check_coords(self.coords, to_numpy(Y).shape[0])

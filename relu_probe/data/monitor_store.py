@@ -73,6 +73,15 @@ class MonitorStore:
             self.lock.release()
             raise
 
+    def losses(self) -> np.ndarray:
+        """The loss stored with each committed step (NaN where none was given)."""
+        if not self.n_steps:
+            return np.zeros(0)
+        group = self._group()
+        if "loss" not in group:
+            return np.full(self.n_steps, np.nan)
+        return np.asarray(group["loss"][: self.n_steps], dtype=np.float64)
+
     def _group(self) -> Any:
         """The group as on disk (per-array metadata, not the consolidated record)."""
         return import_zarr().open_group(str(self.path), mode="r+", use_consolidated=False)

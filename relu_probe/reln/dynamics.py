@@ -55,6 +55,9 @@ __all__ = [
     "CONVENTION_RTOL",
     "LOSS_CONVENTIONS",
     "loss_convention",
+    "replays_gradient_descent",
+    "REPLAY_STEPS",
+    "REPLAY_RTOL",
     "model_outputs",
     "DEFAULT_FRACTIONS",
     "DIVERGENCE_FACTOR",
@@ -271,16 +274,121 @@ def model_outputs(model: Any, X: Any) -> np.ndarray:
     return arr.reshape(arr.shape[0], -1)
 
 
+#: Steps of training replayed at most by :func:`replays_gradient_descent` (a few hundred
+#: forward/backward passes over the samples; the early steps are where optimisers differ most).
+REPLAY_STEPS = 200
+#: Relative tolerance of a replayed loss: the same float arithmetic in another order (a mean
+#: reduction against a scaled sum) differs by rounding only, far below 1 %; momentum, Adam or a
+#: minibatch step move the early loss by much more.
+REPLAY_RTOL = 0.01
+
+
+def replays_gradient_descent(
+    initial: Any,
+    X: Any,
+    Y: Any,
+    loss: Any,
+    *,
+    lr: float,
+    factor: float,
+    steps: Any = None,
+) -> dict[str, Any]:
+    r"""Whether full-batch gradient descent reproduces a training loop's first logged losses.
+
+    From a copy of the *initial* model, ``θ_{j+1} = θ_j − lr ∇_θ L_u(θ_j)`` with
+    ``L_u = factor · ½ Σ_μ ‖y_μ − f_θ(x_μ)‖²`` (the loop's loss in its convention,
+    :func:`loss_convention`) is stepped up to the logged steps ``0 < s ≤ max(REPLAY_STEPS,
+    s_1)`` (``s_1`` the first logged step after 0; none beyond ``10 × REPLAY_STEPS``), and the
+    replayed ``L_u(θ_s)`` is compared with each logged value, allowing the initial copy to have
+    been taken one update before or after the first logged loss (one shift for every value).
+    A value matches within :data:`REPLAY_RTOL`. Momentum, Adam, minibatches, weight decay or
+    dropout do not reproduce once they move the loss by more than that within the replayed
+    steps: a loss that only looks like ``c · ½ Σ ‖y − f‖²`` at its ends is told apart from one
+    that was descended.
+
+    Returns
+    -------
+    dict
+        ``reproduced`` (True / False, or None when no logged step could be replayed),
+        ``checked`` (the steps compared) and ``worst`` (the largest relative difference at the
+        best shift).
+    """
+    import copy
+
+    curve = np.asarray(loss, dtype=np.float64).reshape(-1)
+    at = np.arange(curve.size) if steps is None else np.asarray(steps, dtype=np.int64).reshape(-1)
+    later = at[at > 0]
+    if later.size == 0 or later[0] > 10 * REPLAY_STEPS:
+        return {"reproduced": None, "checked": [], "worst": float("nan")}
+    horizon = max(REPLAY_STEPS, int(later[0]))
+    chosen = (at > 0) & (at <= horizon)
+    check_steps, observed = at[chosen], curve[chosen]
+    model = copy.deepcopy(initial)
+    params = [p for p in model.parameters() if p.requires_grad]
+    param = params[0] if params else None
+    X_t = torch.as_tensor(np.asarray(to_numpy(X)))
+    if param is not None:
+        X_t = X_t.to(device=param.device, dtype=param.dtype if param.is_floating_point() else X_t.dtype)
+    Y_t = torch.as_tensor(np.asarray(to_numpy(Y), dtype=np.float64))
+    replayed = np.empty(int(check_steps[-1]) + 2)
+    with torch.enable_grad():
+        for j in range(replayed.size):
+            out = model(X_t)
+            out = out.reshape(out.shape[0], -1)
+            target = Y_t.reshape(out.shape).to(dtype=out.dtype, device=out.device)
+            value = factor * 0.5 * ((out - target) ** 2).sum()
+            replayed[j] = float(value.detach())
+            if j + 1 == replayed.size:
+                break
+            grads = torch.autograd.grad(value, params, allow_unused=True)
+            with torch.no_grad():
+                for p, g in zip(params, grads):
+                    if g is not None:
+                        p.sub_(lr * g)
+    best = float("inf")
+    for shift in (0, -1, 1):  # the copy taken with the first logged loss, one update after, one before
+        index = check_steps - shift
+        if index.min() < 0 or index.max() >= replayed.size:
+            continue
+        r = replayed[index]
+        rel = np.abs(observed - r) / np.maximum(np.maximum(np.abs(observed), np.abs(r)), 1e-300)
+        best = min(best, float(rel.max()))
+    return {"reproduced": bool(best <= REPLAY_RTOL), "checked": [int(s) for s in check_steps], "worst": best}
+
+
 def loss_convention(
     loss: Any,
     Y: Any,
     outputs: Any,
     *,
     initial_outputs: Any = None,
+    steps: Any = None,
+    final_step: int | None = None,
 ) -> dict[str, Any]:
     """Which convention of :data:`LOSS_CONVENTIONS` the loss curve *loss* follows (module
     docstring), checked against ``½ Σ ‖Y − outputs‖²`` of the trained model (last value) and,
     with *initial_outputs*, of the untrained one (first value).
+
+    Parameters
+    ----------
+    loss : array-like (n,)
+        Loss values, one per epoch (the default), or taken at *steps* (e.g. a training
+        monitor's snapshots).
+    Y, outputs : array-like (P, m)
+        Targets and the trained model's outputs.
+    initial_outputs : array-like (P, m), optional
+        The untrained model's outputs; the first value is checked against them when it was
+        taken at step 0.
+    steps : array-like of int (n,), optional
+        The steps at which the values were taken (increasing); default ``0 … n−1``.
+    final_step : int, optional
+        The last step of training (the trained model follows it); default ``steps[-1]``.
+
+    Each value may precede or follow the update of its step, and the last one precedes
+    ``final_step − steps[-1]`` more updates: the match tolerates the curve's per-step change
+    there (``|Δloss| / Δstep`` between the two values at that end) times the steps in between
+    plus one, on top of :data:`CONVENTION_RTOL`. With one value per epoch that is the last
+    (first) one-epoch change.
 
     Returns
     -------
@@ -304,10 +412,22 @@ def loss_convention(
     if initial_outputs is not None:
         init = np.asarray(initial_outputs, dtype=np.float64).reshape(Yn.shape)
         start = 0.5 * float(((Yn - init) ** 2).sum())
-    # the model may be snapshotted before or after the update of the epoch whose loss is logged:
-    # one step's change of the loss is tolerated at either end
-    step = abs(float(curve[-1] - curve[-2])) if curve.size > 1 else 0.0
-    first_step = abs(float(curve[1] - curve[0])) if curve.size > 1 else 0.0
+    at = np.arange(curve.size) if steps is None else np.asarray(steps, dtype=np.int64).reshape(-1)
+    if at.shape != curve.shape or (at.size > 1 and np.any(np.diff(at) <= 0)) or (at.size and at[0] < 0):
+        raise ValueInputError(
+            f"`steps` must be {curve.size} increasing non-negative steps, one per loss value; got {describe(steps)}."
+        )
+    end_step = int(at[-1]) if final_step is None else int(final_step)
+    if end_step < at[-1]:
+        raise ValueInputError(f"`final_step` ({end_step}) precedes the last loss value's step ({int(at[-1])}).")
+    if start is not None and at[0] != 0:
+        start = None  # the first value was not taken at initialisation
+    # the model may be snapshotted before or after the update of the step whose loss is logged,
+    # and the last value may precede more updates: the per-step change at each end is tolerated
+    rate_end = abs(float(curve[-1] - curve[-2])) / float(at[-1] - at[-2]) if curve.size > 1 else 0.0
+    rate_start = abs(float(curve[1] - curve[0])) / float(at[1] - at[0]) if curve.size > 1 else 0.0
+    step = rate_end * (end_step - int(at[-1]) + 1)
+    first_step = rate_start
     checked = "last value" + (" and first value" if start is not None else "")
     for name, (description, factor) in LOSS_CONVENTIONS.items():
         c = float(factor(P, m))

@@ -1,0 +1,205 @@
+"""The loss convention of a training loop known only through a TrainingMonitor (no loss curve):
+read off the losses the monitor kept at its snapshots, or stated as unchecked."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import relu_probe as rp
+from relu_probe.reln.dynamics import loss_convention, model_outputs
+
+EPOCHS = 201
+EFFECTIVE_LR = 5e-3  # the rate on the summed loss ½Σ‖y − f(x)‖² every loop below trains at
+
+
+def _train(loss_kind: str, *, every: int = 50, log_loss: bool = True, keep_initial: bool = True,
+           steps: int = EPOCHS, tell_epochs: bool = True):
+    X, Y, coords = rp.tasks.contextual_task(3)
+    P, m = Y.shape
+    model = rp.tasks.paper_network(3, width=40, seed=0)
+    factor = {"sum": 1.0, "mse": 2.0 / (P * m)}.get(loss_kind, 1.0)
+    lr = EFFECTIVE_LR / factor
+    mon = rp.TrainingMonitor(model, X, coords=coords, every=every, by="context", within="object", lr=lr,
+                             epochs=steps if tell_epochs else None, keep_initial=keep_initial)
+    opt = (torch.optim.Adam(model.parameters(), lr=1e-3) if loss_kind == "adam"
+           else torch.optim.SGD(model.parameters(), lr=lr))
+    for step in range(steps):
+        opt.zero_grad()
+        out = model(X)
+        loss = (torch.nn.functional.mse_loss(out, Y) if loss_kind in ("mse", "adam")
+                else 0.5 * ((out - Y) ** 2).sum())
+        loss.backward()
+        opt.step()  # the monitor sees the model after the update of the loss it is given
+        mon.update(step, loss.item() if log_loss else None)
+    return model, X, Y, coords, mon, lr, factor
+
+
+def _analyze(model, X, Y, coords, mon):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return rp.analyze(model, X, Y=Y, coords=coords, by="context", within="object", attribution=False,
+                          literature=False, monitor=mon, predict=False)
+
+
+def _notes(res, word="convention"):
+    return [n for n in res.notes if word in n]
+
+
+def test_sparse_values_identify_the_convention():
+    """Values at snapshot steps (every 50 of 201 epochs) identify the same convention as the
+    whole curve, and a scaled copy (a minibatch-like loss) is refused."""
+    model, X, Y, coords, mon, lr, factor = _train("mse")
+    losses = mon.losses()
+    assert list(losses.index) == [0, 50, 100, 150, 200] and np.isfinite(losses).all()
+    out, first = model_outputs(model, X), model_outputs(mon.initial_model, X)
+    r = loss_convention(losses.to_numpy(), Y, out, initial_outputs=first, steps=losses.index, final_step=EPOCHS - 1)
+    assert r["convention"] == "mse" and r["checked"] == "last value and first value"
+    assert r["factor"] == pytest.approx(factor)
+    assert loss_convention(losses.to_numpy() / 3, Y, out, steps=losses.index)["convention"] is None
+    # the first value is checked only when it was taken at step 0
+    late = losses.iloc[1:]
+    assert loss_convention(late.to_numpy(), Y, out, initial_outputs=first, steps=late.index)["checked"] == "last value"
+    with pytest.raises(rp.errors.ValueInputError, match="`steps` must be 5 increasing"):
+        loss_convention(losses.to_numpy(), Y, out, steps=[0, 50, 50, 100, 200])
+    with pytest.raises(rp.errors.ValueInputError, match="`final_step`"):
+        loss_convention(losses.to_numpy(), Y, out, steps=losses.index, final_step=10)
+
+
+@pytest.mark.parametrize("kind", ["mse", "sum"])
+def test_analyze_reads_the_convention_off_the_monitor(kind):
+    """A torch MSELoss loop at lr/c trains like the summed loss at lr: analyze's ReLN runs at the
+    same rate on the summed loss for both loops (before, the MSELoss loop's lr was taken as a
+    rate on the summed loss, 1/c = P·m/2 = 720 times too fast)."""
+    model, X, Y, coords, mon, lr, factor = _train(kind)
+    res = _analyze(model, X, Y, coords, mon)
+    assert res.reln.lr == pytest.approx(EFFECTIVE_LR)
+    (note,) = _notes(res)
+    assert "5 snapshots" in note and "first value checked" in note
+    assert "gradient descent at lr" in note and "reproduces its steps 50–200" in note
+    assert ("torch MSELoss" in note) == (kind == "mse") and ("are the summed" in note) == (kind == "sum")
+
+
+def test_the_monitor_knows_the_last_step_when_it_is_not_a_snapshot():
+    """230 steps snapshotted every 50 (last snapshot 200), no `epochs` told: the ReLN runs the
+    230 epochs of training and the last loss is checked 29 updates before the trained model
+    (before, epochs were the last snapshot + 1 = 201 and that check failed: "matches none")."""
+    model, X, Y, coords, mon, lr, factor = _train("mse", steps=230, tell_epochs=False)
+    assert mon.steps[-1] == 200 and mon.last_step == 229
+    res = _analyze(model, X, Y, coords, mon)
+    assert "epochs 230: the last step the training monitor was updated at + 1" in res.notes
+    (note,) = _notes(res)
+    assert "torch MSELoss" in note and res.reln.lr == pytest.approx(EFFECTIVE_LR)
+    assert res.reln.loss_curve_.size == 230
+
+
+def test_analyze_says_when_the_monitor_losses_match_no_convention():
+    model, X, Y, coords, mon, lr, _ = _train("adam")
+    res = _analyze(model, X, Y, coords, mon)
+    (note,) = _notes(res)
+    # its losses are MSELoss values, but no full-batch gradient descent gives them
+    assert "torch MSELoss" in note and "does not reproduce its steps 50–200" in note and "Adam" in note
+    assert res.reln.lr == pytest.approx(lr)  # as given, and said so
+
+
+def test_analyze_says_when_the_convention_cannot_be_checked():
+    model, X, Y, coords, mon, lr, _ = _train("sum", log_loss=False)
+    assert mon.losses().isna().all()
+    res = _analyze(model, X, Y, coords, mon)
+    (note,) = _notes(res)
+    assert note.startswith("loss convention not checked: the training monitor kept fewer than two losses")
+    assert "MSELoss()" in note and res.reln.lr == pytest.approx(lr)
+
+
+def test_monitor_losses_survive_a_store(tmp_path):
+    X, Y, coords = rp.tasks.contextual_task(3)
+    model = rp.tasks.paper_network(3, width=10, seed=0)
+    with rp.TrainingMonitor(model, X, coords=coords, every=1, store=tmp_path / "m.zarr") as mon:
+        mon.update(0, 2.5)
+        mon.update(1)
+        mon.update(2, 1.5)
+    with rp.TrainingMonitor(model, X, coords=coords, every=1, store=tmp_path / "m.zarr") as again:
+        losses = again.losses()
+    assert list(losses.index) == [0, 1, 2]
+    np.testing.assert_array_equal(losses.to_numpy(), [2.5, np.nan, 1.5])
+
+
+def _dense(kind: str, dtype=torch.float64, epochs: int = 60):
+    """A loop of *kind* on the 3-context task; its logged losses and the untrained copy."""
+    import copy
+
+    X, Y, _ = rp.tasks.contextual_task(3)
+    P, m = Y.shape
+    model = rp.tasks.paper_network(3, width=40, seed=1).to(dtype)
+    X, Y = X.to(dtype), Y.to(dtype)
+    initial = copy.deepcopy(model)
+    c = 1.0 if kind == "sum" else 2.0 / (P * m)
+    lr = EFFECTIVE_LR / c
+    opt = {"adam": lambda p: torch.optim.Adam(p, lr=1e-3),
+           "momentum": lambda p: torch.optim.SGD(p, lr=lr, momentum=0.9),
+           "weight_decay": lambda p: torch.optim.SGD(p, lr=lr, weight_decay=1e-3)}.get(
+        kind, lambda p: torch.optim.SGD(p, lr=lr))(model.parameters())
+    gen = torch.Generator().manual_seed(0)
+    curve = []
+    for _ in range(epochs):
+        opt.zero_grad()
+        rows = torch.randperm(P, generator=gen)[: P // 2] if kind == "minibatch" else slice(None)
+        out = model(X[rows])
+        loss = 0.5 * ((out - Y[rows]) ** 2).sum() if kind == "sum" else torch.nn.functional.mse_loss(out, Y[rows])
+        curve.append(loss.item())
+        loss.backward()
+        opt.step()
+    return model, initial, X, Y, np.array(curve), lr, c
+
+
+@pytest.mark.parametrize("kind,dtype", [("sum", torch.float64), ("mse", torch.float64), ("mse", torch.float32)])
+def test_replay_reproduces_plain_gradient_descent(kind, dtype):
+    from relu_probe.reln.dynamics import replays_gradient_descent
+
+    _, initial, X, Y, curve, lr, c = _dense(kind, dtype)
+    r = replays_gradient_descent(initial, X, Y, curve, lr=lr, factor=c)
+    assert r["reproduced"] is True and r["checked"] == list(range(1, 60))
+    assert r["worst"] < (1e-12 if dtype == torch.float64 else 1e-4)
+    # a copy taken one update after the first logged loss (a monitor updated after opt.step())
+    after = _dense(kind, dtype, epochs=1)[0]
+    assert replays_gradient_descent(after, X, Y, curve, lr=lr, factor=c)["reproduced"] is True
+    # the same loop at another rate does not reproduce it
+    assert replays_gradient_descent(initial, X, Y, curve, lr=1.5 * lr, factor=c)["reproduced"] is False
+
+
+@pytest.mark.parametrize("kind", ["adam", "momentum", "weight_decay", "minibatch"])
+def test_replay_tells_other_optimisers_apart(kind):
+    from relu_probe.reln.dynamics import REPLAY_RTOL, replays_gradient_descent
+
+    _, initial, X, Y, curve, lr, c = _dense(kind, epochs=200)  # the whole replay window
+    r = replays_gradient_descent(initial, X, Y, curve, lr=lr, factor=c)
+    assert r["reproduced"] is False and r["worst"] > REPLAY_RTOL
+
+
+def test_replay_needs_a_logged_step_it_can_reach():
+    from relu_probe.reln.dynamics import REPLAY_STEPS, replays_gradient_descent
+
+    _, initial, X, Y, curve, lr, c = _dense("mse", epochs=3)
+    r = replays_gradient_descent(initial, X, Y, curve[:1], lr=lr, factor=c)
+    assert r["reproduced"] is None and r["checked"] == []
+    far = replays_gradient_descent(initial, X, Y, curve[:2], lr=lr, factor=c, steps=[0, 10 * REPLAY_STEPS + 1])
+    assert far["reproduced"] is None
+
+
+def test_analyze_does_not_compare_an_adam_curve_that_looks_like_a_mean_loss():
+    """An Adam loop's logged MSELoss values match the mean convention at both ends; the replay
+    from the untrained network shows they are not gradient descent, so the curve is shown but
+    not compared (before, it was compared epoch by epoch at lr × c)."""
+    model, initial, X, Y, curve, _, _ = _dense("adam", epochs=200)
+    _, _, coords = rp.tasks.contextual_task(3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = rp.analyze(model, X, Y=Y, coords=coords, by="context", within="object", attribution=False,
+                         literature=False, loss_curve=curve, lr=1e-3, init_network=initial, predict=False)
+    (note,) = [n for n in res.notes if n.startswith("loss curve:")]
+    assert "torch MSELoss" in note and "does not reproduce" in note and "not compared" in note
+    assert "reln" not in (res.comparison or {})
+    assert res.reln.lr == pytest.approx(1e-3)

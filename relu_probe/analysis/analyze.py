@@ -57,7 +57,7 @@ from ..pathways.profiles import gating_profile
 from ..recording.recorder import record
 from ..recording.model import preserved_state, unwrap_model
 from ..reln.dynamics import as_loss_curve, compare_dynamics, loss_convention, model_outputs, replays_gradient_descent
-from ..reln.init import init_std_from_trained, one_hidden_layer
+from ..reln.init import hidden_biases, init_std_from_trained, one_hidden_layer
 from ..reln.layered import LayeredSpec
 from ..reln.predict import DEFAULT_MAX_EXHAUSTIVE, predict_structure, structure_table
 from ..reln.race import RACE_METHODS, race_from_spec
@@ -485,7 +485,10 @@ def _training(model: Any, monitor: Any, X_t: torch.Tensor | None, Y: Any, relu_l
     elif init_std is not None:
         init["init_std"] = init_std
         init["width"] = _hidden_width(model)
-        notes.append(f"initial state: Gaussian weights of the `init_std` given on the model's {init['width']} units")
+        biased = model is not None and bool(np.any(hidden_biases(unwrap_model(model)) != 0))
+        notes.append(f"initial state: Gaussian weights of the `init_std` given on the model's {init['width']} units"
+                     + (" (its initial hidden biases are not modelled: pass the untrained copy as `init_network` "
+                        "to include them)" if biased else ""))
     elif model is not None and X_t is not None:
         init.update(_init_from_trained(model, X_t, rec, notes))
     return _Training(lr_user=lr, lr=None if lr is None else lr * factor, epochs=epochs, loss=loss,
@@ -638,7 +641,7 @@ def _init_from_trained(model: Any, X_t: torch.Tensor, rec: Recording, notes: lis
 def _hidden_width(model: Any) -> int:
     """The hidden width of a one-hidden-layer MLP (for ``init_std``)."""
     try:
-        return int(one_hidden_layer(unwrap_model(model))[0].shape[0])
+        return int(one_hidden_layer(unwrap_model(model), allow_biases=True)[0].shape[0])
     except Exception as exc:  # noqa: BLE001 - re-raised as one clear error
         raise ValueInputError(
             "`init_std` needs a one-hidden-layer ReLU MLP `model` (its hidden width); for other "

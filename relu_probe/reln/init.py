@@ -151,10 +151,9 @@ def mean_state_from_init(
     )
 
 
-def one_hidden_layer(model: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``(W1, W2)`` of a bias-free one-hidden-layer ReLU MLP (first and last ``nn.Linear``;
-    biases that are all zero are accepted, others refused: the initial state of a biased
-    network's pathways is not modelled here)."""
+def one_hidden_layer(model: Any, *, allow_biases: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``(W1, W2)`` of a one-hidden-layer ReLU MLP (first and last ``nn.Linear``); nonzero
+    biases are refused unless *allow_biases* (then :func:`hidden_biases` reads the hidden ones)."""
     if not isinstance(model, nn.Module):
         raise InputError(f"`network` must be a torch.nn.Module, got {describe(model)}.")
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
@@ -165,7 +164,7 @@ def one_hidden_layer(model: Any) -> tuple[np.ndarray, np.ndarray]:
             f"{len(linears)} Linear and {len(relus)} ReLU modules."
         )
     for layer in linears:
-        if layer.bias is not None and bool(layer.bias.detach().abs().max() > 0):
+        if not allow_biases and layer.bias is not None and bool(layer.bias.detach().abs().max() > 0):
             raise ValueInputError(
                 "`network` has nonzero biases; the pathways' initial state is computed for bias-free "
                 "networks (Linear(bias=False) or zero biases)."
@@ -178,6 +177,14 @@ def one_hidden_layer(model: Any) -> tuple[np.ndarray, np.ndarray]:
             f"{W1.shape[0]} units."
         )
     return W1, W2
+
+
+def hidden_biases(model: Any) -> np.ndarray:
+    """The hidden layer's biases of a one-hidden-layer ReLU MLP (zeros without a bias)."""
+    first = next(m for m in model.modules() if isinstance(m, nn.Linear))
+    if first.bias is None:
+        return np.zeros(first.out_features)
+    return first.bias.detach().cpu().double().numpy()
 
 
 def layer_weight_stds(network: Any, n_weights: int) -> list[float]:
@@ -206,13 +213,23 @@ def mean_state_from_network(
     masks: np.ndarray,
     items: np.ndarray,
 ) -> MeanState:
-    """Mean state of the given (untrained) network's own units (module docstring)."""
-    W1, W2 = one_hidden_layer(network)
+    """Mean state of the given (untrained) network's own units (module docstring).
+
+    A hidden bias ``b_u`` is the weight of a constant input that every pathway reads (as the
+    ReLN models it): ``x → [x, 1]``, ``w1_u → [w1_u, b_u]`` in the gating and the drive ``b0``.
+    """
+    W1, W2 = one_hidden_layer(network, allow_biases=True)
     if W1.shape[1] != X.shape[1]:
         raise ValueInputError(
             f"`network` reads {W1.shape[1]} inputs but `X` has {X.shape[1]} features."
         )
     w2_sq = (W2**2).sum(0) / W2.shape[0]
+    b1 = hidden_biases(network)
+    if np.any(b1 != 0):
+        ones = np.ones((X.shape[0], 1))
+        return mean_state_from_units(np.hstack([W1, b1[:, None]]), w2_sq, np.hstack([X, ones]), sets, context,
+                                     np.hstack([masks, np.ones((masks.shape[0], 1))]), items,
+                                     source="network weights and hidden biases")
     return mean_state_from_units(W1, w2_sq, X, sets, context, masks, items, source="network weights")
 
 
@@ -238,15 +255,16 @@ def init_std_from_trained(network: Any, X: np.ndarray) -> tuple[tuple[float, flo
     is available it stands for both. Each estimate needs :data:`MIN_UNTOUCHED` weights.
     Returns ``((σ_in, σ_out), h, description)`` or None when neither can be read.
     """
-    W1, W2 = one_hidden_layer(network)
+    W1, W2 = one_hidden_layer(network, allow_biases=True)  # biases leave the same weights untouched
     X = np.asarray(X, dtype=np.float64)
+    b1 = hidden_biases(network)
     if W1.shape[1] != X.shape[1]:
         raise ValueInputError(f"`network` reads {W1.shape[1]} inputs but `X` has {X.shape[1]} features.")
     h = W1.shape[0]
     _, sv, Vt = np.linalg.svd(X, full_matrices=True)
     rank = int(np.sum(sv > 1e-10 * max(float(sv.max()), 1e-300))) if sv.size else 0
     null = Vt[rank:]
-    dead = np.all(X @ W1.T <= 0, axis=0)
+    dead = np.all(X @ W1.T + b1 <= 0, axis=0)
     s_in = s_out = None
     how: list[str] = []
     if null.shape[0] and h * null.shape[0] >= MIN_UNTOUCHED:
@@ -311,8 +329,9 @@ class InitRule:
         if network is not None and (init_std is not None or width is not None):
             raise ValueInputError("pass either `network` or `init_std`/`width`, not both.")
         if network is not None:
-            one_hidden_layer(network)  # validate now
-            self.source = "network weights"
+            one_hidden_layer(network, allow_biases=True)  # validate now
+            self.source = ("network weights and hidden biases" if np.any(hidden_biases(network) != 0)
+                           else "network weights")
             return
         if (init_std is None) != (width is None):
             raise ValueInputError(

@@ -112,7 +112,10 @@ class ReLN(GDLN):
     (:mod:`relu_probe.reln.small_init`). ``lr=None`` / ``epochs=None`` are derived from the data
     at :meth:`fit` (as :class:`relu_probe.GDLN`, :mod:`relu_probe.reln.schedule`; the paper's
     are ``rp.tasks.PAPER_LR`` / ``PAPER_EPOCHS``, on request). ``context`` stores per-sample
-    context labels used by :meth:`fit` when none are passed.
+    context labels used by :meth:`fit` when none are passed; ``items`` per-sample item labels
+    for the default initial state (which samples are one item), else items are samples with
+    equal non-cue inputs (so noisy repeats of an item need ``items``; :meth:`from_pathways`
+    takes them from the pathways' ``within`` coord).
 
     Build one from a :class:`relu_probe.Pathways` with :meth:`from_pathways`.
 
@@ -156,6 +159,7 @@ class ReLN(GDLN):
         device: str | torch.device = "cpu",
         progress: bool | None = None,
         context: Any = None,
+        items: Any = None,
     ) -> None:
         super().__init__(
             gates,
@@ -182,6 +186,7 @@ class ReLN(GDLN):
             progress=progress,
         )
         self.context = context
+        self.items = items
 
     def fit(
         self,
@@ -231,7 +236,10 @@ class ReLN(GDLN):
         ):
             ctx = np.asarray(context)
             cue = cue_inputs(Xn, sample_groups(None, ctx))
-            state = context_set_state(Xn, Yn, list(sets), ctx, spec.inputs.astype(np.float64), cue)
+            items = None if self.items is None else np.asarray(self.items).reshape(-1)
+            if items is not None and items.shape[0] != Xn.shape[0]:
+                raise ValueInputError(f"`items` has {items.shape[0]} labels but `X` has {Xn.shape[0]} samples.")
+            state = context_set_state(Xn, Yn, list(sets), ctx, spec.inputs.astype(np.float64), cue, within=items)
         else:
             state = MeanState.from_pi0(np.full(spec.n_pathways, default_pi0(Xn, Yn)),
                                        source=f"default small init (π0 = {DEFAULT_RELATIVE_INIT:g} × σ1 of the "
@@ -398,6 +406,9 @@ class ReLN(GDLN):
             gating = resolve_gates(G, Xn.shape[0], warn_empty=False)
             inputs = resolve_inputs("auto", gating, resolve_shared(params.get("shared"), gating), Xn, context)
         params.setdefault("context", context)
+        within = getattr(one, "within", None)
+        if within is not None and within in one.sample_gates.coords:
+            params.setdefault("items", np.asarray(one.sample_gates[within].values))
         params.setdefault("rule", "residual")
         hidden = 100 if hidden is None else hidden
         source = None

@@ -104,3 +104,26 @@ def test_analyze_takes_the_initial_state_of_a_biased_network():
                          literature=False, loss_curve=curve, lr=5e-3, init_network=initial, predict=False)
     assert "network weights and hidden biases" in res.reln.init_source_
     assert not [n for n in res.notes if "nonzero biases" in n]
+
+
+def test_noisy_repeats_of_an_item_are_one_item_for_the_default_init():
+    """Two noisy repeats of every (object, context): no two samples share their non-cue inputs,
+    so the items must come from the pathways' `within` coord (before, the default init saw
+    every sample as its own item and refused: "no candidate pathway has a unit")."""
+    X0, Y0, coords0 = rp.tasks.contextual_task(3)
+    gen = torch.Generator().manual_seed(0)
+    X = torch.cat([X0, X0]) + 0.05 * torch.randn(2 * X0.shape[0], X0.shape[1], generator=gen, dtype=X0.dtype)
+    Y = torch.cat([Y0, Y0])
+    coords = {k: np.concatenate([v, v]) for k, v in coords0.items()}
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(X.shape[1], 60, bias=False), nn.ReLU(),
+                          nn.Linear(60, Y.shape[1], bias=False)).double()
+    with torch.no_grad():
+        for layer in (model[0], model[2]):
+            layer.weight.mul_(0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = rp.analyze(model, X, Y=Y, coords=coords, by="context", within="object", attribution=False,
+                         literature=False, lr=1e-3, epochs=20, predict=False)
+    assert res.reln is not None and res.reln.items is not None
+    np.testing.assert_array_equal(res.reln.items, coords["object"])

@@ -389,3 +389,30 @@ def test_analysis_per_site_reports_and_round_trips(tmp_path):
     assert "loss_race" not in deep.dynamics and any("layered ReLN" in n for n in deep.notes)
     again = rp.Analysis.load(deep.save(tmp_path / "deep"))
     np.testing.assert_allclose(again.dynamics["loss_reln"].values, deep.dynamics["loss_reln"].values)
+
+
+@pytest.mark.parametrize("with_model", [True, False])
+def test_repeating_some_cells_samples_leaves_the_masses_as_they_are(with_model):
+    """Every (item, context) cell weighs the same whatever its number of samples: the samples
+    of context 0 four times and of context 2 twice give the exact balanced masses (readout
+    importance: 0.1942 for the full set, 0.2686 for each pair). Before, the repeated cells
+    weighed more: 0.345 / 0.288 / 0.173 for the pairs with the readout importance."""
+    net = T.scaled_pathway_net()
+    context = net.coords["context"]
+    rows = np.concatenate([np.arange(context.size), np.repeat(np.flatnonzero(context == 0), 3),
+                           np.flatnonzero(context == 2)])
+    X = net.X[torch.from_numpy(rows)]
+    coords = {k: v[rows] for k, v in net.coords.items()}
+    model = net.model if with_model else None
+    balanced = rp.find_pathways(rp.record(net.model, net.X, coords=net.coords, **net.record), "context", "object",
+                                model=model)
+    repeated = rp.find_pathways(rp.record(net.model, X, coords=coords, **net.record), "context", "object",
+                                model=model)
+    masses = {tuple(c): m for c, m in zip(repeated.summary()["contexts"], repeated.summary()["mass"])}
+    expected = {tuple(c): m for c, m in zip(balanced.summary()["contexts"], balanced.summary()["mass"])}
+    assert masses.keys() == expected.keys()
+    for key, value in expected.items():
+        assert masses[key] == pytest.approx(value, rel=1e-9)
+    if with_model:
+        for key, value in net.expected["masses"].items():
+            assert masses[key] == pytest.approx(value, rel=1e-9)

@@ -57,14 +57,16 @@ def complete_items(count: np.ndarray) -> np.ndarray:
 
 
 def context_set_mass(
-    rec: Recording, by: str, within: str, importance: np.ndarray, on_fraction: float
+    rec: Recording, by: str, within: str, importance: np.ndarray, on_fraction: float, *,
+    rebalance: bool = False,
 ) -> ContextSets:
     r"""Mass of every (unit, context set) pair.
 
     For unit *u* and item *o*, :math:`S(u, o) = \{c : u \text{ on in cell } (o, c)\}`
     (:func:`relu_probe.pathways.onsets.cell_on`: gate rate above ``on_fraction``; for
     channel units above ``on_fraction`` times the channel's own largest cell rate). With
-    :math:`A(u, o) = \sum_{c \in S(u,o)} a_u(o, c)` (summed activity), the pair's mass is
+    :math:`A(u, o) = \sum_{c \in S(u,o)} a_u(o, c)`, :math:`a_u(o, c)` the unit's mean
+    activity over the samples of cell :math:`(o, c)`, the pair's mass is
 
     .. math:: m(u, o) = I_u \, \frac{A(u, o)}{\sum_{o'} A(u, o')}
 
@@ -73,6 +75,13 @@ def context_set_mass(
     this is exactly :math:`\lVert W_{:,u} \rVert \sum_{c} a_u(o, c) / P`, the weighting of
     Jarvis et al. (arXiv 2503.06181), and with the activity importance it is
     :math:`\sum_c a_u(o, c)`.
+
+    **Cells, not samples.** Every (item, context) cell weighs the same whatever its number of
+    samples: :math:`a_u(o, c)` is a mean over the cell, and with ``rebalance`` (the readout and
+    activity importances, which are :math:`\propto \bar a_u`) the sample mean
+    :math:`\bar a_u` in :math:`I_u` is replaced by the mean over cells,
+    :math:`I_u \to I_u \, \bar a_u^{\mathrm{cells}} / \bar a_u`. Repeating the samples of
+    some cells then leaves every mass as it was; on a balanced design nothing changes.
 
     **Unbalanced designs.** The context set of an item seen under only some contexts is not
     defined — a unit on wherever the item was shown could be shared or context-specific —
@@ -107,8 +116,13 @@ def context_set_mass(
             UserWarning,
             stacklevel=4,
         )
+    cells = count.values > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cell_mean = np.where(cells[None], total.values / np.where(cells, count.values, 1.0)[None], 0.0)
+    if rebalance:
+        importance = _cell_balanced(importance, total.values, count.values, cell_mean, cells)
     on = _on_cells(rec, rate.values[:, complete, :], on_fraction)
-    act = np.where(on, total.values[:, complete, :], 0.0).sum(2)  # (U, O)
+    act = np.where(on, cell_mean[:, complete, :], 0.0).sum(2)  # (U, O)
     per_unit = act.sum(1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(per_unit > 0, act / np.where(per_unit > 0, per_unit, 1.0), 0.0)
@@ -126,6 +140,20 @@ def context_set_mass(
     np.add.at(membership, (unit_index, inverse.reshape(-1)), flat_w[keep])
     contexts = [tuple(context_values[j] for j in np.flatnonzero(row)) for row in sets]
     return ContextSets(contexts, membership, unassigned, np.zeros(U, bool), info)
+
+
+def _cell_balanced(importance: np.ndarray, total: np.ndarray, count: np.ndarray, cell_mean: np.ndarray,
+                   cells: np.ndarray) -> np.ndarray:
+    """``I_u ā_u^cells / ā_u`` (:func:`context_set_mass`): the importance with every present
+    (item, context) cell weighing the same; units with no activity keep theirs (zero share)."""
+    n = count.sum()
+    sample_mean = total.sum(axis=(1, 2)) / n if n > 0 else np.zeros(total.shape[0])
+    per_cell = cell_mean.sum(axis=(1, 2)) / max(int(cells.sum()), 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(sample_mean > 0, per_cell / np.where(sample_mean > 0, sample_mean, 1.0), 1.0)
+    out = np.asarray(importance, dtype=np.float64) * ratio
+    total_out = out.sum()
+    return out / total_out if total_out > 0 else out
 
 
 def _on_cells(rec: Recording, rate: np.ndarray, on_fraction: float) -> np.ndarray:

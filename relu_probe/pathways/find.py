@@ -106,8 +106,11 @@ def find_pathways(
 
     normalised so that :math:`\sum_S m_S = 1` within each site. With the readout importance
     this equals the paper's :math:`\lVert W_{:,u} \rVert \sum_c \mathrm{ReLU}(z_u(o,c))`
-    weighting. Items that do not appear under every context are left out with a warning
-    (their context set is not defined).
+    weighting. :math:`a_u(o, c)` is the unit's mean over the samples of cell :math:`(o, c)`, and
+    the readout / activity importance is taken over cells too, so every cell weighs the same
+    whatever its number of samples (repeating some cells' samples changes no mass;
+    :func:`relu_probe.pathways.context_sets.context_set_mass`). Items that do not appear under
+    every context are left out with a warning (their context set is not defined).
 
     ``"profiles"`` (items do not repeat across contexts): every unit's own on-set is read
     from its gating profile :math:`P(\text{on} \mid c)`
@@ -189,7 +192,8 @@ def find_pathways(
         total = raw.sum()
         site_imp = raw / total if total > 0 else np.full(raw.size, 1.0 / max(raw.size, 1))
         if method == "context-sets":
-            found = context_set_mass(sub, by, within, site_imp, on_fraction)
+            found = context_set_mass(sub, by, within, site_imp, on_fraction,
+                                     rebalance=imp.attrs.get("method") in ("readout", "activity"))
         elif method == "profiles":
             found = _profiles(sub, by, site_imp, n_pathways, random_state, on_fraction, on_floor)
         else:

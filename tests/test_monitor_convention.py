@@ -203,3 +203,29 @@ def test_analyze_does_not_compare_an_adam_curve_that_looks_like_a_mean_loss():
     assert "torch MSELoss" in note and "does not reproduce" in note and "not compared" in note
     assert "reln" not in (res.comparison or {})
     assert res.reln.lr == pytest.approx(1e-3)
+
+
+def test_a_reln_still_on_its_plateau_is_said_to_be():
+    """A two-hidden-layer MLP at PyTorch's default init learns at once; the layered ReLN from the
+    default small init (no untrained copy given) has not left its plateau after the same
+    epochs: a note says so and how to give the initial state (before: only the numbers)."""
+    X, Y, coords = rp.tasks.contextual_task(3)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(X.shape[1], 32), torch.nn.ReLU(), torch.nn.Linear(32, 32),
+                                torch.nn.ReLU(), torch.nn.Linear(32, Y.shape[1])).double()
+    opt = torch.optim.SGD(model.parameters(), lr=2e-3)
+    curve = []
+    for _ in range(600):
+        opt.zero_grad()
+        loss = 0.5 * ((model(X) - Y) ** 2).sum()
+        curve.append(loss.item())
+        loss.backward()
+        opt.step()
+    assert curve[-1] < 0.5 * curve[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = rp.analyze(model, X, Y=Y, coords=coords, by="context", within="object", attribution=False,
+                         literature=False, loss_curve=curve, lr=2e-3, predict=False)
+    (note,) = _notes(res, "initial plateau")
+    assert res.reln.loss_curve_[-1] > 0.5 * res.reln.loss_curve_[0]
+    assert "the ReLN ends at" in note and "pass the untrained network" in note

@@ -713,6 +713,29 @@ def _reln_step(pw: Any, rec: Recording, X_t: torch.Tensor | None, Y: Any, traini
     return reln, Xn, Yn
 
 
+#: A loss curve that ends above this fraction of its initial loss has not left its first plateau.
+PLATEAU_FRACTION = 0.5
+
+
+def _note_plateau(reln: ReLN, relu_loss: np.ndarray, training: _Training, notes: list[str]) -> None:
+    """Say so when the ReLN is still on its initial plateau (its last loss above
+    :data:`PLATEAU_FRACTION` of its first) where the ReLU network left it: an epoch-by-epoch
+    comparison then mostly measures the two initial states' difference."""
+    reln_loss = np.asarray(reln.loss_curve_, dtype=np.float64)
+    if reln_loss.size < 2 or relu_loss.size < 2 or reln_loss[0] <= 0 or relu_loss[0] <= 0:
+        return
+    reln_end, relu_end = reln_loss[-1] / reln_loss[0], relu_loss[-1] / relu_loss[0]
+    if reln_end <= PLATEAU_FRACTION or relu_end > PLATEAU_FRACTION:
+        return
+    hint = ("its initial state is the network's own, so the two differ in more than the initial scale"
+            if training.init else
+            f"its initial state ({reln.init_source_}) is likely far smaller than the network's: pass the untrained "
+            "network (`init_network=`, or a training monitor that saw step 0)")
+    notes.append(f"the ReLN ends at {100 * reln_end:.3g} % of its initial loss where the ReLU network ends at "
+                 f"{100 * relu_end:.3g} % of its own: after {reln_loss.size} epochs it is still on its initial plateau; "
+                 f"{hint}")
+
+
 def _race_step(reln: ReLN | None, X: np.ndarray | None, Y: np.ndarray | None, training: _Training | None, *,
                closed_form_init: Any, race_method: str | None,
                notes: list[str]) -> tuple[xr.Dataset | None, dict[str, Any]]:
@@ -764,6 +787,7 @@ def _race_step(reln: ReLN | None, X: np.ndarray | None, Y: np.ndarray | None, tr
     comparison: dict[str, Any] = {}
     if relu_loss is not None and training.comparable:
         comparison["reln"] = compare_dynamics(relu_loss, reln.loss_curve_)
+        _note_plateau(reln, relu_loss, training, notes)
         for key, ds in curves.items():
             comparison[key] = compare_dynamics(relu_loss, ds["loss"].values)
     elif curves:

@@ -229,3 +229,13 @@ def test_a_reln_still_on_its_plateau_is_said_to_be():
     (note,) = _notes(res, "initial plateau")
     assert res.reln.loss_curve_[-1] > 0.5 * res.reln.loss_curve_[0]
     assert "the ReLN ends at" in note and "pass the untrained network" in note
+
+
+def test_replay_stops_at_its_time_budget(monkeypatch):
+    """A replay past its budget compares only the logged steps it reached (none: not checked)."""
+    import relu_probe.reln.dynamics as D
+
+    _, initial, X, Y, curve, lr, c = _dense("mse", epochs=60)
+    monkeypatch.setattr(D, "REPLAY_BUDGET_S", 0.0)
+    r = D.replays_gradient_descent(initial, X, Y, curve, lr=lr, factor=c)
+    assert r["reproduced"] is None and r["checked"] == []  # two steps reached: no step with both shifts

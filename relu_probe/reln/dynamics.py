@@ -41,6 +41,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import time
 import warnings
 
 import numpy as np
@@ -277,6 +278,9 @@ def model_outputs(model: Any, X: Any) -> np.ndarray:
 #: Steps of training replayed at most by :func:`replays_gradient_descent` (a few hundred
 #: forward/backward passes over the samples; the early steps are where optimisers differ most).
 REPLAY_STEPS = 200
+#: Seconds a replay may take (:func:`replays_gradient_descent`): it stops at the logged steps
+#: reached by then (a large network on many samples replays fewer steps, or none).
+REPLAY_BUDGET_S = 10.0
 #: Relative tolerance of a replayed loss: the same float arithmetic in another order (a mean
 #: reduction against a scaled sum) differs by rounding only, far below 1 %; momentum, Adam or a
 #: minibatch step move the early loss by much more.
@@ -298,7 +302,8 @@ def replays_gradient_descent(
     From a copy of the *initial* model, ``θ_{j+1} = θ_j − lr ∇_θ L_u(θ_j)`` with
     ``L_u = factor · ½ Σ_μ ‖y_μ − f_θ(x_μ)‖²`` (the loop's loss in its convention,
     :func:`loss_convention`) is stepped up to the logged steps ``0 < s ≤ max(REPLAY_STEPS,
-    s_1)`` (``s_1`` the first logged step after 0; none beyond ``10 × REPLAY_STEPS``), and the
+    s_1)`` (``s_1`` the first logged step after 0; none beyond ``10 × REPLAY_STEPS``; the replay
+    stops after :data:`REPLAY_BUDGET_S` seconds, at the logged steps reached), and the
     replayed ``L_u(θ_s)`` is compared with each logged value, allowing the initial copy to have
     been taken one update before or after the first logged loss (one shift for every value).
     A value matches within :data:`REPLAY_RTOL`. Momentum, Adam, minibatches, weight decay or
@@ -330,14 +335,18 @@ def replays_gradient_descent(
     if param is not None:
         X_t = X_t.to(device=param.device, dtype=param.dtype if param.is_floating_point() else X_t.dtype)
     Y_t = torch.as_tensor(np.asarray(to_numpy(Y), dtype=np.float64))
-    replayed = np.empty(int(check_steps[-1]) + 2)
+    replayed = np.full(int(check_steps[-1]) + 2, np.nan)
+    started, reached = time.perf_counter(), 0
     with torch.enable_grad():
         for j in range(replayed.size):
+            if j > 1 and time.perf_counter() - started > REPLAY_BUDGET_S:
+                break
             out = model(X_t)
             out = out.reshape(out.shape[0], -1)
             target = Y_t.reshape(out.shape).to(dtype=out.dtype, device=out.device)
             value = factor * 0.5 * ((out - target) ** 2).sum()
             replayed[j] = float(value.detach())
+            reached = j + 1
             if j + 1 == replayed.size:
                 break
             grads = torch.autograd.grad(value, params, allow_unused=True)
@@ -345,10 +354,14 @@ def replays_gradient_descent(
                 for p, g in zip(params, grads):
                     if g is not None:
                         p.sub_(lr * g)
+    keep = check_steps + 1 < reached  # every shift below can be compared
+    if not keep.any():
+        return {"reproduced": None, "checked": [], "worst": float("nan")}
+    check_steps, observed = check_steps[keep], observed[keep]
     best = float("inf")
     for shift in (0, -1, 1):  # the copy taken with the first logged loss, one update after, one before
         index = check_steps - shift
-        if index.min() < 0 or index.max() >= replayed.size:
+        if index.min() < 0 or index.max() >= reached:
             continue
         r = replayed[index]
         rel = np.abs(observed - r) / np.maximum(np.maximum(np.abs(observed), np.abs(r)), 1e-300)

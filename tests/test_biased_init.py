@@ -127,3 +127,23 @@ def test_noisy_repeats_of_an_item_are_one_item_for_the_default_init():
                          literature=False, lr=1e-3, epochs=20, predict=False)
     assert res.reln is not None and res.reln.items is not None
     np.testing.assert_array_equal(res.reln.items, coords["object"])
+
+
+def test_recording_in_train_mode_warns_and_restores_batch_norm_statistics():
+    """eval_mode=False: a train-mode forward updates batch norm's running statistics; they are
+    restored, and a warning says the gates depend on the batch (before: silent, and the buffers
+    had changed)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 3))
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(20, 1, 8, 8)
+    with pytest.warns(rp.errors.ReluProbeWarning, match=r"train mode \(eval_mode=False\): 1 module.*'?1'?"):
+        rp.record(model, x, eval_mode=False, batch_size=5)
+    after = model.state_dict()
+    for key, value in before.items():
+        assert torch.equal(after[key], value), key
+    assert model.training and model[1].training
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # eval mode: no warning, nothing to restore
+        rp.record(model, x)

@@ -239,3 +239,21 @@ def test_replay_stops_at_its_time_budget(monkeypatch):
     monkeypatch.setattr(D, "REPLAY_BUDGET_S", 0.0)
     r = D.replays_gradient_descent(initial, X, Y, curve, lr=lr, factor=c)
     assert r["reproduced"] is None and r["checked"] == []  # two steps reached: no step with both shifts
+
+
+def test_a_layered_reln_that_diverges_is_a_note_not_a_lost_analysis():
+    """No stability bound is computed for a layered ReLN: a given lr is said to be unchecked,
+    and a divergence skips the ReLN with a note; the pathways and scores stand (before, the
+    whole analysis raised after all its work)."""
+    X, Y, coords = rp.tasks.contextual_task(3)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(X.shape[1], 16), torch.nn.ReLU(), torch.nn.Linear(16, 16),
+                                torch.nn.ReLU(), torch.nn.Linear(16, Y.shape[1])).double()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = rp.analyze(model, X, Y=Y, coords=coords, by="context", within="object", attribution=False,
+                         literature=False, lr=50.0, epochs=50, predict=False)
+    assert res.reln is None and res.scores is not None and res.pathways is not None
+    assert [n for n in res.notes if "is not checked for stability" in n]
+    (skipped,) = [n for n in res.notes if n.startswith("ReLN skipped:")]
+    assert "diverged" in skipped

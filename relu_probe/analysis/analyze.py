@@ -700,7 +700,17 @@ def _reln_step(pw: Any, rec: Recording, X_t: torch.Tensor | None, Y: Any, traini
         notes.append(f"ReLN skipped: {missing} not given, and this ReLN (layered, deep pathways or a trunk) is not "
                      "covered by the data-derived defaults; pass them (your training loop's)")
         return None, None, None
-    reln.fit(Xn, Yn, check_lr=False)  # the given lr was checked against `bound` above
+    if training.lr is not None and not math.isfinite(bound):
+        notes.append(f"learning rate: {training.lr:g} on the summed loss is not checked for stability: no bound is "
+                     "computed for this ReLN (layered, deep pathways or a trunk); a rate it cannot follow shows as a "
+                     "divergence, reported here")
+    try:
+        reln.fit(Xn, Yn, check_lr=False)  # the given lr was checked against `bound` above
+    except ValueInputError as exc:
+        if "diverged" not in str(exc):
+            raise
+        notes.append(f"ReLN skipped: {' '.join(str(exc).split())}")
+        return None, None, None
     schedule = reln.schedule_
     notes.extend(schedule.notes)
     if training.lr is None:

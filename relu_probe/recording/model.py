@@ -11,8 +11,18 @@ from torch import nn
 
 from ..errors import InputError, describe
 
-__all__ = ["model_device", "model_float_dtype", "model_float_tensor", "preserved_modes", "preserved_state",
-           "unwrap_model"]
+__all__ = ["batch_dependent_modules", "model_device", "model_float_dtype", "model_float_tensor", "preserved_modes",
+           "preserved_state", "unwrap_model"]
+
+#: Modules whose output in train mode depends on the batch (its statistics) or on chance.
+_BATCH_DEPENDENT = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd)
+
+
+def batch_dependent_modules(model: nn.Module) -> list[str]:
+    """Names of the modules in train mode whose output depends on the rest of the batch
+    (batch norm without running statistics in use) or on chance (dropout)."""
+    return [name or type(m).__name__ for name, m in model.named_modules()
+            if isinstance(m, _BATCH_DEPENDENT) and m.training]
 
 
 def unwrap_model(model: Any, *, argument: str = "model") -> nn.Module:
@@ -58,9 +68,14 @@ def preserved_state(model: nn.Module, *, eval_mode: bool) -> Iterator[None]:
     """Run the block without autograd, optionally in eval mode, and restore the model after.
 
     Every module's ``training`` flag and every parameter's ``requires_grad`` flag are exactly
-    as before when the block exits, whether it returns or raises.
+    as before when the block exits, whether it returns or raises; outside eval mode so are
+    the buffers (e.g. batch-norm running statistics, which a forward in train mode updates).
     """
     grads = {p: p.requires_grad for p in model.parameters()}
+    buffers = [] if eval_mode else [
+        (module, name, tensor, tensor.detach().clone())
+        for module in model.modules() for name, tensor in module._buffers.items() if tensor is not None
+    ]
     try:
         with preserved_modes(model, eval_mode=eval_mode), torch.no_grad():
             yield
@@ -68,6 +83,12 @@ def preserved_state(model: nn.Module, *, eval_mode: bool) -> Iterator[None]:
         for param, flag in grads.items():
             if param.requires_grad != flag:
                 param.requires_grad_(flag)
+        with torch.no_grad():
+            for module, name, tensor, saved in buffers:
+                if module._buffers.get(name) is tensor and tensor.shape == saved.shape:
+                    tensor.copy_(saved)
+                else:
+                    module._buffers[name] = saved
 
 
 def model_device(model: nn.Module) -> torch.device:

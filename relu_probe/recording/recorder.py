@@ -30,13 +30,14 @@ from ..errors import (
     InputError,
     NonFiniteWarning,
     ReluProbeError,
+    ReluProbeWarning,
     ValueInputError,
     describe,
 )
 from .fingerprint import batch_inputs, token_inputs
 from .hooks import GateTap
 from .inputs import Batch, check_sample_count, count_batches, iter_batches, samples_in
-from .model import preserved_state, unwrap_model
+from .model import batch_dependent_modules, preserved_state, unwrap_model
 from .sinks import MemorySink
 from .sites import SiteSelector, activation_types
 from .tokens import SAMPLE_MODES, batch_tokens, count_tokens, token_rows
@@ -401,6 +402,17 @@ def record(
         )
     every_site = check_finite is True or (check_finite == "auto" and not eval_mode)
     recount = check_finite == "auto" and not every_site
+    batch_dependent = [] if eval_mode else batch_dependent_modules(module)
+    if batch_dependent:
+        warnings.warn(
+            f"recording in train mode (eval_mode=False): {len(batch_dependent)} module(s) in train mode "
+            f"({', '.join(batch_dependent[:3])}{', …' if len(batch_dependent) > 3 else ''}) make each sample's gates "
+            "depend on the rest of its batch (batch norm normalises by the batch's statistics) or on chance "
+            "(dropout), so the gates change with `batch_size`; their buffers (running statistics) are restored "
+            "afterwards. Record in eval mode (the default) for gates that belong to the samples.",
+            ReluProbeWarning,
+            stacklevel=2,
+        )
     if position and store is not None and not eval_mode:
         raise ValueInputError(
             "samples='position' with `store=` records in eval mode only (eval_mode=True): the store is sized "

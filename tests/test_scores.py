@@ -380,3 +380,11 @@ def test_parallelism_and_ccgp_average_all_dichotomies():
     ds = _factorised(K=4, n=3)
     assert rp.parallelism_score(ds, "context", "object") == pytest.approx(1.0)
     assert rp.ccgp_score(ds, "context", "object") == 1.0
+
+
+def test_modularity_says_nothing_with_two_contexts():
+    """K = 2: a context-specific pathway serves one context, so modularity would be 1 for any
+    structure (a fully modular and a half-shared network alike): NaN with a warning."""
+    for masses, sets in (([1.0], [(0,)]), ([0.5, 0.25, 0.25], [(0, 1), (0,), (1,)])):
+        with pytest.warns(DegenerateDataWarning, match="K = 2"):
+            assert math.isnan(rp.modularity_score(_FakeReLN(masses, sets, (0, 1))))

@@ -153,10 +153,16 @@ def modularity_score(pathways: Any, *, min_mass: float = 1e-3) -> float:
     -------
     float
         In :math:`[1/(K-1), 1]`; **NaN** with a ``DegenerateDataWarning`` when it is undefined
-        — no context-specific mass (a fully shared network) or less than ``min_mass``.
+        — no context-specific mass (a fully shared network) or less than ``min_mass`` — or
+        says nothing: K = 2, where every context-specific pathway serves one context and the
+        range is the single value 1.
     """
     min_mass = check_real("min_mass", min_mass, minimum=0.0)
     m, sizes, K = pathway_masses(pathways)
+    if K < 3:
+        _degenerate("with K = 2 contexts every context-specific pathway serves one context: modularity_score "
+                    "is 1 by construction and says nothing about the structure (NaN); see shared_score.")
+        return float("nan")
     specific = sizes < K
     denominator = m[specific].sum()
     if denominator <= 0 or denominator < min_mass:

@@ -79,7 +79,8 @@ def _structure(masses: dict[tuple, float], K: int) -> dict[str, float]:
     return {
         "shared_score": masses.get(tuple(range(K)), 0.0),
         "node_reuse_score": sum(m * (len(S) - 1) / (K - 1) for S, m in masses.items()),
-        "modularity_score": sum(m * (K - len(S)) / (K - 1) for S, m in specific.items()) / spec if spec else math.nan,
+        "modularity_score": (sum(m * (K - len(S)) / (K - 1) for S, m in specific.items()) / spec
+                             if spec and K > 2 else math.nan),
         "k_minus_one_score": (sum(m * (len(S) - 1) for S, m in specific.items()) / spec / (K - 2)
                               if spec and K > 2 else math.nan),
         "effective_pathways": math.exp(-sum(m * math.log(m) for m in masses.values() if m > 0)),

@@ -140,7 +140,8 @@ def _expected(n: int, K: int, units: list[tuple[int | None, list[int]]]) -> dict
         "shared_score": masses.get(tuple(range(K)), 0.0),
         "node_reuse_score": sum(m * (len(S) - 1) / (K - 1) for S, m in masses.items()),
         "modularity_score": (
-            sum(m * (K - len(S)) / (K - 1) for S, m in specific.items()) / spec_total if spec_total else math.nan
+            sum(m * (K - len(S)) / (K - 1) for S, m in specific.items()) / spec_total
+            if spec_total and K > 2 else math.nan
         ),
         "k_minus_one_score": (
             sum(m * (len(S) - 1) for S, m in specific.items()) / spec_total / (K - 2)

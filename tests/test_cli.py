@@ -243,3 +243,17 @@ def test_analyze_attribution_switches(capsys, files, tmp_path):
         main([str(a) for a in base] + ["--attribution", "--no-attribution"])
     _, err = capsys.readouterr()
     assert exc.value.code == 2 and err.count("\n") == 1 and "not allowed with argument" in err
+
+
+def test_a_coord_of_the_wrong_length_is_named_as_such(capsys, files, tmp_path):
+    """A `--by` array that is there but 5 values short is reported with its shape and the
+    number of samples expected (before: "is not a coord")."""
+    root = files["root"]
+    X = files["X"].numpy()
+    np.savez(tmp_path / "short.npz", X=X, context=files["coords"]["context"][:-5])
+    code, _, err = run(capsys, "analyze", "--model", f"{files['factory']}:build", "--inputs", tmp_path / "short.npz",
+                       "--by", "context", "--out", tmp_path / "out")
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"--by 'context' in '{tmp_path / 'short.npz'}' has shape ({X.shape[0] - 5},)" in err
+    assert f"one value per sample ({X.shape[0]}" in err
+    del root

@@ -257,3 +257,14 @@ def test_a_layered_reln_that_diverges_is_a_note_not_a_lost_analysis():
     assert [n for n in res.notes if "is not checked for stability" in n]
     (skipped,) = [n for n in res.notes if n.startswith("ReLN skipped:")]
     assert "diverged" in skipped
+
+
+def test_class_indices_as_targets_are_noted():
+    X, Y, coords = rp.tasks.contextual_task(3)
+    labels = torch.as_tensor(coords["object"] % 4)  # 4 class indices, one output
+    model = rp.tasks.paper_network(3, width=20, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = rp.analyze(model, X, Y=labels, coords=coords, by="context", within="object", attribution=False,
+                         literature=False, lr=1e-4, epochs=5, predict=False)
+    assert [n for n in res.notes if n.startswith("`Y` is 1-D with 4 integer values")]

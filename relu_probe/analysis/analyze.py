@@ -439,6 +439,7 @@ def _training(model: Any, monitor: Any, X_t: torch.Tensor | None, Y: Any, relu_l
     training, from the arguments, the monitor, or documented defaults (each noted)."""
     if Y is None:
         return None
+    _note_class_labels(Y, notes)
     lr_given = lr is not None
     if lr is None and getattr(monitor, "lr", None) is not None:
         lr = float(monitor.lr)
@@ -520,6 +521,19 @@ def _replay(initial: Any, X_t: torch.Tensor, Yn: np.ndarray, values: np.ndarray,
     return False, (f"; but full-batch gradient descent at lr {lr:g} from the untrained network does not reproduce "
                    f"its {where} (off by up to {100 * r['worst']:.3g} %): the loop was not plain full-batch gradient "
                    "descent (momentum or Adam, minibatches, weight decay or dropout)")
+
+
+def _note_class_labels(Y: Any, notes: list[str]) -> None:
+    """Say so when 1-D targets look like class indices (integers, more than two values): the
+    ReLN fits them as one regression output, not as classes."""
+    values = np.asarray(Y.detach().cpu().numpy() if isinstance(Y, torch.Tensor) else Y)
+    if values.ndim != 1 or values.dtype.kind not in "iub" and not (
+            values.dtype.kind == "f" and np.all(np.isfinite(values)) and np.all(values == np.round(values))):
+        return
+    n_values = np.unique(values).size
+    if n_values > 2:
+        notes.append(f"`Y` is 1-D with {n_values} integer values: the ReLN fits it as one regression output "
+                     "(½Σ(y − f(x))²), not as classes; for class labels pass one-hot targets (one column per class)")
 
 
 def _convention(model: Any, monitor: Any, X_t: torch.Tensor | None, Y: Any, relu_loss: np.ndarray,

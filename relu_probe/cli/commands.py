@@ -182,6 +182,9 @@ def _analyze(args: argparse.Namespace) -> int:
     coords = {k: v for k, v in data.items() if k not in special and v.ndim == 1 and v.shape[0] == P}
     for option, name in (("--by", args.by), ("--within", args.within)):
         if name is not None and name not in coords:
+            if name in data and name not in special:
+                raise CLIError(f"{option} {name!r} in {args.inputs!r} has shape {data[name].shape}; a coord is a 1-D "
+                               f"array with one value per sample ({P}, the rows of the inputs)")
             listed = ", ".join(sorted(coords)) or "none"
             raise CLIError(f"{option} {name!r} is not a coord in {args.inputs!r} (coords, 1-D arrays with one "
                            f"value per sample: {listed})")

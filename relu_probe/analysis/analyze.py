@@ -279,11 +279,11 @@ def analyze(
                                     samples=samples, batch_size=batch_size, record_kwargs=record_kwargs,
                                     progress=progress)
         with bar.step("importance"):
-            imp = _importance_step(model, rec, importance, X_t)
-        with bar.step("pathways"):
+            imp = _importance_step(model, rec, importance, X_t, notes)
+        with bar.step("pathways"), _noted(notes):
             pw = find_pathways(rec, by, within, importance=imp, method=method, per_site=per_site,
                                random_state=random_state)
-        with bar.step("scores"):
+        with bar.step("scores"), _noted(notes):
             sc = scores(pw, rec, literature=bool(literature), random_state=random_state)
         with bar.step("null"):
             baseline = None if not null else null_scores(pw, rec, n_shuffles=null, random_state=random_state)
@@ -352,15 +352,24 @@ def _record_step(model: Any, inputs: Any, *, X: Any, coords: Any, sites: Any, un
     return as_recording(ds, "inputs").loaded(), X_t
 
 
-def _importance_step(model: Any, rec: Recording, importance: Any, X_t: torch.Tensor | None) -> xr.DataArray:
+def _importance_step(model: Any, rec: Recording, importance: Any, X_t: torch.Tensor | None,
+                     notes: list[str] | None = None) -> xr.DataArray:
     """The unit importance: given (a DataArray / array), or by the method named;
     ``"auto"`` is ``"readout"`` when a model is given and every site has a Linear/Conv
-    readout, else ``"activity"``. ``attrs["method"]`` says which."""
+    readout, else ``"activity"`` (a note names the sites without one). ``attrs["method"]``
+    says which."""
     if not isinstance(importance, str):
         return given_importance(importance, rec)
     check_choice("importance", importance, ("auto", *IMPORTANCE_METHODS))
     if importance == "auto":
         importance = default_importance_method(model, rec)
+        readouts = [str(r) for r in site_attr(rec.ds, "site_readouts")]
+        missing = [site for site, r in zip(rec.site_names(), readouts) if not r]
+        if importance == "activity" and model is not None and missing and notes is not None:
+            notes.append(f"importance: 'activity' (each unit's mean activity), not 'readout': site(s) "
+                         f"{', '.join(repr(m) for m in missing[:5])}{' …' if len(missing) > 5 else ''} do not feed a "
+                         "Linear / Conv directly (e.g. a pooling or a residual sum comes first), so their outgoing "
+                         "weights are unknown; importance='conductance' follows the gradient instead")
     kwargs = {"inputs": X_t} if importance == "conductance" else {}
     return unit_importance(model if importance != "activity" else None, rec, method=importance, **kwargs)
 

@@ -1,5 +1,8 @@
-"""The loss convention of a training loop known only through a TrainingMonitor (no loss curve):
-read off the losses the monitor kept at its snapshots, or stated as unchecked."""
+"""analyze on the user's own networks and training loops: the loss convention read off a
+TrainingMonitor's losses (or stated as unchecked), the first steps replayed by gradient
+descent (Adam, momentum, minibatches told apart), and the notes that say when a number would
+otherwise mislead (a ReLN on its plateau or diverging, class indices as targets, the
+importance's fallback)."""
 
 from __future__ import annotations
 
@@ -268,3 +271,22 @@ def test_class_indices_as_targets_are_noted():
         res = rp.analyze(model, X, Y=labels, coords=coords, by="context", within="object", attribution=False,
                          literature=False, lr=1e-4, epochs=5, predict=False)
     assert [n for n in res.notes if n.startswith("`Y` is 1-D with 4 integer values")]
+
+
+def test_the_activity_fallback_of_the_importance_is_explained():
+    """A ReLU followed by pooling has no Linear / Conv readout: the default importance falls
+    back to 'activity', and a note names the site (before: only params said 'activity'); the
+    steps' warnings are in the notes too."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    X = torch.randn(12, 1, 6, 6)
+    coords = {"context": np.repeat([0, 1], 6), "object": np.tile(np.arange(6), 2)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = rp.analyze(model, X, coords=coords, by="context", within="object", attribution=False,
+                         literature=False, null=0)
+    assert res.params["importance"] == "activity"
+    (note,) = [n for n in res.notes if n.startswith("importance: 'activity'")]
+    assert "site(s) '1'" in note
+    assert [n for n in res.notes if "K = 2" in n]  # the scores' degenerate-data warnings, kept as notes

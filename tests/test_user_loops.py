@@ -290,3 +290,25 @@ def test_the_activity_fallback_of_the_importance_is_explained():
     (note,) = [n for n in res.notes if n.startswith("importance: 'activity'")]
     assert "site(s) '1'" in note
     assert [n for n in res.notes if "K = 2" in n]  # the scores' degenerate-data warnings, kept as notes
+
+
+def test_the_layers_a_reln_does_not_model_are_named():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                                torch.nn.Flatten(), torch.nn.Linear(4 * 16, 2)).double().eval()
+    X = torch.randn(12, 1, 6, 6, dtype=torch.float64)
+    Y = torch.randn(12, 2, dtype=torch.float64)
+    coords = {"context": np.repeat([0, 1, 2], 4), "object": np.tile(np.arange(4), 3)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = rp.analyze(model, X, Y=Y, coords=coords, by="context", within="object", attribution=False,
+                         literature=False, null=0, lr=1e-4, epochs=5, predict=False, units="channel")
+    (note,) = [n for n in res.notes if "are not modelled" in n]
+    assert "convolution (weight sharing over positions), normalisation layers" in note
+    mlp = rp.tasks.paper_network(3, width=20, seed=0)
+    X3, Y3, c3 = rp.tasks.contextual_task(3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = rp.analyze(mlp, X3, Y=Y3, coords=c3, by="context", within="object", attribution=False,
+                           literature=False, null=0, lr=1e-4, epochs=5, predict=False)
+    assert not [n for n in plain.notes if "are not modelled" in n]

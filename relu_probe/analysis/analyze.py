@@ -689,6 +689,7 @@ def _reln_step(pw: Any, rec: Recording, X_t: torch.Tensor | None, Y: Any, traini
         )
     Xn = as_2d_float("X", X_t, n_rows=rec.n_samples)
     Yn = as_2d_float("Y", Y, n_rows=rec.n_samples)
+    _note_unmodelled_layers(model, notes)
     check_lr = bool(params.pop("check_lr", True))
     params.setdefault("progress", progress)
     params.setdefault("model", unwrap_model(model) if model is not None else None)
@@ -767,6 +768,28 @@ def _note_plateau(reln: ReLN, relu_loss: np.ndarray, training: _Training, notes:
     notes.append(f"the ReLN ends at {100 * reln_end:.3g} % of its initial loss where the ReLU network ends at "
                  f"{100 * relu_end:.3g} % of its own: after {reln_loss.size} epochs it is still on its initial plateau; "
                  f"{hint}")
+
+
+#: Layers whose computation a ReLN's gated linear pathways do not reproduce.
+_UNMODELLED = {"convolution (weight sharing over positions)": (torch.nn.modules.conv._ConvNd,),
+               "normalisation": (torch.nn.modules.batchnorm._BatchNorm, torch.nn.LayerNorm, torch.nn.GroupNorm),
+               "attention": (torch.nn.MultiheadAttention,), "pooling": (torch.nn.modules.pooling._AvgPoolNd,
+                                                                         torch.nn.modules.pooling._MaxPoolNd,
+                                                                         torch.nn.modules.pooling._AdaptiveAvgPoolNd,
+                                                                         torch.nn.modules.pooling._AdaptiveMaxPoolNd)}
+
+
+def _note_unmodelled_layers(model: Any, notes: list[str]) -> None:
+    """Say which of the network's layers the ReLN does not model: it is a gated deep linear
+    network of fully connected pathways over the flattened inputs, gated as the recorded units."""
+    if model is None:
+        return
+    found = [kind for kind, types in _UNMODELLED.items()
+             if any(isinstance(m, types) for m in unwrap_model(model).modules())]
+    if found:
+        notes.append(f"the ReLN is a gated deep linear network of fully connected pathways over the flattened "
+                     f"inputs, gated as the recorded units: the network's {', '.join(found)} layers are not modelled, "
+                     "so its dynamics are those of that gated linear network, not of the network's architecture")
 
 
 def _race_step(reln: ReLN | None, X: np.ndarray | None, Y: np.ndarray | None, training: _Training | None, *,

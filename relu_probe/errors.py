@@ -18,6 +18,7 @@ __all__ = [
     "InputError",
     "ValueInputError",
     "CoordError",
+    "DivergenceError",
     "IncompleteDesignError",
     "NoSitesError",
     "SiteNotFoundError",
@@ -44,6 +45,10 @@ class InputError(ReluProbeError, TypeError):
 
 class ValueInputError(ReluProbeError, ValueError):
     """An argument has the right type but a bad value (empty, wrong length, out of range)."""
+
+
+class DivergenceError(ValueInputError):
+    """A simulated or predicted loss curve diverged at the learning rate given (too large)."""
 
 
 class CoordError(ReluProbeError, ValueError):

@@ -312,3 +312,12 @@ def test_the_layers_a_reln_does_not_model_are_named():
         plain = rp.analyze(mlp, X3, Y=Y3, coords=c3, by="context", within="object", attribution=False,
                            literature=False, null=0, lr=1e-4, epochs=5, predict=False)
     assert not [n for n in plain.notes if "are not modelled" in n]
+
+
+def test_a_divergence_is_its_own_error():
+    """analyze tells a diverged ReLN from other bad values by its class, not by its message."""
+    from relu_probe.reln.dynamics import check_divergence
+
+    with pytest.raises(rp.errors.DivergenceError, match="diverged .* at epoch 1"):
+        check_divergence([1.0, np.inf], 1.0, lr=0.5, what="the test curve")
+    assert issubclass(rp.errors.DivergenceError, rp.errors.ValueInputError)  # old `except` clauses still catch it

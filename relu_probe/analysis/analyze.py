@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 import xarray as xr
+from torch import nn
 
 from .._util.arrays import as_2d_float
 from .._util.checks import check_choice, check_int, check_real
@@ -49,7 +50,7 @@ from .._util.notes import merge_notes
 from .._util.progress import StepBar
 from ..data.access import Recording, as_recording
 from ..data.schema import site_attr
-from ..errors import InputError, ReluProbeWarning, ValueInputError, describe
+from ..errors import DivergenceError, InputError, ReluProbeWarning, ValueInputError, describe
 from ..pathways.attribution import attribution_cost, pathway_attributions, plan_attributions
 from ..pathways.find import find_pathways
 from ..pathways.importance import IMPORTANCE_METHODS, default_importance_method, given_importance, unit_importance
@@ -363,9 +364,9 @@ def _importance_step(model: Any, rec: Recording, importance: Any, X_t: torch.Ten
     check_choice("importance", importance, ("auto", *IMPORTANCE_METHODS))
     if importance == "auto":
         importance = default_importance_method(model, rec)
-        readouts = [str(r) for r in site_attr(rec.ds, "site_readouts")]
+        readouts = [str(r) for r in site_attr(rec.ds, "site_readouts")] if importance == "activity" else []
         missing = [site for site, r in zip(rec.site_names(), readouts) if not r]
-        if importance == "activity" and model is not None and missing and notes is not None:
+        if model is not None and missing and notes is not None:
             notes.append(f"importance: 'activity' (each unit's mean activity), not 'readout': site(s) "
                          f"{', '.join(repr(m) for m in missing[:5])}{' …' if len(missing) > 5 else ''} do not feed a "
                          "Linear / Conv directly (e.g. a pooling or a residual sum comes first), so their outgoing "
@@ -512,6 +513,12 @@ def _initial_network(monitor: Any, init_network: Any) -> Any:
     return getattr(monitor, "initial_model", None) if monitor is not None else None
 
 
+def _outputs(model: Any, initial: Any, X_t: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+    """``f(X)`` of the trained *model* and of the *initial* one (None without it), the model left as it was."""
+    with preserved_state(unwrap_model(model), eval_mode=True):
+        return model_outputs(unwrap_model(model), X_t), None if initial is None else model_outputs(initial, X_t)
+
+
 def _replay(initial: Any, X_t: torch.Tensor, Yn: np.ndarray, values: np.ndarray, steps: Any, *,
             lr: float | None, factor: float) -> tuple[bool | None, str]:
     """Whether full-batch gradient descent at *lr* from *initial* reproduces the logged losses
@@ -536,8 +543,9 @@ def _note_class_labels(Y: Any, notes: list[str]) -> None:
     """Say so when 1-D targets look like class indices (integers, more than two values): the
     ReLN fits them as one regression output, not as classes."""
     values = np.asarray(Y.detach().cpu().numpy() if isinstance(Y, torch.Tensor) else Y)
-    if values.ndim != 1 or values.dtype.kind not in "iub" and not (
-            values.dtype.kind == "f" and np.all(np.isfinite(values)) and np.all(values == np.round(values))):
+    if values.ndim != 1 or values.dtype.kind not in "iubf":
+        return
+    if values.dtype.kind == "f" and not (np.all(np.isfinite(values)) and np.all(values == np.round(values))):
         return
     n_values = np.unique(values).size
     if n_values > 2:
@@ -555,9 +563,7 @@ def _convention(model: Any, monitor: Any, X_t: torch.Tensor | None, Y: Any, relu
         return 1.0, True
     Yn = as_2d_float("Y", Y, n_rows=rec.n_samples)
     try:
-        with preserved_state(unwrap_model(model), eval_mode=True):
-            out = model_outputs(unwrap_model(model), X_t)
-            first = None if initial is None else model_outputs(initial, X_t)
+        out, first = _outputs(model, initial, X_t)
         conv = loss_convention(relu_loss, Yn, out, initial_outputs=first)
     except (ValueInputError, RuntimeError, TypeError) as exc:
         notes.append(f"loss curve: its convention could not be checked ({' '.join(str(exc).split())}); "
@@ -615,9 +621,7 @@ def _convention_without_curve(model: Any, monitor: Any, X_t: torch.Tensor | None
     steps = losses.index.to_numpy()
     final_step = max(int(steps[-1]), epochs - 1) if epochs is not None else None
     try:
-        with preserved_state(unwrap_model(model), eval_mode=True):
-            out = model_outputs(unwrap_model(model), X_t)
-            first = None if initial is None else model_outputs(initial, X_t)
+        out, first = _outputs(model, initial, X_t)
         conv = loss_convention(losses.to_numpy(), Yn, out, initial_outputs=first, steps=steps, final_step=final_step)
     except (ValueInputError, RuntimeError, TypeError) as exc:
         notes.append(f"loss convention not checked ({' '.join(str(exc).split())}); {unchecked}; {how}")
@@ -730,9 +734,7 @@ def _reln_step(pw: Any, rec: Recording, X_t: torch.Tensor | None, Y: Any, traini
                      "divergence, reported here")
     try:
         reln.fit(Xn, Yn, check_lr=False)  # the given lr was checked against `bound` above
-    except ValueInputError as exc:
-        if "diverged" not in str(exc):
-            raise
+    except DivergenceError as exc:
         notes.append(f"ReLN skipped: {' '.join(str(exc).split())}")
         return None, None, None
     schedule = reln.schedule_
@@ -771,12 +773,13 @@ def _note_plateau(reln: ReLN, relu_loss: np.ndarray, training: _Training, notes:
 
 
 #: Layers whose computation a ReLN's gated linear pathways do not reproduce.
-_UNMODELLED = {"convolution (weight sharing over positions)": (torch.nn.modules.conv._ConvNd,),
-               "normalisation": (torch.nn.modules.batchnorm._BatchNorm, torch.nn.LayerNorm, torch.nn.GroupNorm),
-               "attention": (torch.nn.MultiheadAttention,), "pooling": (torch.nn.modules.pooling._AvgPoolNd,
-                                                                         torch.nn.modules.pooling._MaxPoolNd,
-                                                                         torch.nn.modules.pooling._AdaptiveAvgPoolNd,
-                                                                         torch.nn.modules.pooling._AdaptiveMaxPoolNd)}
+_UNMODELLED = {
+    "convolution (weight sharing over positions)": (nn.modules.conv._ConvNd,),
+    "normalisation": (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm),
+    "attention": (nn.MultiheadAttention,),
+    "pooling": (nn.modules.pooling._AvgPoolNd, nn.modules.pooling._MaxPoolNd,
+                nn.modules.pooling._AdaptiveAvgPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd),
+}
 
 
 def _note_unmodelled_layers(model: Any, notes: list[str]) -> None:

@@ -50,7 +50,7 @@ import xarray as xr
 
 from .._util.arrays import to_numpy
 from .._util.checks import check_int, check_real
-from ..errors import InputError, ReluProbeWarning, ValueInputError, describe
+from ..errors import DivergenceError, InputError, ReluProbeWarning, ValueInputError, describe
 
 __all__ = [
     "CONVENTION_RTOL",
@@ -95,7 +95,7 @@ def divergence_limit(L0: float) -> float:
 
 
 def check_divergence(loss: Any, L0: float, *, lr: float, what: str, force: bool = False) -> None:
-    """Raise a :class:`~relu_probe.errors.ValueInputError` naming ``lr`` when *loss* (1-D, one
+    """Raise a :class:`~relu_probe.errors.DivergenceError` naming ``lr`` when *loss* (1-D, one
     value per epoch) holds a non-finite value or one above :func:`divergence_limit` (with
     *force*: in any case, at its last epoch when none is), naming the first such epoch."""
     loss = np.asarray(loss, dtype=np.float64).reshape(-1)
@@ -105,7 +105,7 @@ def check_divergence(loss: Any, L0: float, *, lr: float, what: str, force: bool 
         return
     first = int(bad[0]) if bad.size else max(loss.size - 1, 0)
     value = float(loss[first]) if loss.size else float("nan")
-    raise ValueInputError(
+    raise DivergenceError(
         f"{what} diverged (loss {value:.3g} at epoch {first}); lower the learning rate `lr` (got {lr})."
     )
 

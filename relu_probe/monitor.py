@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +36,10 @@ import xarray as xr
 from torch import nn
 
 from ._util.arrays import to_numpy
-from ._util.checks import check_int, check_real
+from ._util.checks import check_choice, check_int, check_real
 from ._util.progress import progress_bar
 from .data.monitor_store import MonitorStore
-from .data.schema import check_coords, context_set_label, site_attr
+from .data.schema import TOKEN_COORDS, check_coords, context_set_label, site_attr
 from .errors import CoordError, InputError, ValueInputError
 from .pathways.find import find_pathways
 from .pathways.importance import unit_importance
@@ -47,6 +48,7 @@ from .recording.inputs import iter_batches
 from .recording.model import unwrap_model
 from .recording.recorder import record
 from .recording.sites import SiteSelector
+from .recording.tokens import SAMPLE_MODES
 from .reln.predict import predict_structure
 from .scoring.table import scores as all_scores
 
@@ -143,7 +145,12 @@ class TrainingMonitor:
         self.every = check_int("every", every, minimum=1)
         self.store = None if store is None else Path(store)
         self.by, self.within = by, within
-        _check_design(coords, by, within)
+        check_choice("samples", samples, SAMPLE_MODES)
+        #: factors the recording adds (tokens as samples): accepted without a design check (a token
+        #: seen under only some contexts is left out of the pathways with a warning, as there)
+        self._recorded_factors = [n for n in (by, within) if n in TOKEN_COORDS and n not in (coords or {})] \
+            if samples == "position" else []
+        _check_design(coords, by, within, recorded=self._recorded_factors)
         self.record_kwargs = dict(sites=sites, values=values, units=units, samples=samples, batch_size=batch_size,
                                   input_key=input_key, progress=False)
         if importance not in ("readout", "activity"):
@@ -268,18 +275,23 @@ class TrainingMonitor:
         by, within = self._factors(by, within)
         ds = self.to_dataset()
         rows = []
-        for step in progress_bar(list(ds["step"].values), enabled=progress, desc="scores"):
+        steps = list(ds["step"].values)
+        seen: dict[tuple[type, str], list[int]] = {}
+        for step in progress_bar(steps, enabled=progress, desc="scores"):
             snap = ds.sel(step=step).load()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
                 s = all_scores(snap.drop_vars(["importance", "loss"]), by=by, within=within,
                                importance=snap["importance"], literature=literature)
+            for w in caught:
+                seen.setdefault((w.category, str(w.message)), []).append(int(step))
             loss = float(snap["loss"])
             if isinstance(s, pd.DataFrame):
                 rows.extend({"step": int(step), "site": str(site), **row.to_dict(), "loss": loss}
                             for site, row in s.iterrows())
             else:
                 rows.append({"step": int(step), **s.to_dict(), "loss": loss})
+        _warn_once_each(seen, len(steps))
         frame = pd.DataFrame(rows)
         return frame.set_index(["step", "site"] if "site" in frame.columns else "step")
 
@@ -295,15 +307,19 @@ class TrainingMonitor:
         ds = self.to_dataset()
         per_step: list[dict[tuple, float]] = []
         site_order: list[str] = []
+        seen: dict[tuple[type, str], list[int]] = {}
         for step in progress_bar(list(ds["step"].values), enabled=progress, desc="pathways"):
             snap = ds.sel(step=step).load()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
                 pw = find_pathways(snap.drop_vars(["importance", "loss"]), by, within,
                                    importance=snap["importance"], method=method)
+            for w in caught:
+                seen.setdefault((w.category, str(w.message)), []).append(int(step))
             site_order = site_order or pw.sites
             per_step.append({(str(site), tuple(c)): float(m) for site, c, m in
                              zip(pw.mass["site"].values, pw.mass["contexts"].values, pw.mass.values)})
+        _warn_once_each(seen, len(per_step))
         rank = {site: i for i, site in enumerate(site_order)}
         keys = sorted({k for masses in per_step for k in masses},
                       key=lambda k: (rank.get(k[0], len(rank)), -len(k[1]), k[1]))
@@ -320,7 +336,8 @@ class TrainingMonitor:
             name="mass",
         )
 
-    def structure_over_time(self, Y: Any, *, X: Any = None, lr: float | None = None, epochs: int | None = None,
+    def structure_over_time(self, Y: Any, *, X: Any = None, coords: Mapping[str, Any] | None = None,
+                            lr: float | None = None, epochs: int | None = None,
                             by: str | None = None, within: str | None = None,
                             progress: bool | None = None) -> xr.Dataset:
         """Predicted against measured pathway structure at every snapshot.
@@ -337,6 +354,10 @@ class TrainingMonitor:
             Targets of the probe samples (the training set of a full-batch run).
         X : array-like, optional
             Inputs; default the probe inputs (a tensor or array).
+        coords : mapping, optional
+            The ``by`` and ``within`` labels of the rows of ``X`` / ``Y``; default the probe
+            set's coords, which fit only when ``X`` is the probe set (a monitor that probes a
+            subset of the training set needs the training set's labels here).
         lr, epochs : optional
             Default: the monitor's (``epochs`` also at least the last step + 1).
         by, within : str, optional
@@ -362,9 +383,19 @@ class TrainingMonitor:
         last = int(max(self.steps[-1], self.last_step or 0)) + 1
         epochs = max(self.epochs or 0, last) if epochs is None else check_int("epochs", epochs, minimum=last)
         X = self.probe_inputs if X is None else X
-        coords = check_coords(self.coords, to_numpy(Y).shape[0])
+        n_rows = to_numpy(Y).shape[0]
+        if coords is None:
+            n_probe = len(np.asarray(next(iter(self.coords.values())))) if self.coords else None
+            if n_probe is not None and n_probe != n_rows:
+                raise ValueInputError(
+                    f"`Y` has {n_rows} rows but the monitor's probe set has {n_probe} samples: the prediction is "
+                    "made on the training data (X, Y), so pass `coords=` with their labels (the probe set's coords "
+                    "label only the probe samples)."
+                )
+            coords = self.coords
+        coords = check_coords(coords, n_rows)
         if by not in coords or within not in coords:
-            raise ValueInputError(f"the probe set's coords need {by!r} and {within!r}; got {sorted(coords)}.")
+            raise ValueInputError(f"the coords of X / Y need {by!r} and {within!r}; got {sorted(coords)}.")
         pred = predict_structure(to_numpy(X), to_numpy(Y), context=np.asarray(coords[by]),
                                  within=np.asarray(coords[within]), network=self.initial_model, lr=lr, epochs=epochs,
                                  sv_stride=self.every)
@@ -510,18 +541,47 @@ class TrainingMonitor:
         return by, within
 
 
-def _check_design(coords: Mapping[str, Any] | None, by: str | None, within: str | None) -> None:
+def _warn_once_each(seen: Mapping[tuple[type, str], list[int]], n_steps: int) -> None:
+    """Re-issue the per-snapshot analyses' warnings once per kind, with the snapshots they came
+    from: the same message at every snapshot is one warning, not one per step, and so is one
+    whose figures change from step to step (the first one is shown)."""
+    kinds: dict[tuple[type, str], list[tuple[int, str]]] = {}
+    for (category, message), steps in seen.items():
+        shape = re.sub(r"\d+(?:\.\d+)?", "#", message)
+        kinds.setdefault((category, shape), []).extend((step, message) for step in steps)
+    for (category, _), hits in kinds.items():
+        hits.sort()
+        steps = sorted({step for step, _ in hits})
+        where = "every snapshot" if len(steps) == n_steps else \
+            f"{len(steps)} of {n_steps} snapshots (steps {', '.join(map(str, steps[:5]))}{', …' if len(steps) > 5 else ''})"
+        first_step, message = hits[0]
+        varies = len({m for _, m in hits}) > 1
+        warnings.warn(f"at {where}: {message}" + (f" (figures of step {first_step}; they vary by snapshot)"
+                                                 if varies else ""), category, stacklevel=3)
+
+
+def _check_design(coords: Mapping[str, Any] | None, by: str | None, within: str | None, *,
+                  recorded: Sequence[str] = ()) -> None:
     """Raise :class:`CoordError` now for ``by`` / ``within`` the probe coords cannot serve:
-    a name that is not a coord, or an incomplete (by, within) design."""
+    a name that is not a coord, or an incomplete (by, within) design. Names in *recorded*
+    (coords the recording adds, e.g. ``token`` with ``samples="position"``) are accepted; a pair
+    that uses one is not checked (its design is known only once recorded, and a natural one is
+    incomplete: a task's own tokens appear only under that task)."""
     names = [n for n in (by, within) if n is not None]
     if not names:
         return
     available = sorted(map(str, coords)) if isinstance(coords, Mapping) else []
     for arg, name in (("by", by), ("within", within)):
-        if name is not None and name not in available:
+        if name is not None and name not in available and name not in recorded:
+            extra = f"; {name!r} is a coord of samples='position' recordings" if name in TOKEN_COORDS else ""
             raise CoordError(
-                f"`{arg}`={name!r} is not one of the probe set's coords ({available or 'none: pass coords='})."
+                f"`{arg}`={name!r} is not one of the probe set's coords ({available or 'none: pass coords='}"
+                f"{extra})."
             )
+    if any(n in recorded for n in names):
+        if within is not None and within == by:
+            raise CoordError(f"`within` must differ from `by`; both are {by!r}.")
+        return
     for arg, name in (("by", by), ("within", within)):
         if name is None:
             continue

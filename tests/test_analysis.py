@@ -249,6 +249,11 @@ def test_monitor_attachment_checks(res):
     copy = rp.Analysis(**{k: getattr(res, k) for k in ("dataset", "importance", "pathways", "scores", "profile")})
     copy.attach_monitor(Monitor())
     assert copy.monitor_scores.index.name == "step" and copy.monitor_pathways.dims == ("step", "pathway")
+    assert "monitor: 2 snapshots (steps 0–10)" in repr(copy)
+    per_site = pd.DataFrame({"shared_score": [1.0, 0.5, 0.9, 0.4, 0.2, 0.1]},  # 3 snapshots × 2 sites
+                            index=pd.MultiIndex.from_product([[0, 10, 20], ["a", "b"]], names=["step", "site"]))
+    copy.attach_monitor(scores=per_site)
+    assert "monitor: 3 snapshots (steps 0–20)" in repr(copy)
     with pytest.raises(InputError, match="scores\\(\\)"):
         copy.attach_monitor(object())
     with pytest.raises(InputError, match="DataFrame"):
@@ -306,3 +311,17 @@ def test_an_lr_above_the_bound_can_be_fitted_on_request(paper):
 def test_progress_bar_runs(net, capsys):
     rp.analyze(net.model, net.X, coords=net.coords, progress=True, attribution=False)
     assert "analyze" in capsys.readouterr().err
+
+
+def test_nested_items_skip_the_per_unit_anova_with_a_note(net):
+    """Items nested in the conditions (each object under one parity): the pathways and scores
+    say what they can, and the two-way ANOVA of the per-unit mixed selectivity, undefined
+    there, is skipped with a note instead of failing the whole analysis."""
+    X, coords = net.X, dict(net.coords)
+    parity = np.asarray(coords["object"]) % 2
+    with pytest.warns(UserWarning):
+        res = rp.analyze(net.model, X, coords={**coords, "parity": parity}, by="parity", within="object",
+                         null=0, literature=False, attribution=False)
+    assert res.selectivity is None
+    assert any(n.startswith("per-unit mixed selectivity skipped: the two-way ANOVA needs a sample for every "
+                            "(parity, object) combination") for n in res.notes)

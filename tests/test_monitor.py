@@ -148,3 +148,39 @@ def test_continuing_a_store_with_another_probe_set_is_refused(tmp_path, task):
     with rp.TrainingMonitor(model, X, coords=coords, store=path) as again:  # the same probe set continues
         assert again.steps == [0] and again.snapshot(1)
     assert list(rp.load(path).step.values) == [0, 1]
+    # another snapshot interval, or other samples, are named as such (not as other coords)
+    with pytest.raises(errors.StoreMismatchError, match=r"with every=40: its snapshots were taken every 100 steps"):
+        rp.TrainingMonitor(model, X, coords=coords, store=path, every=40)
+    with pytest.raises(errors.StoreMismatchError, match=r"with samples='position': its snapshots were recorded "
+                                                        r"with samples='input'"):
+        rp.TrainingMonitor(model, X, coords=coords, store=path, samples="position")
+
+
+def test_per_snapshot_warnings_are_given_once_per_kind(task):
+    """The analyses of every snapshot warn alike (here: with K = 2 contexts, modularity is
+    NaN at every step): one warning per kind, naming the snapshots, not one per step."""
+    X, Y, coords = task
+    keep = np.isin(np.asarray(coords["context"]), [0, 1])
+    X2, Y2 = X[keep], Y[keep]
+    coords2 = {k: np.asarray(v)[keep] for k, v in coords.items()}
+    model = rp.tasks.paper_network(3, seed=1)
+    mon = rp.TrainingMonitor(model, X2, coords=coords2, every=50, by="context", within="object")
+    rp.tasks.train_full_batch(model, X2, Y2, epochs=151, callback=mon.update)
+    with pytest.warns(errors.DegenerateDataWarning) as caught:
+        mon.scores()
+    modularity = [w for w in caught if "modularity_score" in str(w.message)]
+    assert len(modularity) == 1 and str(modularity[0].message).startswith("at every snapshot: ")
+
+
+def test_structure_over_time_on_a_probe_subset_needs_the_training_labels(task):
+    X, Y, coords = task
+    probe = slice(0, None, 2)
+    probe_coords = {k: np.asarray(v)[probe] for k, v in coords.items()}
+    model = rp.tasks.paper_network(3, seed=4)
+    mon = rp.TrainingMonitor(model, X[probe], coords=probe_coords, every=50, by="context", within="object",
+                             lr=rp.tasks.PAPER_LR)
+    rp.tasks.train_full_batch(model, X, Y, epochs=101, callback=mon.update)
+    with pytest.raises(errors.ValueInputError, match=r"`Y` has 24 rows but the monitor's probe set has 12 samples"):
+        mon.structure_over_time(Y, X=X)
+    out = mon.structure_over_time(Y, X=X, coords=coords)
+    assert list(out["step"].values) == [0, 50, 100]

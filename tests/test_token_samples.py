@@ -331,3 +331,118 @@ def test_cli_analyze_records_tokens_as_samples(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["analyze", "--model", "x:y", "--inputs", "i.npz", "--by", "t", "--samples", "tokens"])
     assert info.value.code == 2 and "--samples: invalid choice: 'tokens'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ padding relu_probe cannot use
+class PadMaskNet(TokenNet):
+    """TokenNet whose forward takes its padding mask under another name."""
+
+    def forward(self, input_ids: torch.Tensor, pad_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return super().forward(input_ids)
+
+
+def _relu_probe_warnings(caught) -> list[str]:
+    return [str(w.message) for w in caught if issubclass(w.category, rp.errors.ReluProbeWarning)]
+
+
+def test_a_mask_the_model_or_the_padding_rule_does_not_get_is_warned_about():
+    import warnings
+
+    # a (ids, mask) tuple batch: the model is called with the ids only, so the mask is unused
+    with pytest.warns(rp.errors.ReluProbeWarning, match=r"item 1 of the input batches has the shape of the token "
+                                                        r"ids \(3, 4\) and holds only 0 / 1: an attention mask\?"):
+        ds = rp.record(TokenNet(), [(IDS, MASK)], samples="position")
+    assert ds.sizes["sample"] == 12  # every position kept: what the warning says
+    # a mask under another keyword reaches the model, but padding is dropped only by attention_mask
+    with pytest.warns(rp.errors.ReluProbeWarning, match=r"the batches' 'pad_mask' has the shape of the token ids"):
+        ds = rp.record(PadMaskNet(), {"input_ids": IDS, "pad_mask": MASK}, samples="position")
+    assert ds.sizes["sample"] == 12
+    # element units of a padded sequence: the padded positions are units
+    with pytest.warns(rp.errors.ReluProbeWarning, match=r"the units at padded positions hold the model's "
+                                                        r"computation on padding"):
+        ds = rp.record(TokenNet(), {"input_ids": IDS, "attention_mask": MASK})
+    assert ds.sizes["unit"] == 12  # 4 positions × 3 channels, padding included
+    # no warning where the mask is used, where there is no padding, or for an (input, target) pair
+    targets = torch.tensor([[0.5], [1.5], [2.5]])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rp.record(TokenNet(), {"input_ids": IDS, "attention_mask": MASK}, samples="position")
+        rp.record(TokenNet(), {"input_ids": IDS, "attention_mask": MASK}, units="channel")
+        rp.record(TokenNet(), {"input_ids": IDS[:, :2], "attention_mask": MASK[:, :2]})  # no padding in 2 positions
+        rp.record(TokenNet(), [(IDS, targets)], samples="position")
+    assert _relu_probe_warnings(caught) == []
+
+
+def test_a_monitor_takes_token_coords_as_factors():
+    """With samples='position' the recording adds `token`: a monitor may key its pathways by
+    it (it used to refuse it as not one of the probe coords)."""
+    ids = torch.tensor([[v, w] for v in range(1, 6) for w in range(1, 6)])
+    task = np.array(["first", "second"] * 12 + ["first"], dtype=object)
+    model = TokenNet()
+    mon = rp.TrainingMonitor(model, ids, coords={"task": task}, by="task", within="token", samples="position")
+    mon.snapshot(0)
+    ds = rp.record(model, ids, coords={"task": task}, samples="position")
+    want = rp.find_pathways(ds, by="task", within="token", model=model)
+    got = mon.pathways_over_time().isel(step=0)
+    expected = {tuple(c): float(m) for c, m in zip(want.mass["contexts"].values, want.mass.values)}
+    assert {tuple(c): float(m) for c, m in zip(got["contexts"].values, got.values) if m > 0} == \
+        pytest.approx({k: v for k, v in expected.items() if v > 0})
+    with pytest.raises(CoordError, match=r"`within`='token' is not one of the probe set's coords \(\['task'\]; "
+                                         r"'token' is a coord of samples='position' recordings\)"):
+        rp.TrainingMonitor(model, ids, coords={"task": task}, by="task", within="token")
+
+
+MASKED_FACTORY = """
+import torch
+from torch import nn
+
+class Masked(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Embedding(6, 4)
+        self.fc = nn.Linear(4, 5)
+        self.act = nn.ReLU()
+        self.head = nn.Linear(5, 2)
+
+    def forward(self, input_ids, attention_mask=None):
+        out = self.head(self.act(self.fc(self.embed(input_ids))))
+        return out if attention_mask is None else out * attention_mask[..., None]
+
+def build():
+    return Masked()
+"""
+
+
+def test_cli_analyze_passes_the_attention_mask_and_names_unused_keys(tmp_path, capsys):
+    from relu_probe.cli import main
+
+    (tmp_path / "masked_models.py").write_text(MASKED_FACTORY)
+    ids = np.array([[v, w, u] for v in range(1, 6) for w in range(1, 6) for u in (0, 4)])
+    mask = (ids != 0).astype(np.int64)
+    task = np.array(["x", "y"] * 25, dtype=object).astype(str)
+    np.savez(tmp_path / "tokens.npz", X=ids, attention_mask=mask, task=task, extra=np.zeros((50, 2)))
+    code = main(["analyze", "--model", f"{tmp_path / 'masked_models.py'}:build", "--inputs", str(tmp_path / "tokens.npz"),
+                 "--by", "task", "--samples", "position", "--no-literature", "--out", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "attention mask 'attention_mask' (125 real tokens)" in captured.out
+    assert "key(s) 'extra' not used" in captured.err
+    saved = rp.Analysis.load(tmp_path / "out" / "analysis")
+    assert saved.dataset.sizes["sample"] == int(mask.sum()) == 125  # the 25 padding positions dropped
+    np.testing.assert_array_equal(saved.dataset.token.values, ids[mask != 0])
+    np.savez(tmp_path / "bad.npz", X=ids, attention_mask=mask[:, :2], task=task)
+    code = main(["analyze", "--model", f"{tmp_path / 'masked_models.py'}:build", "--inputs", str(tmp_path / "bad.npz"),
+                 "--by", "task", "--samples", "position", "--out", str(tmp_path / "out2")])
+    assert code == 2 and "--attention-mask 'attention_mask' must be an integer or bool (sample, seq) array matching " \
+        "the token ids X (50, 3), got dtype int64 and shape (50, 2)" in capsys.readouterr().err
+
+
+def test_a_resume_with_another_padded_length_says_so(tmp_path):
+    path = tmp_path / "padded.zarr"
+    rp.record(TokenNet(), {"input_ids": IDS, "attention_mask": MASK}, store=path, n_samples=3, chunk_size=1)
+    longer = torch.nn.functional.pad(IDS, (0, 2))  # the same tokens padded to 6 positions
+    with pytest.raises(StoreMismatchError, match=r"other values, order, dtype or shape \(token batches padded to "
+                                                    r"another length count as other inputs\)"):
+        rp.record(TokenNet(), {"input_ids": longer, "attention_mask": (longer != 0).long()}, store=path,
+                  n_samples=3, chunk_size=1, resume=True)

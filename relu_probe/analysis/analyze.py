@@ -50,7 +50,7 @@ from .._util.notes import merge_notes
 from .._util.progress import StepBar
 from ..data.access import Recording, as_recording
 from ..data.schema import site_attr
-from ..errors import DivergenceError, InputError, ReluProbeWarning, ValueInputError, describe
+from ..errors import DivergenceError, IncompleteDesignError, InputError, ReluProbeWarning, ValueInputError, describe
 from ..pathways.attribution import attribution_cost, pathway_attributions, plan_attributions
 from ..pathways.find import find_pathways
 from ..pathways.importance import IMPORTANCE_METHODS, default_importance_method, given_importance, unit_importance
@@ -290,7 +290,14 @@ def analyze(
             baseline = None if not null else null_scores(pw, rec, n_shuffles=null, random_state=random_state)
         with bar.step("selectivity"):
             profile = gating_profile(rec, by)
-            selectivity = mixed_selectivity_index(rec, by, within=within) if within is not None else None
+            selectivity = None
+            if within is not None:
+                try:
+                    selectivity = mixed_selectivity_index(rec, by, within=within)
+                except IncompleteDesignError as exc:  # nested items: the two-way ANOVA is undefined
+                    notes.append(f"per-unit mixed selectivity skipped: {' '.join(str(exc).split())} The "
+                                 f"{within!r} values are not all crossed with the {by!r} values (nested or "
+                                 f"missing cells); give a crossed design, or leave `within` unset")
         relu_loss = None if loss_curve is None else as_loss_curve("loss_curve", loss_curve)
         with bar.step("ReLN"), _noted(notes):
             training = _training(model, monitor, X_t, Y, relu_loss, rec, lr=lr, epochs=epochs,
@@ -324,8 +331,9 @@ def analyze(
         if training is not None and within is not None and callable(getattr(monitor, "structure_over_time", None)):
             with _noted(notes):
                 try:
+                    labels = {name: rec.ds[name].values for name in (by, within)} if X_t is not None else None
                     result.attach_monitor(structure=monitor.structure_over_time(
-                        Y, X=X_t if X_t is not None else X, lr=training.lr, by=by, within=within))
+                        Y, X=X_t if X_t is not None else X, coords=labels, lr=training.lr, by=by, within=within))
                 except (ValueInputError, InputError) as exc:
                     notes.append(f"predicted structure over training skipped: {' '.join(str(exc).split())}")
     return result

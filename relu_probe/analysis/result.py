@@ -259,7 +259,8 @@ class Analysis:
         if self.structure is not None:
             lines.append(f"  predicted structure vs measured: TV {float(self.structure.attrs['tv']):.3f}")
         if self.monitor_scores is not None:
-            lines.append(f"  monitor: {len(self.monitor_scores)} steps")
+            steps = self.monitor_scores.index.get_level_values("step").unique()
+            lines.append(f"  monitor: {len(steps)} snapshots (steps {int(steps.min())}–{int(steps.max())})")
         for note in self.notes:
             lines.append(f"  note: {note}")
         return "\n".join(lines)

@@ -7,7 +7,9 @@
 ``relu-probe analyze --model MODULE:FACTORY [--weights FILE] --inputs FILE.npz --by COORD``
     Analyse a saved model on saved inputs (the ``.npz`` holds the inputs under ``X`` — float
     features, or integer token ids — and one array per coord under its name); ``--targets
-    KEY`` also fits the ReLN. The input attributions are skipped, with a note, when they
+    KEY`` also fits the ReLN. Token ids with padding come with their ``attention_mask`` (or
+    ``--attention-mask KEY``): the model is then called as ``model(input_ids=X,
+    attention_mask=mask)``. Keys used for nothing are named in a warning. The input attributions are skipped, with a note, when they
     would take longer than the rest of the analysis; ``--attribution`` computes them anyway,
     ``--no-attribution`` never. ``--model`` imports
     the factory's module, running its code. ``--weights`` is read with
@@ -179,6 +181,15 @@ def _analyze(args: argparse.Namespace) -> int:
     if args.feature_names:
         names = [str(s) for s in np.asarray(_key(data, args.feature_names, "--feature-names", args.inputs)).ravel()]
         special.add(args.feature_names)
+    mask_key = args.attention_mask or ("attention_mask" if "attention_mask" in data else None)
+    mask = None
+    if mask_key is not None:
+        mask = _key(data, mask_key, "--attention-mask", args.inputs)
+        special.add(mask_key)
+        if mask.ndim != 2 or mask.shape[0] != P or X.ndim != 2 or mask.shape != X.shape[:2] \
+                or mask.dtype.kind not in "biu":
+            raise CLIError(f"--attention-mask {mask_key!r} must be an integer or bool (sample, seq) array matching "
+                           f"the token ids X {X.shape}, got dtype {mask.dtype} and shape {mask.shape}")
     coords = {k: v for k, v in data.items() if k not in special and v.ndim == 1 and v.shape[0] == P}
     for option, name in (("--by", args.by), ("--within", args.within)):
         if name is not None and name not in coords:
@@ -189,6 +200,11 @@ def _analyze(args: argparse.Namespace) -> int:
             raise CLIError(f"{option} {name!r} is not a coord in {args.inputs!r} (coords, 1-D arrays with one "
                            f"value per sample: {listed})")
     model, info, description = load_model(args.model, args.weights, trust_archive=args.trust_archive)
+    unused = sorted(k for k in data if k not in special and k not in coords)
+    if unused:
+        print(f"relu-probe: warning: {args.inputs}: key(s) {', '.join(repr(k) for k in unused)} not used (not X, "
+              f"a coord with one value per sample, or a key named by an option such as --targets or "
+              "--attention-mask)", file=sys.stderr)
     param = next((p for p in model.parameters() if p.is_floating_point()), None)
     dtype = param.dtype if param is not None else torch.float32
     Xt = torch.as_tensor(X)
@@ -201,8 +217,12 @@ def _analyze(args: argparse.Namespace) -> int:
                            f"the {P} samples; export with a dynamic batch dimension (torch.export.Dim)")
         batch = info["batch"]
     what = f"{P} inputs, each position a sample" if args.samples == "position" else f"{P} samples"
+    inputs: Any = Xt
+    if mask is not None:
+        inputs = {"input_ids": Xt, "attention_mask": torch.as_tensor(mask)}
+        what += f", attention mask {mask_key!r} ({int(np.count_nonzero(mask))} real tokens)"
     print(f"analysing {description} on {what} from {args.inputs} …", flush=True)
-    res = analyze(model, Xt, coords=coords, by=args.by, within=args.within, Y=Y, loss_curve=loss,
+    res = analyze(model, inputs, coords=coords, by=args.by, within=args.within, Y=Y, loss_curve=loss,
                   importance=args.importance, units=args.units, samples=args.samples, lr=args.lr,
                   epochs=args.epochs,
                   literature=not args.no_literature, race_method=args.race,

@@ -92,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--targets", metavar="KEY", help="npz key of the targets: also fit the ReLN")
     an.add_argument("--loss-curve", metavar="KEY", help="npz key of the network's training loss per epoch")
     an.add_argument("--feature-names", metavar="KEY", help="npz key of the input feature names (strings)")
+    an.add_argument("--attention-mask", metavar="KEY",
+                    help="npz key of a (sample, seq) attention mask (1 = real token, 0 = padding); default: the "
+                    "key 'attention_mask' when the file has one. The model is then called as "
+                    "model(input_ids=X, attention_mask=MASK), and with --samples position padding is dropped")
     an.add_argument("--importance", choices=["auto", "readout", "conductance", "activity"], default="auto")
     an.add_argument("--units", choices=["element", "channel"], default="element",
                     help="conv/sequence sites: a unit per (channel, position) or per channel")

@@ -94,6 +94,21 @@ class MonitorStore:
         if not self.n_steps:
             return
         group = self._group()
+        samples = "position" if per_input else "input"
+        stored_samples = plain_attr(group.attrs.get("samples", "input"))
+        if stored_samples != samples:
+            raise StoreMismatchError(
+                f"continuing `store` {str(self.path)!r} with samples={samples!r}: its snapshots were recorded "
+                f"with samples={stored_samples!r}, so their rows are other samples. Continue with "
+                f"samples={stored_samples!r}, or record into a new store."
+            )
+        stored_every = group.attrs.get("every")
+        if stored_every is not None and int(stored_every) != self.every:
+            raise StoreMismatchError(
+                f"continuing `store` {str(self.path)!r} with every={self.every}: its snapshots were taken every "
+                f"{int(stored_every)} steps, and the gate flips between snapshots (gate_stability) are only "
+                f"comparable at one interval. Continue with every={int(stored_every)}, or record into a new store."
+            )
         stored = group.attrs.get("probe_fingerprint")
         if stored is not None and stored != fingerprint:
             raise StoreMismatchError(

@@ -453,9 +453,13 @@ class ZarrSink:
             if value(stored, key) != value(attrs, key)
         ]
         if differ:
+            only_shapes = all(value(stored, key) == value(attrs, key) for key in LAYOUT_ATTRS if key != "site_shapes")
+            hint = (" Only the per-sample shapes differ: the same model on inputs of another size, e.g. token "
+                    "batches padded to another length (element units need one padded length throughout; "
+                    "samples='position' or units='channel' do not)." if only_shapes else "")
             raise StoreMismatchError(
                 f"`store` {str(self.path)!r} was written by a different model or site layout: "
-                + "; ".join(differ) + ". Record into a new store (or pass overwrite=True)."
+                + "; ".join(differ) + "." + hint + " Record into a new store (or pass overwrite=True)."
             )
 
     # ------------------------------------------------------------------ rows
@@ -497,8 +501,9 @@ class ZarrSink:
                 raise StoreMismatchError(
                     f"resuming `store` {str(self.path)!r} with other inputs: sample chunk {chunk} (samples "
                     f"{start}–{start + self._chunk_length(chunk) - 1}) was recorded from inputs with other "
-                    "values, order, dtype or shape. Resume with the inputs of the original recording, or "
-                    "record into a new store. Nothing of this call was kept."
+                    "values, order, dtype or shape (token batches padded to another length count as other "
+                    "inputs). Resume with the inputs of the original recording, or record into a new store. "
+                    "Nothing of this call was kept."
                 )
             self._unverified.discard(chunk)
             if not self._unverified:

@@ -40,6 +40,9 @@ class Batch:
     args: tuple
     kwargs: dict
     size: int
+    #: the items of a tuple / list batch after the input, which the model does not get (targets,
+    #: or a mask the user meant for it): kept only to warn about the latter
+    left_out: tuple = ()
 
     def head(self, n: int) -> Batch:
         """The same call on the first *n* samples (tensors of ``size`` rows are sliced)."""
@@ -161,7 +164,7 @@ def _as_batch(batch: Any, index: int, *, model: nn.Module, device: torch.device,
         if isinstance(first, np.ndarray):
             first = _from_numpy(first, model)
         if isinstance(first, torch.Tensor):
-            return Batch((first.to(device),), {}, _size(first, index))
+            return Batch((first.to(device),), {}, _size(first, index), left_out=tuple(batch[1:]))
         if isinstance(first, Mapping):
             return _as_batch(first, index, model=model, device=device, input_key=input_key)
         raise InputError(

@@ -40,7 +40,7 @@ from .inputs import Batch, check_sample_count, count_batches, iter_batches, samp
 from .model import batch_dependent_modules, preserved_state, unwrap_model
 from .sinks import MemorySink
 from .sites import SiteSelector, activation_types
-from .tokens import SAMPLE_MODES, batch_tokens, count_tokens, token_rows
+from .tokens import SAMPLE_MODES, batch_tokens, count_tokens, padding_hints, token_rows
 
 __all__ = ["record", "Recorder", "list_sites", "create_store", "record_shard"]
 
@@ -571,11 +571,18 @@ def _run(module: nn.Module, inputs: Any, recorder: Recorder, sink: Any, *, batch
             sink.size_for = lambda: _position_rows(inputs, recorder, sink.n_source_inputs, sink.counted_rows)
     n_batches = count_batches(inputs, batch_size, input_key)
     start = row = 0
+    padded_units = False  # element units of a padded batch: its padding positions are units
     with preserved_state(module, eval_mode=eval_mode), recorder:
         batches = iter_batches(inputs, model=module, batch_size=batch_size, input_key=input_key)
         for index, batch in enumerate(
             progress_bar(batches, enabled=progress, total=n_batches, desc="recording", unit="batch")
         ):
+            if index == 0:
+                for hint in padding_hints(batch.args, batch.kwargs, batch.left_out, samples=recorder.samples):
+                    warnings.warn(hint, ReluProbeWarning, stacklevel=3)
+            if not position and recorder.units == "element" and not padded_units:
+                mask = batch_tokens(batch.args, batch.kwargs).mask
+                padded_units = mask is not None and bool((mask == 0).any())
             if not recorder.sites and position and sink is not None:
                 _discover(module, batch, recorder)  # the store's size depends on the sites' positions
             n_rows = batch.size
@@ -603,6 +610,16 @@ def _run(module: nn.Module, inputs: Any, recorder: Recorder, sink: Any, *, batch
                     tap.recount = False
             start += batch.size
             row += recorder.n_samples - before if sink is None else n_rows
+    sequence_sites = [name for name, layout in recorder._tap.layouts.items() if layout.channel_dim is not None]
+    if padded_units and sequence_sites:
+        warnings.warn(
+            f"the batches' attention_mask marks padding, and with samples='input' and element units the sequence "
+            f"site(s) {', '.join(repr(n) for n in sequence_sites[:3])}{' …' if len(sequence_sites) > 3 else ''} "
+            "give a unit per (position, neuron): the units at padded positions hold the model's computation on "
+            "padding and enter the pathways and scores like the others. Record with samples='position' (one "
+            "sample per real token) or units='channel' (the fraction of real tokens active) to leave padding out.",
+            ReluProbeWarning, stacklevel=3,
+        )
     return start, row
 
 

@@ -28,7 +28,8 @@ import torch
 
 from ..errors import ValueInputError
 
-__all__ = ["BatchTokens", "batch_tokens", "count_tokens", "token_rows", "SAMPLE_MODES"]
+__all__ = ["BatchTokens", "batch_tokens", "count_tokens", "looks_like_mask", "padding_hints", "token_rows",
+           "SAMPLE_MODES"]
 
 #: Values of ``samples=``: one sample per input (default) or one per (input, position).
 SAMPLE_MODES = ("input", "position")
@@ -106,6 +107,43 @@ def batch_tokens(args: tuple, kwargs: Mapping[str, Any] | None) -> BatchTokens:
     elif mask is not None and mask.dim() == 2:
         length = int(mask.shape[1])
     return BatchTokens(None if first is None else int(first.shape[0]), length, mask, ids)
+
+
+def looks_like_mask(x: Any, ids: torch.Tensor | None) -> bool:
+    """Whether *x* could be a padding mask for token ids *ids*: a tensor of the same
+    ``(batch, seq)`` shape, integer or bool, holding only 0 and 1 and at least one 0."""
+    if ids is None or not isinstance(x, torch.Tensor) or x is ids or tuple(x.shape) != tuple(ids.shape):
+        return False
+    if x.is_floating_point() or x.is_complex():
+        return False
+    values = x.detach()
+    return bool(((values == 0) | (values == 1)).all()) and bool((values == 0).any())
+
+
+def padding_hints(args: tuple, kwargs: Mapping[str, Any], left_out: tuple, *, samples: str) -> list[str]:
+    """Warnings for a token batch whose padding mask relu_probe cannot use (module docstring):
+    a mask-like item of a tuple batch that the model is not given, or (tokens as samples) a
+    mask-like keyword other than ``attention_mask``."""
+    tokens = batch_tokens(args, kwargs)
+    hints = []
+    for k, item in enumerate(left_out, start=1):
+        if looks_like_mask(item, tokens.ids):
+            hints.append(
+                f"item {k} of the input batches has the shape of the token ids {tuple(item.shape)} and holds only "
+                "0 / 1: an attention mask? A tuple batch is read as (input, target, …): the model is called with "
+                "item 0 only, so it ran without that mask and padding positions are kept. Pass dict batches "
+                "({'input_ids': ids, 'attention_mask': mask}) to give the model its mask; ignore this if the item "
+                "is a target."
+            )
+    if samples == "position" and tokens.mask is None:
+        for key, value in kwargs.items():
+            if key != _IDS_KEY and looks_like_mask(value, tokens.ids):
+                hints.append(
+                    f"the batches' {key!r} has the shape of the token ids and holds only 0 / 1, but padding is "
+                    f"dropped only where {_MASK_KEY!r} is 0 (1 = real token): every position is kept as a sample. "
+                    f"If {key!r} is a padding mask, pass it (1 = real token) as {_MASK_KEY!r}."
+                )
+    return hints
 
 
 def token_rows(n_inputs: int, n_positions: int, mask: np.ndarray | None) -> np.ndarray:

@@ -39,10 +39,10 @@ from ._util.arrays import to_numpy
 from ._util.checks import check_choice, check_int, check_real
 from ._util.progress import progress_bar
 from .data.monitor_store import MonitorStore
-from .data.schema import TOKEN_COORDS, check_coords, context_set_label, site_attr
+from .data.schema import TOKEN_COORDS, check_coords, context_set_label
 from .errors import CoordError, InputError, ValueInputError
 from .pathways.find import find_pathways
-from .pathways.importance import unit_importance
+from .pathways.importance import default_importance_method, unit_importance
 from .recording.fingerprint import fingerprint_of
 from .recording.inputs import iter_batches
 from .recording.model import unwrap_model
@@ -245,8 +245,8 @@ class TrainingMonitor:
 
     def _importance(self, ds: xr.Dataset) -> xr.DataArray:
         method = self.importance
-        if method == "readout" and not all(site_attr(ds, "site_readouts")):
-            method = "activity"
+        if method == "readout":
+            method = default_importance_method(self.model, ds)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # all-off gates at initialisation are expected
             imp = unit_importance(self.model, ds, method=method)

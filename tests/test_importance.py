@@ -10,7 +10,9 @@ import torch
 from torch import nn
 
 import relu_probe as rp
+from relu_probe.data.schema import site_attr
 from relu_probe.errors import DegenerateDataWarning, InputError, ValueInputError
+from relu_probe.pathways.importance import default_importance, default_importance_method, readout_gaps
 from relu_probe.testing import ToyConvNet, k_minus_one_net, modular_net
 
 
@@ -211,3 +213,112 @@ def test_conductance_reads_functional_sites_like_modules():
     # readout still works: the recorder found the consuming Linear
     imp = rp.unit_importance(model, ds)
     assert imp.sum() == pytest.approx(1.0) and (imp >= 0).all()
+
+
+class _SkipNet(nn.Module):
+    """``out = head(r2(fc2(h))) + skip(h)``, ``h = r1(fc1(x))``: site ``r1`` is read by two
+    Linears (fc2 and a skip head); unit 0 of ``r1`` reaches the output only through ``skip``."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(3, 3, bias=False)
+        self.r1 = nn.ReLU()
+        self.fc2 = nn.Linear(3, 2, bias=False)
+        self.r2 = nn.ReLU()
+        self.head = nn.Linear(2, 1, bias=False)
+        self.skip = nn.Linear(3, 1, bias=False)
+        with torch.no_grad():
+            self.fc1.weight.copy_(torch.eye(3))
+            self.fc2.weight.copy_(torch.tensor([[0.0, 3.0, 0.0], [0.0, 0.0, 4.0]]))
+            self.skip.weight.copy_(torch.tensor([[12.0, 4.0, 0.0]]))
+            self.head.weight.copy_(torch.tensor([[1.0, 2.0]]))
+
+    def forward(self, x):
+        h = self.r1(self.fc1(x))
+        return self.head(self.r2(self.fc2(h))) + self.skip(h)
+
+
+_SKIP_X = torch.tensor([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]])
+# r1: activations = X, mean [2, 2, 2]; outgoing norms ‖[W_fc2; W_skip][:, u]‖ = [12, 5, 4]
+#     (fc2 alone: [0, 3, 4], which would give unit 0 no importance) -> I ∝ [24, 10, 8]
+# r2: fc2 outputs [6, 12], [6, 4] -> mean [6, 8]; head norms [1, 2] -> I ∝ [6, 16]
+_SKIP_EXPECTED = {"r1": np.array([24.0, 10.0, 8.0]) / 42, "r2": np.array([6.0, 16.0]) / 22}
+
+
+def _per_site(imp):
+    return {site: imp.values[imp["site"].values == site] for site in ("r1", "r2")}
+
+
+def test_readout_norm_stacks_every_linear_reading_the_site(tmp_path):
+    net = _SkipNet()
+    ds = rp.record(net, _SKIP_X, values=True)
+    assert ds.attrs["site_readouts"] == ["fc2 + skip", "head"]
+    assert ds.attrs["site_other_readers"] == ["", ""]
+    assert default_importance_method(net, ds) == "readout"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every reader is a readout: nothing to warn about
+        per_site = {s: rp.unit_importance(net, ds.sel(unit=ds.site == s)).values for s in ("r1", "r2")}
+    for site, expected in _SKIP_EXPECTED.items():
+        np.testing.assert_allclose(per_site[site], expected, rtol=1e-12)
+    whole = _per_site(rp.unit_importance(net, ds))
+    np.testing.assert_allclose(whole["r1"] / whole["r1"].sum(), _SKIP_EXPECTED["r1"], rtol=1e-12)
+    # the readouts survive a zarr store and a netCDF file
+    stored = rp.record(net, _SKIP_X, values=True, store=tmp_path / "skip.zarr")
+    rp.io.to_netcdf(ds, tmp_path / "skip.nc")
+    for loaded in (stored, rp.load(tmp_path / "skip.zarr"), rp.io.open_netcdf(tmp_path / "skip.nc")):
+        assert list(site_attr(loaded, "site_readouts")) == ["fc2 + skip", "head"]
+        assert list(site_attr(loaded, "site_other_readers")) == ["", ""]
+        np.testing.assert_allclose(rp.unit_importance(net, loaded).values, rp.unit_importance(net, ds).values,
+                                   rtol=1e-12)
+
+
+def test_recording_written_with_one_readout_per_site_still_loads():
+    net = _SkipNet()
+    ds = rp.record(net, _SKIP_X, values=True)
+    ds.attrs["site_readouts"] = ["fc2", "head"]  # what recordings stored before every readout was kept
+    ds.attrs.pop("site_other_readers", None)
+    assert default_importance_method(net, ds) == "readout"
+    r1 = rp.unit_importance(net, ds.sel(unit=ds.site == "r1")).values
+    np.testing.assert_allclose(r1, np.array([0.0, 6.0, 8.0]) / 14, rtol=1e-12)  # fc2's columns only
+
+
+class _ResidualReadNet(nn.Module):
+    """``h = r(fc1(x))`` is read by ``fc2`` and, unweighted, by the residual sum ``h + fc2(h)``."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(3, 3, bias=False)
+        self.r = nn.ReLU()
+        self.fc2 = nn.Linear(3, 3, bias=False)
+        self.head = nn.Linear(3, 1, bias=False)
+        with torch.no_grad():
+            self.fc1.weight.copy_(torch.eye(3))
+            self.fc2.weight.copy_(torch.diag(torch.tensor([0.0, 3.0, 4.0])))
+            self.head.weight.fill_(1.0)
+
+    def forward(self, x):
+        h = self.r(self.fc1(x))
+        return self.head(h + self.fc2(h))
+
+
+def test_site_also_read_outside_a_readout_falls_back_to_activity_by_default():
+    net = _ResidualReadNet()
+    ds = rp.record(net, _SKIP_X, values=True)
+    assert ds.attrs["site_readouts"] == ["fc2"]
+    assert ds.attrs["site_other_readers"] == ["add"]
+    gaps = readout_gaps(ds)
+    assert list(gaps) == ["r"] and "add" in gaps["r"] and "fc2" in gaps["r"]
+    assert default_importance_method(net, ds) == "activity"
+    imp = default_importance(net, ds)
+    assert imp.attrs["method"] == "activity"
+    np.testing.assert_allclose(imp.values, np.full(3, 1 / 3), rtol=1e-12)  # mean activations [2, 2, 2]
+    # asked for explicitly, the readout importance says what it leaves out
+    with pytest.warns(UserWarning, match=r"site 'r' is read by add besides fc2"):
+        explicit = rp.unit_importance(net, ds, method="readout")
+    np.testing.assert_allclose(explicit.values, np.array([0.0, 3.0, 4.0]) / 7, rtol=1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateDataWarning)  # two samples, constant gates: expected
+        res = rp.analyze(net, _SKIP_X, coords={"c": np.array([0, 1])}, by="c", null=0, literature=False,
+                         attribution=False)
+    assert res.pathways.importance.attrs["method"] == "activity"
+    assert any("also read by add" in note for note in res.notes)

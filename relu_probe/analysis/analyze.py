@@ -53,7 +53,13 @@ from ..data.schema import site_attr
 from ..errors import DivergenceError, IncompleteDesignError, InputError, ReluProbeWarning, ValueInputError, describe
 from ..pathways.attribution import attribution_cost, pathway_attributions, plan_attributions
 from ..pathways.find import find_pathways
-from ..pathways.importance import IMPORTANCE_METHODS, default_importance_method, given_importance, unit_importance
+from ..pathways.importance import (
+    IMPORTANCE_METHODS,
+    default_importance_method,
+    given_importance,
+    readout_gaps,
+    unit_importance,
+)
 from ..pathways.profiles import gating_profile
 from ..recording.recorder import record
 from ..recording.model import preserved_state, unwrap_model
@@ -372,13 +378,12 @@ def _importance_step(model: Any, rec: Recording, importance: Any, X_t: torch.Ten
     check_choice("importance", importance, ("auto", *IMPORTANCE_METHODS))
     if importance == "auto":
         importance = default_importance_method(model, rec)
-        readouts = [str(r) for r in site_attr(rec.ds, "site_readouts")] if importance == "activity" else []
-        missing = [site for site, r in zip(rec.site_names(), readouts) if not r]
-        if model is not None and missing and notes is not None:
-            notes.append(f"importance: 'activity' (each unit's mean activity), not 'readout': site(s) "
-                         f"{', '.join(repr(m) for m in missing[:5])}{' …' if len(missing) > 5 else ''} do not feed a "
-                         "Linear / Conv directly (e.g. a pooling or a residual sum comes first), so their outgoing "
-                         "weights are unknown; importance='conductance' follows the gradient instead")
+        gaps = readout_gaps(rec) if importance == "activity" and model is not None else {}
+        if gaps and notes is not None:
+            shown = "; ".join(f"site {site!r}: {why}" for site, why in list(gaps.items())[:5])
+            notes.append(f"importance: 'activity' (each unit's mean activity), not 'readout', because the "
+                         f"outgoing Linear / Conv weights do not cover every site ({shown}"
+                         f"{' …' if len(gaps) > 5 else ''}); importance='conductance' follows the gradient instead")
     kwargs = {"inputs": X_t} if importance == "conductance" else {}
     return unit_importance(model if importance != "activity" else None, rec, method=importance, **kwargs)
 

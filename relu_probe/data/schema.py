@@ -183,14 +183,21 @@ def dataset_attrs(
     *,
     site_names: Sequence[str],
     layouts: Mapping[str, Any],
-    readouts: Mapping[str, str],
+    readouts: Mapping[str, Any],
     units: str,
     model_class: str,
     threshold: float = 0.0,
     slopes: Mapping[str, float] | None = None,
     samples: str = "input",
+    other_readers: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The recorded dataset's attrs (plain str / number / list values).
+
+    ``site_readouts`` is, per site, every ``nn.Linear`` / ``nn.ConvNd`` that reads the site's
+    output, as one string (:func:`join_paths`: ``"fc2 + skip"``; ``""`` for none);
+    ``site_other_readers`` names, the same way, the other operations seen reading it (a
+    residual sum, a pooling, …). *readouts* / *other_readers* map a site name to a path or a
+    sequence of them.
 
     ``site_slopes`` is every site's negative-branch slope: 0 for a ReLU, α for a
     LeakyReLU(α) (its output is :math:`\alpha z` where the gate is off), NaN for other
@@ -201,7 +208,8 @@ def dataset_attrs(
         "relu_probe_version": __version__,
         "model_class": model_class,
         "sites": list(site_names),
-        "site_readouts": [readouts.get(name, "") for name in site_names],
+        "site_readouts": [join_paths(readouts.get(name, "")) for name in site_names],
+        "site_other_readers": [join_paths((other_readers or {}).get(name, "")) for name in site_names],
         "site_shapes": ["x".join(map(str, layouts[name].shape)) for name in site_names],
         "site_kinds": [layouts[name].kind for name in site_names],
         "site_slopes": [float(slopes.get(name, 0.0)) for name in site_names],
@@ -216,7 +224,7 @@ def build_dataset(
     *,
     site_names: Sequence[str],
     layouts: Mapping[str, Any],
-    readouts: Mapping[str, str],
+    readouts: Mapping[str, Any],
     units: str,
     model_class: str,
     coords: Mapping[str, np.ndarray],
@@ -224,6 +232,7 @@ def build_dataset(
     threshold: float = 0.0,
     slopes: Mapping[str, float] | None = None,
     samples: str = "input",
+    other_readers: Mapping[str, Any] | None = None,
 ) -> xr.Dataset:
     """Assemble the recorded dataset from ``(sample, unit)`` arrays (see the module docstring);
     *coords* are per sample (with ``samples="position"`` they include :data:`TOKEN_COORDS`)."""
@@ -245,6 +254,7 @@ def build_dataset(
     attrs = dataset_attrs(
         site_names=site_names, layouts=layouts, readouts=readouts, units=units,
         model_class=model_class, threshold=threshold, slopes=slopes, samples=samples,
+        other_readers=other_readers,
     )
     ds = xr.Dataset(variables, coords=all_coords, attrs=attrs)
     for name, long_name in LONG_NAMES.items():
@@ -253,9 +263,26 @@ def build_dataset(
     return ds
 
 
+#: Separates the module paths of one site in ``site_readouts`` / ``site_other_readers``.
+PATH_SEPARATOR = " + "
+
+
+def join_paths(paths: Any) -> str:
+    """One attr string for a site's readouts (or other readers): a path, or paths joined by
+    :data:`PATH_SEPARATOR`."""
+    return paths if isinstance(paths, str) else PATH_SEPARATOR.join(str(p) for p in paths)
+
+
+def split_paths(value: Any) -> tuple[str, ...]:
+    """The paths of one ``site_readouts`` / ``site_other_readers`` entry (inverse of
+    :func:`join_paths`; a store written before several readouts were kept holds one path)."""
+    text = "" if value is None else str(value)
+    return tuple(p for p in text.split(PATH_SEPARATOR) if p)
+
+
 def site_attr(ds: xr.Dataset, key: str) -> list:
-    """A per-site attr (``sites``, ``site_readouts``, ``site_shapes``, ``site_kinds``,
-    ``site_slopes``) as a list.
+    """A per-site attr (``sites``, ``site_readouts``, ``site_other_readers``, ``site_shapes``,
+    ``site_kinds``, ``site_slopes``) as a list (empty when the attr is absent).
 
     netCDF returns one-element list attributes as scalars; this undoes that. ``sites`` falls
     back to the unique ``site`` coord values in unit order when the attr is absent.
@@ -278,18 +305,20 @@ class SiteTable:
 
     site_names: tuple[str, ...]
     layouts: Mapping[str, Any]
-    readouts: Mapping[str, str]
+    readouts: Mapping[str, Any]
     units: str
     model_class: str
     threshold: float = 0.0
     slopes: Mapping[str, float] | None = None
     samples: str = "input"
+    other_readers: Mapping[str, Any] | None = None
 
     def attrs(self) -> dict[str, Any]:
         """The dataset attrs (:func:`dataset_attrs`)."""
         return dataset_attrs(
             site_names=self.site_names, layouts=self.layouts, readouts=self.readouts, units=self.units,
             model_class=self.model_class, threshold=self.threshold, slopes=self.slopes, samples=self.samples,
+            other_readers=self.other_readers,
         )
 
     def unit_coords(self) -> dict[str, np.ndarray]:
@@ -303,5 +332,5 @@ class SiteTable:
         return build_dataset(
             data, site_names=self.site_names, layouts=self.layouts, readouts=self.readouts, units=self.units,
             model_class=self.model_class, coords=coords, sample_ids=sample_ids, threshold=self.threshold,
-            slopes=self.slopes, samples=self.samples,
+            slopes=self.slopes, samples=self.samples, other_readers=self.other_readers,
         )

@@ -13,12 +13,13 @@ from torch import nn
 
 from .._util.checks import check_choice, check_int
 from ..data.access import Recording, align_importance, as_recording
-from ..data.schema import site_attr
+from ..data.schema import site_attr, split_paths
 from ..errors import DegenerateDataWarning, InputError, ValueInputError, describe
 from ..recording.model import preserved_modes
 from .gradients import input_path, output_tensor, site_conductance
 
-__all__ = ["unit_importance", "given_importance", "default_importance", "default_importance_method", "IMPORTANCE_METHODS"]
+__all__ = ["unit_importance", "given_importance", "default_importance", "default_importance_method",
+           "readout_gaps", "IMPORTANCE_METHODS"]
 
 #: The measures :func:`unit_importance` offers.
 IMPORTANCE_METHODS = ("readout", "conductance", "activity")
@@ -68,18 +69,31 @@ def unit_importance(
 
     Notes
     -----
-    ``"readout"`` — for ReLUs whose output goes straight into an ``nn.Linear`` or
-    ``nn.ConvNd`` (``ds.attrs["site_readouts"]`` names it). Importance of unit *u* is
+    ``"readout"`` — for ReLUs whose output goes straight into ``nn.Linear`` / ``nn.ConvNd``
+    modules, its *readouts*: every such module called on the site's output (or a view of it)
+    in the recorded forward pass (``ds.attrs["site_readouts"]`` names them, ``"fc2 + skip"``
+    for a site read by a next layer and a skip head). Importance of unit *u* is
 
-    .. math:: I_u \propto \lVert W_{:,u} \rVert_2 \cdot \overline{|a_u|}
+    .. math:: I_u \propto \bigl\lVert [W_1; W_2; \dots]_{:,u} \bigr\rVert_2 \cdot \overline{|a_u|}
+              = \sqrt{\textstyle\sum_k \lVert (W_k)_{:,u} \rVert_2^2} \cdot \overline{|a_u|}
 
-    the norm of the unit's outgoing weights times its mean activation magnitude over the
-    recorded samples (the mean post-ReLU value when ``values=True`` was recorded, else the
-    mean gate rate). For a Linear readout that consumes the site's (flattened) output the
-    column of the unit is used; for a Conv readout — and for ``units="element"`` conv units —
-    the unit's *channel*: the norm of ``W[:, c]`` over output channels and kernel (with
-    grouped convolutions, over the outputs of the channel's group). Cheap, exact for the
-    paper's networks, and needs no inputs. Use it whenever every site has a readout.
+    the norm of **all** the unit's outgoing weights (the readouts' weight matrices stacked)
+    times its mean activation magnitude over the recorded samples (the mean post-ReLU value
+    when ``values=True`` was recorded, else the mean gate rate). For a Linear readout that
+    consumes the site's (flattened) output the column of the unit is used; for a Conv
+    readout — and for ``units="element"`` conv units — the unit's *channel*: the norm of
+    ``W[:, c]`` over output channels and kernel (with grouped convolutions, over the outputs
+    of the channel's group). Cheap, exact for the paper's networks, and needs no inputs.
+
+    A site whose output is also read by something that is not a Linear / Conv readout — a
+    residual sum, a pooling, a norm, another activation (``ds.attrs["site_other_readers"]``
+    names what the recording saw) — sends part of its effect down a path with no weight
+    matrix to read, so its readout importance leaves that path out: it is computed over the
+    readouts it has, with a :class:`UserWarning` that names the other readers. The default
+    importance (:func:`default_importance_method`) is then ``"activity"``; ``"conductance"``
+    follows every path. Operations that torch does not route through its function-override
+    mechanism are not seen (see :mod:`relu_probe.recording.hooks`), and recordings written
+    before other readers were recorded carry no ``site_other_readers``.
 
     Biases follow the ReLN's convention (:mod:`relu_probe.reln.spec`): a unit's activation
     includes its own bias (a constant input its pathway reads), so the bias counts through
@@ -115,6 +129,7 @@ def unit_importance(
     if method == "activity":
         raw = magnitude
     elif method == "readout":
+        _warn_other_readers(rec.ds)
         raw = _readout_norms(model, rec.ds) * magnitude
     else:
         if inputs is None:
@@ -129,18 +144,42 @@ def unit_importance(
 def default_importance_method(model: nn.Module | None, ds: Any) -> str:
     r"""The importance :func:`relu_probe.find_pathways`, :func:`relu_probe.analyze` and the
     training monitor use when none is given: ``"readout"`` when the model is at hand and
-    every recorded site feeds a Linear / Conv directly (``ds.attrs["site_readouts"]``), else
-    ``"activity"``.
+    every recorded site's output is read by Linear / Conv readouts only
+    (``ds.attrs["site_readouts"]``, and no ``ds.attrs["site_other_readers"]``), else
+    ``"activity"`` (:func:`readout_gaps` says why).
 
     The readout importance is the principled one: a unit's share of the pathway mass is then
     :math:`\lVert W_{:,u} \rVert \sum_c a_u(o, c)`, the weighting of Jarvis et al.
     (arXiv 2503.06181) — how much of the unit's activity reaches the output. Without the
-    model, or where a site's output does not go straight into a Linear / Conv, the outgoing
-    weights are unknown and the activity importance (the unit's mean activity) is used.
+    model, or where a site's output does not go (only) into Linear / Conv layers, the
+    outgoing weights do not say that and the activity importance (the unit's mean activity)
+    is used.
     """
     rec = as_recording(ds)
-    readouts = [str(r) for r in site_attr(rec.ds, "site_readouts")]
-    return "readout" if isinstance(model, nn.Module) and readouts and all(readouts) else "activity"
+    return "readout" if isinstance(model, nn.Module) and rec.site_names() and not readout_gaps(rec) else "activity"
+
+
+def readout_gaps(ds: Any) -> dict[str, str]:
+    """The recorded sites the readout importance does not cover, each with the reason: no
+    Linear / Conv reads its output, or something else reads it too (named from
+    ``ds.attrs["site_other_readers"]``). Empty when every site is read by readouts only."""
+    rec = as_recording(ds)
+    sites = [str(s) for s in site_attr(rec.ds, "sites")]
+    readouts = site_attr(rec.ds, "site_readouts")
+    others = site_attr(rec.ds, "site_other_readers")
+    readouts = readouts if len(readouts) == len(sites) else [""] * len(sites)
+    others = others if len(others) == len(sites) else [""] * len(sites)  # older recordings: none kept
+    present = set(rec.site_names())
+    gaps = {}
+    for site, readout, other in zip(sites, readouts, others):
+        if site not in present:
+            continue
+        if not split_paths(readout):
+            gaps[site] = "no Linear / Conv reads its output (e.g. a pooling or a residual sum comes first)"
+        elif split_paths(other):
+            gaps[site] = (f"its output is also read by {', '.join(split_paths(other))}, not only by the "
+                          f"Linear / Conv {' + '.join(split_paths(readout))}")
+    return gaps
 
 
 def default_importance(model: nn.Module | None, ds: Any) -> xr.DataArray:
@@ -188,8 +227,30 @@ def _normalised(raw: np.ndarray, rec: Recording, method: str) -> xr.DataArray:
 # --------------------------------------------------------------------------- readout
 
 
-def _site_blocks(ds: xr.Dataset) -> list[tuple[str, str, np.ndarray]]:
-    """``(site, readout module path, positions of its units in ds)`` for every site."""
+def _warn_other_readers(ds: xr.Dataset) -> None:
+    """Warn for the sites whose output is also read by something that is not a readout."""
+    sites = [str(s) for s in site_attr(ds, "sites")]
+    others = site_attr(ds, "site_other_readers")
+    readouts = site_attr(ds, "site_readouts")
+    if len(others) != len(sites) or len(readouts) != len(sites):
+        return
+    present = set(as_recording(ds).site_names())
+    partial = {site: (split_paths(o), split_paths(r)) for site, o, r in zip(sites, others, readouts)
+               if site in present and split_paths(o) and split_paths(r)}
+    if partial:
+        detail = "; ".join(f"site {site!r} is read by {', '.join(o)} besides {' + '.join(r)}"
+                           for site, (o, r) in partial.items())
+        warnings.warn(
+            f"readout importance counts only the Linear / Conv weights reading each site, but {detail}: "
+            "what reaches the output through those is left out of the units' importance. Use "
+            "method='conductance' (with inputs) to follow every path, or method='activity'.",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def _site_blocks(ds: xr.Dataset) -> list[tuple[str, tuple[str, ...], np.ndarray]]:
+    """``(site, readout module paths, positions of its units in ds)`` for every site."""
     if "site" not in ds.coords:
         raise ValueInputError("`ds` has no 'site' unit coord; pass a Dataset from rp.record.")
     sites = [str(s) for s in site_attr(ds, "sites")]
@@ -197,7 +258,7 @@ def _site_blocks(ds: xr.Dataset) -> list[tuple[str, str, np.ndarray]]:
     unit_sites = ds["site"].values.astype(str)
     if len(readouts) != len(sites):
         raise ValueInputError(
-            "method='readout' needs ds.attrs['site_readouts'] (one module path per site, as "
+            "method='readout' needs ds.attrs['site_readouts'] (one entry per site, as "
             f"written by rp.record); got {len(readouts)} readouts for {len(sites)} sites. "
             "Use method='conductance' with inputs, or method='activity'."
         )
@@ -205,14 +266,15 @@ def _site_blocks(ds: xr.Dataset) -> list[tuple[str, str, np.ndarray]]:
     for site, readout in zip(sites, readouts):
         idx = np.flatnonzero(unit_sites == str(site))
         if idx.size:
-            blocks.append((str(site), str(readout), idx))
+            blocks.append((str(site), split_paths(readout), idx))
     return blocks
 
 
 def _readout_norms(model: nn.Module, ds: xr.Dataset) -> np.ndarray:
-    """Outgoing weight norm of every unit (see :func:`unit_importance`, Notes)."""
+    r"""Norm of every unit's outgoing weights over all its site's readouts,
+    :math:`\sqrt{\sum_k \lVert (W_k)_{:,u} \rVert^2}` (see :func:`unit_importance`, Notes)."""
     blocks = _site_blocks(ds)
-    missing = [site for site, readout, _ in blocks if not readout]
+    missing = [site for site, readouts, _ in blocks if not readouts]
     if missing:
         raise ValueInputError(
             f"method='readout' needs a Linear/Conv layer consuming each site, but none was found "
@@ -224,59 +286,68 @@ def _readout_norms(model: nn.Module, ds: xr.Dataset) -> np.ndarray:
     if neuron is None:
         raise ValueInputError("`ds` has no 'neuron' unit coord; pass a Dataset from rp.record.")
     channel_units = ds.attrs.get("units", "element") == "channel"
-    out = np.zeros(ds.sizes["unit"])
-    for site, path, idx in blocks:
-        try:
-            layer = model.get_submodule(path)
-        except AttributeError:
-            raise ValueInputError(
-                f"site {site!r}: its readout module {path!r} (ds.attrs['site_readouts']) is not "
-                "in `model`; pass the model that was recorded."
-            ) from None
-        weight = getattr(layer, "weight", None)
-        if not isinstance(weight, torch.Tensor):
-            raise ValueInputError(f"site {site!r}: readout module {path!r} has no weight tensor.")
-        w = weight.detach().to("cpu", torch.float64)
-        n_ch = int(channel[idx].max()) + 1
-        if isinstance(layer, nn.Linear):
-            n_in = w.shape[1]
-            if not channel_units and n_in == idx.size and n_in > int(neuron[idx].max()):
-                out[idx] = torch.linalg.vector_norm(w, dim=0).numpy()[neuron[idx]]
-            elif n_in == n_ch:
-                out[idx] = torch.linalg.vector_norm(w, dim=0).numpy()[channel[idx]]
-            elif n_in % n_ch == 0:  # a flattened (channel, position...) output, channel-major
-                block = w.reshape(w.shape[0], n_ch, n_in // n_ch)
-                out[idx] = torch.linalg.vector_norm(block, dim=(0, 2)).numpy()[channel[idx]]
-            else:
-                raise ValueInputError(
-                    f"site {site!r}: readout Linear {path!r} has in_features={n_in}, which matches "
-                    f"neither the site's {idx.size} units nor its {n_ch} channels. Use "
-                    "method='conductance'."
-                )
-        elif isinstance(layer, nn.modules.conv._ConvNd):
-            if layer.transposed:
-                # ConvTranspose weight: (in, out/groups, *k): input channel c is row c.
-                norms = torch.linalg.vector_norm(w.flatten(1), dim=1)
-            else:
-                groups = layer.groups
-                out_ch, in_per_group = w.shape[0], w.shape[1]
-                out_per_group = out_ch // groups
-                per = torch.linalg.vector_norm(
-                    w.reshape(groups, out_per_group, in_per_group, -1), dim=(1, 3)
-                )  # (groups, in_per_group): norm over the group's outputs and kernel
-                norms = per.reshape(-1)
-            if norms.numel() < n_ch:
-                raise ValueInputError(
-                    f"site {site!r}: readout conv {path!r} takes {norms.numel()} input channels but "
-                    f"the site has {n_ch}. Use method='conductance'."
-                )
-            out[idx] = norms.numpy()[channel[idx]]
+    squares = np.zeros(ds.sizes["unit"])
+    for site, paths, idx in blocks:
+        for path in paths:
+            squares[idx] += _readout_column_norms(model, site, path, idx, neuron, channel, channel_units) ** 2
+    return np.sqrt(squares)
+
+
+def _readout_column_norms(model: nn.Module, site: str, path: str, idx: np.ndarray, neuron: np.ndarray,
+                          channel: np.ndarray, channel_units: bool) -> np.ndarray:
+    """Norm of the weights of readout *path* reading each of the site's units *idx*."""
+    try:
+        layer = model.get_submodule(path)
+    except AttributeError:
+        raise ValueInputError(
+            f"site {site!r}: its readout module {path!r} (ds.attrs['site_readouts']) is not "
+            "in `model`; pass the model that was recorded."
+        ) from None
+    weight = getattr(layer, "weight", None)
+    if not isinstance(weight, torch.Tensor):
+        raise ValueInputError(f"site {site!r}: readout module {path!r} has no weight tensor.")
+    w = weight.detach().to("cpu", torch.float64)
+    n_ch = int(channel[idx].max()) + 1
+    if isinstance(layer, nn.Linear):
+        n_in = w.shape[1]
+        if not channel_units and n_in == idx.size and n_in > int(neuron[idx].max()):
+            return torch.linalg.vector_norm(w, dim=0).numpy()[neuron[idx]]
+        elif n_in == n_ch:
+            return torch.linalg.vector_norm(w, dim=0).numpy()[channel[idx]]
+        elif n_in % n_ch == 0:  # a flattened (channel, position...) output, channel-major
+            block = w.reshape(w.shape[0], n_ch, n_in // n_ch)
+            return torch.linalg.vector_norm(block, dim=(0, 2)).numpy()[channel[idx]]
         else:
             raise ValueInputError(
-                f"site {site!r}: readout module {path!r} is a {type(layer).__name__}, not an "
-                "nn.Linear / nn.ConvNd. Use method='conductance'."
+                f"site {site!r}: readout Linear {path!r} has in_features={n_in}, which matches "
+                f"neither the site's {idx.size} units nor its {n_ch} channels. Use "
+                "method='conductance'."
             )
-    return out
+    elif isinstance(layer, nn.modules.conv._ConvNd):
+        if layer.transposed:
+            # ConvTranspose weight: (in, out/groups, *k): input channel c is row c.
+            norms = torch.linalg.vector_norm(w.flatten(1), dim=1)
+        else:
+            groups = layer.groups
+            out_ch, in_per_group = w.shape[0], w.shape[1]
+            out_per_group = out_ch // groups
+            per = torch.linalg.vector_norm(
+                w.reshape(groups, out_per_group, in_per_group, -1), dim=(1, 3)
+            )  # (groups, in_per_group): norm over the group's outputs and kernel
+            norms = per.reshape(-1)
+        if norms.numel() < n_ch:
+            raise ValueInputError(
+                f"site {site!r}: readout conv {path!r} takes {norms.numel()} input channels but "
+                f"the site has {n_ch}. Use method='conductance'."
+            )
+        return norms.numpy()[channel[idx]]
+    else:
+        raise ValueInputError(
+            f"site {site!r}: readout module {path!r} is a {type(layer).__name__}, not an "
+            "nn.Linear / nn.ConvNd. Use method='conductance'."
+        )
+
+
 
 
 # --------------------------------------------------------------------------- conductance

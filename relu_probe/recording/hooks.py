@@ -6,10 +6,16 @@ values. It works in two phases:
 
 1. **Discovery** (the first pass): hooks on every module track the module stack (to name
    functional ReLUs by their owner), which module produced each site's input (to tell
-   channel-first conv tensors from channel-last sequence tensors) and which ``Linear`` /
-   ``ConvNd`` consumes each site's output (for readout importance). A
+   channel-first conv tensors from channel-last sequence tensors) and what reads each site's
+   output (for readout importance): every ``Linear`` / ``ConvNd`` module called on it (or on
+   a view of it: same data pointer and size) is one of its *readouts*; any other torch
+   operation that reads it and returns a new tensor (a residual sum, a pooling, a norm, a
+   concatenation, another ReLU) is an *other reader*. A
    :class:`torch.overrides.TorchFunctionMode` sees ``F.relu`` / ``torch.relu`` /
-   ``Tensor.relu(_)`` calls.
+   ``Tensor.relu(_)`` calls and, in this pass, every other torch operation. Operations torch
+   does not route through that mode (a C++ extension called on raw storage, a NumPy round
+   trip) are not seen. The site outputs are kept alive for this one pass so that a freed
+   output's address, reused by a later tensor, is never mistaken for it.
 2. **Steady state**: only the hooks the selected sites need remain; the function mode is
    pushed only when a functional site was selected.
 
@@ -81,6 +87,7 @@ class _Fire:
     layout: SiteLayout | None = None
     nonfinite: int = 0
     out_ptr: tuple[int, int] | None = None
+    out: torch.Tensor | None = None  # discovery only: keeps the output (and its address) alive
     slope: float = 0.0
 
 
@@ -95,6 +102,7 @@ class _PassState:
     seq: int = 0
     producers: dict = field(default_factory=dict)
     readouts: dict = field(default_factory=dict)
+    other_readers: dict = field(default_factory=dict)
     outer_exc: BaseException | None = None
     mode_pushed: bool = False
     block: dict | None = None
@@ -116,9 +124,13 @@ class _ReluMode(TorchFunctionMode):
             fn = FUNCTIONAL_RELUS.get(func)
         except TypeError:  # unhashable callables
             fn = None
-        if fn is None or self.tap._state.suppress > 0:
+        tap = self.tap
+        if tap._state.suppress > 0:
             return func(*args, **kwargs)
-        return self.tap._functional_call(func, fn, args, kwargs)
+        result = func(*args, **kwargs) if fn is None else tap._functional_call(func, fn, args, kwargs)
+        if tap._discovering:
+            tap._note_reader(getattr(func, "__name__", repr(func)), (args, kwargs), result)
+        return result
 
 
 class GateTap:
@@ -209,7 +221,10 @@ class GateTap:
         self.all_sites: list[Site] = []
         self.sites: list[Site] = []
         self.layouts: dict[str, SiteLayout] = {}
-        self.readouts: dict[str, str] = {}
+        #: per site, the Linear / Conv modules reading its output (:func:`_check_readout`)
+        self.readouts: dict[str, tuple[str, ...]] = {}
+        #: per site, the other operations reading its output (:meth:`_note_reader`)
+        self.other_readers: dict[str, tuple[str, ...]] = {}
         self.slopes: dict[str, float] = {}
         self.nonfinite: dict[str, int] = defaultdict(int)
         self.last_site: str | None = None
@@ -319,6 +334,8 @@ class GateTap:
             if self._use_mode or self._discovering or self.values:  # paired by _post_hook
                 state.suppress += 1
             key = ("module", path, call)
+            if self._discovering and args:
+                self._note_reader(type(module).__name__, args, None)
             if (self._discovering or key in self._selected_keys) and args and isinstance(args[0], torch.Tensor):
                 self._fire(key, module, type(module).__name__, args[0], _module_slope(module))
                 if self.values or self._discovering or self.on_output is not None:
@@ -332,10 +349,13 @@ class GateTap:
     def _post_hook(self, module: nn.Module, args: tuple, output: Any) -> None:
         state = self._state
         if isinstance(module, self.activation_types):
-            state.suppress -= 1
             key = state.pending_value.pop(id(module), None)
+            try:
+                if key is not None and isinstance(output, torch.Tensor):
+                    self._store_value(key, output)  # still suppressed: the tap's own reads are no readers
+            finally:
+                state.suppress -= 1
             if key is not None and isinstance(output, torch.Tensor):
-                self._store_value(key, output)
                 return self._hand_out(key, output)
             return
         if module is not self.root and state.owner_stack:
@@ -421,7 +441,7 @@ class GateTap:
             fire = state.fires.get(key)
             if fire is None:
                 return
-            fire.out_ptr = _ptr(out)
+            fire.out_ptr, fire.out = _ptr(out), out
             if self.values:
                 view = site_view(out.detach(), fire.layout, state.tokens, self._describe_key(key))
                 fire.value = view.to("cpu", torch.float32).numpy().copy()
@@ -528,12 +548,42 @@ class GateTap:
         return SiteLayout(shape, -1 if channel_last else 1)
 
     def _check_readout(self, module: nn.Module, x: torch.Tensor) -> None:
+        """Discovery: a Linear / Conv called on a site's output (or a view of it) is one of the
+        site's readouts — every one, in call order (a skip head reads the site too)."""
         if not isinstance(module, _READOUT_TYPES):
             return
         ptr = _ptr(x)
+        path = self._paths[module]
         for fire in self._state.fires.values():
-            if fire.out_ptr == ptr and fire.key not in self._state.readouts:
-                self._state.readouts[fire.key] = self._paths[module]
+            if fire.out_ptr == ptr:
+                paths = self._state.readouts.setdefault(fire.key, [])
+                if path not in paths:
+                    paths.append(path)
+
+    def _note_reader(self, name: str, inputs: Any, result: Any) -> None:
+        """Discovery: an operation that reads a site's output (or a view of it) and is not a
+        readout. Skipped inside a Linear / Conv (that is the readout itself, see
+        :meth:`_check_readout`), and when it returns the same data (a view, ``detach``, an
+        eval-mode dropout: whoever reads that is checked in turn) or no tensor (``shape``,
+        ``dim``)."""
+        state = self._state
+        targets = {fire.out_ptr: fire.key for fire in state.fires.values() if fire.out_ptr is not None}
+        if not targets:
+            return
+        owner = state.owner_stack[-1][0] if state.owner_stack else ""
+        if owner and isinstance(self.root.get_submodule(owner), _READOUT_TYPES):
+            return
+        read = {targets[p] for p in map(_safe_ptr, _tensors(inputs)) if p in targets}
+        if not read:
+            return
+        outputs = {_safe_ptr(t) for t in _tensors(result)}
+        if result is not None and (not outputs or outputs <= set(targets)):
+            return
+        label = f"{name} (in {owner!r})" if owner else name
+        for key in read:
+            names = state.other_readers.setdefault(key, [])
+            if label not in names:
+                names.append(label)
 
     # ------------------------------------------------------------------ discovery result
     def _finish_discovery(self) -> None:
@@ -564,7 +614,11 @@ class GateTap:
         self._selected_keys = {k for k, n in self._key_to_site.items() if n in chosen}
         self.layouts = {s.name: f.layout for f, s in zip(fires, sites) if s.name in chosen}
         self.readouts = {
-            self._key_to_site[k]: v for k, v in state.readouts.items() if self._key_to_site.get(k) in chosen
+            self._key_to_site[k]: tuple(v) for k, v in state.readouts.items() if self._key_to_site.get(k) in chosen
+        }
+        self.other_readers = {
+            self._key_to_site[k]: tuple(v) for k, v in state.other_readers.items()
+            if self._key_to_site.get(k) in chosen
         }
         self.slopes = {s.name: f.slope for f, s in zip(fires, sites) if s.name in chosen}
         batch = {f.gate.shape[0] for k, f in state.fires.items() if k in self._selected_keys}
@@ -759,4 +813,23 @@ def _members(obj: Any) -> list[Any]:
 
 def _ptr(t: torch.Tensor) -> tuple[int, int]:
     return (t.data_ptr(), t.numel())
+
+
+def _safe_ptr(t: torch.Tensor) -> tuple[int, int] | None:
+    """:func:`_ptr`, or ``None`` for a tensor without plain storage (sparse, meta, fake)."""
+    try:
+        return _ptr(t)
+    except (RuntimeError, NotImplementedError):
+        return None
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    """The tensors in an operation's arguments or result (nested lists, tuples and dicts)."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _tensors(v)]
+    return []
 

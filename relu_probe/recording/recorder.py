@@ -182,9 +182,14 @@ class Recorder:
         return {k: v for k, v in self._tap.nonfinite.items() if v}
 
     @property
-    def readouts(self) -> dict[str, str]:
-        """Module path of the ``Linear``/``ConvNd`` consuming each site's output, where found."""
+    def readouts(self) -> dict[str, tuple[str, ...]]:
+        """Module paths of every ``Linear``/``ConvNd`` reading each site's output, where found."""
         return dict(self._tap.readouts)
+
+    @property
+    def other_readers(self) -> dict[str, tuple[str, ...]]:
+        """The other operations seen reading each site's output (a residual sum, a pooling, …)."""
+        return dict(self._tap.other_readers)
 
     def clear(self) -> None:
         """Forget the recorded batches (sites stay discovered)."""
@@ -228,6 +233,7 @@ class Recorder:
         return SiteTable(
             site_names=tuple(self.sites), layouts=self._tap.layouts, readouts=self._tap.readouts, units=self.units,
             model_class=type(self.module).__qualname__, threshold=self._tap.threshold, slopes=self._tap.slopes, samples=self.samples,
+            other_readers=self._tap.other_readers,
         )
 
     def attrs_for(self, specs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -391,28 +391,38 @@ def test_analysis_per_site_reports_and_round_trips(tmp_path):
     np.testing.assert_allclose(again.dynamics["loss_reln"].values, deep.dynamics["loss_reln"].values)
 
 
-@pytest.mark.parametrize("with_model", [True, False])
-def test_repeating_some_cells_samples_leaves_the_masses_as_they_are(with_model):
-    """Every (item, context) cell weighs the same whatever its number of samples: the samples
-    of context 0 four times and of context 2 twice give the exact balanced masses (readout
-    importance: 0.1942 for the full set, 0.2686 for each pair). Before, the repeated cells
-    weighed more: 0.345 / 0.288 / 0.173 for the pairs with the readout importance."""
-    net = T.scaled_pathway_net()
+def _repeated_cells(net):
+    """*net*'s samples with those of context 0 four times and of context 2 twice."""
     context = net.coords["context"]
     rows = np.concatenate([np.arange(context.size), np.repeat(np.flatnonzero(context == 0), 3),
                            np.flatnonzero(context == 2)])
-    X = net.X[torch.from_numpy(rows)]
-    coords = {k: v[rows] for k, v in net.coords.items()}
-    model = net.model if with_model else None
-    balanced = rp.find_pathways(rp.record(net.model, net.X, coords=net.coords, **net.record), "context", "object",
-                                model=model)
-    repeated = rp.find_pathways(rp.record(net.model, X, coords=coords, **net.record), "context", "object",
-                                model=model)
+    return net.X[torch.from_numpy(rows)], {k: v[rows] for k, v in net.coords.items()}
+
+
+@pytest.mark.parametrize("how", ["model", "importance", "activity"])
+def test_repeating_some_cells_samples_leaves_the_masses_as_they_are(how):
+    """Every (item, context) cell weighs the same whatever its number of samples: the samples
+    of context 0 four times and of context 2 twice give the exact balanced masses (readout
+    importance: 0.1942 for the full set, 0.2686 for each pair) — with the default importance
+    (``model=``) and with ``importance=rp.unit_importance(model, ds)`` passed in alike. Before,
+    the repeated cells weighed more: 0.345 / 0.288 / 0.173 for the pairs with the readout
+    importance, and later still with a passed-in readout importance, which was not balanced."""
+    net = T.scaled_pathway_net()
+    X, coords = _repeated_cells(net)
+
+    def pathways(inputs, coords):
+        ds = rp.record(net.model, inputs, coords=coords, **net.record)
+        if how == "importance":
+            return rp.find_pathways(ds, "context", "object", importance=rp.unit_importance(net.model, ds))
+        return rp.find_pathways(ds, "context", "object", model=net.model if how == "model" else None)
+
+    balanced, repeated = pathways(net.X, net.coords), pathways(X, coords)
     masses = {tuple(c): m for c, m in zip(repeated.summary()["contexts"], repeated.summary()["mass"])}
     expected = {tuple(c): m for c, m in zip(balanced.summary()["contexts"], balanced.summary()["mass"])}
     assert masses.keys() == expected.keys()
     for key, value in expected.items():
         assert masses[key] == pytest.approx(value, rel=1e-9)
-    if with_model:
+    if how != "activity":
+        assert repeated.importance.attrs["method"] == "readout"
         for key, value in net.expected["masses"].items():
             assert masses[key] == pytest.approx(value, rel=1e-9)

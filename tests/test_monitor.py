@@ -184,3 +184,33 @@ def test_structure_over_time_on_a_probe_subset_needs_the_training_labels(task):
         mon.structure_over_time(Y, X=X)
     out = mon.structure_over_time(Y, X=X, coords=coords)
     assert list(out["step"].values) == [0, 50, 100]
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_scores_weigh_every_cell_the_same_like_find_pathways(tmp_path, streamed):
+    """The monitor's scores and pathway masses on a probe set with some cells repeated
+    (context 0's samples four times, context 2's twice) are the exact cell-balanced ones
+    find_pathways gives with ``model=`` (hand values: 3.375 / 17.375 = 0.1942 for the full set,
+    7 / 26.0625 = 0.2686 for each pair). Before, the stored readout importance was used
+    unbalanced: the pairs weighed 0.345 / 0.288 / 0.173."""
+    net = T.scaled_pathway_net()
+    context = net.coords["context"]
+    rows = np.concatenate([np.arange(context.size), np.repeat(np.flatnonzero(context == 0), 3),
+                           np.flatnonzero(context == 2)])
+    X, coords = net.X[rows], {k: v[rows] for k, v in net.coords.items()}
+    mon = rp.TrainingMonitor(net.model, X, coords=coords, by="context", within="object", values=True,
+                             store=tmp_path / "mon.zarr" if streamed else None)
+    mon.snapshot(0)
+    shared = 3.375 / (3.375 + 7 * 2)
+    assert net.expected["masses"][(0, 1, 2)] == pytest.approx(shared, rel=1e-12)
+    assert mon.scores().loc[0, "shared_score"] == pytest.approx(shared, rel=1e-6)  # importance stored in float32
+    ds = rp.record(net.model, X, coords=coords, values=True)
+    direct = rp.scores(rp.find_pathways(ds, "context", "object", model=net.model), ds, literature=False)
+    table = mon.scores()
+    for name, value in direct.items():
+        if np.isfinite(value):
+            assert table.loc[0, name] == pytest.approx(value, rel=1e-6), name
+    over_time = mon.pathways_over_time()
+    for contexts, mass in net.expected["masses"].items():
+        column = [i for i, c in enumerate(over_time["contexts"].values) if c == contexts]
+        assert over_time.sel(step=0).values[column[0]] == pytest.approx(mass, rel=1e-6)

@@ -56,8 +56,12 @@ def find_pathways(
         Per-unit importance (e.g. :func:`relu_probe.unit_importance`). Default: the same
         importance :func:`relu_probe.analyze` uses
         (:func:`relu_probe.pathways.importance.default_importance`): the ``"readout"``
-        importance when ``model`` is given and every site feeds a Linear / Conv, else the
-        ``"activity"`` importance (mean activation, or gate rate), which needs no model.
+        importance when ``model`` is given and every site's output is read by Linear / Conv
+        layers only, else the ``"activity"`` importance (mean activation, or gate rate), which
+        needs no model. A ``"readout"`` / ``"activity"`` DataArray from
+        :func:`relu_probe.unit_importance` computed on this recording is balanced over cells
+        like the default (Notes), so ``importance=rp.unit_importance(model, ds)`` and
+        ``model=model`` give the same masses; any other importance is used as given.
     method : {"auto", "context-sets", "profiles", "cocluster"}, default="auto"
         ``"auto"``: ``"context-sets"`` when ``within`` is given and at least one item appears
         under every context, else ``"profiles"``.
@@ -107,8 +111,10 @@ def find_pathways(
     normalised so that :math:`\sum_S m_S = 1` within each site. With the readout importance
     this equals the paper's :math:`\lVert W_{:,u} \rVert \sum_c \mathrm{ReLU}(z_u(o,c))`
     weighting. :math:`a_u(o, c)` is the unit's mean over the samples of cell :math:`(o, c)`, and
-    the readout / activity importance is taken over cells too, so every cell weighs the same
-    whatever its number of samples (repeating some cells' samples changes no mass;
+    the readout / activity importance — the default, or one passed in with its
+    ``attrs["method"]`` from :func:`relu_probe.unit_importance` — is taken over cells too
+    (its sample mean :math:`\bar a_u` replaced by the mean over cells), so every cell weighs
+    the same whatever its number of samples (repeating some cells' samples changes no mass;
     :func:`relu_probe.pathways.context_sets.context_set_mass`). Items that do not appear under
     every context are left out with a warning (their context set is not defined).
 

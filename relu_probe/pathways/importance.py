@@ -23,6 +23,8 @@ __all__ = ["unit_importance", "given_importance", "default_importance", "default
 
 #: The measures :func:`unit_importance` offers.
 IMPORTANCE_METHODS = ("readout", "conductance", "activity")
+#: The measures proportional to each unit's mean activity over the recorded samples.
+_ACTIVITY_PROPORTIONAL = ("readout", "activity")
 
 
 def unit_importance(
@@ -190,14 +192,23 @@ def default_importance(model: nn.Module | None, ds: Any) -> xr.DataArray:
 
 
 def given_importance(importance: Any, rec: Recording, argname: str = "importance") -> xr.DataArray:
-    """A user's per-unit importance, aligned with the recording's units (see
+    r"""A user's per-unit importance, aligned with the recording's units (see
     :func:`relu_probe.data.access.align_importance`) and normalised to sum to 1 (uniform
-    ``1/U`` when it is all zero); ``attrs["method"]`` is ``"given"``."""
+    ``1/U`` when it is all zero).
+
+    ``attrs["method"]`` is ``"given"``, except for a DataArray from :func:`unit_importance`
+    (or a training monitor's stored importance) whose ``attrs["method"]`` is ``"readout"`` or
+    ``"activity"``: that method is kept, so that :func:`relu_probe.find_pathways` balances it
+    over (item, context) cells exactly as it balances the default importance (both are
+    :math:`\propto \bar a_u`, the unit's mean activity over the recorded samples, which it
+    then replaces by the mean over cells). Such an importance is taken to be computed on the
+    recording it is used with."""
     imp = align_importance(importance, rec, argname)
     total = float(imp.sum())
     imp = imp / total if total > 0 else xr.full_like(imp, 1.0 / imp.size)
     imp.name = "importance"
-    imp.attrs = {"method": "given"}
+    method = importance.attrs.get("method") if isinstance(importance, xr.DataArray) else None
+    imp.attrs = {"method": method if method in _ACTIVITY_PROPORTIONAL else "given"}
     return imp
 
 

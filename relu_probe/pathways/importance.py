@@ -131,7 +131,7 @@ def unit_importance(
     if method == "activity":
         raw = magnitude
     elif method == "readout":
-        _warn_other_readers(rec.ds)
+        _warn_other_readers(rec)
         raw = _readout_norms(model, rec.ds) * magnitude
     else:
         if inputs is None:
@@ -238,14 +238,14 @@ def _normalised(raw: np.ndarray, rec: Recording, method: str) -> xr.DataArray:
 # --------------------------------------------------------------------------- readout
 
 
-def _warn_other_readers(ds: xr.Dataset) -> None:
+def _warn_other_readers(rec: Recording) -> None:
     """Warn for the sites whose output is also read by something that is not a readout."""
-    sites = [str(s) for s in site_attr(ds, "sites")]
-    others = site_attr(ds, "site_other_readers")
-    readouts = site_attr(ds, "site_readouts")
+    sites = [str(s) for s in site_attr(rec.ds, "sites")]
+    others = site_attr(rec.ds, "site_other_readers")
+    readouts = site_attr(rec.ds, "site_readouts")
     if len(others) != len(sites) or len(readouts) != len(sites):
         return
-    present = set(as_recording(ds).site_names())
+    present = set(rec.site_names())
     partial = {site: (split_paths(o), split_paths(r)) for site, o, r in zip(sites, others, readouts)
                if site in present and split_paths(o) and split_paths(r)}
     if partial:

@@ -288,7 +288,7 @@ def test_the_activity_fallback_of_the_importance_is_explained():
                          literature=False, null=0)
     assert res.params["importance"] == "activity"
     (note,) = [n for n in res.notes if n.startswith("importance: 'activity'")]
-    assert "site(s) '1'" in note
+    assert "site '1': no Linear / Conv reads its output: it goes to adaptive_avg_pool2d (in '2')" in note
     assert [n for n in res.notes if "K = 2" in n]  # the scores' degenerate-data warnings, kept as notes
 
 

@@ -177,7 +177,9 @@ def readout_gaps(ds: Any) -> dict[str, str]:
         if site not in present:
             continue
         if not split_paths(readout):
-            gaps[site] = "no Linear / Conv reads its output (e.g. a pooling or a residual sum comes first)"
+            seen = f": it goes to {', '.join(split_paths(other))}" if split_paths(other) else \
+                " (e.g. a pooling or a residual sum comes first)"
+            gaps[site] = f"no Linear / Conv reads its output{seen}"
         elif split_paths(other):
             gaps[site] = (f"its output is also read by {', '.join(split_paths(other))}, not only by the "
                           f"Linear / Conv {' + '.join(split_paths(readout))}")

@@ -103,6 +103,7 @@ class _PassState:
     producers: dict = field(default_factory=dict)
     readouts: dict = field(default_factory=dict)
     other_readers: dict = field(default_factory=dict)
+    out_keys: dict = field(default_factory=dict)  # discovery: site output (pointer, size) -> site key
     outer_exc: BaseException | None = None
     mode_pushed: bool = False
     block: dict | None = None
@@ -214,6 +215,7 @@ class GateTap:
         self._offsets: dict[tuple, tuple[int, int]] = {}
         self._handles: list[RemovableHandle] = []
         self._paths = {m: p for p, m in root.named_modules(remove_duplicate=False)}
+        self._readout_paths = {p for m, p in self._paths.items() if isinstance(m, _READOUT_TYPES)}
         self._mode = _ReluMode(self)
         self._state = _PassState()
         self._discovering = True
@@ -442,6 +444,7 @@ class GateTap:
             if fire is None:
                 return
             fire.out_ptr, fire.out = _ptr(out), out
+            state.out_keys[fire.out_ptr] = key
             if self.values:
                 view = site_view(out.detach(), fire.layout, state.tokens, self._describe_key(key))
                 fire.value = view.to("cpu", torch.float32).numpy().copy()
@@ -567,11 +570,11 @@ class GateTap:
         eval-mode dropout: whoever reads that is checked in turn) or no tensor (``shape``,
         ``dim``)."""
         state = self._state
-        targets = {fire.out_ptr: fire.key for fire in state.fires.values() if fire.out_ptr is not None}
+        targets = state.out_keys
         if not targets:
             return
         owner = state.owner_stack[-1][0] if state.owner_stack else ""
-        if owner and isinstance(self.root.get_submodule(owner), _READOUT_TYPES):
+        if owner in self._readout_paths:
             return
         read = {targets[p] for p in map(_safe_ptr, _tensors(inputs)) if p in targets}
         if not read:

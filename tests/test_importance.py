@@ -322,3 +322,39 @@ def test_site_also_read_outside_a_readout_falls_back_to_activity_by_default():
                          attribution=False)
     assert res.pathways.importance.attrs["method"] == "activity"
     assert any("also read by add" in note for note in res.notes)
+
+
+class _FreedOutputNet(nn.Module):
+    """``h = r(fc1(x))`` is read by a sum and then freed; a new tensor (often at h's freed
+    address) is what ``head`` reads. ``head`` is no readout of ``r``."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.width = width
+        self.fc1, self.r, self.head = nn.Linear(4, width), nn.ReLU(), nn.Linear(width, 1)
+        self.reused: list[bool] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.r(self.fc1(x))
+        y = h.sum(1, keepdim=True)
+        address = h.data_ptr()
+        del h
+        z = torch.empty(len(x), self.width)
+        z.fill_(1.0)
+        z.mul_(y)
+        self.reused.append(z.data_ptr() == address)
+        return self.head(z)
+
+
+def test_a_freed_site_output_is_not_matched_by_new_data_at_its_address():
+    """Site outputs are matched by address and size; the allocator hands a freed output's
+    memory to later tensors (here, for some widths, to the one ``head`` reads). That new data is
+    recognised as such: the site has no readout, only the sum reads it."""
+    reused = []
+    for width in (64, 128, 256, 512, 1024):
+        model = _FreedOutputNet(width)
+        ds = rp.record(model, torch.randn(32, 4))
+        reused += model.reused
+        assert list(ds.attrs["site_readouts"]) == [""], width
+        assert list(ds.attrs["site_other_readers"]) == ["sum"], width
+    print(f"address reused in {sum(reused)} of {len(reused)} passes")

@@ -14,8 +14,10 @@ values. It works in two phases:
    :class:`torch.overrides.TorchFunctionMode` sees ``F.relu`` / ``torch.relu`` /
    ``Tensor.relu(_)`` calls and, in this pass, every other torch operation. Operations torch
    does not route through that mode (a C++ extension called on raw storage, a NumPy round
-   trip) are not seen. The site outputs are kept alive for this one pass so that a freed
-   output's address, reused by a later tensor, is never mistaken for it.
+   trip) are not seen. A site output is matched by its address and size, so a freed output's
+   address reused by a later tensor must not be mistaken for it: an operation whose result
+   lies at a site output's address without reading it has put new data there, and that site
+   output is forgotten.
 2. **Steady state**: only the hooks the selected sites need remain; the function mode is
    pushed only when a functional site was selected.
 
@@ -87,7 +89,6 @@ class _Fire:
     layout: SiteLayout | None = None
     nonfinite: int = 0
     out_ptr: tuple[int, int] | None = None
-    out: torch.Tensor | None = None  # discovery only: keeps the output (and its address) alive
     slope: float = 0.0
 
 
@@ -129,8 +130,8 @@ class _ReluMode(TorchFunctionMode):
         if tap._state.suppress > 0:
             return func(*args, **kwargs)
         result = func(*args, **kwargs) if fn is None else tap._functional_call(func, fn, args, kwargs)
-        if tap._discovering:
-            tap._note_reader(getattr(func, "__name__", repr(func)), (args, kwargs), result)
+        if tap._discovering:  # a functional site's result is its own output, just registered: not new data
+            tap._note_reader(getattr(func, "__name__", repr(func)), (args, kwargs), result if fn is None else None)
         return result
 
 
@@ -443,7 +444,7 @@ class GateTap:
             fire = state.fires.get(key)
             if fire is None:
                 return
-            fire.out_ptr, fire.out = _ptr(out), out
+            fire.out_ptr = _ptr(out)
             state.out_keys[fire.out_ptr] = key
             if self.values:
                 view = site_view(out.detach(), fire.layout, state.tokens, self._describe_key(key))
@@ -555,31 +556,36 @@ class GateTap:
         site's readouts — every one, in call order (a skip head reads the site too)."""
         if not isinstance(module, _READOUT_TYPES):
             return
-        ptr = _ptr(x)
+        key = self._state.out_keys.get(_ptr(x))
+        if key is None:
+            return
         path = self._paths[module]
-        for fire in self._state.fires.values():
-            if fire.out_ptr == ptr:
-                paths = self._state.readouts.setdefault(fire.key, [])
-                if path not in paths:
-                    paths.append(path)
+        paths = self._state.readouts.setdefault(key, [])
+        if path not in paths:
+            paths.append(path)
 
     def _note_reader(self, name: str, inputs: Any, result: Any) -> None:
         """Discovery: an operation that reads a site's output (or a view of it) and is not a
         readout. Skipped inside a Linear / Conv (that is the readout itself, see
         :meth:`_check_readout`), and when it returns the same data (a view, ``detach``, an
         eval-mode dropout: whoever reads that is checked in turn) or no tensor (``shape``,
-        ``dim``)."""
+        ``dim``). A result at a site output's address that the operation did not read is new
+        data in that output's freed memory: the output is forgotten (module docstring)."""
         state = self._state
         targets = state.out_keys
         if not targets:
             return
+        in_ptrs = set(map(_safe_ptr, _tensors(inputs)))
+        outputs = set(map(_safe_ptr, _tensors(result)))
+        for ptr in outputs - in_ptrs:
+            if ptr in targets:
+                del targets[ptr]
         owner = state.owner_stack[-1][0] if state.owner_stack else ""
         if owner in self._readout_paths:
             return
-        read = {targets[p] for p in map(_safe_ptr, _tensors(inputs)) if p in targets}
+        read = {targets[p] for p in in_ptrs if p in targets}
         if not read:
             return
-        outputs = {_safe_ptr(t) for t in _tensors(result)}
         if result is not None and (not outputs or outputs <= set(targets)):
             return
         label = f"{name} (in {owner!r})" if owner else name

@@ -571,6 +571,8 @@ class GateTap:
         eval-mode dropout: whoever reads that is checked in turn) or no tensor (``shape``,
         ``dim``). A result at a site output's address that the operation did not read is new
         data in that output's freed memory: the output is forgotten (module docstring)."""
+        if result is not None and not isinstance(result, (torch.Tensor, tuple, list)):
+            return  # data_ptr, shape, dim, …: reads no values, makes no tensor
         state = self._state
         targets = state.out_keys
         if not targets:

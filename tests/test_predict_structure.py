@@ -235,6 +235,36 @@ def test_closed_form_gap_warns_on_the_diff_task_only():
         assert bool(hits) is warns, variant
 
 
+def test_predicted_mass_weighs_cells_like_the_measured_mass():
+    """Context 0's samples three times over: ``ρ_S`` is the share of (context, item) cells a
+    set is open on, as the measured mass counts each cell once. Hand values: ρ = 1 for the full
+    set and 4/6 for {0, 1} (not the 8/10 of the samples), so with σ_1 = 2 and 3 the masses are
+    2 · 1 / (2 + 3 · 2/3) = 0.5 each (0.4545 / 0.5455 by sample counts)."""
+    from relu_probe.reln.predict import ContextSetRace
+
+    cells = [(0, 0), (0, 1)] * 3 + [(1, 0), (1, 1), (2, 0), (2, 1)]
+    context = np.array([c for c, _ in cells])
+    item = np.array([o for _, o in cells])
+    X = np.zeros((len(cells), 5))
+    X[np.arange(len(cells)), item] = 1.0
+    X[np.arange(len(cells)), 2 + context] = 1.0
+    Y = np.eye(2)[item]
+    setup = ContextSetRace(X, Y, context, item, "auto", None, 1e-3, 100, 2000)
+    weights = setup.cell_weights()
+    assert weights.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(weights, [1 / 18] * 6 + [1 / 6] * 4)
+    sets = [(0, 1, 2), (0, 1)]
+    maps = np.stack([np.diag([2.0, 0.5]), np.diag([3.0, 1.0])])
+    np.testing.assert_allclose(structure_mass(maps, setup.gates(sets), weights), [0.5, 0.5])
+    np.testing.assert_allclose(structure_mass(maps, setup.gates(sets)), [2 / 4.4, 2.4 / 4.4])
+    pred = rp.predict_structure(X, Y, context=context, within=item, init_std=1e-3, width=100, lr=0.05, epochs=400)
+    np.testing.assert_allclose(pred.dynamics["cell_weight"].values, weights)
+    sv = pred.dynamics["singular_values"].isel(mode=0).values  # (pathway, sv_epoch)
+    raw = sv * (pred.dynamics["gates"].values @ weights)[:, None]
+    grown = raw.sum(0) > 0  # at epoch 0 nothing has grown: masses 0
+    np.testing.assert_allclose(pred.mass_over_time().values[:, grown], raw[:, grown] / raw.sum(0)[grown], rtol=1e-12)
+
+
 # ----------------------------------------------------------------------------- slow
 def _trained(K: int, seed: int):
     X, Y, coords = rp.tasks.contextual_task(K)

@@ -21,11 +21,15 @@ readout-weighted activity of the units that are on exactly in the contexts of ``
 predicted counterpart of pathway ``S`` with final map ``M_S`` is
 
 .. math:: m_S = \frac{σ_1(M_S)\, ρ_S}{\sum_{S'} σ_1(M_{S'})\, ρ_{S'}},
-          \qquad ρ_S = \frac{1}{P}\sum_μ g_{Sμ}
+          \qquad ρ_S = \frac{1}{|C|}\sum_{(c, o) \in C} g_S(c)
 
-the strength of the pathway's leading mode times the fraction of samples it is open on: in the
-rich regime the units a pathway recruits are dominated by its leading mode (its readout norm
-times activation grows with ``σ_1``) and they are on exactly on the pathway's samples.
+the strength of the pathway's leading mode times the share of (context, item) cells ``C`` it
+is open on: in the rich regime the units a pathway recruits are dominated by its leading mode
+(its readout norm times activation grows with ``σ_1``) and they are on exactly on the
+pathway's samples. Each cell weighs the same, whatever its number of samples, as in the
+measured mass (:func:`relu_probe.find_pathways` balances its cells): both count a cell
+once, whatever its number of samples (every sample still drives the dynamics, as in
+training). With one sample per cell ``ρ_S`` is the fraction of samples the pathway is open on.
 
 Limitation: fixed gating
 ------------------------
@@ -99,10 +103,14 @@ DEFAULT_MAX_EXHAUSTIVE = 6
 
 
 # ---------------------------------------------------------------------------- pieces
-def structure_mass(maps: np.ndarray, gates: np.ndarray) -> np.ndarray:
-    """``m_S ∝ σ_1(M_S) ρ_S`` (module docstring), normalised; zeros when nothing grew."""
+def structure_mass(maps: np.ndarray, gates: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """``m_S ∝ σ_1(M_S) ρ_S`` (module docstring), normalised; zeros when nothing grew.
+    *weights* (sample,), summing to 1, weigh the samples in ``ρ_S`` (default: equally;
+    :meth:`ContextSetRace.cell_weights` for the cell-balanced share)."""
     top = np.linalg.svd(np.asarray(maps, dtype=np.float64), compute_uv=False)[..., 0]
-    raw = top * np.asarray(gates, dtype=np.float64).mean(axis=1)
+    gates = np.asarray(gates, dtype=np.float64)
+    rho = gates.mean(axis=1) if weights is None else gates @ np.asarray(weights, dtype=np.float64)
+    raw = top * rho
     total = raw.sum()
     return raw / total if total > 0 else np.zeros_like(raw)
 
@@ -170,6 +178,13 @@ class ContextSetRace:
             self.X, self.Y, self.context, self.items, self.masks,
             network=network, init_std=init_std, width=width, n_units=n_units,
         )
+
+    def cell_weights(self) -> np.ndarray:
+        """Sample weights (sample,) that give every (context, item) cell the same total,
+        ``1 / (|C| · n_cell)``: the weighting of ``ρ_S`` (module docstring)."""
+        cells = np.array([f"{c!r}\x00{o!r}" for c, o in zip(self.context, self.items)], dtype=object)
+        _, inverse, counts = np.unique(cells, return_inverse=True, return_counts=True)
+        return 1.0 / (len(counts) * counts[inverse.reshape(-1)])
 
     def masks(self, sets: Sequence[tuple]) -> np.ndarray:
         m = np.ones((len(sets), self.X.shape[1]))
@@ -288,7 +303,9 @@ class PredictedStructure:
     def mass_over_time(self) -> xr.DataArray:
         """Predicted mass (pathway, sv_epoch): ``σ_1(t) ρ_S`` normalised at every epoch."""
         sv = self.dynamics["singular_values"].isel(mode=0)
-        rho = self.dynamics["gates"].mean("sample")
+        gates = self.dynamics["gates"]
+        rho = (gates * self.dynamics["cell_weight"]).sum("sample") if "cell_weight" in self.dynamics \
+            else gates.mean("sample")
         raw = sv * rho
         total = raw.sum("pathway")
         out = (raw / total.where(total > 0)).fillna(0.0)
@@ -442,10 +459,11 @@ def predict_from(
         lr, epochs = schedule.lr, schedule.epochs
         derived = {**schedule.attrs(), "lr_bound": schedule.lr_bound}
     kw = {"lr": lr, "epochs": epochs, "rule": "joint", "rtol": rtol, "sv_stride": sv_stride}
+    weights = setup.cell_weights()
     if K <= max_exhaustive:
         sets = _all_sets(setup.values)
         race = setup.race(sets, **kw)
-        mass = structure_mass(race["maps"].values, race["gates"].values)
+        mass = structure_mass(race["maps"].values, race["gates"].values, weights)
         method = "exhaustive"
     else:
         race, sets, mass = _greedy(setup, kw, min_mass, beam)
@@ -455,9 +473,10 @@ def predict_from(
     pruned = [sets[i] for i in range(len(sets)) if i not in keep]
     kept = [sets[i] for i in keep]
     final = setup.race(kept, **kw) if pruned else race
+    final = final.assign(cell_weight=("sample", weights))
     for ds in (race, final):
         ds.attrs.update(derived)
-    m_final = structure_mass(final["maps"].values, final["gates"].values)
+    m_final = structure_mass(final["maps"].values, final["gates"].values, weights)
     return PredictedStructure(
         mass=_mass_array(kept, m_final),
         dynamics=final,
@@ -473,6 +492,7 @@ def _greedy(
     setup: ContextSetRace, kw: dict[str, Any], min_mass: float, beam: int | None
 ) -> tuple[xr.Dataset, list[tuple], np.ndarray]:
     """Top-down growth over the lattice of context sets (module docstring)."""
+    weights = setup.cell_weights()
     full = setup.values
     active: list[tuple] = [full]
     frontier = _children(full)
@@ -483,7 +503,7 @@ def _greedy(
     while frontier:
         sets = active + frontier
         race = setup.race(sets, **kw)
-        mass = structure_mass(race["maps"].values, race["gates"].values)
+        mass = structure_mass(race["maps"].values, race["gates"].values, weights)
         share = dict(zip(sets, mass))
         floor = min_mass * max(share.values())
         grown = sorted((S for S in frontier if share[S] >= floor), key=lambda S: -share[S])
@@ -499,7 +519,7 @@ def _greedy(
     if race is None:  # one context value cannot happen (checked); K = 1 lattice
         sets = active
         race = setup.race(sets, **kw)
-        mass = structure_mass(race["maps"].values, race["gates"].values)
+        mass = structure_mass(race["maps"].values, race["gates"].values, weights)
     return race, sets, mass
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import relu_probe as rp
-from relu_probe.reln.assumption import ASSUMPTION_GAP, assumption_gap
+from relu_probe.reln.assumption import ASSUMPTION_GAP, assumption_gap, gap_to_optimum
 from relu_probe.reln.exact import exact_dynamics
 from relu_probe.reln.gating import cue_inputs
 from relu_probe.reln.init import items_of, mean_state_from_network
@@ -263,6 +263,23 @@ def test_predicted_mass_weighs_cells_like_the_measured_mass():
     raw = sv * (pred.dynamics["gates"].values @ weights)[:, None]
     grown = raw.sum(0) > 0  # at epoch 0 nothing has grown: masses 0
     np.testing.assert_allclose(pred.mass_over_time().values[:, grown], raw[:, grown] / raw.sum(0)[grown], rtol=1e-12)
+
+
+def test_the_assumption_warning_gives_the_gap_in_plain_terms():
+    """The diff task's gates (one pathway per context, none shared): a closed form ending at a
+    loss above L0 is told to be discarded, and the gap is given as a share of L0 and of the
+    loss only gates can remove (hand values from the least-squares fits)."""
+    X, Y, coords = rp.tasks.contextual_task(3, variant="diff")
+    Xn, Yn = X.numpy(), Y.numpy()
+    ctx = coords["context"]
+    G = np.array([ctx == c for c in range(3)], dtype=float)
+    masks = np.ones((3, Xn.shape[1]))
+    L0 = 0.5 * float((Yn ** 2).sum())
+    with pytest.warns(ReluProbeWarning) as caught:
+        out = gap_to_optimum(1.5 * L0, Xn, Yn, G, masks)
+    message = str(caught[0].message)
+    assert f"that gap is {100 * out['gap'] / L0:.2f}% of L0 = {L0:.4g}" in message
+    assert f"minus the gated {out['optimum']:.4g})" in message and "it ends above L0, so discard its curve" in message
 
 
 # ----------------------------------------------------------------------------- slow

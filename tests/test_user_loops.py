@@ -208,6 +208,21 @@ def test_analyze_does_not_compare_an_adam_curve_that_looks_like_a_mean_loss():
     assert res.reln.lr == pytest.approx(1e-3)
 
 
+def test_a_curve_that_cannot_be_replayed_says_its_loop_is_assumed():
+    """Without the untrained network the loop cannot be replayed: the same Adam curve is then
+    compared as full-batch gradient descent, and the note says that this is an unchecked
+    assumption and how to check it (before, it read as confirmed)."""
+    model, _, X, Y, curve, _, _ = _dense("adam", epochs=200)
+    _, _, coords = rp.tasks.contextual_task(3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = rp.analyze(model, X, Y=Y, coords=coords, by="context", within="object", attribution=False,
+                         literature=False, loss_curve=curve, lr=1e-3, predict=False)
+    (note,) = [n for n in res.notes if n.startswith("loss curve:")]
+    assert "the loop itself was not replayed (no untrained copy of the network: pass `init_network=`" in note
+    assert "taken as full-batch gradient descent, which is not checked" in note
+
+
 def test_a_reln_still_on_its_plateau_is_said_to_be():
     """A two-hidden-layer MLP at PyTorch's default init learns at once; the layered ReLN from the
     default small init (no untrained copy given) has not left its plateau after the same

@@ -536,14 +536,19 @@ def _replay(initial: Any, X_t: torch.Tensor, Yn: np.ndarray, values: np.ndarray,
             lr: float | None, factor: float) -> tuple[bool | None, str]:
     """Whether full-batch gradient descent at *lr* from *initial* reproduces the logged losses
     (:func:`relu_probe.reln.dynamics.replays_gradient_descent`), and a clause saying so."""
-    if initial is None or lr is None:
-        return None, ""
+    assumed = ("; taken as full-batch gradient descent, which is not checked: minibatches, momentum or Adam "
+               "would make an epoch-by-epoch comparison meaningless")
+    if initial is None:
+        return None, (f"; the loop itself was not replayed (no untrained copy of the network: pass `init_network=`, "
+                      f"or a TrainingMonitor that saw step 0){assumed}")
+    if lr is None:
+        return None, f"; the loop itself was not replayed (no `lr`){assumed}"
     try:
         r = replays_gradient_descent(initial, X_t, Yn, values, lr=lr, factor=factor, steps=steps)
     except (RuntimeError, TypeError, ValueError) as exc:
-        return None, f"; the first steps could not be replayed ({' '.join(str(exc).split())})"
+        return None, f"; the first steps could not be replayed ({' '.join(str(exc).split())}){assumed}"
     if r["reproduced"] is None:
-        return None, ""
+        return None, f"; the loop itself could not be replayed (no logged step early enough, or too slow to replay within its budget){assumed}"
     where = f"step {r['checked'][0]}" if len(r["checked"]) == 1 else f"steps {r['checked'][0]}–{r['checked'][-1]}"
     if r["reproduced"]:
         return True, f"; full-batch gradient descent at lr {lr:g} from the untrained network reproduces its {where}"
@@ -732,9 +737,11 @@ def _reln_step(pw: Any, rec: Recording, X_t: torch.Tensor | None, Y: Any, traini
             f"`lr` = {training.lr_user:g} (your training loop's; {training.lr:g} on the summed loss) is at or above "
             f"{bound:.4g}, the largest stable learning rate of the ReLN of these pathways (2 / the sharpness of its "
             "balanced least-squares optimum, an output bias's direct path included, computed from the data): the "
-            "ReLN and its predictions cannot follow gradient descent at that rate. Analyse with a smaller `lr` "
-            "(their time axis is then rescaled), without `Y` to skip the ReLN, or with "
-            "reln_params={'check_lr': False} to fit it anyway (it may diverge)."
+            "ReLN and its predictions cannot follow gradient descent at that rate, although the ReLU network may "
+            "(its gates change as it learns; the ReLN's are fixed). Analyse without `Y` to skip the ReLN, or with "
+            "reln_params={'check_lr': False} to fit it anyway (it may diverge). A smaller `lr` would give "
+            "predictions of a slower run, on another time axis than a loss curve recorded at this rate, so not "
+            "comparable with it epoch by epoch."
         )
     if (training.lr is None or training.epochs is None) and not math.isfinite(bound):
         missing = " and ".join(n for n, v in (("`lr`", training.lr), ("`epochs`", training.epochs)) if v is None)

@@ -80,8 +80,10 @@ def gap_to_optimum(
     if warn and share > ASSUMPTION_GAP:
         warnings.warn(
             f"{what} converges to loss {L_inf:.4g}, {gap:.3g} above the best fit of these gates "
-            f"({L_star:.4g}): {100 * share:.1f}% of the part of the task that needs the gates "
-            f"({gated:.4g}, {100 * gap / max(L0, 1e-300):.2f}% of L0). The gated correlations are not "
+            f"({L_star:.4g}); that gap is {100 * gap / max(L0, 1e-300):.2f}% of L0 = {L0:.4g}, and "
+            f"{100 * share:.1f}% of the loss only gates can remove ({gated:.4g}: the best ungated linear fit's "
+            f"{L_lin:.4g} minus the gated {L_star:.4g})"
+            + (" — it ends above L0, so discard its curve" if L_inf > L0 else "") + ". The gated correlations are not "
             "mutually diagonalisable (Assumption 2.1), so the mode-by-mode prediction misses; the "
             "exact dynamics (race_dynamics(method='auto')) do not need the assumption.",
             ReluProbeWarning,

@@ -22,11 +22,12 @@ its ``lr``, ``epochs`` and initial model.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -146,11 +147,11 @@ class TrainingMonitor:
         self.store = None if store is None else Path(store)
         self.by, self.within = by, within
         check_choice("samples", samples, SAMPLE_MODES)
-        #: factors the recording adds (tokens as samples): accepted without a design check (a token
-        #: seen under only some contexts is left out of the pathways with a warning, as there)
-        self._recorded_factors = [n for n in (by, within) if n in TOKEN_COORDS and n not in (coords or {})] \
+        # factors the recording adds (tokens as samples): accepted without a design check (a token
+        # seen under only some contexts is left out of the pathways with a warning, as there)
+        recorded = [n for n in (by, within) if n in TOKEN_COORDS and n not in (coords or {})] \
             if samples == "position" else []
-        _check_design(coords, by, within, recorded=self._recorded_factors)
+        _check_design(coords, by, within, recorded=recorded)
         self.record_kwargs = dict(sites=sites, values=values, units=units, samples=samples, batch_size=batch_size,
                                   input_key=input_key, progress=False)
         if importance not in ("readout", "activity"):
@@ -276,22 +277,19 @@ class TrainingMonitor:
         ds = self.to_dataset()
         rows = []
         steps = list(ds["step"].values)
-        seen: dict[tuple[type, str], list[int]] = {}
+        seen = _SnapshotWarnings()
         for step in progress_bar(steps, enabled=progress, desc="scores"):
             snap = ds.sel(step=step).load()
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
+            with seen.at(int(step)):
                 s = all_scores(snap.drop_vars(["importance", "loss"]), by=by, within=within,
                                importance=snap["importance"], literature=literature)
-            for w in caught:
-                seen.setdefault((w.category, str(w.message)), []).append(int(step))
             loss = float(snap["loss"])
             if isinstance(s, pd.DataFrame):
                 rows.extend({"step": int(step), "site": str(site), **row.to_dict(), "loss": loss}
                             for site, row in s.iterrows())
             else:
                 rows.append({"step": int(step), **s.to_dict(), "loss": loss})
-        _warn_once_each(seen, len(steps))
+        seen.emit(len(steps))
         frame = pd.DataFrame(rows)
         return frame.set_index(["step", "site"] if "site" in frame.columns else "step")
 
@@ -307,19 +305,16 @@ class TrainingMonitor:
         ds = self.to_dataset()
         per_step: list[dict[tuple, float]] = []
         site_order: list[str] = []
-        seen: dict[tuple[type, str], list[int]] = {}
+        seen = _SnapshotWarnings()
         for step in progress_bar(list(ds["step"].values), enabled=progress, desc="pathways"):
             snap = ds.sel(step=step).load()
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
+            with seen.at(int(step)):
                 pw = find_pathways(snap.drop_vars(["importance", "loss"]), by, within,
                                    importance=snap["importance"], method=method)
-            for w in caught:
-                seen.setdefault((w.category, str(w.message)), []).append(int(step))
             site_order = site_order or pw.sites
             per_step.append({(str(site), tuple(c)): float(m) for site, c, m in
                              zip(pw.mass["site"].values, pw.mass["contexts"].values, pw.mass.values)})
-        _warn_once_each(seen, len(per_step))
+        seen.emit(len(per_step))
         rank = {site: i for i, site in enumerate(site_order)}
         keys = sorted({k for masses in per_step for k in masses},
                       key=lambda k: (rank.get(k[0], len(rank)), -len(k[1]), k[1]))
@@ -541,23 +536,36 @@ class TrainingMonitor:
         return by, within
 
 
-def _warn_once_each(seen: Mapping[tuple[type, str], list[int]], n_steps: int) -> None:
-    """Re-issue the per-snapshot analyses' warnings once per kind, with the snapshots they came
-    from: the same message at every snapshot is one warning, not one per step, and so is one
-    whose figures change from step to step (the first one is shown)."""
-    kinds: dict[tuple[type, str], list[tuple[int, str]]] = {}
-    for (category, message), steps in seen.items():
-        shape = re.sub(r"\d+(?:\.\d+)?", "#", message)
-        kinds.setdefault((category, shape), []).extend((step, message) for step in steps)
-    for (category, _), hits in kinds.items():
-        hits.sort()
-        steps = sorted({step for step, _ in hits})
-        where = "every snapshot" if len(steps) == n_steps else \
-            f"{len(steps)} of {n_steps} snapshots (steps {', '.join(map(str, steps[:5]))}{', …' if len(steps) > 5 else ''})"
-        first_step, message = hits[0]
-        varies = len({m for _, m in hits}) > 1
-        warnings.warn(f"at {where}: {message}" + (f" (figures of step {first_step}; they vary by snapshot)"
-                                                 if varies else ""), category, stacklevel=3)
+class _SnapshotWarnings:
+    """The warnings of the per-snapshot analyses, given once per kind: the same message at
+    every snapshot is one warning, not one per step, and so is one whose figures change from
+    step to step (the first one is shown), each with the snapshots it came from."""
+
+    def __init__(self) -> None:
+        #: (category, message with its figures masked) -> [(step, message)]
+        self.kinds: dict[tuple[type, str], list[tuple[int, str]]] = {}
+
+    @contextlib.contextmanager
+    def at(self, step: int) -> Iterator[None]:
+        """Collect the warnings of the block, raised at snapshot *step*."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+        for w in caught:
+            message = str(w.message)
+            self.kinds.setdefault((w.category, re.sub(r"\d+(?:\.\d+)?", "#", message)), []).append((step, message))
+
+    def emit(self, n_steps: int) -> None:
+        """Warn once per kind collected, out of *n_steps* snapshots."""
+        for (category, _), hits in self.kinds.items():
+            steps = sorted({step for step, _ in hits})
+            where = "every snapshot" if len(steps) == n_steps else \
+                f"{len(steps)} of {n_steps} snapshots (steps {', '.join(map(str, steps[:5]))}" \
+                f"{', …' if len(steps) > 5 else ''})"
+            first_step, message = min(hits)
+            varies = len({m for _, m in hits}) > 1
+            tail = f" (figures of step {first_step}; they vary by snapshot)" if varies else ""
+            warnings.warn(f"at {where}: {message}{tail}", category, stacklevel=3)
 
 
 def _check_design(coords: Mapping[str, Any] | None, by: str | None, within: str | None, *,

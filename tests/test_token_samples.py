@@ -300,8 +300,9 @@ class PositionWise(nn.Module):
         self.act = nn.ReLU()
         self.head = nn.Linear(5, 2)
 
-    def forward(self, input_ids):
-        return self.head(self.act(self.fc(self.embed(input_ids))))
+    def forward(self, input_ids, attention_mask=None):
+        out = self.head(self.act(self.fc(self.embed(input_ids))))
+        return out if attention_mask is None else out * attention_mask[..., None]
 
 def build():
     return PositionWise()
@@ -392,37 +393,15 @@ def test_a_monitor_takes_token_coords_as_factors():
         rp.TrainingMonitor(model, ids, coords={"task": task}, by="task", within="token")
 
 
-MASKED_FACTORY = """
-import torch
-from torch import nn
-
-class Masked(nn.Module):
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.embed = nn.Embedding(6, 4)
-        self.fc = nn.Linear(4, 5)
-        self.act = nn.ReLU()
-        self.head = nn.Linear(5, 2)
-
-    def forward(self, input_ids, attention_mask=None):
-        out = self.head(self.act(self.fc(self.embed(input_ids))))
-        return out if attention_mask is None else out * attention_mask[..., None]
-
-def build():
-    return Masked()
-"""
-
-
 def test_cli_analyze_passes_the_attention_mask_and_names_unused_keys(tmp_path, capsys):
     from relu_probe.cli import main
 
-    (tmp_path / "masked_models.py").write_text(MASKED_FACTORY)
+    (tmp_path / "token_models.py").write_text(TOKEN_FACTORY)  # its forward takes an optional mask
     ids = np.array([[v, w, u] for v in range(1, 6) for w in range(1, 6) for u in (0, 4)])
     mask = (ids != 0).astype(np.int64)
     task = np.array(["x", "y"] * 25, dtype=object).astype(str)
     np.savez(tmp_path / "tokens.npz", X=ids, attention_mask=mask, task=task, extra=np.zeros((50, 2)))
-    code = main(["analyze", "--model", f"{tmp_path / 'masked_models.py'}:build", "--inputs", str(tmp_path / "tokens.npz"),
+    code = main(["analyze", "--model", f"{tmp_path / 'token_models.py'}:build", "--inputs", str(tmp_path / "tokens.npz"),
                  "--by", "task", "--samples", "position", "--no-literature", "--out", str(tmp_path / "out")])
     captured = capsys.readouterr()
     assert code == 0, captured.err
@@ -432,7 +411,7 @@ def test_cli_analyze_passes_the_attention_mask_and_names_unused_keys(tmp_path, c
     assert saved.dataset.sizes["sample"] == int(mask.sum()) == 125  # the 25 padding positions dropped
     np.testing.assert_array_equal(saved.dataset.token.values, ids[mask != 0])
     np.savez(tmp_path / "bad.npz", X=ids, attention_mask=mask[:, :2], task=task)
-    code = main(["analyze", "--model", f"{tmp_path / 'masked_models.py'}:build", "--inputs", str(tmp_path / "bad.npz"),
+    code = main(["analyze", "--model", f"{tmp_path / 'token_models.py'}:build", "--inputs", str(tmp_path / "bad.npz"),
                  "--by", "task", "--samples", "position", "--out", str(tmp_path / "out2")])
     assert code == 2 and "--attention-mask 'attention_mask' must be an integer or bool (sample, seq) array matching " \
         "the token ids X (50, 3), got dtype int64 and shape (50, 2)" in capsys.readouterr().err

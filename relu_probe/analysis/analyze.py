@@ -548,7 +548,8 @@ def _replay(initial: Any, X_t: torch.Tensor, Yn: np.ndarray, values: np.ndarray,
     except (RuntimeError, TypeError, ValueError) as exc:
         return None, f"; the first steps could not be replayed ({' '.join(str(exc).split())}){assumed}"
     if r["reproduced"] is None:
-        return None, f"; the loop itself could not be replayed (no logged step early enough, or too slow to replay within its budget){assumed}"
+        return None, ("; the loop itself could not be replayed (no logged step early enough, or too slow to replay "
+                      f"within its budget){assumed}")
     where = f"step {r['checked'][0]}" if len(r["checked"]) == 1 else f"steps {r['checked'][0]}–{r['checked'][-1]}"
     if r["reproduced"]:
         return True, f"; full-batch gradient descent at lr {lr:g} from the untrained network reproduces its {where}"

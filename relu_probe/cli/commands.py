@@ -9,7 +9,8 @@
     features, or integer token ids — and one array per coord under its name); ``--targets
     KEY`` also fits the ReLN. Token ids with padding come with their ``attention_mask`` (or
     ``--attention-mask KEY``): the model is then called as ``model(input_ids=X,
-    attention_mask=mask)``. Keys used for nothing are named in a warning. The input attributions are skipped, with a note, when they
+    attention_mask=mask)``. Keys used for nothing are named in a warning. The input
+    attributions are skipped, with a note, when they
     would take longer than the rest of the analysis; ``--attribution`` computes them anyway,
     ``--no-attribution`` never. ``--model`` imports
     the factory's module, running its code. ``--weights`` is read with

@@ -165,25 +165,28 @@ def readout_gaps(ds: Any) -> dict[str, str]:
     """The recorded sites the readout importance does not cover, each with the reason: no
     Linear / Conv reads its output, or something else reads it too (named from
     ``ds.attrs["site_other_readers"]``). Empty when every site is read by readouts only."""
-    rec = as_recording(ds)
+    gaps = {}
+    for site, readouts, others in _site_readers(as_recording(ds)):
+        if not readouts:
+            seen = f": it goes to {', '.join(others)}" if others else " (e.g. a pooling or a residual sum comes first)"
+            gaps[site] = f"no Linear / Conv reads its output{seen}"
+        elif others:
+            gaps[site] = (f"its output is also read by {', '.join(others)}, not only by the "
+                          f"Linear / Conv {' + '.join(readouts)}")
+    return gaps
+
+
+def _site_readers(rec: Recording) -> list[tuple[str, tuple[str, ...], tuple[str, ...]]]:
+    """``(site, readouts, other readers)`` of every site present in the recording, from
+    ``site_readouts`` / ``site_other_readers`` (a recording written before other readers were
+    kept has none; one without readouts has none either)."""
     sites = [str(s) for s in site_attr(rec.ds, "sites")]
     readouts = site_attr(rec.ds, "site_readouts")
     others = site_attr(rec.ds, "site_other_readers")
     readouts = readouts if len(readouts) == len(sites) else [""] * len(sites)
-    others = others if len(others) == len(sites) else [""] * len(sites)  # older recordings: none kept
+    others = others if len(others) == len(sites) else [""] * len(sites)
     present = set(rec.site_names())
-    gaps = {}
-    for site, readout, other in zip(sites, readouts, others):
-        if site not in present:
-            continue
-        if not split_paths(readout):
-            seen = f": it goes to {', '.join(split_paths(other))}" if split_paths(other) else \
-                " (e.g. a pooling or a residual sum comes first)"
-            gaps[site] = f"no Linear / Conv reads its output{seen}"
-        elif split_paths(other):
-            gaps[site] = (f"its output is also read by {', '.join(split_paths(other))}, not only by the "
-                          f"Linear / Conv {' + '.join(split_paths(readout))}")
-    return gaps
+    return [(site, split_paths(r), split_paths(o)) for site, r, o in zip(sites, readouts, others) if site in present]
 
 
 def default_importance(model: nn.Module | None, ds: Any) -> xr.DataArray:
@@ -242,17 +245,10 @@ def _normalised(raw: np.ndarray, rec: Recording, method: str) -> xr.DataArray:
 
 def _warn_other_readers(rec: Recording) -> None:
     """Warn for the sites whose output is also read by something that is not a readout."""
-    sites = [str(s) for s in site_attr(rec.ds, "sites")]
-    others = site_attr(rec.ds, "site_other_readers")
-    readouts = site_attr(rec.ds, "site_readouts")
-    if len(others) != len(sites) or len(readouts) != len(sites):
-        return
-    present = set(rec.site_names())
-    partial = {site: (split_paths(o), split_paths(r)) for site, o, r in zip(sites, others, readouts)
-               if site in present and split_paths(o) and split_paths(r)}
+    partial = [(site, readouts, others) for site, readouts, others in _site_readers(rec) if readouts and others]
     if partial:
         detail = "; ".join(f"site {site!r} is read by {', '.join(o)} besides {' + '.join(r)}"
-                           for site, (o, r) in partial.items())
+                           for site, r, o in partial)
         warnings.warn(
             f"readout importance counts only the Linear / Conv weights reading each site, but {detail}: "
             "what reaches the output through those is left out of the units' importance. Use "
@@ -325,18 +321,17 @@ def _readout_column_norms(model: nn.Module, site: str, path: str, idx: np.ndarra
         n_in = w.shape[1]
         if not channel_units and n_in == idx.size and n_in > int(neuron[idx].max()):
             return torch.linalg.vector_norm(w, dim=0).numpy()[neuron[idx]]
-        elif n_in == n_ch:
+        if n_in == n_ch:
             return torch.linalg.vector_norm(w, dim=0).numpy()[channel[idx]]
-        elif n_in % n_ch == 0:  # a flattened (channel, position...) output, channel-major
+        if n_in % n_ch == 0:  # a flattened (channel, position...) output, channel-major
             block = w.reshape(w.shape[0], n_ch, n_in // n_ch)
             return torch.linalg.vector_norm(block, dim=(0, 2)).numpy()[channel[idx]]
-        else:
-            raise ValueInputError(
-                f"site {site!r}: readout Linear {path!r} has in_features={n_in}, which matches "
-                f"neither the site's {idx.size} units nor its {n_ch} channels. Use "
-                "method='conductance'."
-            )
-    elif isinstance(layer, nn.modules.conv._ConvNd):
+        raise ValueInputError(
+            f"site {site!r}: readout Linear {path!r} has in_features={n_in}, which matches "
+            f"neither the site's {idx.size} units nor its {n_ch} channels. Use "
+            "method='conductance'."
+        )
+    if isinstance(layer, nn.modules.conv._ConvNd):
         if layer.transposed:
             # ConvTranspose weight: (in, out/groups, *k): input channel c is row c.
             norms = torch.linalg.vector_norm(w.flatten(1), dim=1)
@@ -354,13 +349,10 @@ def _readout_column_norms(model: nn.Module, site: str, path: str, idx: np.ndarra
                 f"the site has {n_ch}. Use method='conductance'."
             )
         return norms.numpy()[channel[idx]]
-    else:
-        raise ValueInputError(
-            f"site {site!r}: readout module {path!r} is a {type(layer).__name__}, not an "
-            "nn.Linear / nn.ConvNd. Use method='conductance'."
-        )
-
-
+    raise ValueInputError(
+        f"site {site!r}: readout module {path!r} is a {type(layer).__name__}, not an "
+        "nn.Linear / nn.ConvNd. Use method='conductance'."
+    )
 
 
 # --------------------------------------------------------------------------- conductance

@@ -88,7 +88,6 @@ class _Fire:
     value: np.ndarray | None = None  # (B, *shape) float32 post-activation values
     layout: SiteLayout | None = None
     nonfinite: int = 0
-    out_ptr: tuple[int, int] | None = None
     slope: float = 0.0
 
 
@@ -444,8 +443,7 @@ class GateTap:
             fire = state.fires.get(key)
             if fire is None:
                 return
-            fire.out_ptr = _ptr(out)
-            state.out_keys[fire.out_ptr] = key
+            state.out_keys[_ptr(out)] = key
             if self.values:
                 view = site_view(out.detach(), fire.layout, state.tokens, self._describe_key(key))
                 fire.value = view.to("cpu", torch.float32).numpy().copy()
@@ -588,7 +586,7 @@ class GateTap:
         read = {targets[p] for p in in_ptrs if p in targets}
         if not read:
             return
-        if result is not None and (not outputs or outputs <= set(targets)):
+        if result is not None and (not outputs or outputs <= targets.keys()):
             return
         label = f"{name} (in {owner!r})" if owner else name
         for key in read:
@@ -624,13 +622,11 @@ class GateTap:
         self._key_to_site = {f.key: s.name for f, s in zip(fires, sites)}
         self._selected_keys = {k for k, n in self._key_to_site.items() if n in chosen}
         self.layouts = {s.name: f.layout for f, s in zip(fires, sites) if s.name in chosen}
-        self.readouts = {
-            self._key_to_site[k]: tuple(v) for k, v in state.readouts.items() if self._key_to_site.get(k) in chosen
-        }
-        self.other_readers = {
-            self._key_to_site[k]: tuple(v) for k, v in state.other_readers.items()
-            if self._key_to_site.get(k) in chosen
-        }
+        def per_site(found: dict) -> dict[str, tuple[str, ...]]:
+            return {self._key_to_site[k]: tuple(v) for k, v in found.items() if self._key_to_site.get(k) in chosen}
+
+        self.readouts = per_site(state.readouts)
+        self.other_readers = per_site(state.other_readers)
         self.slopes = {s.name: f.slope for f, s in zip(fires, sites) if s.name in chosen}
         batch = {f.gate.shape[0] for k, f in state.fires.items() if k in self._selected_keys}
         if len(batch) != 1:
@@ -843,4 +839,3 @@ def _tensors(value: Any) -> list[torch.Tensor]:
     if isinstance(value, dict):
         return [t for v in value.values() for t in _tensors(v)]
     return []
-

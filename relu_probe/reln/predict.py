@@ -26,10 +26,10 @@ predicted counterpart of pathway ``S`` with final map ``M_S`` is
 the strength of the pathway's leading mode times the share of (context, item) cells ``C`` it
 is open on: in the rich regime the units a pathway recruits are dominated by its leading mode
 (its readout norm times activation grows with ``σ_1``) and they are on exactly on the
-pathway's samples. Each cell weighs the same, whatever its number of samples, as in the
-measured mass (:func:`relu_probe.find_pathways` balances its cells): both count a cell
-once, whatever its number of samples (every sample still drives the dynamics, as in
-training). With one sample per cell ``ρ_S`` is the fraction of samples the pathway is open on.
+pathway's samples. Each cell counts once, whatever its number of samples, as in the
+measured mass (:func:`relu_probe.find_pathways` balances its cells); every sample still
+drives the dynamics, as in training. With one sample per cell ``ρ_S`` is the fraction of
+samples the pathway is open on.
 
 Limitation: fixed gating
 ------------------------
@@ -182,9 +182,9 @@ class ContextSetRace:
     def cell_weights(self) -> np.ndarray:
         """Sample weights (sample,) that give every (context, item) cell the same total,
         ``1 / (|C| · n_cell)``: the weighting of ``ρ_S`` (module docstring)."""
-        cells = np.array([f"{c!r}\x00{o!r}" for c, o in zip(self.context, self.items)], dtype=object)
-        _, inverse, counts = np.unique(cells, return_inverse=True, return_counts=True)
-        return 1.0 / (len(counts) * counts[inverse.reshape(-1)])
+        cell, _ = pd.MultiIndex.from_arrays([self.context, self.items]).factorize()
+        counts = np.bincount(cell)
+        return 1.0 / (counts.size * counts[cell])
 
     def masks(self, sets: Sequence[tuple]) -> np.ndarray:
         m = np.ones((len(sets), self.X.shape[1]))

@@ -232,18 +232,18 @@ def _curve(setup: ContextSetRace, sets: tuple[tuple, ...], *, method: str, rule:
     """The predicted loss curve of one candidate and the predicted mass of each of its sets."""
     sets = list(sets)
     state = setup.state(sets)
-    G, masks = setup.gates(sets), setup.masks(sets)
+    G, masks, weights = setup.gates(sets), setup.masks(sets), setup.cell_weights()
     if method == "exact":
         ds = setup.race(sets, lr=lr, epochs=epochs, rule=rule, rtol=rtol, sv_stride=epochs)
-        return ds["loss"].values, structure_mass(ds["maps"].values, G, setup.cell_weights())
+        return ds["loss"].values, structure_mass(ds["maps"].values, G, weights)
     if method == "simulate":
         model = GDLN(G, hidden=hidden, init_scale=init_scales_of(state, hidden), inputs=masks, rule=rule, lr=lr,
                      epochs=epochs, seed=seed, sv_stride=max(epochs, 1)).fit(setup.X, setup.Y)
-        return model.loss_curve_, structure_mass(model.maps_.values, G, setup.cell_weights())
+        return model.loss_curve_, structure_mass(model.maps_.values, G, weights)
     ds = race_dynamics(setup.X, setup.Y, G, lr=lr, epochs=epochs, init=state, rule=rule, method=method,
                        inputs=masks, d_scale="overlap" if (rule == "residual" and method == "closed") else None)
     top = ds["singular_values"].isel(epoch=-1).max("mode").values
-    raw = top * (G @ setup.cell_weights())
+    raw = top * (G @ weights)
     return ds["loss"].values, raw / raw.sum() if raw.sum() > 0 else raw
 
 

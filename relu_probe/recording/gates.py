@@ -147,23 +147,23 @@ def write_gates(src: torch.Tensor | np.ndarray, layout: SiteLayout, *, units: st
                 threshold: float, rows: PassRows, out: np.ndarray, scratch: Scratch) -> None:
     """Write one site's gates into *out*, its ``(rows, units)`` slice of the block (module
     docstring); *src* is ``(B, *shape)`` (:func:`site_view`)."""
+    if samples == "input" and (units != "channel" or layout.channel_dim is None):  # the common case first
+        compare(src, threshold, _shaped(out, tuple(src.shape)))
+        return
     batch = src.shape[0]
     here = _pass_layout(layout, src)
     if samples == "position":
         _token_gates(src, here, threshold, rows, out, scratch)
         return
-    if units == "channel" and layout.channel_dim is not None:
-        shape, axis = _positions_last(here, batch)
-        on = scratch.get(tuple(src.shape))
-        compare(src, threshold, on)
-        on = on.reshape(shape)
-        if rows.mask is not None:
-            np.logical_and(on, rows.mask[:, None, :] if axis == 2 else rows.mask[:, :, None], out=on)
-            out[...] = _count(on, axis) / rows.mask.sum(1)[:, None]
-        else:
-            out[...] = _count(on, axis) / shape[axis]
-        return
-    compare(src, threshold, _shaped(out, tuple(src.shape)))
+    shape, axis = _positions_last(here, batch)  # channel units of a site with positions
+    on = scratch.get(tuple(src.shape))
+    compare(src, threshold, on)
+    on = on.reshape(shape)
+    if rows.mask is not None:
+        np.logical_and(on, rows.mask[:, None, :] if axis == 2 else rows.mask[:, :, None], out=on)
+        out[...] = _count(on, axis) / rows.mask.sum(1)[:, None]
+    else:
+        out[...] = _count(on, axis) / shape[axis]
 
 
 def _count(on: np.ndarray, axis: int) -> np.ndarray:

@@ -212,7 +212,8 @@ class GateTap:
         #: whether the sites' positions are the calls' sequence positions (``samples="position"``)
         self.sequence_positions = False
         self.gate_var = "gate"
-        self._offsets: dict[tuple, tuple[int, int]] = {}
+        #: per selected site key, its first-pass layout and unit range ``(u0, u1)`` in the rows
+        self._plans: dict[tuple, tuple[SiteLayout, tuple[int, int]]] = {}
         self._handles: list[RemovableHandle] = []
         self._paths = {m: p for p, m in root.named_modules(remove_duplicate=False)}
         self._readout_paths = {p for m, p in self._paths.items() if isinstance(m, _READOUT_TYPES)}
@@ -339,7 +340,8 @@ class GateTap:
             if self._discovering and args:
                 self._note_reader(type(module).__name__, args, None)
             if (self._discovering or key in self._selected_keys) and args and isinstance(args[0], torch.Tensor):
-                self._fire(key, module, type(module).__name__, args[0], _module_slope(module))
+                self._fire(key, module, type(module).__name__, args[0],
+                           _module_slope(module) if self._discovering else 0.0)
                 if self.values or self._discovering or self.on_output is not None:
                     state.pending_value[id(module)] = key
             return
@@ -376,7 +378,7 @@ class GateTap:
         wanted = (self._discovering or key in self._selected_keys) and isinstance(x, torch.Tensor)
         if wanted:
             owner = self.root.get_submodule(owner_path) if owner_path else self.root
-            self._fire(key, owner, fn, x, _functional_slope(fn, args, kwargs))
+            self._fire(key, owner, fn, x, _functional_slope(fn, args, kwargs) if self._discovering else 0.0)
         out = func(*args, **kwargs)
         if wanted and isinstance(out, torch.Tensor):
             self._store_value(key, out)
@@ -412,24 +414,25 @@ class GateTap:
             state.fires[key] = fire
             self.last_site = self._describe_key(key)
             return
-        name = self._key_to_site[key]
-        layout = self.layouts[name]
-        view = site_view(x, layout, state.tokens, name)
-        if not same_units(layout, tuple(view.shape[1:]), self.units, self.samples):
+        # steady state: called for every selected site of every pass, so kept lean
+        name, layout, (u0, u1) = self._key_to_site[key], *self._plans[key]
+        view = site_view(x, layout, state.tokens, name) if layout.flattened else x
+        if view.shape[1:] != layout.shape and not same_units(layout, tuple(view.shape[1:]), self.units,
+                                                              self.samples):
             raise ValueInputError(
                 f"site {name!r} received per-sample shape {tuple(view.shape[1:])} but "
                 f"{layout.shape} in the first batch; element units need a fixed shape — "
                 "record with units='channel' or samples='position' for variable-length inputs."
             )
+        rows = state.rows
         if state.block is None:
-            state.rows = self._pass_rows(tuple(view.shape), layout, name)
-            state.block = self.sink.reserve(state.rows.n_rows)
+            state.rows = rows = self._pass_rows(tuple(view.shape), layout, name)
+            state.block = self.sink.reserve(rows.n_rows)
             self._write_row_coords()
-        else:
+        elif rows.positions is not None or view.shape[0] != rows.inputs:
             self._check_rows(tuple(view.shape), layout, name)
-        u0, u1 = self._offsets[key]
         write_gates(view, layout, units=self.units, samples=self.samples, threshold=self.threshold,
-                    rows=state.rows, out=state.block[self.gate_var][:, u0:u1], scratch=self._scratch)
+                    rows=rows, out=state.block[self.gate_var][:, u0:u1], scratch=self._scratch)
         if nonfinite:
             self.nonfinite[name] += nonfinite
         state.fired.add(key)
@@ -449,7 +452,7 @@ class GateTap:
                 fire.value = view.to("cpu", torch.float32).numpy().copy()
             return
         if self.values and key in state.fired:
-            u0, u1 = self._offsets[key]
+            u0, u1 = self._plans[key][1]
             name = self._key_to_site[key]
             layout = self.layouts[name]
             write_values(site_view(out.detach(), layout, state.tokens, name), layout, units=self.units,
@@ -655,7 +658,7 @@ class GateTap:
         for key in ordered:
             layout = self.layouts[self._key_to_site[key]]
             n = layout.n_channels if self.samples == "position" else layout.n_units(self.units)
-            self._offsets[key] = (offset, offset + n)
+            self._plans[key] = (layout, (offset, offset + n))
             offset += n
         rate = self.units == "channel" and any(l.channel_dim is not None for l in self.layouts.values())
         self.gate_var = "gate_rate" if rate else "gate"
@@ -684,7 +687,7 @@ class GateTap:
             fire = state.fires[key]
             name = self._key_to_site[key]
             self._check_rows(fire.gate.shape, fire.layout, name)
-            u0, u1 = self._offsets[key]
+            u0, u1 = self._plans[key][1]
             write_gates(fire.gate, fire.layout, units=self.units, samples=self.samples, threshold=self.threshold,
                         rows=state.rows, out=state.block[self.gate_var][:, u0:u1], scratch=self._scratch)
             if self.values:

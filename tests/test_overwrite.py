@@ -144,3 +144,62 @@ def test_an_interrupted_claim_leaves_a_directory_that_can_be_used(tmp_path):
     assert sorted(p.name for p in path.iterdir()) == [".relu_probe", ".relu_probe.lock"]
     ds = rp.record(T.SequentialReLUNet(), T.toy_inputs(4), store=path)
     np.testing.assert_array_equal(ds.gate.values[:, :3], T.SequentialReLUNet.expected_gates(T.toy_inputs(4))["1"])
+
+
+def users_zarr_array(path):
+    """The user's own zarr array (e.g. embeddings they keep beside the gates)."""
+    import zarr
+
+    array = zarr.create_array(str(path), shape=(4,), dtype="float32", fill_value=0)
+    array[:] = np.arange(4, dtype=np.float32)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["record store", "monitor store"])
+@pytest.mark.parametrize("entry", ["zarr array", "temp-like file", "symlink"])
+def test_overwrite_refuses_the_users_zarr_nodes_temp_files_and_links_inside_a_store(tmp_path, kind, entry):
+    """Only the nodes a store's consolidated metadata lists, zarr's own ``zarr.<uuid>.partial``
+    temp files and never a symlink count as relu_probe's."""
+    path = tmp_path / "out"
+    WRITERS[kind](path)
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (target / "keep.txt").write_text("mine")
+    if entry == "zarr array":
+        users_zarr_array(path / "my_embeddings")
+        name = "my_embeddings/"
+    elif entry == "temp-like file":
+        (path / "download.partial").write_text("half a download")
+        name = "download.partial"
+    else:  # a link to a zarr array of the user's, kept elsewhere
+        (path / "link").symlink_to(users_zarr_array(tmp_path / "arrays.zarr"), target_is_directory=True)
+        name = "link/"
+    with pytest.raises(errors.StoreError, match=rf"but also '{name}', which relu_probe did not write"):
+        WRITERS[kind](path)
+    assert (target / "keep.txt").read_text() == "mine"
+    if entry == "zarr array":
+        import zarr
+
+        assert zarr.open_array(str(path / "my_embeddings"), mode="r")[:].tolist() == [0, 1, 2, 3]
+    elif entry == "temp-like file":
+        assert (path / "download.partial").read_text() == "half a download"
+    else:
+        assert (path / "link").is_symlink() and (tmp_path / "arrays.zarr" / "zarr.json").is_file()
+
+
+def test_a_monitor_store_without_a_snapshot_keeps_the_users_files(tmp_path):
+    """A monitor store claimed before training stopped holds only relu_probe's marker and lock;
+    files the user then put in it are refused by the first snapshot, not deleted."""
+    path = tmp_path / "mon.zarr"
+    X, _, coords = rp.tasks.contextual_task(3)
+    rp.TrainingMonitor(rp.tasks.paper_network(3), X, coords=coords, store=path).close()
+    (path / "config.yaml").write_text("lr: 0.1\n")
+    (path / "my_dir").mkdir()
+    (path / "my_dir" / "ckpt.pt").write_bytes(b"weights")
+    mon = rp.TrainingMonitor(rp.tasks.paper_network(3), X, coords=coords, store=path)
+    with pytest.raises(errors.StoreError, match=r"without a snapshot yet, but it also holds 'config.yaml', "
+                                                r"'my_dir', which relu_probe did not write"):
+        mon.snapshot(0)
+    mon.close()
+    assert (path / "config.yaml").read_text() == "lr: 0.1\n"
+    assert (path / "my_dir" / "ckpt.pt").read_bytes() == b"weights"

@@ -28,7 +28,7 @@ import xarray as xr
 
 from ..errors import StoreError, StoreMismatchError
 from .lock import LOCK_NAME, StoreLock
-from .outputs import MARKER_NAME, MONITOR_STORE, claim_output, open_output, output_kind
+from .outputs import MARKER_NAME, MONITOR_STORE, claim_output, foreign_entries, open_output, output_kind
 from .schema import plain_attr
 from .store import FORMAT_VERSION, MONITOR_STEP_ARRAYS, committed_steps, first_difference, import_zarr, pack_gates
 
@@ -187,9 +187,17 @@ class MonitorStore:
 
     def _first(self, out: xr.Dataset, attrs: Mapping[str, Any], fingerprint: str) -> None:
         """The first snapshot writes the whole store; its consolidated metadata commits it."""
-        for entry in self.path.iterdir():  # what an interrupted first snapshot left
+        foreign = foreign_entries(self.path, MONITOR_STORE)
+        if foreign:
+            raise StoreError(
+                f"`store` {str(self.path)!r} is a TrainingMonitor store without a snapshot yet, but it also holds "
+                f"{', '.join(repr(e.name) for e in sorted(foreign)[:5])}{' …' if len(foreign) > 5 else ''}, which "
+                "relu_probe did not write; its first snapshot replaces the store's contents, and relu_probe only "
+                "deletes its own files. Move them out, or record into another store."
+            )
+        for entry in self.path.iterdir():  # what an interrupted first snapshot left (relu_probe's own)
             if entry.name not in (MARKER_NAME, LOCK_NAME):
-                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
         out.attrs = {**attrs, "relu_probe_store": FORMAT_VERSION, "relu_probe_store_kind": "monitor",
                      "n_units": int(out.sizes["unit"]), "every": self.every, "probe_fingerprint": fingerprint}
         encoding = {name: {"chunks": (1, *out[name].shape[1:])} for name in out.data_vars if "step" in out[name].dims}

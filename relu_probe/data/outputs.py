@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,7 @@ from ..errors import StoreError
 from .lock import LOCK_NAME, StoreLock
 
 __all__ = ["MARKER_NAME", "GATE_STORE", "MONITOR_STORE", "ANALYSIS", "ANALYSIS_FILES", "ANALYSIS_FORMAT",
-           "claim_output", "output_kind", "open_output", "write_marker"]
+           "claim_output", "foreign_entries", "output_kind", "open_output", "write_marker"]
 
 MARKER_NAME = ".relu_probe"
 GATE_STORE, MONITOR_STORE, ANALYSIS = "gate store", "monitor store", "analysis"
@@ -32,7 +33,7 @@ ANALYSIS_FILES = ("recording.nc", "pathways.nc", "units.nc", "dynamics.nc", "rel
                   "summary.json")
 #: The ``format`` field of a saved analysis's ``summary.json``.
 ANALYSIS_FORMAT = "relu_probe.Analysis"
-_OWN = (MARKER_NAME, LOCK_NAME)
+_OWN = (MARKER_NAME, LOCK_NAME, f"{MARKER_NAME}.partial")
 
 
 def write_marker(path: Path, kind: str) -> None:
@@ -65,18 +66,48 @@ def output_kind(path: Path) -> str | None:
     return None
 
 
-def _written_by_us(kind: str) -> Callable[[Path], bool]:
-    """Whether a top-level entry of a *kind* directory is something relu_probe writes there."""
+#: zarr's own temp file for an atomic metadata write in the store's root (``zarr.<uuid hex>.partial``)
+_ZARR_TEMP = re.compile(r"zarr\.[0-9a-f]{32}\.partial")
 
-    def zarr_entry(entry: Path) -> bool:  # zarr metadata, zarr nodes, zarr's atomic-write temp files
-        return (entry.name == "zarr.json" or entry.name.endswith(".partial")
-                or (entry.is_dir() and (entry / "zarr.json").is_file()))
+
+def _zarr_members(path: Path) -> set[str] | None:
+    """The top-level nodes listed in the store's consolidated metadata (None without one)."""
+    try:
+        root = json.loads((path / "zarr.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    meta = (root.get("consolidated_metadata") or {}).get("metadata") if isinstance(root, dict) else None
+    return None if not isinstance(meta, dict) else {key.split("/")[0] for key in meta}
+
+
+def _written_by_us(kind: str, path: Path) -> Callable[[Path], bool]:
+    """Whether a top-level entry of the *kind* directory *path* is something relu_probe writes there.
+
+    Its marker and lock (and the marker's temp file); for a zarr store its ``zarr.json``,
+    zarr's temp files, and the store's nodes: the directories its consolidated metadata lists
+    (a store whose creation was interrupted has none yet: then every directory holding a
+    ``zarr.json``); for a saved analysis its files. Never a symlink.
+    """
+    members = _zarr_members(path) if kind != ANALYSIS else None
+
+    def zarr_entry(entry: Path) -> bool:
+        if entry.name == "zarr.json" or _ZARR_TEMP.fullmatch(entry.name):
+            return entry.is_file()
+        if not entry.is_dir() or not (entry / "zarr.json").is_file():
+            return False
+        return members is None or entry.name in members
 
     def analysis_entry(entry: Path) -> bool:
         return entry.name in ANALYSIS_FILES and entry.is_file()
 
     test = analysis_entry if kind == ANALYSIS else zarr_entry
-    return lambda entry: entry.name in _OWN or test(entry)
+    return lambda entry: not entry.is_symlink() and (entry.name in _OWN or test(entry))
+
+
+def foreign_entries(path: Path, kind: str) -> list[Path]:
+    """The top-level entries of the *kind* directory *path* that relu_probe did not write."""
+    ours = _written_by_us(kind, path)
+    return [entry for entry in path.iterdir() if not ours(entry)]
 
 
 def _listing(entries: list[Path], limit: int = 5) -> str:
@@ -127,7 +158,8 @@ def claim_output(
     if found is not None:
         if not overwrite:
             raise StoreError(f"{where} already holds a relu_probe {found}; {exists_hint}")
-        foreign = [e for e in entries if not _written_by_us(found)(e)]
+        ours = _written_by_us(found, path)
+        foreign = [e for e in entries if not ours(e)]
         if foreign:
             raise StoreError(
                 f"{where} holds a relu_probe {found} but also {_listing(foreign)}, which relu_probe "

@@ -6,6 +6,7 @@ import math
 import warnings
 
 import numpy as np
+import torch
 import pandas as pd
 import pytest
 import xarray as xr
@@ -182,6 +183,46 @@ def test_mixed_selectivity_closed_forms():
     expected = (K * (K - 1) / K * 0.3) / (K * (K - 1) / K + 1)
     assert rp.mixed_selectivity_score(ds, average="units") == pytest.approx(expected)
     assert rp.mixed_selectivity_score(_record(shared_net(K, n))) == 0.0
+
+
+def _additive_and_conjunctive_net(K: int, n: int) -> torch.nn.Sequential:
+    """Inputs [object one-hot (n), context one-hot (K)]; unit 0 adds an object term in every
+    context (no interaction), unit 1 is on in context 0 only, with an object term (an
+    interaction); a readout of weights (1, 3)."""
+    lin = torch.nn.Linear(n + K, 2, bias=False)
+    w = torch.zeros(2, n + K)
+    w[0, :n] = torch.arange(1.0, n + 1)
+    w[1, :n] = torch.arange(1.0, n + 1)
+    w[1, n] = 1.0
+    w[1, n + 1:] = -(n + 2.0)
+    lin.weight.data = w
+    out = torch.nn.Linear(2, 1, bias=False)
+    out.weight.data = torch.tensor([[1.0, 3.0]])
+    return torch.nn.Sequential(lin, torch.nn.ReLU(), out)
+
+
+@pytest.mark.parametrize("given", [None, "activity", "readout"])
+def test_mixed_selectivity_weighs_cells_not_samples(given):
+    """Repeating every sample of context 0 three more times changes no cell mean, so the score
+    must equal the balanced design's — also with an activity or readout importance computed on
+    the unbalanced samples (as a training monitor stores it). The conjunctive unit is on in
+    context 0 only, so weighing samples would raise its share of the importance."""
+    K, n = 3, 4
+    model = _additive_and_conjunctive_net(K, n)
+    obj, ctx = np.meshgrid(np.arange(n), np.arange(K), indexing="xy")
+    obj, ctx = obj.reshape(-1), ctx.reshape(-1)
+    X = torch.cat([torch.eye(n)[obj], torch.eye(K)[ctx]], dim=1)
+    ds = rp.record(model, X, coords={"object": obj, "context": ctx}, values=True, progress=False)
+    extra = np.flatnonzero(ctx == 0)
+    unbalanced = ds.isel(sample=np.concatenate([np.arange(len(obj)), extra, extra, extra]))
+
+    def importance(rec):
+        return None if given is None else rp.unit_importance(model if given == "readout" else None, rec, method=given)
+
+    expected = rp.mixed_selectivity_score(ds, ("context", "object"), importance(ds))
+    assert 0.0 < expected < 1.0
+    assert rp.mixed_selectivity_score(unbalanced, ("context", "object"), importance(unbalanced)) == pytest.approx(
+        expected, abs=1e-12)
 
 
 def test_scores_of_an_incomplete_design_keep_the_structure_scores():

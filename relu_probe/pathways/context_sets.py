@@ -16,7 +16,7 @@ from ..data.reduce import grouped_sum
 from ..errors import CoordError, DegenerateDataWarning
 from .onsets import cell_on
 
-__all__ = ["ContextSets", "context_set_mass", "cell_table", "complete_items"]
+__all__ = ["ContextSets", "context_set_mass", "cell_table", "cell_balanced_importance", "complete_items"]
 
 
 @dataclass
@@ -140,6 +140,18 @@ def context_set_mass(
     np.add.at(membership, (unit_index, inverse.reshape(-1)), flat_w[keep])
     contexts = [tuple(context_values[j] for j in np.flatnonzero(row)) for row in sets]
     return ContextSets(contexts, membership, unassigned, np.zeros(U, bool), info)
+
+
+def cell_balanced_importance(importance: np.ndarray, rec: Recording, by: str, within: str) -> np.ndarray:
+    r"""An activity-proportional importance (readout or activity, :math:`\propto \bar a_u`) with
+    every present (item, context) cell weighing the same: :math:`I_u \, \bar a_u^{\mathrm{cells}} /
+    \bar a_u`, normalised to sum to 1 (:func:`context_set_mass`). Unchanged on a design with
+    the same number of samples in every cell."""
+    _, total, count = cell_table(rec, by, within)
+    cells = count.values > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cell_mean = np.where(cells[None], total.values / np.where(cells, count.values, 1.0)[None], 0.0)
+    return _cell_balanced(importance, total.values, count.values, cell_mean, cells)
 
 
 def _cell_balanced(importance: np.ndarray, total: np.ndarray, count: np.ndarray, cell_mean: np.ndarray,

@@ -15,7 +15,7 @@ from ..data.access import Recording, as_recording
 from ..errors import CoordError, InputError, describe
 from .clustering import PathwayClustering
 from .context_sets import ContextSets, complete_items, constant_gates, context_set_mass, warn_degenerate
-from .importance import default_importance, given_importance
+from .importance import ACTIVITY_PROPORTIONAL, default_importance, given_importance
 from .onsets import ON_FLOOR, members_label, profile_on
 from .profiles import gating_profile
 from .result import Pathways, SiteResult, assemble_pathways
@@ -199,7 +199,7 @@ def find_pathways(
         site_imp = raw / total if total > 0 else np.full(raw.size, 1.0 / max(raw.size, 1))
         if method == "context-sets":
             found = context_set_mass(sub, by, within, site_imp, on_fraction,
-                                     rebalance=imp.attrs.get("method") in ("readout", "activity"))
+                                     rebalance=imp.attrs.get("method") in ACTIVITY_PROPORTIONAL)
         elif method == "profiles":
             found = _profiles(sub, by, site_imp, n_pathways, random_state, on_fraction, on_floor)
         else:

@@ -19,12 +19,12 @@ from ..recording.model import preserved_modes
 from .gradients import input_path, output_tensor, site_conductance
 
 __all__ = ["unit_importance", "given_importance", "default_importance", "default_importance_method",
-           "readout_gaps", "IMPORTANCE_METHODS"]
+           "readout_gaps", "IMPORTANCE_METHODS", "ACTIVITY_PROPORTIONAL"]
 
 #: The measures :func:`unit_importance` offers.
 IMPORTANCE_METHODS = ("readout", "conductance", "activity")
 #: The measures proportional to each unit's mean activity over the recorded samples.
-_ACTIVITY_PROPORTIONAL = ("readout", "activity")
+ACTIVITY_PROPORTIONAL = ("readout", "activity")
 
 
 def unit_importance(
@@ -213,7 +213,7 @@ def given_importance(importance: Any, rec: Recording, argname: str = "importance
     imp = imp / total if total > 0 else xr.full_like(imp, 1.0 / imp.size)
     imp.name = "importance"
     method = importance.attrs.get("method") if isinstance(importance, xr.DataArray) else None
-    imp.attrs = {"method": method if method in _ACTIVITY_PROPORTIONAL else "given"}
+    imp.attrs = {"method": method if method in ACTIVITY_PROPORTIONAL else "given"}
     return imp
 
 

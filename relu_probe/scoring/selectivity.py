@@ -13,7 +13,8 @@ from .._util.checks import check_choice
 from ..data.access import align_importance, as_recording, Recording
 from ..data.reduce import grouped_sum
 from ..errors import DegenerateDataWarning, IncompleteDesignError
-from ..pathways.importance import unit_importance
+from ..pathways.context_sets import cell_balanced_importance
+from ..pathways.importance import ACTIVITY_PROPORTIONAL, unit_importance
 from .factors import two_factors
 
 __all__ = ["anova_components", "cell_means", "mixed_selectivity_index", "mixed_selectivity_score"]
@@ -121,6 +122,13 @@ def mixed_selectivity_score(
       tests reproduce it).
     - ``average="units"``: :math:`\sum_u I_u \mathrm{NMS}_u / \sum_u I_u` over units that vary.
 
+    **Cells, not samples.** The ANOVA is over cell means, so every (by, within) cell weighs the
+    same; so does the importance. The default (activity) importance, and a given one from
+    :func:`relu_probe.unit_importance` or a training monitor (``attrs["method"]`` ``"readout"`` or
+    ``"activity"``, both :math:`\propto \bar a_u`), has its sample mean :math:`\bar a_u` replaced by
+    the mean over cells (:func:`relu_probe.pathways.context_sets.cell_balanced_importance`), as
+    :func:`relu_probe.find_pathways` does: repeating the samples of some cells changes no score.
+
     Parameters
     ----------
     ds : xarray.Dataset
@@ -144,6 +152,9 @@ def mixed_selectivity_score(
     imp = (
         unit_importance(None, rec, method="activity") if importance is None else align_importance(importance, rec)
     ).values
+    method = "activity" if importance is None else getattr(importance, "attrs", {}).get("method")
+    if method in ACTIVITY_PROPORTIONAL:
+        imp = cell_balanced_importance(imp, rec, by, within)
     _, _, ss_int, ss_tot = anova_components(cell_means(rec, by, within))
     varies = (ss_tot > 0) & (imp > 0)
     if not varies.any():

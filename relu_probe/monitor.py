@@ -168,7 +168,7 @@ class TrainingMonitor:
         if self.store is not None:
             self._fingerprint, n_probe = self._probe_fingerprint()
             checked = check_coords(coords, n_probe)
-            self._store = MonitorStore(self.store, overwrite=overwrite, every=self.every)
+            self._store = MonitorStore(self.store, overwrite=overwrite, every=self.every, importance=importance)
             try:
                 self._store.check_probe(self._fingerprint, checked, per_input=samples == "position")
             except BaseException:

@@ -154,6 +154,11 @@ def test_continuing_a_store_with_another_probe_set_is_refused(tmp_path, task):
     with pytest.raises(errors.StoreMismatchError, match=r"with samples='position': its snapshots were recorded "
                                                         r"with samples='input'"):
         rp.TrainingMonitor(model, X, coords=coords, store=path, samples="position")
+    # another importance would change the meaning of the stored importance series midway
+    with pytest.raises(errors.StoreMismatchError, match=r"with importance='activity': its snapshots store the "
+                                                        r"'readout' importance"):
+        rp.TrainingMonitor(model, X, coords=coords, store=path, importance="activity")
+    assert "monitor_importance" not in rp.load(path).attrs
 
 
 def test_per_snapshot_warnings_are_given_once_per_kind(task):

@@ -50,11 +50,15 @@ class MonitorStore:
         Replace an existing relu_probe store at *path* (never anything else).
     every : int
         The monitor's snapshot period (kept as an attr).
+    importance : str
+        The monitor's ``importance`` setting (kept as an attr; a continued store must use the
+        same, or its importance series would change meaning between snapshots).
     """
 
-    def __init__(self, path: Path, *, overwrite: bool, every: int) -> None:
+    def __init__(self, path: Path, *, overwrite: bool, every: int, importance: str = "readout") -> None:
         self.path = Path(path)
         self.every = every
+        self.importance = importance
         continuing = not overwrite and output_kind(self.path) == MONITOR_STORE
         if continuing:
             self.lock: StoreLock = open_output(self.path, kind=MONITOR_STORE, argument="store")
@@ -108,6 +112,14 @@ class MonitorStore:
                 f"continuing `store` {str(self.path)!r} with every={self.every}: its snapshots were taken every "
                 f"{int(stored_every)} steps, and the gate flips between snapshots (gate_stability) are only "
                 f"comparable at one interval. Continue with every={int(stored_every)}, or record into a new store."
+            )
+        stored_importance = group.attrs.get("monitor_importance")
+        if stored_importance is not None and plain_attr(stored_importance) != self.importance:
+            raise StoreMismatchError(
+                f"continuing `store` {str(self.path)!r} with importance={self.importance!r}: its snapshots store the "
+                f"{plain_attr(stored_importance)!r} importance, and the pathway masses and scores over time would "
+                f"change meaning between snapshots. Continue with importance={plain_attr(stored_importance)!r}, or "
+                "record into a new store."
             )
         stored = group.attrs.get("probe_fingerprint")
         if stored is not None and stored != fingerprint:
@@ -199,7 +211,8 @@ class MonitorStore:
             if entry.name not in (MARKER_NAME, LOCK_NAME):
                 shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
         out.attrs = {**attrs, "relu_probe_store": FORMAT_VERSION, "relu_probe_store_kind": "monitor",
-                     "n_units": int(out.sizes["unit"]), "every": self.every, "probe_fingerprint": fingerprint}
+                     "n_units": int(out.sizes["unit"]), "every": self.every, "probe_fingerprint": fingerprint,
+                     "monitor_importance": self.importance}
         encoding = {name: {"chunks": (1, *out[name].shape[1:])} for name in out.data_vars if "step" in out[name].dims}
         encoding["step"] = {"chunks": (1,)}
         # mode "a": the directory already holds relu_probe's marker and lock

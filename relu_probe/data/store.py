@@ -66,7 +66,7 @@ _INTERNAL_ATTRS = ("relu_probe_store", "n_units", "chunk_rows", "variables", "n_
 #: the per-snapshot arrays of a TrainingMonitor store
 MONITOR_STEP_ARRAYS = ("step", "gate_bits", "gate_rate", "activation", "importance", "loss")
 #: attrs of a TrainingMonitor store that are not the dataset's
-_MONITOR_ATTRS = ("relu_probe_store_kind", "every", "probe_fingerprint")
+_MONITOR_ATTRS = ("relu_probe_store_kind", "every", "probe_fingerprint", "monitor_importance")
 #: default size of one packed chunk
 CHUNK_BYTES = 8 * 2**20
 

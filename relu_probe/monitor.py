@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 import xarray as xr
 from torch import nn
 
@@ -41,15 +42,17 @@ from ._util.checks import check_choice, check_int, check_real
 from ._util.progress import progress_bar
 from .data.monitor_store import MonitorStore
 from .data.schema import TOKEN_COORDS, check_coords, context_set_label
-from .errors import CoordError, InputError, ValueInputError
+from .errors import CoordError, InputError, ReluProbeWarning, ValueInputError
 from .pathways.find import find_pathways
 from .pathways.importance import default_importance_method, unit_importance
 from .recording.fingerprint import fingerprint_of
 from .recording.inputs import iter_batches
-from .recording.model import unwrap_model
+from .recording.model import model_float_tensor, unwrap_model
 from .recording.recorder import record
 from .recording.sites import SiteSelector
 from .recording.tokens import SAMPLE_MODES
+from .reln.convention import training_loss_factor
+from .reln.init import one_hidden_layer
 from .reln.predict import predict_structure
 from .scoring.table import scores as all_scores
 
@@ -339,7 +342,10 @@ class TrainingMonitor:
 
         The prediction is :func:`relu_probe.predict_structure` from the data and the step-0
         copy of the model (:attr:`initial_model`; the documented default initial state without
-        one), for full-batch gradient descent on the summed loss at ``lr``; its mass at epoch
+        one), for full-batch gradient descent on the summed loss ``½ Σ ‖y − f(x)‖²`` at ``c · lr``, ``c``
+        the convention of the losses passed to :meth:`update` (1 for the summed loss, ``2/(P m)`` for
+        a mean-reduced one such as torch's ``MSELoss()``: :func:`relu_probe.reln.dynamics.loss_convention`;
+        losses that match neither, or none given, warn and take ``c = 1``); its mass at epoch
         ``t`` is :meth:`relu_probe.PredictedStructure.mass_over_time`
         (``m_S(t) ∝ σ_1(M_S(t)) ρ_S``). The measured masses are :meth:`pathways_over_time`.
 
@@ -364,7 +370,15 @@ class TrainingMonitor:
             ``predicted`` and ``measured`` (step, pathway) masses over the union of context
             sets (coords ``contexts``, ``label``, ``n_contexts``); ``tv`` (step): their total
             variation distance ``½ Σ_S |m^pred_S − m^meas_S|`` (NaN while no predicted pathway has
-            grown, e.g. at step 0). Attrs: ``init`` (the initial-state source), ``lr``.
+            grown, e.g. at step 0). Attrs: ``init`` (the initial-state source), ``lr`` (the rate on
+            the summed loss the prediction used), ``lr_given``, ``loss_factor`` (``c``) and
+            ``notes`` (how the convention was read).
+
+        Raises
+        ------
+        ValueInputError
+            When the monitor's model is not a one-hidden-layer ReLU MLP (the setting the
+            prediction is made for), or ``c · lr`` is at or above the ReLN's largest stable rate.
         """
         by, within = self._factors(by, within)
         if within is None:
@@ -379,6 +393,15 @@ class TrainingMonitor:
         epochs = max(self.epochs or 0, last) if epochs is None else check_int("epochs", epochs, minimum=last)
         X = self.probe_inputs if X is None else X
         n_rows = to_numpy(Y).shape[0]
+        network = unwrap_model(self.initial_model if self.initial_model is not None else self.model)
+        try:
+            one_hidden_layer(network, allow_biases=True)
+        except (InputError, ValueInputError) as exc:
+            raise ValueInputError(
+                "structure_over_time predicts the structure of a one-hidden-layer ReLU MLP (Linear → ReLU → Linear, "
+                f"the setting of Jarvis et al., arXiv 2503.06181), but the monitor's model is not one: it has "
+                f"{str(exc).split('; got ', 1)[-1]} The measured structure over training is pathways_over_time()."
+            ) from None
         if coords is None:
             n_probe = len(np.asarray(next(iter(self.coords.values())))) if self.coords else None
             if n_probe is not None and n_probe != n_rows:
@@ -391,9 +414,15 @@ class TrainingMonitor:
         coords = check_coords(coords, n_rows)
         if by not in coords or within not in coords:
             raise ValueInputError(f"the coords of X / Y need {by!r} and {within!r}; got {sorted(coords)}.")
+        notes: list[str] = []
+        X_t = model_float_tensor(unwrap_model(self.model), torch.as_tensor(to_numpy(X)))
+        factor, confirmed = training_loss_factor(self.model, self, X_t, Y, n_rows, lr=lr, epochs=epochs, notes=notes,
+                                                 initial=self.initial_model)
+        if not confirmed:
+            warnings.warn(f"structure_over_time: {notes[-1]}.", ReluProbeWarning, stacklevel=2)
         pred = predict_structure(to_numpy(X), to_numpy(Y), context=np.asarray(coords[by]),
-                                 within=np.asarray(coords[within]), network=self.initial_model, lr=lr, epochs=epochs,
-                                 sv_stride=self.every)
+                                 within=np.asarray(coords[within]), network=self.initial_model, lr=lr * factor,
+                                 epochs=epochs, sv_stride=self.every)
         measured = self.pathways_over_time(by, within, progress=progress)
         predicted = pred.mass_over_time()
         keys = sorted({tuple(c) for c in measured["contexts"].values} | {tuple(c) for c in pred.contexts},
@@ -419,7 +448,8 @@ class TrainingMonitor:
             {"predicted": (("step", "pathway"), np.where(grown[:, None], Pn, 0.0)),
              "measured": (("step", "pathway"), M), "tv": ("step", tv)},
             coords=pcoords,
-            attrs={"init": str(pred.dynamics.attrs.get("init", "")), "lr": float(lr)},
+            attrs={"init": str(pred.dynamics.attrs.get("init", "")), "lr": float(lr * factor), "lr_given": float(lr),
+                   "loss_factor": float(factor), "notes": notes},
         )
     def gate_stability(self, tolerance: float = GATE_STABILITY_TOLERANCE) -> pd.DataFrame:
         r"""How many probe gates change from one snapshot to the next, per site.

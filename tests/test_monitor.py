@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
+import torch
 import xarray as xr
 
 import relu_probe as rp
@@ -219,3 +222,57 @@ def test_scores_weigh_every_cell_the_same_like_find_pathways(tmp_path, streamed)
     for contexts, mass in net.expected["masses"].items():
         column = [i for i, c in enumerate(over_time["contexts"].values) if c == contexts]
         assert over_time.sel(step=0).values[column[0]] == pytest.approx(mass, rel=1e-6)
+
+
+def _train_with_mean_loss(model, X, Y, mon, lr, steps, scale=1.0):
+    """The user's own loop: torch's MSELoss (mean-reduced), plain SGD, the monitor updated with
+    each step's loss (times *scale*) before the step."""
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    for step in range(steps):
+        loss = torch.nn.functional.mse_loss(model(X), Y)
+        mon.update(step, loss=scale * loss.item())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+def test_structure_over_time_reads_a_mean_loss_convention(task):
+    """A loop on torch's mean-reduced MSELoss at rate r is gradient descent on the summed loss
+    ½Σ‖y − f‖² at c·r with c = 2/(P·m): the prediction must run at that rate (it used to take r
+    as a summed-loss rate, 1/c = 720 times too fast on this task), and say so in its attrs."""
+    X, Y, coords = task
+    P, m = Y.shape
+    c = 2.0 / (P * m)
+    model = rp.tasks.paper_network(3, seed=5)
+    lr = rp.tasks.PAPER_LR / c
+    mon = rp.TrainingMonitor(model, X, coords=coords, every=50, by="context", within="object", lr=lr)
+    _train_with_mean_loss(model, X, Y, mon, lr, 101)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", errors.ReluProbeWarning)
+        out = mon.structure_over_time(Y)
+    assert out.attrs["loss_factor"] == pytest.approx(c, rel=1e-12)
+    assert out.attrs["lr"] == pytest.approx(rp.tasks.PAPER_LR, rel=1e-12) and out.attrs["lr_given"] == lr
+    assert any("mean" in note for note in out.attrs["notes"])
+
+
+def test_structure_over_time_warns_when_the_losses_match_no_convention(task):
+    X, Y, coords = task
+    model = rp.tasks.paper_network(3, seed=5)
+    lr = rp.tasks.PAPER_LR
+    mon = rp.TrainingMonitor(model, X, coords=coords, every=50, by="context", within="object", lr=lr)
+    _train_with_mean_loss(model, X, Y, mon, lr, 101, scale=3.0)  # logged ×3: neither summed nor mean
+    with pytest.warns(errors.ReluProbeWarning, match="match none of the conventions of full-batch gradient descent"):
+        out = mon.structure_over_time(Y)
+    assert out.attrs["loss_factor"] == 1.0
+
+
+def test_structure_over_time_refuses_a_deeper_network_by_name(task):
+    X, Y, coords = task
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(X.shape[1], 16), torch.nn.ReLU(), torch.nn.Linear(16, 16),
+                                torch.nn.ReLU(), torch.nn.Linear(16, Y.shape[1])).to(X.dtype)
+    mon = rp.TrainingMonitor(model, X, coords=coords, every=50, by="context", within="object", lr=1e-4)
+    mon.update(0)
+    with pytest.raises(errors.ValueInputError, match=r"structure_over_time predicts the structure of a "
+                                                     r"one-hidden-layer ReLU MLP .* it has 3 Linear and 2 ReLU"):
+        mon.structure_over_time(Y)

@@ -62,8 +62,9 @@ from ..pathways.importance import (
 )
 from ..pathways.profiles import gating_profile
 from ..recording.recorder import record
-from ..recording.model import preserved_state, unwrap_model
-from ..reln.dynamics import as_loss_curve, compare_dynamics, loss_convention, model_outputs, replays_gradient_descent
+from ..recording.model import unwrap_model
+from ..reln.convention import replay_clause, trained_and_initial_outputs, training_loss_factor
+from ..reln.dynamics import as_loss_curve, compare_dynamics, loss_convention
 from ..reln.init import hidden_biases, init_std_from_trained, one_hidden_layer
 from ..reln.layered import LayeredSpec
 from ..reln.predict import DEFAULT_MAX_EXHAUSTIVE, predict_structure, structure_table
@@ -494,8 +495,8 @@ def _training(model: Any, monitor: Any, X_t: torch.Tensor | None, Y: Any, relu_l
         if comparable and factor != 1.0:
             loss = relu_loss / factor
     elif lr is not None:
-        factor = _convention_without_curve(model, monitor, X_t, Y, rec, lr=lr, epochs=epochs, notes=notes,
-                                           initial=_initial_network(monitor, init_network))
+        factor, _ = training_loss_factor(model, monitor, X_t, Y, rec.n_samples, lr=lr, epochs=epochs, notes=notes,
+                                              initial=_initial_network(monitor, init_network))
     init: dict[str, Any] = {}
     network = init_network
     if network is None and init_std is None and monitor is not None:
@@ -526,38 +527,6 @@ def _initial_network(monitor: Any, init_network: Any) -> Any:
     return getattr(monitor, "initial_model", None) if monitor is not None else None
 
 
-def _outputs(model: Any, initial: Any, X_t: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
-    """``f(X)`` of the trained *model* and of the *initial* one (None without it), the model left as it was."""
-    with preserved_state(unwrap_model(model), eval_mode=True):
-        return model_outputs(unwrap_model(model), X_t), None if initial is None else model_outputs(initial, X_t)
-
-
-def _replay(initial: Any, X_t: torch.Tensor, Yn: np.ndarray, values: np.ndarray, steps: Any, *,
-            lr: float | None, factor: float) -> tuple[bool | None, str]:
-    """Whether full-batch gradient descent at *lr* from *initial* reproduces the logged losses
-    (:func:`relu_probe.reln.dynamics.replays_gradient_descent`), and a clause saying so."""
-    assumed = ("; taken as full-batch gradient descent, which is not checked: minibatches, momentum or Adam "
-               "would make an epoch-by-epoch comparison meaningless")
-    if initial is None:
-        return None, (f"; the loop itself was not replayed (no untrained copy of the network: pass `init_network=`, "
-                      f"or a TrainingMonitor that saw step 0){assumed}")
-    if lr is None:
-        return None, f"; the loop itself was not replayed (no `lr`){assumed}"
-    try:
-        r = replays_gradient_descent(initial, X_t, Yn, values, lr=lr, factor=factor, steps=steps)
-    except (RuntimeError, TypeError, ValueError) as exc:
-        return None, f"; the first steps could not be replayed ({' '.join(str(exc).split())}){assumed}"
-    if r["reproduced"] is None:
-        return None, ("; the loop itself could not be replayed (no logged step early enough, or too slow to replay "
-                      f"within its budget){assumed}")
-    where = f"step {r['checked'][0]}" if len(r["checked"]) == 1 else f"steps {r['checked'][0]}–{r['checked'][-1]}"
-    if r["reproduced"]:
-        return True, f"; full-batch gradient descent at lr {lr:g} from the untrained network reproduces its {where}"
-    return False, (f"; but full-batch gradient descent at lr {lr:g} from the untrained network does not reproduce "
-                   f"its {where} (off by up to {100 * r['worst']:.3g} %): the loop was not plain full-batch gradient "
-                   "descent (momentum or Adam, minibatches, weight decay or dropout)")
-
-
 def _note_class_labels(Y: Any, notes: list[str]) -> None:
     """Say so when 1-D targets look like class indices (integers, more than two values): the
     ReLN fits them as one regression output, not as classes."""
@@ -582,7 +551,7 @@ def _convention(model: Any, monitor: Any, X_t: torch.Tensor | None, Y: Any, relu
         return 1.0, True
     Yn = as_2d_float("Y", Y, n_rows=rec.n_samples)
     try:
-        out, first = _outputs(model, initial, X_t)
+        out, first = trained_and_initial_outputs(model, initial, X_t)
         conv = loss_convention(relu_loss, Yn, out, initial_outputs=first)
     except (ValueInputError, RuntimeError, TypeError) as exc:
         notes.append(f"loss curve: its convention could not be checked ({' '.join(str(exc).split())}); "
@@ -598,7 +567,7 @@ def _convention(model: Any, monitor: Any, X_t: torch.Tensor | None, Y: Any, relu
             "summed loss"
         )
         return 1.0, False
-    replayed, clause = _replay(initial, X_t, Yn, relu_loss, None, lr=lr, factor=float(conv["factor"]))
+    replayed, clause = replay_clause(initial, X_t, Yn, relu_loss, None, lr=lr, factor=float(conv["factor"]))
     if replayed is False:
         notes.append(f"loss curve: {conv['description']} ({conv['checked']} checked against the model){clause}; "
                      "an epoch-by-epoch comparison with the predictions is not meaningful, so it is shown but not "
@@ -615,59 +584,6 @@ def _convention(model: Any, monitor: Any, X_t: torch.Tensor | None, Y: Any, relu
             "1/(lr·P) rescaled)"
         )
     return float(conv["factor"]), True
-
-
-def _convention_without_curve(model: Any, monitor: Any, X_t: torch.Tensor | None, Y: Any, rec: Recording, *,
-                              lr: float, epochs: int | None, notes: list[str], initial: Any = None) -> float:
-    """The factor ``c`` of the training loss's convention when no loss curve is given: read off
-    the losses a training monitor kept at its snapshots (checked like a curve against the
-    trained model and the monitor's step-0 copy, :func:`relu_probe.reln.dynamics.loss_convention`),
-    else 1 (the summed loss) with a note saying that it could not be checked."""
-    losses = monitor.losses().dropna() if callable(getattr(monitor, "losses", None)) else None
-    unchecked = (f"the learning rate {lr:g} is taken as a rate on the summed loss ½Σ‖y − f(x)‖² of full-batch "
-                 "gradient descent")
-    how = ("for a loss reduced by a mean (e.g. torch's `MSELoss()`, c = 2/(P·m) for P samples of m outputs) "
-           "pass `lr` × c, or the predictions run 1/c times too fast")
-    if losses is None or losses.size < 2:
-        source = ("the training monitor kept fewer than two losses (pass `loss=` to its `update`)"
-                  if losses is not None else "no loss values were given (`loss_curve=` or a training monitor)")
-        notes.append(f"loss convention not checked: {source}; {unchecked}; {how}")
-        return 1.0
-    if model is None or X_t is None:
-        notes.append(f"loss convention not checked (no model and input tensor given); {unchecked}; {how}")
-        return 1.0
-    Yn = as_2d_float("Y", Y, n_rows=rec.n_samples)
-    steps = losses.index.to_numpy()
-    final_step = max(int(steps[-1]), epochs - 1) if epochs is not None else None
-    try:
-        out, first = _outputs(model, initial, X_t)
-        conv = loss_convention(losses.to_numpy(), Yn, out, initial_outputs=first, steps=steps, final_step=final_step)
-    except (ValueInputError, RuntimeError, TypeError) as exc:
-        notes.append(f"loss convention not checked ({' '.join(str(exc).split())}); {unchecked}; {how}")
-        return 1.0
-    seen = f"the training monitor's losses at {losses.size} snapshots ({conv['checked']} checked against the model)"
-    if conv["convention"] is None:
-        notes.append(
-            f"loss convention: {seen} match none of the conventions of full-batch gradient descent (the last, "
-            f"{conv['last']:.4g}, against ½Σ‖y − f(x)‖² = {conv['summed_end']:.4g} of the model; minibatches, "
-            f"momentum or Adam, weight decay or another loss change the dynamics); {unchecked}, and the "
-            "predictions' epochs need not correspond to the training's steps"
-        )
-        return 1.0
-    replayed, clause = _replay(initial, X_t, Yn, losses.to_numpy(), steps, lr=lr, factor=float(conv["factor"]))
-    if replayed is False:
-        notes.append(f"loss convention: {seen} are {conv['description']}{clause}; {unchecked}, and the "
-                     "predictions' epochs need not correspond to the training's steps")
-        return 1.0
-    if conv["convention"] == "sum":
-        notes.append(f"loss convention: {seen} are the summed ½Σ‖y − f(x)‖²{clause}")
-    else:
-        notes.append(
-            f"loss convention: {seen} are {conv['description']} = {conv['factor']:.4g} × the summed "
-            f"½Σ‖y − f(x)‖²{clause}; the ReLN and predictions run on the summed loss at {conv['factor']:.4g} × lr "
-            "(the time scale τ = 1/(lr·P) rescaled)"
-        )
-    return float(conv["factor"])
 
 
 def _init_from_trained(model: Any, X_t: torch.Tensor, rec: Recording, notes: list[str]) -> dict[str, Any]:

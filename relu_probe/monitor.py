@@ -42,7 +42,7 @@ from ._util.checks import check_choice, check_int, check_real
 from ._util.progress import progress_bar
 from .data.monitor_store import MonitorStore
 from .data.schema import TOKEN_COORDS, check_coords, context_set_label
-from .errors import CoordError, InputError, ReluProbeWarning, ValueInputError
+from .errors import CoordError, InputError, ReluProbeWarning, StoreMismatchError, ValueInputError
 from .pathways.find import find_pathways
 from .pathways.importance import default_importance_method, unit_importance
 from .recording.fingerprint import fingerprint_of
@@ -178,6 +178,8 @@ class TrainingMonitor:
                 self._store.close()
                 raise
             self.steps = list(self._store.steps)
+        #: steps found in a continued store, not yet compared with this run (:meth:`_check_same_run`)
+        self._continued_steps: set[int] = set(self.steps)
         self.last_step: int | None = max(self.steps) if self.steps else None
 
     def _probe_fingerprint(self) -> tuple[str, int]:
@@ -204,8 +206,14 @@ class TrainingMonitor:
     def update(self, step: int, loss: float | None = None) -> bool:
         """Call once per training step; snapshots when ``step % every == 0``.
 
+        Call it before the optimizer's step, with that step's loss: the snapshot then shows
+        the model the loss was computed on, and the step-0 copy (:attr:`initial_model`) is
+        the untrained network (:func:`relu_probe.tasks.train_full_batch` does so).
+
         Returns whether a snapshot was taken. Steps already snapshotted (e.g. found in a
-        continued store) are skipped.
+        continued store) are skipped; the first such step of a continued store is compared
+        with the store (the probe's gates must be the stored ones), so that another run is
+        refused rather than merged.
         """
         step = check_int("step", step, minimum=0)
         self.last_step = step if self.last_step is None else max(self.last_step, step)
@@ -218,6 +226,8 @@ class TrainingMonitor:
         step = check_int("step", step, minimum=0)
         self.last_step = step if self.last_step is None else max(self.last_step, step)
         if step in self.steps:
+            if step in self._continued_steps:
+                self._check_same_run(step)
             return False
         if self.steps and step < self.steps[-1]:
             raise ValueInputError(
@@ -237,6 +247,25 @@ class TrainingMonitor:
             self._snapshots.append(ds)
         self.steps.append(step)
         return True
+
+    def _check_same_run(self, step: int) -> None:
+        """The first snapshot step this run reaches that a continued store already holds: the
+        probe's gates now must be the stored ones, or the store holds another run (a training
+        restarted from scratch would otherwise be merged, unnoticed, with the old run's later
+        snapshots). Checked once per monitor."""
+        self._continued_steps = set()
+        stored = self.to_dataset().sel(step=step)
+        now = record(self.model, self.probe_inputs, coords=self.coords, **self.record_kwargs)
+        name = "gate" if "gate" in now else "gate_rate"
+        differ = float(np.mean(np.asarray(stored[name].values) != np.asarray(now[name].values)))
+        if differ > 0:
+            raise StoreMismatchError(
+                f"`store` {str(self.store)!r} already holds step {step}, and this run's gates at step {step} differ from "
+                f"the stored ones in {differ:.2%} of (sample, unit) entries: the store holds another training run "
+                "(a run restarted from scratch, another seed or model), and its later snapshots would be mixed with "
+                "this run's. Record this run into a new store; to continue the stored run, resume training from its "
+                f"own checkpoint (a nondeterministic replay also differs: then update only steps after {self.steps[-1]})."
+            )
 
     def losses(self) -> pd.Series:
         """The training loss passed to :meth:`update` / :meth:`snapshot` at each snapshot,

@@ -100,6 +100,28 @@ def test_store_streams_snapshots_and_continues(tmp_path, task):
     xr.testing.assert_identical(memory.to_dataset(), stored.load())
 
 
+def test_another_run_into_a_continued_store_is_refused_not_merged(tmp_path, task):
+    """A training restarted from scratch with another seed, pointed at the store of the first
+    run: its step 0 is already stored, so it would be skipped and the new run's later
+    snapshots appended to the old run's. The first stored step it reaches is compared instead."""
+    X, Y, coords = task
+    path = tmp_path / "mon.zarr"
+    model = rp.tasks.paper_network(3, seed=4)
+    with rp.TrainingMonitor(model, X, coords=coords, every=50, store=path) as first:
+        rp.tasks.train_full_batch(model, X, Y, epochs=101, callback=first.update)
+    other = rp.tasks.paper_network(3, seed=7)
+    with rp.TrainingMonitor(other, X, coords=coords, every=50, store=path) as again:
+        with pytest.raises(errors.StoreMismatchError, match=r"already holds step 0, and this run's gates at step 0 "
+                                                            r"differ from the stored ones in [0-9.]+% of"):
+            rp.tasks.train_full_batch(other, X, Y, epochs=151, callback=again.update)
+    assert list(rp.load(path).step.values) == [0, 50, 100]
+    # the same run replayed (same seed, deterministic loop) is the stored run: it continues
+    same = rp.tasks.paper_network(3, seed=4)
+    with rp.TrainingMonitor(same, X, coords=coords, every=50, store=path) as replay:
+        rp.tasks.train_full_batch(same, X, Y, epochs=151, callback=replay.update)
+    assert list(rp.load(path).step.values) == [0, 50, 100, 150]
+
+
 def test_store_of_another_layout_is_refused(tmp_path, task):
     X, Y, coords = task
     path = tmp_path / "mon.zarr"

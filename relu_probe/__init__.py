@@ -91,7 +91,8 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    """The public API and the package's dunder attributes (not its own imports: ``Any``, …)."""
+    return sorted({name for name in globals() if name.startswith("__") or name in __all__} | set(__all__))
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only

@@ -260,3 +260,9 @@ def test_public_names_resolve_and_are_not_shadowed_by_modules():
     assert rp.io.to_netcdf and rp.dataset.site_attr and rp.sites.select_sites
     assert rp.record is importlib.import_module("relu_probe.recording").record
     assert rp.scores is importlib.import_module("relu_probe.scoring").scores
+
+
+def test_dir_lists_the_public_api_not_the_packages_own_imports():
+    names = dir(rp)
+    assert set(rp.__all__) <= set(names)
+    assert not {"Any", "TYPE_CHECKING", "annotations", "importlib"} & set(names)

@@ -236,7 +236,10 @@ def test_analyze_attribution_switches(capsys, files, tmp_path):
     res = rp.Analysis.load(tmp_path / "analysis")
     assert res.attributions is None and not any("attribution" in n for n in res.notes)
     assert "No input attributions" in (tmp_path / "report.html").read_text()
-    code, _, err = run(capsys, *base, "--attribution")
+    code, _, err = run(capsys, *base, "--attribution")  # the earlier results are kept without --overwrite
+    assert code == 2 and "already holds a relu_probe report.html and analysis; pass --overwrite" in err
+    assert rp.Analysis.load(tmp_path / "analysis").attributions is None
+    code, _, err = run(capsys, *base, "--attribution", "--overwrite")
     assert code == 0, err
     assert rp.Analysis.load(tmp_path / "analysis").attributions is not None
     with pytest.raises(SystemExit) as exc:
@@ -257,3 +260,51 @@ def test_a_coord_of_the_wrong_length_is_named_as_such(capsys, files, tmp_path):
     assert f"--by 'context' in '{tmp_path / 'short.npz'}' has shape ({X.shape[0] - 5},)" in err
     assert f"one value per sample ({X.shape[0]}" in err
     del root
+
+
+def test_out_never_loses_the_users_files(capsys, files, tmp_path):
+    """--out is checked before anything runs: a report.html relu_probe did not write, a
+    report.html that is a link (writing through it would change its target), or an analysis/
+    holding the user's files are refused with or without --overwrite; a report of a saved
+    analysis into the directory holding it is refused (it would delete the analysis's ReLN)."""
+    root = files["root"]
+    analyze = ["analyze", "--model", f"{files['factory']}:build", "--weights", root / "weights.pt", "--inputs",
+               root / "inputs.npz", "--by", "context", "--within", "object", "--no-literature", "--no-attribution"]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "report.html").write_text("<html>my own notes</html>")
+    for extra in ([], ["--overwrite"]):
+        code, out, err = run(capsys, *analyze, "--out", mine, *extra)
+        assert code == 2 and "exists and is not a relu_probe report; relu_probe never replaces" in err
+        assert "analysing" not in out  # refused before the analysis ran
+    assert (mine / "report.html").read_text() == "<html>my own notes</html>"
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep")
+    (linked / "report.html").symlink_to(precious)
+    code, _, err = run(capsys, *analyze, "--out", linked, "--overwrite")
+    assert code == 2 and "is a symbolic link" in err and precious.read_text() == "keep"
+    good = tmp_path / "good"
+    assert run(capsys, *analyze, "--out", good)[0] == 0
+    (good / "analysis" / "my_table.csv").write_text("a,b")
+    code, _, err = run(capsys, *analyze, "--out", good, "--overwrite")
+    assert code == 2 and "holds 'my_table.csv', which relu_probe did not write" in err
+    (good / "analysis" / "my_table.csv").unlink()
+    before = sorted(p.name for p in (good / "analysis").iterdir())
+    code, _, err = run(capsys, "report", good / "analysis" / "recording.nc", "--by", "context", "--out", good,
+                       "--overwrite")
+    assert code == 2 and "lies in --out's" in err
+    assert sorted(p.name for p in (good / "analysis").iterdir()) == before
+
+
+def test_inputs_that_are_a_single_npy_array_get_one_line(capsys, files, tmp_path):
+    np.save(tmp_path / "X.npy", np.zeros((4, 3), np.float32))
+    code, _, err = run(capsys, "analyze", "--model", f"{files['factory']}:build", "--inputs", tmp_path / "X.npy",
+                       "--by", "context", "--out", tmp_path / "out")
+    assert code == 2 and err.count("\n") == 1 and "is a single .npy array; --inputs takes an .npz archive" in err
+
+
+def test_demo_refuses_more_contexts_than_it_can_race(capsys, tmp_path):
+    code, _, err = run(capsys, "demo", "--contexts", 40, "--out", tmp_path)
+    assert code == 2 and "--contexts must be <= 8 for the demo, got 40" in err

@@ -37,14 +37,58 @@ from typing import Any
 from ..errors import CLIError, ReluProbeError
 from .parser import build_parser
 
-__all__ = ["main"]
+__all__ = ["main", "MAX_DEMO_CONTEXTS"]
+
+#: The most contexts ``relu-probe demo`` takes: its prediction races all 2^k − 1 context sets.
+MAX_DEMO_CONTEXTS = 8
 
 
 # ----------------------------------------------------------------------------- helpers
 
 
+def _check_out(args: argparse.Namespace, source: Path | None = None) -> Path:
+    """Refuse an unusable ``--out`` before any work is done.
+
+    ``--out`` must be (or become) a directory; its ``report.html`` and ``analysis/`` may hold
+    only an earlier relu_probe report and analysis, replaced with ``--overwrite`` only. A file
+    relu_probe did not write, a symbolic link, or an analysis holding other files is refused
+    with or without it; so is a *source* inside the ``analysis/`` the command would replace.
+    """
+    from ..data.outputs import ANALYSIS, foreign_entries, output_kind
+    from ..errors import StoreError
+    from ..report.html import check_report_path
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {str(out)!r} exists and is not a directory")
+    report, analysis = out / "report.html", out / "analysis"
+    try:
+        check_report_path(report, argument="--out")
+    except StoreError as exc:
+        raise CLIError(str(exc).replace("`--out` " + repr(str(report)), f"--out's {str(report)!r}")) from None
+    earlier = [p.name for p in (report, analysis) if p.exists()]
+    if analysis.is_symlink() or (analysis.exists() and output_kind(analysis) != ANALYSIS):
+        raise CLIError(f"--out's {str(analysis)!r} exists and is not a relu_probe analysis; relu_probe never "
+                       "replaces it. Choose another --out.")
+    if analysis.exists():
+        foreign = foreign_entries(analysis, ANALYSIS)
+        if foreign:
+            raise CLIError(f"--out's {str(analysis)!r} holds {', '.join(repr(e.name) for e in sorted(foreign)[:5])}, "
+                           "which relu_probe did not write; it replaces only its own files. Move them out or choose "
+                           "another --out.")
+    if source is not None and analysis.exists():
+        inside = source.resolve() == analysis.resolve() or analysis.resolve() in source.resolve().parents
+        if inside:
+            raise CLIError(f"{str(source)!r} lies in --out's {str(analysis)!r}, which this command would replace "
+                           "with its own analysis; choose another --out.")
+    if earlier and not args.overwrite:
+        raise CLIError(f"--out {str(out)!r} already holds a relu_probe {' and '.join(earlier)}; pass --overwrite to "
+                       "replace them, or choose another --out.")
+    return out
+
+
 def _finish(res: Any, out: Path, title: str | None) -> Path:
-    res.save(out / "analysis", overwrite=True)
+    res.save(out / "analysis", overwrite=True)  # an earlier analysis there was checked by _check_out
     report = res.to_html(out / "report.html", title=title)
     return report.resolve()
 
@@ -90,6 +134,11 @@ def _demo(args: argparse.Namespace) -> int:
         raise CLIError(f"--every must be >= 0, got {args.every}")
     if args.variant == "diff" and k != 3:
         raise CLIError(f"--variant diff is defined for 3 contexts, got --contexts {k}")
+    if k > MAX_DEMO_CONTEXTS:
+        raise CLIError(f"--contexts must be <= {MAX_DEMO_CONTEXTS} for the demo, got {k}: its structure prediction "
+                       "races context sets whose number grows as 2^k (use rp.predict_structure's beam search from "
+                       "Python for more contexts)")
+    _check_out(args)
     task = tasks.contextual_task(k, variant=args.variant)
     hp = tasks.paper_hyperparameters(k)
     epochs = int(hp["epochs"]) if args.epochs is None else args.epochs
@@ -137,7 +186,11 @@ def _load_npz(path: str) -> dict[str, Any]:
     if not p.is_file():
         raise CLIError(f"--inputs {path!r} does not exist")
     try:
-        with np.load(p, allow_pickle=False) as data:
+        loaded = np.load(p, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise CLIError(f"--inputs {path!r} is a single .npy array; --inputs takes an .npz archive with the inputs "
+                           "under 'X' and one array per coord (numpy.savez(path, X=X, context=context, ...))")
+        with loaded as data:
             return {k: data[k] for k in data.files}
     except ValueError as exc:
         if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
@@ -161,6 +214,7 @@ def _analyze(args: argparse.Namespace) -> int:
     from ..analysis import analyze
     from .loading import load_model
 
+    _check_out(args)
     data = _load_npz(args.inputs)
     if "X" not in data:
         raise CLIError(f"--inputs {args.inputs!r} has no array 'X' (the inputs); keys: {', '.join(sorted(data)) or 'none'}")
@@ -241,6 +295,7 @@ def _report(args: argparse.Namespace) -> int:
     source = Path(args.source)
     if not source.exists():
         raise CLIError(f"{args.source!r} does not exist")
+    _check_out(args, source=source)
     if source.is_dir() and (source / "summary.json").is_file():
         if args.by or args.within:
             raise CLIError("--by/--within apply to recordings; a saved analysis already has its pathways")

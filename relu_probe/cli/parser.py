@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
     common.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
                         help=f"output directory (default ./{DEFAULT_OUT}): report.html and analysis/")
+    common.add_argument("--overwrite", action="store_true",
+                        help="replace a relu_probe report and analysis already in --out (never anything else: "
+                             "files relu_probe did not write are refused, with or without this flag)")
     common.add_argument("--title", default=None, help="title of the report")
     common.add_argument("--no-literature", action="store_true",
                         help="skip the literature scores (CCGP, parallelism, DCI), which are slow on wide networks")

@@ -53,7 +53,10 @@ from .layers import recording_sites
 from .markup import esc
 from .sections import SECTIONS
 
-__all__ = ["render_report", "write_report"]
+__all__ = ["render_report", "write_report", "check_report_path", "is_relu_probe_report", "GENERATOR_TAG"]
+
+#: The tag every report carries in its ``<head>`` (how an existing file is recognised as one).
+GENERATOR_TAG = '<meta name="generator" content="relu_probe">'
 
 #: What the report reads of an analysis (the attributes of :class:`relu_probe.Analysis`).
 REPORT_FIELDS = ("dataset", "importance", "pathways", "scores", "null_scores", "profile", "selectivity",
@@ -145,7 +148,7 @@ def render_report(res: Any, *, title: str | None = None, max_units: int = 40, ma
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; "
         "style-src 'unsafe-inline'\">\n"
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        '<meta name="generator" content="relu_probe">\n'
+        f"{GENERATOR_TAG}\n"
         '<link rel="icon" href="data:,">\n'
         f"<title>{esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n<main>\n"
         + _header(res, title) + "\n" + nav + "\n" + "\n".join(body for _, body in built)
@@ -177,10 +180,35 @@ def write_report(res: Any, path: str | os.PathLike, *, title: str | None = None,
             "the HTML report draws its figures with matplotlib, which is not installed: "
             "pip install 'relu_probe[plot]'"
         ) from None
-    text = render_report(res, title=title, max_units=max_units, max_heatmap_units=max_heatmap_units)
     path = Path(path)
-    if path.is_dir():
-        raise StoreError(f"`path` {str(path)!r} is a directory; pass the .html file to write.")
+    check_report_path(path)
+    text = render_report(res, title=title, max_units=max_units, max_heatmap_units=max_heatmap_units)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    tmp = path.with_name(f".{path.name}.relu_probe.partial")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)  # atomic: a reader sees the old report or the new one
     return path
+
+
+def is_relu_probe_report(path: Path) -> bool:
+    """Whether the file *path* is an HTML report relu_probe wrote (its generator tag in the head)."""
+    try:
+        with open(path, "rb") as handle:
+            return GENERATOR_TAG.encode() in handle.read(4096)
+    except OSError:
+        return False
+
+
+def check_report_path(path: Path, argument: str = "path") -> None:
+    """Refuse a report path relu_probe must not write: a directory, a symbolic link (writing
+    through it would change the file it points to), or an existing file that is not a
+    relu_probe report (it would be lost). An earlier relu_probe report is replaced."""
+    where = f"`{argument}` {str(path)!r}"
+    if path.is_symlink():
+        raise StoreError(f"{where} is a symbolic link; relu_probe writes its report only to a plain file, never "
+                         "through a link. Choose another path.")
+    if path.is_dir():
+        raise StoreError(f"{where} is a directory; pass the .html file to write.")
+    if path.exists() and not is_relu_probe_report(path):
+        raise StoreError(f"{where} exists and is not a relu_probe report; relu_probe never replaces a file it did "
+                         "not write. Choose another path.")

@@ -308,3 +308,15 @@ def test_inputs_that_are_a_single_npy_array_get_one_line(capsys, files, tmp_path
 def test_demo_refuses_more_contexts_than_it_can_race(capsys, tmp_path):
     code, _, err = run(capsys, "demo", "--contexts", 40, "--out", tmp_path)
     assert code == 2 and "--contexts must be <= 8 for the demo, got 40" in err
+
+
+@pytest.mark.parametrize("key", ["#task", "task/id", "task "])
+def test_a_coord_name_netcdf_cannot_hold_is_refused_before_the_analysis(capsys, files, tmp_path, key):
+    data = dict(np.load(files["root"] / "inputs.npz"))
+    data[key] = np.arange(len(data["X"]))
+    np.savez(tmp_path / "inputs.npz", **data)
+    code, out, err = run(capsys, "analyze", "--model", f"{files['factory']}:build", "--weights",
+                         files["root"] / "weights.pt", "--inputs", tmp_path / "inputs.npz", "--by", "context",
+                         "--out", tmp_path / "out")
+    assert code == 2 and err.count("\n") == 1 and f"the coord {key!r}" in err and "rename the key" in err
+    assert "analysing" not in out and not (tmp_path / "out" / "analysis").exists()

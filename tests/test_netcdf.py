@@ -98,3 +98,13 @@ def test_recordings_saved_by_earlier_versions_still_open(tmp_path):
     back = netcdf.open_netcdf(tmp_path / "old.nc")
     assert back.attrs["sites"] == ["1"] and back.attrs["site_kinds"] == ["dense"]
     xr.testing.assert_equal(back, ds)
+
+
+def test_a_name_netcdf_cannot_hold_is_refused_by_name_before_writing(tmp_path):
+    from relu_probe.data.netcdf import to_netcdf
+    from relu_probe.errors import ValueInputError
+
+    ds = xr.Dataset({"gate": (("sample",), np.zeros(3))}, coords={"#task": ("sample", [0, 1, 2])})
+    with pytest.raises(ValueInputError, match=r"'#task' cannot be saved to netCDF: its name begins with '#'"):
+        to_netcdf(ds, tmp_path / "x.nc")
+    assert not (tmp_path / "x.nc").exists()

@@ -246,6 +246,13 @@ def _analyze(args: argparse.Namespace) -> int:
             raise CLIError(f"--attention-mask {mask_key!r} must be an integer or bool (sample, seq) array matching "
                            f"the token ids X {X.shape}, got dtype {mask.dtype} and shape {mask.shape}")
     coords = {k: v for k, v in data.items() if k not in special and v.ndim == 1 and v.shape[0] == P}
+    from ..data.netcdf import netcdf_name_problem
+
+    for name in coords:  # the analysis is saved to netCDF: refuse a name it cannot hold now, not at the end
+        problem = netcdf_name_problem(name)
+        if problem is not None:
+            raise CLIError(f"--inputs {args.inputs!r}: the coord {name!r} (a 1-D key with one value per sample) cannot "
+                           f"be saved with the analysis: its name {problem}; rename the key")
     for option, name in (("--by", args.by), ("--within", args.within)):
         if name is not None and name not in coords:
             if name in data and name not in special:

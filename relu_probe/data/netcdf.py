@@ -34,12 +34,13 @@ import xarray as xr
 
 from .._util.arrays import plain
 from .._util.serial import from_jsonable, to_jsonable
-from ..errors import ReluProbeError, StoreError
+from ..errors import ReluProbeError, StoreError, ValueInputError
 
 __all__ = [
     "LIST_ATTRS_KEY",
     "decode",
     "encode",
+    "netcdf_name_problem",
     "open_netcdf",
     "read_groups",
     "require_netcdf4",
@@ -153,8 +154,40 @@ def _replace(ds: xr.Dataset, name: Any, variable: xr.Variable) -> xr.Dataset:
     return ds
 
 
+def netcdf_name_problem(name: Any) -> str | None:
+    """Why netCDF cannot store a variable or dimension called *name* (None if it can).
+
+    The netCDF-C rules (Unidata, "NetCDF Users Guide", *Names*): a name begins with a
+    letter, a digit, ``_`` or a multi-byte UTF-8 character, holds no ``/`` and no control
+    character, and does not end with white space.
+    """
+    text = str(name)
+    if not text:
+        return "is empty"
+    first = text[0]
+    if not (first.isalnum() or first == "_" or ord(first) > 127):
+        return f"begins with {first!r} (netCDF names begin with a letter, a digit or '_')"
+    if "/" in text:
+        return "contains '/' (netCDF reserves it for groups)"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        return "contains a control character"
+    if text != text.rstrip():
+        return "ends with white space"
+    return None
+
+
 def encode(ds: xr.Dataset) -> xr.Dataset:
-    """A netCDF-safe copy of *ds* (module docstring); :func:`decode` inverts it."""
+    """A netCDF-safe copy of *ds* (module docstring); :func:`decode` inverts it.
+
+    Raises :class:`relu_probe.errors.ValueInputError` naming the first variable or dimension
+    whose name netCDF cannot store (:func:`netcdf_name_problem`), before anything is written."""
+    for name in [*ds.variables, *ds.dims]:
+        problem = netcdf_name_problem(name)
+        if problem is not None:
+            raise ValueInputError(
+                f"{name!r} cannot be saved to netCDF: its name {problem}. Rename that coord or variable "
+                "(e.g. ds.rename({...}), or another key in the inputs file)."
+            )
     out = ds.copy(deep=False)
     json_values: list[str] = []
     for name in list(out.variables):

@@ -320,3 +320,16 @@ def test_a_coord_name_netcdf_cannot_hold_is_refused_before_the_analysis(capsys, 
                          "--out", tmp_path / "out")
     assert code == 2 and err.count("\n") == 1 and f"the coord {key!r}" in err and "rename the key" in err
     assert "analysing" not in out and not (tmp_path / "out" / "analysis").exists()
+
+
+def test_a_pickled_whole_model_as_weights_gets_one_short_line(capsys, files, tmp_path):
+    """torch.save(model) pickles the class: weights_only refuses it without running code, and
+    the CLI says what it is and what to save instead (torch's message was ~1 kB, with ANSI
+    escapes, suggesting weights_only=False)."""
+    torch.save(files["model"], tmp_path / "whole.pt")
+    code, _, err = run(capsys, "analyze", "--model", f"{files['factory']}:build", "--weights", tmp_path / "whole.pt",
+                       "--inputs", files["root"] / "inputs.npz", "--by", "context", "--out", tmp_path / "out")
+    assert code == 2 and err.count("\n") == 1 and len(err) < 400 and "\x1b" not in err
+    assert "holds a pickled `torch.nn.modules.container.Sequential`" in err
+    assert "torch.save(model.state_dict(), path)" in err
+    assert "weights_only=False" not in err

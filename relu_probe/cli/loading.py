@@ -36,6 +36,9 @@ needs an explicit opt-in:
 
 from __future__ import annotations
 
+import pickle
+import re
+
 import contextlib
 import importlib
 import importlib.util
@@ -146,6 +149,21 @@ def _state_from_file(path: Path, *, option: str, trust_archive: bool) -> tuple[M
         if kind == "export":
             return dict(torch.export.load(str(path)).state_dict), kind
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = " ".join(str(exc).split())
+        if "Unsupported global" not in text:
+            raise ValueInputError(
+                f"{option} {str(path)!r} is not a readable PyTorch state dict, TorchScript or torch.export "
+                f"archive: {type(exc).__name__}: {_one_line(exc)}"
+            ) from exc
+        # weights_only refused a pickled object (no code was run): say what it is
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        what = f"a pickled `{found.group(1)}`" if found else "a pickled Python object"
+        raise ValueInputError(
+            f"{option} {str(path)!r} holds {what}, which relu_probe does not unpickle (that could run code from "
+            "the file); save the weights with torch.save(model.state_dict(), path) and pass --model to build "
+            "the architecture."
+        ) from None
     except Exception as exc:
         raise ValueInputError(
             f"{option} {str(path)!r} is not a readable PyTorch state dict, TorchScript or torch.export "

@@ -166,3 +166,18 @@ def test_layers_section_escapes_site_names_in_text_and_tooltips(tmp_path):
     assert tags <= {"html", "head", "meta", "link", "title", "style", "body", "main", "h1", "h2", "h3", "p", "code",
                     "nav", "a", "table", "thead", "tbody", "tr", "th", "td", "span", "img", "ul", "li", "footer",
                     "section", "div", "dl", "dt", "dd", "details", "summary"}
+
+
+def test_a_skipped_reln_says_why_instead_of_asking_for_the_targets():
+    """Y given, but a two-hidden-layer network without lr / epochs: the ReLN is skipped, and the
+    dynamics section gives that reason (it asked for `Y=`, which had been passed)."""
+    X, Y, coords = rp.tasks.contextual_task(3)
+    torch.manual_seed(0)
+    deep = torch.nn.Sequential(torch.nn.Linear(11, 16), torch.nn.ReLU(), torch.nn.Linear(16, 16), torch.nn.ReLU(),
+                               torch.nn.Linear(16, 60)).double()
+    res = rp.analyze(deep, X, coords=coords, by="context", within="object", Y=Y, progress=False,
+                     attribution=False, literature=False)
+    assert res.dynamics is None
+    text = render_report(res)
+    assert "No learning dynamics: ReLN skipped: `lr` and `epochs` not given" in html.unescape(text)
+    assert "pass the targets" not in text

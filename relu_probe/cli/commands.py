@@ -292,6 +292,9 @@ def _analyze(args: argparse.Namespace) -> int:
                   title=args.title)
     for line in _describe_scores(res):
         print(line)
+    for note in res.notes:
+        if str(note).startswith("ReLN skipped"):  # --targets was given: say why it gave no ReLN
+            print(f"relu-probe: note: {' '.join(str(note).split())}", file=sys.stderr)
     print(_finish(res, Path(args.out), args.title))
     return 0
 

@@ -346,6 +346,10 @@ def dynamics_section(res: Any, options: dict[str, Any]) -> str:
     out = ['<h2 id="dynamics">Learning dynamics</h2>']
     dyn = res.dynamics
     if dyn is None:
+        skipped = [n for n in getattr(res, "notes", []) if str(n).startswith("ReLN skipped")]
+        if skipped:  # the targets were given: say why there is no ReLN
+            out.append(f'<p class="note">No learning dynamics: {esc(str(skipped[0]))}.</p>')
+            return "\n".join(out)
         out.append('<p class="note">No learning dynamics: pass the targets <code>Y=</code> (and the ReLU network\'s '
                    "<code>loss_curve=</code>) to fit the ReLN — the gated deep linear network whose gates are these "
                    "pathways (Jarvis et al., ICLR 2025) — and compare its curves with the ReLU network's.</p>")

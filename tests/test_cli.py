@@ -333,3 +333,20 @@ def test_a_pickled_whole_model_as_weights_gets_one_short_line(capsys, files, tmp
     assert "holds a pickled `torch.nn.modules.container.Sequential`" in err
     assert "torch.save(model.state_dict(), path)" in err
     assert "weights_only=False" not in err
+
+
+def test_report_of_a_monitor_store_takes_one_snapshot(capsys, tmp_path):
+    X, Y, coords = rp.tasks.contextual_task(3)
+    model = rp.tasks.paper_network(3, seed=1)
+    with rp.TrainingMonitor(model, X, coords=coords, every=50, store=tmp_path / "mon.zarr") as mon:
+        rp.tasks.train_full_batch(model, X, Y, epochs=101, callback=mon.update)
+    base = ["report", tmp_path / "mon.zarr", "--by", "context", "--within", "object", "--no-literature"]
+    code, out, err = run(capsys, *base, "--out", tmp_path / "last")
+    assert code == 0, err
+    assert "TrainingMonitor store of 3 snapshots; reporting the last, step 100" in err
+    last = rp.Analysis.load(tmp_path / "last" / "analysis")
+    expected = rp.load(tmp_path / "mon.zarr").sel(step=100).gate.values
+    np.testing.assert_array_equal(last.dataset.gate.values, expected)
+    assert run(capsys, *base, "--step", 50, "--out", tmp_path / "mid")[0] == 0
+    code, _, err = run(capsys, *base, "--step", 7, "--out", tmp_path / "bad")
+    assert code == 2 and "--step 7 is not a snapshot of" in err and "its steps: 0, 50, 100" in err

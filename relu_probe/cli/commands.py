@@ -315,6 +315,7 @@ def _report(args: argparse.Namespace) -> int:
             from ..data.store import load
 
             ds = load(source)
+            ds = _monitor_step(ds, args.step, str(source))
         else:
             from ..data.netcdf import open_netcdf
 
@@ -331,6 +332,23 @@ def _report(args: argparse.Namespace) -> int:
         return 0
     print(res.to_html(Path(args.out) / "report.html", title=args.title).resolve())
     return 0
+
+
+def _monitor_step(ds: Any, step: int | None, source: str) -> Any:
+    """One snapshot of a TrainingMonitor store (``--step``, default the last), else *ds* as it is."""
+    if "step" not in ds.dims:
+        if step is not None:
+            raise CLIError(f"--step applies to a TrainingMonitor store; {source!r} is a gate store")
+        return ds
+    steps = [int(s) for s in ds["step"].values]
+    if step is None:
+        step = steps[-1]
+        print(f"relu-probe: note: {source!r} is a TrainingMonitor store of {len(steps)} snapshots; reporting the "
+              f"last, step {step} (choose another with --step)", file=sys.stderr)
+    elif step not in steps:
+        listed = ", ".join(map(str, steps[:8])) + (" …" if len(steps) > 8 else "")
+        raise CLIError(f"--step {step} is not a snapshot of {source!r} (its steps: {listed})")
+    return ds.sel(step=step).drop_vars([v for v in ("importance", "loss") if v in ds])
 
 
 def _one_line_warnings(message, category, filename, lineno, file=None, line=None) -> None:

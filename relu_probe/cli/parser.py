@@ -125,8 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", parents=[common], help="write the report of a saved analysis or recording",
                          description="Write report.html for a saved analysis directory, a zarr gate store "
-                         "(rp.record(..., store=...)) or a netCDF recording (needs --by).")
-    rep.add_argument("source", metavar="STORE_OR_DIR", help="saved analysis directory, zarr gate store or .nc file")
+                         "(rp.record(..., store=...)), one snapshot of a TrainingMonitor store (--step) or a netCDF "
+                         "recording (needs --by).")
+    rep.add_argument("source", metavar="STORE_OR_DIR", help="saved analysis directory, zarr gate or monitor store, or .nc file")
     rep.add_argument("--by", metavar="COORD", help="condition coord (recordings only)")
     rep.add_argument("--within", metavar="COORD", help="item coord (recordings only)")
+    rep.add_argument("--step", type=int, default=None, metavar="STEP",
+                     help="for a TrainingMonitor store: the snapshot step to report (default: the last one)")
     return parser

@@ -545,6 +545,14 @@ class TrainingMonitor:
             raise ValueInputError(
                 f"gate_stability() compares consecutive snapshots and needs at least two; the monitor has {len(steps)}."
             )
+        gaps = sorted(set(np.diff(steps).tolist()))
+        if len(gaps) > 1:
+            warnings.warn(
+                f"gate_stability(): the snapshots are {', '.join(map(str, gaps))} steps apart (e.g. an extra snapshot() "
+                "between update() snapshots), and the flips between two snapshots grow with the steps between them: "
+                "the flip fractions of different intervals are not comparable, nor is the stable step they give.",
+                ReluProbeWarning, stacklevel=2,
+            )
         sites = list(dict.fromkeys(ds["site"].values.tolist()))
         site_codes = pd.Categorical(ds["site"].values, categories=sites).codes
         n_units = np.bincount(site_codes, minlength=len(sites))

@@ -3,6 +3,8 @@ hand-computed gates of a network whose weights are set by hand at each step."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -153,3 +155,19 @@ def test_a_monitor_takes_tokens_as_samples_and_checks_its_coords_per_input(tmp_p
     assert frame.set_index("site").loc["act", "flip_fraction"] == pytest.approx(off.sum() / (9 * 3))
     with pytest.raises(StoreMismatchError, match="label"):
         rp.TrainingMonitor(model, probe, coords={"label": LABEL[::-1]}, samples="position", store=tmp_path / "m")
+
+
+def test_uneven_snapshot_intervals_warn():
+    """An extra snapshot between update() snapshots: flips over 5 and 10 steps are not comparable."""
+    model = net()
+    mon = rp.TrainingMonitor(model, torch.from_numpy(X), every=10, values=False)
+    for step in (0, 10, 15, 20):
+        mon.snapshot(step)
+    with pytest.warns(rp.errors.ReluProbeWarning, match=r"the snapshots are 5, 10 steps apart"):
+        mon.gate_stability()
+    even = rp.TrainingMonitor(model, torch.from_numpy(X), every=10, values=False)
+    for step in (0, 10, 20):
+        even.snapshot(step)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", rp.errors.ReluProbeWarning)
+        even.gate_stability()

@@ -350,3 +350,22 @@ def test_report_of_a_monitor_store_takes_one_snapshot(capsys, tmp_path):
     assert run(capsys, *base, "--step", 50, "--out", tmp_path / "mid")[0] == 0
     code, _, err = run(capsys, *base, "--step", 7, "--out", tmp_path / "bad")
     assert code == 2 and "--step 7 is not a snapshot of" in err and "its steps: 0, 50, 100" in err
+
+
+def test_bool_and_integer_inputs(capsys, files, tmp_path):
+    """Bool features are cast to the model's float dtype like float ones; integer X is passed as
+    token ids, and a model that takes features says so in one line; a file that is no .npz is
+    named as such (it was reported as holding object arrays)."""
+    data = dict(np.load(files["root"] / "inputs.npz"))
+    common = ["analyze", "--model", f"{files['factory']}:build", "--weights", files["root"] / "weights.pt",
+              "--by", "context", "--within", "object", "--no-literature", "--no-attribution"]
+    np.savez(tmp_path / "bool.npz", **{**data, "X": data["X"] > 0})
+    code, _, err = run(capsys, *common, "--inputs", tmp_path / "bool.npz", "--out", tmp_path / "b")
+    assert code == 0, err
+    np.savez(tmp_path / "int.npz", **{**data, "X": (data["X"] > 0).astype(np.int64)})
+    code, _, err = run(capsys, *common, "--inputs", tmp_path / "int.npz", "--out", tmp_path / "i")
+    errors_ = [line for line in err.splitlines() if "error:" in line]
+    assert code == 2 and len(errors_) == 1 and "which are passed to the model as token ids" in errors_[0]
+    (tmp_path / "garbage.npz").write_bytes(b"definitely not numpy")
+    code, _, err = run(capsys, *common, "--inputs", tmp_path / "garbage.npz", "--out", tmp_path / "g")
+    assert code == 2 and "is not an .npz archive (numpy.savez) nor an .npy array" in err

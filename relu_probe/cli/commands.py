@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import CLIError, ReluProbeError
+from ..errors import CLIError, ForwardError, ReluProbeError
 from .parser import build_parser
 
 __all__ = ["main", "MAX_DEMO_CONTEXTS"]
@@ -193,6 +193,10 @@ def _load_npz(path: str) -> dict[str, Any]:
         with loaded as data:
             return {k: data[k] for k in data.files}
     except ValueError as exc:
+        with open(p, "rb") as handle:
+            is_zip = handle.read(4) == b"PK\x03\x04"
+        if not is_zip and "allow_pickle" in str(exc):  # numpy takes any other file for a pickle
+            raise CLIError(f"--inputs {path!r} is not an .npz archive (numpy.savez) nor an .npy array") from exc
         if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
             raise CLIError(f"--inputs {path!r} holds object arrays; save plain numeric/string arrays "
                            "(numpy.savez with numbers or fixed-width strings)") from exc
@@ -270,7 +274,7 @@ def _analyze(args: argparse.Namespace) -> int:
     param = next((p for p in model.parameters() if p.is_floating_point()), None)
     dtype = param.dtype if param is not None else torch.float32
     Xt = torch.as_tensor(X)
-    if Xt.is_floating_point():  # integer inputs (token ids) stay integers
+    if Xt.is_floating_point() or Xt.dtype == torch.bool:  # integer inputs (token ids) stay integers
         Xt = Xt.to(dtype)
     batch = args.batch_size
     if info.get("batch") is not None:
@@ -284,12 +288,19 @@ def _analyze(args: argparse.Namespace) -> int:
         inputs = {"input_ids": Xt, "attention_mask": torch.as_tensor(mask)}
         what += f", attention mask {mask_key!r} ({int(np.count_nonzero(mask))} real tokens)"
     print(f"analysing {description} on {what} from {args.inputs} …", flush=True)
-    res = analyze(model, inputs, coords=coords, by=args.by, within=args.within, Y=Y, loss_curve=loss,
-                  importance=args.importance, units=args.units, samples=args.samples, lr=args.lr,
-                  epochs=args.epochs,
-                  literature=not args.no_literature, race_method=args.race,
-                  feature_names=names, batch_size=batch, attribution=args.attribution,
-                  title=args.title)
+    try:
+        res = analyze(model, inputs, coords=coords, by=args.by, within=args.within, Y=Y, loss_curve=loss,
+                      importance=args.importance, units=args.units, samples=args.samples, lr=args.lr,
+                      epochs=args.epochs,
+                      literature=not args.no_literature, race_method=args.race,
+                      feature_names=names, batch_size=batch, attribution=args.attribution,
+                      title=args.title)
+    except ForwardError as exc:
+        if Xt.is_floating_point() or "dtype" not in str(exc):
+            raise
+        raise CLIError(f"{' '.join(str(exc).split())} ('X' in {args.inputs!r} holds integers ({X.dtype}), which are "
+                       "passed to the model as token ids; save float features, e.g. X.astype('float32'), if the model "
+                       "takes features)") from exc
     for line in _describe_scores(res):
         print(line)
     for note in res.notes:

@@ -110,8 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "for the ReLN to converge; noted in the report)")
     an.add_argument("--lr", type=_positive_float, default=None,
                     help="your training loop's learning rate, refused at once at or above the ReLN's largest "
-                         "stable rate (default: a share of that rate, derived from the data; noted in the "
-                         "report)")
+                         "stable rate where one is computed (one-hidden-layer pathways; a deeper ReLN is fitted "
+                         "and a divergence reported) (default: a share of that rate, derived from the data; noted "
+                         "in the report)")
     an.add_argument("--race", choices=["auto", "exact", "closed", "race", "live"], default=None,
                     help="prediction of the ReLN's curve (default: the exact dynamics; the closed form is shown "
                          "beside it)")

@@ -184,7 +184,7 @@ def test_help_says_what_runs_code(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "--trust-archive allow TorchScript and torch.export archives" in text
     assert "loading such an archive runs code from the file" in text
-    assert "relu-probe imports that module, which runs its code" in text
+    assert "WARNING: relu-probe imports that module, which runs its code" in text
     assert "read with torch.load(weights_only=True)" in text
 
 

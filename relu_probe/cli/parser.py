@@ -79,8 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Record and analyse a saved model on inputs from an .npz file (inputs "
                         "under X, one array per coord under its name).")
     an.add_argument("--model", required=True, metavar="MODULE:FACTORY",
-                    help="a factory returning the nn.Module (pkg.module:build or path/to/file.py:build): "
-                    "relu-probe imports that module, which runs its code, and calls the factory; "
+                    help="a factory returning the nn.Module (pkg.module:build or path/to/file.py:build). "
+                    "WARNING: relu-probe imports that module, which runs its code, and calls the factory: "
+                    "name only a module you trust (your own); "
                     "or a torch.export .pt2 archive (needs --trust-archive)")
     an.add_argument("--weights", metavar="FILE",
                     help="state dict saved with torch.save, read with torch.load(weights_only=True), which "

@@ -471,3 +471,16 @@ def test_resume_of_a_shard_in_another_order_is_accepted(tmp_path):
     swapped[[a, b]] = swapped[[b, a]]  # samples 3 (chunk 0, on disk) and 20 get each other's inputs
     with pytest.raises(errors.StoreMismatchError, match=r"sample chunk 0 \(samples 0–7\)"):
         rp.record(KilledAt(), x[order], store=path2, resume=True, sample_ids=swapped, batch_size=3)
+
+
+def test_a_store_of_another_format_version_is_named_as_such(tmp_path):
+    import json
+
+    path = tmp_path / "g.zarr"
+    rp.record(T.SequentialReLUNet(), T.toy_inputs(6), store=path)
+    meta = json.loads((path / "zarr.json").read_text())
+    meta["attributes"]["relu_probe_store"] = 99
+    meta["consolidated_metadata"] = None
+    (path / "zarr.json").write_text(json.dumps({k: v for k, v in meta.items() if v is not None}))
+    with pytest.raises(errors.StoreError, match=r"is a relu_probe gate store of format version 99; this relu_probe"):
+        rp.load(path)

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from .._version import __version__
 from ..errors import ReluProbeWarning, StoreError, StoreMismatchError, ValueInputError
 from .fingerprint import FINGERPRINT_BYTES, BatchInputs, ChunkHasher
 from .lock import Job
@@ -687,8 +688,15 @@ def load(path: str | os.PathLike, *, chunks: Mapping[str, int] | None = None) ->
         group = zarr.open_group(str(path), mode="r")
     except Exception as exc:
         raise StoreError(f"`path` {str(path)!r} is not a zarr store: {exc}") from exc
-    if group.attrs.get("relu_probe_store") != FORMAT_VERSION:
+    version = group.attrs.get("relu_probe_store")
+    if version is None:
         raise StoreError(f"`path` {str(path)!r} is not a relu_probe gate store (no relu_probe_store attr).")
+    if version != FORMAT_VERSION:
+        raise StoreError(
+            f"`path` {str(path)!r} is a relu_probe gate store of format version {plain_attr(version)!r}; this "
+            f"relu_probe ({__version__}) reads format version {FORMAT_VERSION}. Read it with the relu_probe that "
+            "wrote it, or record it again."
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds = xr.open_zarr(str(path), consolidated=True, chunks={} if chunks is None else dict(chunks))

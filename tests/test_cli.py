@@ -369,3 +369,13 @@ def test_bool_and_integer_inputs(capsys, files, tmp_path):
     (tmp_path / "garbage.npz").write_bytes(b"definitely not numpy")
     code, _, err = run(capsys, *common, "--inputs", tmp_path / "garbage.npz", "--out", tmp_path / "g")
     assert code == 2 and "is not an .npz archive (numpy.savez) nor an .npy array" in err
+
+
+def test_weights_of_another_dtype_warn(capsys, files, tmp_path):
+    half = {k: v.half() for k, v in files["model"].state_dict().items()}
+    torch.save(half, tmp_path / "half.pt")
+    code, _, err = run(capsys, "analyze", "--model", f"{files['factory']}:build", "--weights", tmp_path / "half.pt",
+                       "--inputs", files["root"] / "inputs.npz", "--by", "context", "--no-literature",
+                       "--no-attribution", "--out", tmp_path / "out")
+    assert code == 0, err
+    assert "holds tensors of another dtype than the model's (torch.float16 → torch.float64)" in " ".join(err.split())

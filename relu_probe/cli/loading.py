@@ -36,14 +36,14 @@ needs an explicit opt-in:
 
 from __future__ import annotations
 
-import pickle
-import re
-
 import contextlib
 import importlib
 import importlib.util
+import pickle
+import re
 import sys
 import types
+import warnings
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -52,7 +52,7 @@ from typing import Any, NoReturn
 import torch
 from torch import nn
 
-from ..errors import InputError, ValueInputError, describe
+from ..errors import InputError, ReluProbeWarning, ValueInputError, describe
 from .parser import TRUST_OPTION
 
 __all__ = ["archive_kind", "exported_module", "load_factory", "load_model", "load_weights"]
@@ -194,6 +194,16 @@ def load_weights(
     if not path.is_file():
         raise ValueInputError(f"{option} {str(path)!r} does not exist.")
     state, kind = _state_from_file(path, option=option, trust_archive=trust_archive)
+    own = model.state_dict()
+    cast = sorted({f"{state[k].dtype} → {own[k].dtype}" for k in state
+                   if k in own and state[k].dtype != own[k].dtype and own[k].is_floating_point()})
+    if cast:
+        warnings.warn(
+            f"{option} {str(path)!r} holds tensors of another dtype than the model's ({', '.join(cast)}); they are "
+            "cast to the model's dtype as they load. Integer or half-precision weights of a float model may have "
+            "lost precision when they were saved: check that this checkpoint is the trained model's.",
+            ReluProbeWarning, stacklevel=2,
+        )
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shape mismatches

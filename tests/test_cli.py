@@ -310,7 +310,7 @@ def test_demo_refuses_more_contexts_than_it_can_race(capsys, tmp_path):
     assert code == 2 and "--contexts must be <= 8 for the demo, got 40" in err
 
 
-@pytest.mark.parametrize("key", ["#task", "task/id", "task "])
+@pytest.mark.parametrize("key", ["#task", "task/id", "task ", "task id"])
 def test_a_coord_name_netcdf_cannot_hold_is_refused_before_the_analysis(capsys, files, tmp_path, key):
     data = dict(np.load(files["root"] / "inputs.npz"))
     data[key] = np.arange(len(data["X"]))

@@ -253,7 +253,7 @@ def _analyze(args: argparse.Namespace) -> int:
     from ..data.netcdf import netcdf_name_problem
 
     for name in coords:  # the analysis is saved to netCDF: refuse a name it cannot hold now, not at the end
-        problem = netcdf_name_problem(name)
+        problem = netcdf_name_problem(name, coord=True)
         if problem is not None:
             raise CLIError(f"--inputs {args.inputs!r}: the coord {name!r} (a 1-D key with one value per sample) cannot "
                            f"be saved with the analysis: its name {problem}; rename the key")

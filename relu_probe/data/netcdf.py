@@ -154,14 +154,18 @@ def _replace(ds: xr.Dataset, name: Any, variable: xr.Variable) -> xr.Dataset:
     return ds
 
 
-def netcdf_name_problem(name: Any) -> str | None:
+def netcdf_name_problem(name: Any, *, coord: bool = False) -> str | None:
     """Why netCDF cannot store a variable or dimension called *name* (None if it can).
 
     The netCDF-C rules (Unidata, "NetCDF Users Guide", *Names*): a name begins with a
     letter, a digit, ``_`` or a multi-byte UTF-8 character, holds no ``/`` and no control
-    character, and does not end with white space.
+    character, and does not end with white space. A *coord* that is not a dimension also
+    holds no white space: xarray lists such coords in the CF ``coordinates`` attribute,
+    separated by spaces, so it would read back as a data variable.
     """
     text = str(name)
+    if coord and any(ch.isspace() for ch in text):
+        return "contains white space (netCDF's `coordinates` attribute separates coord names by spaces)"
     if not text:
         return "is empty"
     first = text[0]
@@ -182,7 +186,7 @@ def encode(ds: xr.Dataset) -> xr.Dataset:
     Raises :class:`relu_probe.errors.ValueInputError` naming the first variable or dimension
     whose name netCDF cannot store (:func:`netcdf_name_problem`), before anything is written."""
     for name in [*ds.variables, *ds.dims]:
-        problem = netcdf_name_problem(name)
+        problem = netcdf_name_problem(name, coord=name in ds.coords and name not in ds.dims)
         if problem is not None:
             raise ValueInputError(
                 f"{name!r} cannot be saved to netCDF: its name {problem}. Rename that coord or variable "

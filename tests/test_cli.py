@@ -205,6 +205,13 @@ def test_report_command(capsys, files, tmp_path):
     code, out, err = run(capsys, "report", tmp_path / "a" / "analysis", "--out", tmp_path / "r1")
     assert code == 0, err
     assert out.strip().splitlines()[-1] == str((tmp_path / "r1" / "report.html").resolve())
+    # the report of a saved analysis next to it: only report.html is written (with --overwrite: one is there)
+    saved = sorted((p.name, p.stat().st_mtime_ns) for p in (tmp_path / "a" / "analysis").iterdir())
+    code, _, err = run(capsys, "report", tmp_path / "a" / "analysis", "--out", tmp_path / "a")
+    assert code == 2 and "already holds a relu_probe report.html; pass --overwrite" in err
+    code, _, err = run(capsys, "report", tmp_path / "a" / "analysis", "--out", tmp_path / "a", "--overwrite")
+    assert code == 0, err
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in (tmp_path / "a" / "analysis").iterdir()) == saved
     # a netCDF recording and a zarr gate store (need --by)
     ds = rp.record(files["model"], files["X"], coords=files["coords"], values=True, store=tmp_path / "gates.zarr")
     rp.io.to_netcdf(ds.load(), tmp_path / "rec.nc")

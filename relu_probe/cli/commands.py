@@ -46,13 +46,15 @@ MAX_DEMO_CONTEXTS = 8
 # ----------------------------------------------------------------------------- helpers
 
 
-def _check_out(args: argparse.Namespace, source: Path | None = None) -> Path:
+def _check_out(args: argparse.Namespace, source: Path | None = None, *, saves_analysis: bool = True) -> Path:
     """Refuse an unusable ``--out`` before any work is done.
 
-    ``--out`` must be (or become) a directory; its ``report.html`` and ``analysis/`` may hold
-    only an earlier relu_probe report and analysis, replaced with ``--overwrite`` only. A file
-    relu_probe did not write, a symbolic link, or an analysis holding other files is refused
-    with or without it; so is a *source* inside the ``analysis/`` the command would replace.
+    ``--out`` must be (or become) a directory; its ``report.html`` and (when the command
+    *saves_analysis*) ``analysis/`` may hold only an earlier relu_probe report and analysis,
+    replaced with ``--overwrite`` only. A file relu_probe did not write, a symbolic link, or
+    an analysis holding other files is refused with or without it; so is a *source* inside
+    the ``analysis/`` the command would replace. The report of a saved analysis writes only
+    ``report.html`` (its ``analysis/`` is left alone).
     """
     from ..data.outputs import ANALYSIS, foreign_entries, output_kind
     from ..errors import StoreError
@@ -66,7 +68,12 @@ def _check_out(args: argparse.Namespace, source: Path | None = None) -> Path:
         check_report_path(report, argument="--out")
     except StoreError as exc:
         raise CLIError(str(exc).replace("`--out` " + repr(str(report)), f"--out's {str(report)!r}")) from None
-    earlier = [p.name for p in (report, analysis) if p.exists()]
+    earlier = [p.name for p in ((report, analysis) if saves_analysis else (report,)) if p.exists()]
+    if not saves_analysis:
+        if earlier and not args.overwrite:
+            raise CLIError(f"--out {str(out)!r} already holds a relu_probe report.html; pass --overwrite to replace "
+                           "it, or choose another --out.")
+        return out
     if analysis.is_symlink() or (analysis.exists() and output_kind(analysis) != ANALYSIS):
         raise CLIError(f"--out's {str(analysis)!r} exists and is not a relu_probe analysis; relu_probe never "
                        "replaces it. Choose another --out.")
@@ -316,8 +323,9 @@ def _report(args: argparse.Namespace) -> int:
     source = Path(args.source)
     if not source.exists():
         raise CLIError(f"{args.source!r} does not exist")
-    _check_out(args, source=source)
-    if source.is_dir() and (source / "summary.json").is_file():
+    saved = source.is_dir() and (source / "summary.json").is_file()
+    _check_out(args, source=source, saves_analysis=not saved)
+    if saved:
         if args.by or args.within:
             raise CLIError("--by/--within apply to recordings; a saved analysis already has its pathways")
         res = Analysis.load(source)

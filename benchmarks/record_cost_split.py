@@ -30,72 +30,71 @@ import numpy as np
 import torch
 
 import relu_probe as rp
-from record_overhead import Case, bert_case, call, mlp_case, plain, resnet_case
+from record_overhead import Case, call, mlp_case, plain, resnet_case
 from relu_probe.recording.sinks import _fresh_array, _Populator
+
+
+def relu_input_shapes(case: Case) -> list[tuple[int, ...]]:
+    """Per-sample shape of every ReLU call's input, in call order (one forward of the first batch)."""
+    shapes: list[tuple[int, ...]] = []
+    handles = [m.register_forward_pre_hook(lambda _m, a: shapes.append(tuple(a[0].shape[1:]))) for m in case.relus]
+    try:
+        with torch.no_grad():
+            call(case.model, case.batches[0])
+    finally:
+        for h in handles:
+            h.remove()
+    return shapes
 
 
 def compare_hooks(case: Case, fresh: bool) -> Callable[[], None]:
     """The floor: each ReLU input compared into a buffer, nothing else (see module docstring)."""
-    reused: dict[tuple[int, int], np.ndarray] = {}
+    width = sum(int(np.prod(s)) for s in relu_input_shapes(case))
+    reused: dict[int, np.ndarray] = {}  # call index -> its buffer
 
     def run() -> None:
-        position = [0]
-        rows = None
+        rows = populator = None
         if fresh:
-            width = sum(int(np.prod(s)) for s in case_shapes)
             rows = _fresh_array((case.n_samples, width), np.dtype(bool))
             populator = _Populator([rows])  # mapped by a helper thread while the model runs, as in rp.record
-        state = {"row": 0, "unit": 0}
+        at = {"call": 0, "row": 0, "unit": 0}
 
         def hook(module: torch.nn.Module, args: tuple) -> None:
             x = args[0].detach().numpy()
             if rows is None:
-                out = reused.setdefault((position[0], x.size), np.empty(x.shape, bool))
+                out = reused.setdefault(at["call"], np.empty(x.shape, bool))
             else:
                 n = x[0].size
-                view = rows[state["row"]:state["row"] + len(x), state["unit"]:state["unit"] + n].view()
-                view.shape = x.shape
-                out = view
-                state["unit"] += n
+                out = rows[at["row"]:at["row"] + len(x), at["unit"]:at["unit"] + n].view()
+                out.shape = x.shape
+                at["unit"] += n
             np.greater(x, 0, out=out)
-            position[0] += 1
+            at["call"] += 1
 
         handles = [m.register_forward_pre_hook(hook) for m in case.relus]
         try:
             with torch.no_grad():
                 for b in case.batches:
-                    position[0], state["unit"] = 0, 0
+                    at["call"], at["unit"] = 0, 0
                     call(case.model, b)
-                    state["row"] += len(b)
+                    at["row"] += len(b)
         finally:
             for h in handles:
                 h.remove()
-            if fresh:
+            if populator is not None:
                 populator.finish()
 
-    case_shapes: list[tuple[int, ...]] = []
-    shapes_hook = [m.register_forward_pre_hook(lambda _m, a: case_shapes.append(tuple(a[0].shape[1:])))
-                   for m in case.relus]
-    try:
-        with torch.no_grad():
-            call(case.model, case.batches[0])
-    finally:
-        for h in shapes_hook:
-            h.remove()
     return run
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="resnet18", choices=("mlp", "resnet18", "bert"))
+    parser.add_argument("--model", default="resnet18", choices=("mlp", "resnet18"))
     parser.add_argument("--rounds", type=int, default=21)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
-    case = {"mlp": lambda: mlp_case(4096, 256), "resnet18": lambda: resnet_case(512, 64, 32),
-            "bert": lambda: bert_case(384, 32, 64)}[args.model]()
-    if args.model == "bert":
-        raise SystemExit("the floors hook tensor batches; use --model mlp or resnet18")
+    case = {"mlp": lambda: mlp_case(4096, 256), "resnet18": lambda: resnet_case(512, 64, 32)}[args.model]()
     first = Case(case.name, case.model, case.batches[:1], case.relus, case.calls, len(case.batches[0]))
     runs: dict[str, Callable[[], object]] = {
         "plain, 1 batch": lambda: plain(first),

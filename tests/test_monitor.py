@@ -174,14 +174,15 @@ def test_continuing_a_store_with_another_probe_set_is_refused(tmp_path, task):
         assert again.steps == [0] and again.snapshot(1)
     assert list(rp.load(path).step.values) == [0, 1]
     # another snapshot interval, or other samples, are named as such (not as other coords)
-    with pytest.raises(errors.StoreMismatchError, match=r"with every=40: its snapshots were taken every 100 steps"):
+    with pytest.raises(errors.StoreMismatchError, match=r"with every=40: its snapshots were recorded with every=100, "
+                                                        r"and the gate flips"):
         rp.TrainingMonitor(model, X, coords=coords, store=path, every=40)
     with pytest.raises(errors.StoreMismatchError, match=r"with samples='position': its snapshots were recorded "
                                                         r"with samples='input'"):
         rp.TrainingMonitor(model, X, coords=coords, store=path, samples="position")
     # another importance would change the meaning of the stored importance series midway
-    with pytest.raises(errors.StoreMismatchError, match=r"with importance='activity': its snapshots store the "
-                                                        r"'readout' importance"):
+    with pytest.raises(errors.StoreMismatchError, match=r"with importance='activity': its snapshots were recorded "
+                                                        r"with importance='readout', and the stored importance"):
         rp.TrainingMonitor(model, X, coords=coords, store=path, importance="activity")
     assert "monitor_importance" not in rp.load(path).attrs
 

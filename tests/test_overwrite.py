@@ -198,7 +198,7 @@ def test_a_monitor_store_without_a_snapshot_keeps_the_users_files(tmp_path):
     (path / "my_dir" / "ckpt.pt").write_bytes(b"weights")
     mon = rp.TrainingMonitor(rp.tasks.paper_network(3), X, coords=coords, store=path)
     with pytest.raises(errors.StoreError, match=r"without a snapshot yet, but it also holds 'config.yaml', "
-                                                r"'my_dir', which relu_probe did not write"):
+                                                r"'my_dir/', which relu_probe did not write"):
         mon.snapshot(0)
     mon.close()
     assert (path / "config.yaml").read_text() == "lr: 0.1\n"

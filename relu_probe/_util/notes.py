@@ -9,7 +9,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-__all__ = ["merge_notes"]
+__all__ = ["merge_notes", "RELN_SKIPPED", "reln_skipped"]
+
+#: How a note that says why no ReLN was fitted begins.
+RELN_SKIPPED = "ReLN skipped"
 
 #: A quoted name inside a note: the part that differs between notes of one kind.
 _QUOTED = re.compile(r"'[^']*'")
@@ -49,3 +52,8 @@ def merge_notes(notes: Iterable[str]) -> list[str]:
         head = " ".join(words) + (" " if head.endswith(" ") else "")
         out.append(f"{head}{', '.join(names[key])}{tail}")
     return out
+
+
+def reln_skipped(notes: Iterable[str]) -> str | None:
+    """The note saying why no ReLN was fitted (it begins with :data:`RELN_SKIPPED`), or None."""
+    return next((" ".join(str(n).split()) for n in notes if str(n).startswith(RELN_SKIPPED)), None)

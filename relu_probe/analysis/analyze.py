@@ -46,7 +46,7 @@ from torch import nn
 
 from .._util.arrays import as_2d_float
 from .._util.checks import check_choice, check_int, check_real
-from .._util.notes import merge_notes
+from .._util.notes import RELN_SKIPPED, merge_notes
 from .._util.progress import StepBar
 from ..data.access import Recording, as_recording
 from ..data.schema import site_attr
@@ -662,7 +662,7 @@ def _reln_step(pw: Any, rec: Recording, X_t: torch.Tensor | None, Y: Any, traini
         )
     if (training.lr is None or training.epochs is None) and not math.isfinite(bound):
         missing = " and ".join(n for n, v in (("`lr`", training.lr), ("`epochs`", training.epochs)) if v is None)
-        notes.append(f"ReLN skipped: {missing} not given, and this ReLN (layered, deep pathways or a trunk) is not "
+        notes.append(f"{RELN_SKIPPED}: {missing} not given, and this ReLN (layered, deep pathways or a trunk) is not "
                      "covered by the data-derived defaults; pass them (your training loop's)")
         return None, None, None
     if training.lr is not None and not math.isfinite(bound):
@@ -672,7 +672,7 @@ def _reln_step(pw: Any, rec: Recording, X_t: torch.Tensor | None, Y: Any, traini
     try:
         reln.fit(Xn, Yn, check_lr=False)  # the given lr was checked against `bound` above
     except DivergenceError as exc:
-        notes.append(f"ReLN skipped: {' '.join(str(exc).split())}")
+        notes.append(f"{RELN_SKIPPED}: {' '.join(str(exc).split())}")
         return None, None, None
     schedule = reln.schedule_
     notes.extend(schedule.notes)

@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .._util.notes import reln_skipped
 from ..errors import CLIError, ForwardError, ReluProbeError
 from .parser import build_parser
 
@@ -56,7 +57,7 @@ def _check_out(args: argparse.Namespace, source: Path | None = None, *, saves_an
     the ``analysis/`` the command would replace. The report of a saved analysis writes only
     ``report.html`` (its ``analysis/`` is left alone).
     """
-    from ..data.outputs import ANALYSIS, foreign_entries, output_kind
+    from ..data.outputs import ANALYSIS, entry_listing, foreign_entries, output_kind
     from ..errors import StoreError
     from ..report.html import check_report_path
 
@@ -65,9 +66,9 @@ def _check_out(args: argparse.Namespace, source: Path | None = None, *, saves_an
         raise CLIError(f"--out {str(out)!r} exists and is not a directory")
     report, analysis = out / "report.html", out / "analysis"
     try:
-        check_report_path(report, argument="--out")
+        check_report_path(report, where=f"--out's {str(report)!r}")
     except StoreError as exc:
-        raise CLIError(str(exc).replace("`--out` " + repr(str(report)), f"--out's {str(report)!r}")) from None
+        raise CLIError(str(exc)) from None
     earlier = [p.name for p in ((report, analysis) if saves_analysis else (report,)) if p.exists()]
     if not saves_analysis:
         if earlier and not args.overwrite:
@@ -80,7 +81,7 @@ def _check_out(args: argparse.Namespace, source: Path | None = None, *, saves_an
     if analysis.exists():
         foreign = foreign_entries(analysis, ANALYSIS)
         if foreign:
-            raise CLIError(f"--out's {str(analysis)!r} holds {', '.join(repr(e.name) for e in sorted(foreign)[:5])}, "
+            raise CLIError(f"--out's {str(analysis)!r} holds {entry_listing(foreign)}, "
                            "which relu_probe did not write; it replaces only its own files. Move them out or choose "
                            "another --out.")
     if source is not None and analysis.exists():
@@ -310,9 +311,9 @@ def _analyze(args: argparse.Namespace) -> int:
                        "takes features)") from exc
     for line in _describe_scores(res):
         print(line)
-    for note in res.notes:
-        if str(note).startswith("ReLN skipped"):  # --targets was given: say why it gave no ReLN
-            print(f"relu-probe: note: {' '.join(str(note).split())}", file=sys.stderr)
+    skipped = reln_skipped(res.notes)
+    if skipped:  # --targets was given: say why it gave no ReLN
+        print(f"relu-probe: note: {skipped}", file=sys.stderr)
     print(_finish(res, Path(args.out), args.title))
     return 0
 

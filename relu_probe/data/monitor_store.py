@@ -28,7 +28,7 @@ import xarray as xr
 
 from ..errors import StoreError, StoreMismatchError
 from .lock import LOCK_NAME, StoreLock
-from .outputs import MARKER_NAME, MONITOR_STORE, claim_output, foreign_entries, open_output, output_kind
+from .outputs import MARKER_NAME, MONITOR_STORE, claim_output, entry_listing, foreign_entries, open_output, output_kind
 from .schema import plain_attr
 from .store import FORMAT_VERSION, MONITOR_STEP_ARRAYS, committed_steps, first_difference, import_zarr, pack_gates
 
@@ -98,29 +98,20 @@ class MonitorStore:
         if not self.n_steps:
             return
         group = self._group()
-        samples = "position" if per_input else "input"
-        stored_samples = plain_attr(group.attrs.get("samples", "input"))
-        if stored_samples != samples:
-            raise StoreMismatchError(
-                f"continuing `store` {str(self.path)!r} with samples={samples!r}: its snapshots were recorded "
-                f"with samples={stored_samples!r}, so their rows are other samples. Continue with "
-                f"samples={stored_samples!r}, or record into a new store."
-            )
-        stored_every = group.attrs.get("every")
-        if stored_every is not None and int(stored_every) != self.every:
-            raise StoreMismatchError(
-                f"continuing `store` {str(self.path)!r} with every={self.every}: its snapshots were taken every "
-                f"{int(stored_every)} steps, and the gate flips between snapshots (gate_stability) are only "
-                f"comparable at one interval. Continue with every={int(stored_every)}, or record into a new store."
-            )
-        stored_importance = group.attrs.get("monitor_importance")
-        if stored_importance is not None and plain_attr(stored_importance) != self.importance:
-            raise StoreMismatchError(
-                f"continuing `store` {str(self.path)!r} with importance={self.importance!r}: its snapshots store the "
-                f"{plain_attr(stored_importance)!r} importance, and the pathway masses and scores over time would "
-                f"change meaning between snapshots. Continue with importance={plain_attr(stored_importance)!r}, or "
-                "record into a new store."
-            )
+        settings = (  # (setting, attr, this monitor's value, default of older stores, why it must agree)
+            ("samples", "samples", "position" if per_input else "input", "input", "their rows are other samples"),
+            ("every", "every", self.every, None,
+             "the gate flips between snapshots (gate_stability) are only comparable at one interval"),
+            ("importance", "monitor_importance", self.importance, None,
+             "the stored importance, and the pathway masses and scores over time, would change meaning midway"),
+        )
+        for setting, attr, given, default, why in settings:
+            stored = plain_attr(group.attrs.get(attr, default))
+            if stored is not None and stored != given:
+                raise StoreMismatchError(
+                    f"continuing `store` {str(self.path)!r} with {setting}={given!r}: its snapshots were recorded with "
+                    f"{setting}={stored!r}, and {why}. Continue with {setting}={stored!r}, or record into a new store."
+                )
         stored = group.attrs.get("probe_fingerprint")
         if stored is not None and stored != fingerprint:
             raise StoreMismatchError(
@@ -203,7 +194,7 @@ class MonitorStore:
         if foreign:
             raise StoreError(
                 f"`store` {str(self.path)!r} is a TrainingMonitor store without a snapshot yet, but it also holds "
-                f"{', '.join(repr(e.name) for e in sorted(foreign)[:5])}{' …' if len(foreign) > 5 else ''}, which "
+                f"{entry_listing(foreign)}, which "
                 "relu_probe did not write; its first snapshot replaces the store's contents, and relu_probe only "
                 "deletes its own files. Move them out, or record into another store."
             )

@@ -23,7 +23,7 @@ from ..errors import StoreError
 from .lock import LOCK_NAME, StoreLock
 
 __all__ = ["MARKER_NAME", "GATE_STORE", "MONITOR_STORE", "ANALYSIS", "ANALYSIS_FILES", "ANALYSIS_FORMAT",
-           "claim_output", "foreign_entries", "output_kind", "open_output", "write_marker"]
+           "claim_output", "entry_listing", "foreign_entries", "output_kind", "open_output", "write_marker"]
 
 MARKER_NAME = ".relu_probe"
 GATE_STORE, MONITOR_STORE, ANALYSIS = "gate store", "monitor store", "analysis"
@@ -110,7 +110,8 @@ def foreign_entries(path: Path, kind: str) -> list[Path]:
     return [entry for entry in path.iterdir() if not ours(entry)]
 
 
-def _listing(entries: list[Path], limit: int = 5) -> str:
+def entry_listing(entries: list[Path], limit: int = 5) -> str:
+    """The first *limit* entries' names, quoted, sorted, directories with a trailing ``/``."""
     names = [repr(e.name + ("/" if e.is_dir() else "")) for e in sorted(entries)[:limit]]
     more = f" and {len(entries) - limit} more" if len(entries) > limit else ""
     return ", ".join(names) + more
@@ -152,7 +153,7 @@ def claim_output(
         found, entries = None, []  # a claim that was interrupted before anything was written
     if entries and found is None:
         raise StoreError(
-            f"{where} is not empty and is not a relu_probe output: it holds {_listing(entries)}. "
+            f"{where} is not empty and is not a relu_probe output: it holds {entry_listing(entries)}. "
             "relu_probe only replaces what it wrote itself; choose another path."
         )
     if found is not None:
@@ -162,7 +163,7 @@ def claim_output(
         foreign = [e for e in entries if not ours(e)]
         if foreign:
             raise StoreError(
-                f"{where} holds a relu_probe {found} but also {_listing(foreign)}, which relu_probe "
+                f"{where} holds a relu_probe {found} but also {entry_listing(foreign)}, which relu_probe "
                 "did not write; overwrite=True deletes only relu_probe's own files. Move them out or "
                 "choose another path."
             )

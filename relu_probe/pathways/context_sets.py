@@ -116,9 +116,7 @@ def context_set_mass(
             UserWarning,
             stacklevel=4,
         )
-    cells = count.values > 0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cell_mean = np.where(cells[None], total.values / np.where(cells, count.values, 1.0)[None], 0.0)
+    cells, cell_mean = _cell_means(total.values, count.values)
     if rebalance:
         importance = _cell_balanced(importance, total.values, count.values, cell_mean, cells)
     on = _on_cells(rec, rate.values[:, complete, :], on_fraction)
@@ -148,10 +146,16 @@ def cell_balanced_importance(importance: np.ndarray, rec: Recording, by: str, wi
     \bar a_u`, normalised to sum to 1 (:func:`context_set_mass`). Unchanged on a design with
     the same number of samples in every cell."""
     _, total, count = cell_table(rec, by, within)
-    cells = count.values > 0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cell_mean = np.where(cells[None], total.values / np.where(cells, count.values, 1.0)[None], 0.0)
+    cells, cell_mean = _cell_means(total.values, count.values)
     return _cell_balanced(importance, total.values, count.values, cell_mean, cells)
+
+
+def _cell_means(total: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The present cells (item, context) and each unit's mean activity in them, 0 elsewhere
+    (*total* (unit, item, context) summed activity, *count* (item, context) samples)."""
+    cells = count > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return cells, np.where(cells[None], total / np.where(cells, count, 1.0)[None], 0.0)
 
 
 def _cell_balanced(importance: np.ndarray, total: np.ndarray, count: np.ndarray, cell_mean: np.ndarray,

@@ -185,8 +185,11 @@ def write_report(res: Any, path: str | os.PathLike, *, title: str | None = None,
     text = render_report(res, title=title, max_units=max_units, max_heatmap_units=max_heatmap_units)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.relu_probe.partial")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)  # atomic: a reader sees the old report or the new one
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)  # atomic: a reader sees the old report or the new one
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -199,11 +202,12 @@ def is_relu_probe_report(path: Path) -> bool:
         return False
 
 
-def check_report_path(path: Path, argument: str = "path") -> None:
+def check_report_path(path: Path, where: str | None = None) -> None:
     """Refuse a report path relu_probe must not write: a directory, a symbolic link (writing
     through it would change the file it points to), or an existing file that is not a
-    relu_probe report (it would be lost). An earlier relu_probe report is replaced."""
-    where = f"`{argument}` {str(path)!r}"
+    relu_probe report (it would be lost). An earlier relu_probe report is replaced. *where*
+    names the path in the error (default: the argument ``path``)."""
+    where = f"`path` {str(path)!r}" if where is None else where
     if path.is_symlink():
         raise StoreError(f"{where} is a symbolic link; relu_probe writes its report only to a plain file, never "
                          "through a link. Choose another path.")

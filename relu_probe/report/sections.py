@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._util.notes import reln_skipped
 from ..pathways.profiles import gating_profile
 from . import figures as figs
 from .labels import (KIND_TEXT, RACE_EXPLANATIONS, RACE_LABELS, SCORE_DEFINITIONS, context_set_label, gating_measure,
@@ -346,9 +347,9 @@ def dynamics_section(res: Any, options: dict[str, Any]) -> str:
     out = ['<h2 id="dynamics">Learning dynamics</h2>']
     dyn = res.dynamics
     if dyn is None:
-        skipped = [n for n in getattr(res, "notes", []) if str(n).startswith("ReLN skipped")]
+        skipped = reln_skipped(getattr(res, "notes", []))
         if skipped:  # the targets were given: say why there is no ReLN
-            out.append(f'<p class="note">No learning dynamics: {esc(str(skipped[0]))}.</p>')
+            out.append(f'<p class="note">No learning dynamics: {esc(skipped)}.</p>')
             return "\n".join(out)
         out.append('<p class="note">No learning dynamics: pass the targets <code>Y=</code> (and the ReLU network\'s '
                    "<code>loss_curve=</code>) to fit the ReLN — the gated deep linear network whose gates are these "
